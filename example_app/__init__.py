@@ -1,0 +1,62 @@
+"""A small shop that uses flask-mcsync: customers, a signup page, an admin login.
+
+Configured from the environment so the same code runs the demo, the tests and a
+developer's shell:
+
+* ``DATABASE_URL`` (default: SQLite in the instance folder),
+* ``MCSYNC_API_KEY``, ``MCSYNC_API_URL``, ``MCSYNC_REDIS_URL`` and any other ``MCSYNC_*``,
+* ``SHOP_ADMIN_PASSWORD`` (default ``admin``), ``SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, session
+
+from flask_mcsync import MailchimpSync, SubscriberSource
+
+from .models import Customer, db
+
+mcsync = MailchimpSync(
+    db=db,
+    source=SubscriberSource(
+        model=Customer,
+        email="email",
+        # Only newsletter opt-ins are subscribers: the others never reach Mailchimp.
+        filter=lambda: Customer.newsletter.is_(True),
+        merge_fields={"FNAME": "first_name", "LNAME": "last_name"},
+    ),
+    # The admin pages are for a logged-in shop admin only.
+    authorize=lambda: bool(session.get("shop_admin")),
+)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(
+        SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-change-me"),
+        SQLALCHEMY_DATABASE_URI=os.environ.get(
+            "DATABASE_URL", f"sqlite:///{os.path.join(app.instance_path, 'shop.db')}"
+        ),
+        SHOP_ADMIN_PASSWORD=os.environ.get("SHOP_ADMIN_PASSWORD", "admin"),
+    )
+    app.config.update({k: v for k, v in os.environ.items() if k.startswith("MCSYNC_")})
+    if test_config:
+        app.config.update(test_config)
+
+    db.init_app(app)
+    mcsync.init_app(app)
+
+    from . import commands, views
+
+    app.register_blueprint(views.bp)
+    app.cli.add_command(commands.seed)
+    with app.app_context():
+        db.create_all()
+        from flask_mcsync.migrations import upgrade
+
+        upgrade(db.engine)
+    return app

@@ -1,0 +1,26 @@
+"""The example shop's own data: its customers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+class Customer(db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "shop_customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(db.String(320), index=True)
+    first_name: Mapped[str] = mapped_column(db.String(100), default="")
+    last_name: Mapped[str] = mapped_column(db.String(100), default="")
+    newsletter: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))

@@ -1,0 +1,177 @@
+"""The ``MCSYNC_*`` configuration keys, read once when the extension is registered.
+
+A missing or malformed setting is a :class:`ConfigError` at start-up with a sentence saying
+what to set, never a surprise in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+#: Every key the extension reads, with its default. Documented in the README.
+DEFAULTS: dict[str, Any] = {
+    "MCSYNC_API_KEY": None,
+    "MCSYNC_API_URL": None,
+    "MCSYNC_REDIS_URL": None,
+    "MCSYNC_REQUEST_TIMEOUT": 30.0,
+    "MCSYNC_QUEUE": "mcsync",
+    "MCSYNC_URL_PREFIX": "/admin/mailchimp",
+    "MCSYNC_MAX_CONNECTIONS": 10,
+    "MCSYNC_MAX_BATCH_SIZE": 10_000,
+    "MCSYNC_DEFAULT_BATCH_SIZE": 500,
+    "MCSYNC_MAX_ATTEMPTS": 8,
+    "MCSYNC_LEASE_SECONDS": 120.0,
+    "MCSYNC_POLL_INTERVAL": 2.0,
+    "MCSYNC_SWEEP_INTERVAL": 30,
+}
+
+# Mailchimp keys are 32 hex digits, a dash and the datacenter (``...-us21``); mailchimp3
+# refuses any other shape before sending anything.
+API_KEY_RE = re.compile(r"^[0-9a-f]{32}-[a-z0-9]+$")
+
+# Mailchimp answers a request in at most 120 s; a longer timeout would only hide a dead peer.
+MAX_TIMEOUT = 120.0
+
+
+class ConfigError(RuntimeError):
+    """A ``MCSYNC_*`` setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The extension's settings for one app."""
+
+    api_key: str | None
+    api_url: str
+    redis_url: str | None
+    request_timeout: float
+    queue_name: str
+    url_prefix: str
+    max_connections: int
+    max_batch_size: int
+    default_batch_size: int
+    max_attempts: int
+    lease_seconds: float
+    poll_interval: float
+    sweep_interval: int
+
+    @property
+    def datacenter(self) -> str | None:
+        return datacenter_of(self.api_key) if self.api_key else None
+
+    @property
+    def masked_api_key(self) -> str:
+        """The key as the admin pages show it: never whole."""
+        if not self.api_key:
+            return "(not set)"
+        return f"…{self.api_key[-8:]}" if len(self.api_key) > 12 else "…"
+
+
+def datacenter_of(api_key: str) -> str:
+    return api_key.rsplit("-", 1)[-1]
+
+
+def read_config(app_config: dict[str, Any] | Any) -> Config:
+    """Validate the ``MCSYNC_*`` keys of a Flask config and return them typed.
+
+    :raises ConfigError: with a sentence naming the key and what to set it to.
+    """
+
+    def get(key: str) -> Any:
+        value = app_config.get(key, DEFAULTS[key])
+        return DEFAULTS[key] if value in (None, "") else value
+
+    api_key = get("MCSYNC_API_KEY")
+    if api_key is not None:
+        api_key = str(api_key).strip()
+        if not API_KEY_RE.match(api_key):
+            raise ConfigError(
+                "MCSYNC_API_KEY does not look like a Mailchimp API key: it should be 32 hex"
+                " digits, a dash and the datacenter (like '0123…cdef-us21'). Copy it again"
+                " from Mailchimp's Profile > Extras > API keys."
+            )
+
+    api_url = get("MCSYNC_API_URL")
+    if api_url is None:
+        api_url = (
+            f"https://{datacenter_of(api_key)}.api.mailchimp.com/3.0/" if api_key else ""
+        )
+    else:
+        api_url = str(api_url).strip()
+        parts = urlsplit(api_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(
+                f"MCSYNC_API_URL={api_url!r} is not an http(s) URL. Set it to the API root,"
+                " like 'http://127.0.0.1:8025/3.0/', or leave it unset to use Mailchimp."
+            )
+        # mailchimp3 joins paths with urljoin, which drops '/3.0' without a trailing slash.
+        if not api_url.endswith("/"):
+            api_url += "/"
+
+    redis_url = get("MCSYNC_REDIS_URL")
+    if redis_url is not None:
+        redis_url = str(redis_url)
+        if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"MCSYNC_REDIS_URL={redis_url!r} is not a Redis URL. Use"
+                " 'redis://host:6379/0' (or 'unix:///path/to/redis.sock')."
+            )
+
+    timeout = _number(get("MCSYNC_REQUEST_TIMEOUT"), "MCSYNC_REQUEST_TIMEOUT", float)
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise ConfigError(
+            f"MCSYNC_REQUEST_TIMEOUT must be between 0 and {MAX_TIMEOUT:g} seconds"
+            f" (Mailchimp's own limit); it is {timeout:g}."
+        )
+    max_connections = _number(get("MCSYNC_MAX_CONNECTIONS"), "MCSYNC_MAX_CONNECTIONS", int)
+    if not 1 <= max_connections <= 10:
+        raise ConfigError(
+            "MCSYNC_MAX_CONNECTIONS must be between 1 and 10: Mailchimp refuses more than"
+            f" 10 simultaneous connections per account; it is {max_connections}."
+        )
+    max_batch = _number(get("MCSYNC_MAX_BATCH_SIZE"), "MCSYNC_MAX_BATCH_SIZE", int)
+    default_batch = _number(get("MCSYNC_DEFAULT_BATCH_SIZE"), "MCSYNC_DEFAULT_BATCH_SIZE", int)
+    if not 1 <= default_batch <= max_batch:
+        raise ConfigError(
+            f"MCSYNC_DEFAULT_BATCH_SIZE must be between 1 and MCSYNC_MAX_BATCH_SIZE"
+            f" ({max_batch}); it is {default_batch}."
+        )
+    max_attempts = _number(get("MCSYNC_MAX_ATTEMPTS"), "MCSYNC_MAX_ATTEMPTS", int)
+    if max_attempts < 1:
+        raise ConfigError("MCSYNC_MAX_ATTEMPTS must be at least 1.")
+    prefix = str(get("MCSYNC_URL_PREFIX"))
+    if not prefix.startswith("/"):
+        raise ConfigError(f"MCSYNC_URL_PREFIX must start with '/'; it is {prefix!r}.")
+
+    return Config(
+        api_key=api_key,
+        api_url=api_url,
+        redis_url=redis_url,
+        request_timeout=timeout,
+        queue_name=str(get("MCSYNC_QUEUE")),
+        url_prefix=prefix.rstrip("/") or "/",
+        max_connections=max_connections,
+        max_batch_size=max_batch,
+        default_batch_size=default_batch,
+        max_attempts=max_attempts,
+        lease_seconds=_positive(get("MCSYNC_LEASE_SECONDS"), "MCSYNC_LEASE_SECONDS", float),
+        poll_interval=_positive(get("MCSYNC_POLL_INTERVAL"), "MCSYNC_POLL_INTERVAL", float),
+        sweep_interval=_positive(get("MCSYNC_SWEEP_INTERVAL"), "MCSYNC_SWEEP_INTERVAL", int),
+    )
+
+
+def _number(value: Any, key: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number; it is {value!r}.") from None
+
+
+def _positive(value: Any, key: str, kind: type[int] | type[float]) -> Any:
+    number = _number(value, key, kind)
+    if number <= 0:
+        raise ConfigError(f"{key} must be greater than 0; it is {value!r}.")
+    return number

@@ -1,0 +1,44 @@
+"""The shop owner's stored exclusion rules: list, add, remove, load for matching."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .models import ExclusionRule
+from .rules import InvalidRule, Rule, RuleKind, RuleSet, clean_rule
+
+
+def stored_rules(session: Session) -> list[Rule]:
+    rows = session.execute(sa.select(ExclusionRule).order_by(ExclusionRule.id)).scalars()
+    return [Rule(RuleKind(r.kind), r.value, r.id) for r in rows]
+
+
+def load_ruleset(session: Session) -> RuleSet:
+    return RuleSet(stored_rules(session))
+
+
+def add_rule(session: Session, kind: str, value: str) -> Rule:
+    """Store a new rule and commit.
+
+    :raises InvalidRule: when the rule is malformed or already exists.
+    """
+    rule = clean_rule(kind, value)
+    exists = session.execute(
+        sa.select(ExclusionRule.id).where(
+            ExclusionRule.kind == rule.kind.value, ExclusionRule.value == rule.value
+        )
+    ).first()
+    if exists:
+        raise InvalidRule(f"The {rule.describe()} rule already exists.")
+    row = ExclusionRule(kind=rule.kind.value, value=rule.value)
+    session.add(row)
+    session.commit()
+    return Rule(rule.kind, rule.value, row.id)
+
+
+def remove_rule(session: Session, rule_id: int) -> bool:
+    """Delete a rule; ``False`` when there was no such rule."""
+    deleted = session.execute(sa.delete(ExclusionRule).where(ExclusionRule.id == rule_id))
+    session.commit()
+    return bool(getattr(deleted, "rowcount", 0))

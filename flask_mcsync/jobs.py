@@ -1,0 +1,143 @@
+"""The RQ jobs and how they are queued.
+
+Job functions are thin: they find the app's state and call the module that does the
+work (:mod:`planner`, :mod:`batch_sync`). Nothing is passed to a job but ids and lease
+tokens: the rows are the truth, so a job that runs twice or late does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from rq.job import Job, JobStatus
+
+from .extension import McSync, state
+from .models import Batch, Run, utcnow
+
+log = logging.getLogger(__name__)
+
+SWEEP_GUARD_KEY = "mcsync:sweep:scheduled"
+PLAN_TIMEOUT = 4 * 3600  # a million-row source is read in minutes; leave ample room
+BATCH_TIMEOUT = 15 * 60
+FAILURE_TTL = 7 * 24 * 3600
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+
+
+# --- job functions (run in a worker, inside the app context) -------------------------
+
+
+def plan_run(run_id: int, token: str | None = None) -> None:
+    from .planner import LostLease, plan
+
+    try:
+        plan(state(), run_id, token)
+    except LostLease as exc:
+        log.info("%s", exc)
+
+
+def advance_batch(batch_id: int, token: str | None = None) -> None:
+    from .batch_sync import advance
+
+    advance(state(), batch_id, token)
+
+
+def sweep() -> dict[str, int]:
+    """Re-queue work whose worker died or whose job was lost, then schedule the next sweep."""
+    ext = state()
+    try:
+        return sweep_once(ext)
+    finally:
+        ext.redis.delete(SWEEP_GUARD_KEY)
+        ensure_sweep_scheduled(ext)
+
+
+# --- queueing ---------------------------------------------------------------------------
+
+
+def _enqueue_once(ext: McSync, job_id: str, func: Any, *args: Any, timeout: int) -> bool:
+    """Queue ``func(*args)`` under a fixed id unless that job is already waiting."""
+    queue = ext.queue()
+    job = queue.fetch_job(job_id)
+    if job is not None:
+        if job.get_status(refresh=True) in WAITING:
+            return False
+        job.delete()  # finished, failed, or started by a worker that is gone
+    queue.enqueue(
+        func, *args, job_id=job_id, job_timeout=timeout, result_ttl=0, failure_ttl=FAILURE_TTL
+    )
+    return True
+
+
+def enqueue_plan(ext: McSync, run_id: int) -> None:
+    _enqueue_once(ext, f"mcsync-plan-{run_id}", plan_run, run_id, timeout=PLAN_TIMEOUT)
+
+
+def enqueue_batch(ext: McSync, batch_id: int) -> bool:
+    return _enqueue_once(
+        ext, f"mcsync-batch-{batch_id}", advance_batch, batch_id, timeout=BATCH_TIMEOUT
+    )
+
+
+def schedule_batch(ext: McSync, batch_id: int, token: str | None, delay: float) -> Job:
+    """Run the batch's next step after ``delay`` seconds (needs a worker with scheduler)."""
+    queue = ext.queue()
+    options: dict[str, Any] = {
+        "job_timeout": BATCH_TIMEOUT,
+        "result_ttl": 0,
+        "failure_ttl": FAILURE_TTL,
+    }
+    if delay <= 0:
+        return queue.enqueue(advance_batch, batch_id, token, **options)
+    return queue.enqueue_in(timedelta(seconds=delay), advance_batch, batch_id, token, **options)
+
+
+def ensure_sweep_scheduled(ext: McSync | None = None) -> None:
+    """Schedule the sweep unless one is already due (one per interval, across workers)."""
+    ext = ext or state()
+    interval = ext.config.sweep_interval
+    if ext.redis.set(SWEEP_GUARD_KEY, "1", nx=True, ex=interval * 3):
+        ext.queue().enqueue_in(
+            timedelta(seconds=interval), sweep, job_timeout=600, result_ttl=0
+        )
+
+
+def sweep_once(ext: McSync) -> dict[str, int]:
+    """Find runs and batches nobody is working on and queue them again.
+
+    * planning not done and its lease expired (planner died), or never taken and no plan
+      job waiting (the job was lost, e.g. Redis restarted);
+    * a batch whose lease expired (its worker died between two steps, or its scheduled
+      poll was lost), or never taken and no job waiting for it;
+    * a run whose batches are all ended but which was not closed.
+    """
+    session = ext.db.session
+    now = utcnow()
+    counts = {"plans": 0, "batches": 0, "runs_closed": 0}
+    live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
+        Run.kind == "export", Run.status.in_(("queued", "running"))
+    )
+    for run_id, planning_done, lease_until in session.execute(live).all():
+        if not planning_done and (lease_until is None or lease_until < now):
+            enqueue_plan(ext, run_id)
+            counts["plans"] += 1
+    stalled = sa.select(Batch.id, Batch.lease_until).join(Run, Run.id == Batch.run_id).where(
+        Run.status == "running",
+        Batch.status.not_in(("done", "failed")),
+        sa.or_(Batch.lease_until.is_(None), Batch.lease_until < now),
+    )
+    for batch_id, lease_until in session.execute(stalled).all():
+        if lease_until is None:
+            counts["batches"] += int(enqueue_batch(ext, batch_id))
+        else:
+            schedule_batch(ext, batch_id, None, 0)
+            counts["batches"] += 1
+    from .runs import finish_if_complete
+
+    running = sa.select(Run.id).where(Run.status == "running", Run.planning_done.is_(True))
+    for (run_id,) in session.execute(running).all():
+        counts["runs_closed"] += int(finish_if_complete(ext, run_id))
+    session.commit()
+    return counts

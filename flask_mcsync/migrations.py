@@ -1,0 +1,72 @@
+"""Schema migrations for the ``mcsync_*`` tables.
+
+A fresh database gets the current schema in one ``create_all`` and is stamped with the
+newest version; an older one gets each missing step of :data:`MIGRATIONS` in order, in
+one transaction per step. ``flask mcsync init-db`` runs :func:`upgrade`, and running it
+again does nothing. A host that manages its schema with Alembic can instead include
+:data:`flask_mcsync.models.metadata` in its ``target_metadata``.
+
+To change the schema: change :mod:`models`, then append a step here that brings a
+database of the previous version to the new one (``ALTER TABLE ...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from .models import SchemaVersion, metadata
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _initial_schema(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "initial schema", _initial_schema),
+]
+
+HEAD = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection) -> int | None:
+    """The applied version, or ``None`` when the mcsync tables do not exist yet."""
+    if not sa.inspect(conn).has_table(SchemaVersion.__tablename__):
+        return None
+    return conn.execute(sa.select(sa.func.max(SchemaVersion.version))).scalar() or 0
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Bring the mcsync tables to the newest schema. Returns what was done, one line each."""
+    done: list[str] = []
+    with engine.begin() as conn:
+        version = current_version(conn)
+        if version is None:
+            metadata.create_all(conn)
+            conn.execute(
+                sa.insert(SchemaVersion),
+                [{"version": m.version, "description": m.description} for m in MIGRATIONS],
+            )
+            return [f"created the mcsync tables (schema version {HEAD})"]
+    for migration in MIGRATIONS:
+        if migration.version <= version:
+            continue
+        with engine.begin() as conn:
+            migration.apply(conn)
+            conn.execute(
+                sa.insert(SchemaVersion).values(
+                    version=migration.version, description=migration.description
+                )
+            )
+        done.append(f"applied migration {migration.version}: {migration.description}")
+    return done

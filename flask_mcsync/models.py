@@ -1,0 +1,229 @@
+"""The ``mcsync_*`` tables, kept in the host's database.
+
+They are declared on a metadata of our own (:data:`metadata`) rather than on the host's
+``db.Model``, so the extension can be imported before any app exists and a host can hand
+the metadata to its own Alembic. Rows are read and written through the host's
+Flask-SQLAlchemy session: the outbox row of a signup commits or rolls back with it.
+
+Statuses and kinds are short strings, not database enums, so adding one needs no
+migration. Timestamps are stored in UTC and always come back timezone-aware.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is UTC on the way in and timezone-aware on the way out.
+
+    SQLite has no time zones and hands back naive datetimes; without this, comparing a
+    stored time with ``utcnow()`` raises on SQLite and works on PostgreSQL.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Settings(Base):
+    """The shop owner's choices. One row (id 1)."""
+
+    __tablename__ = "mcsync_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[str | None] = mapped_column(sa.String(64))
+    list_name: Mapped[str | None] = mapped_column(sa.String(200))
+    double_optin: Mapped[bool] = mapped_column(default=False)
+    batch_size: Mapped[int] = mapped_column(default=500)
+    auto_sync: Mapped[bool] = mapped_column(default=True)
+    first_export_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ExclusionRule(Base):
+    __tablename__ = "mcsync_exclusion_rules"
+    __table_args__ = (sa.UniqueConstraint("kind", "value", name="uq_mcsync_rule_kind_value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    value: Mapped[str] = mapped_column(sa.String(254))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Run(Base):
+    """One sync: a manual export, an auto-sync of one address, or a re-sync.
+
+    ``active_list_id`` holds the audience while an export is running and is NULL once it
+    ends; its unique index is what makes "one manual run per audience" hold even when two
+    "Synchronize" clicks race.
+    """
+
+    __tablename__ = "mcsync_runs"
+    __table_args__ = (sa.Index("ix_mcsync_runs_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))  # export | auto | resync
+    list_id: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    active_list_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    started_by: Mapped[str] = mapped_column(sa.String(120), default="")
+    batch_size: Mapped[int] = mapped_column(default=0)
+    status_if_new: Mapped[str] = mapped_column(sa.String(16), default="subscribed")
+    # Planning reads the source in primary-key order; the cursor lets a killed planner resume.
+    planned_through: Mapped[str | None] = mapped_column(sa.String(64))
+    planning_done: Mapped[bool] = mapped_column(default=False)
+    # The planner holds the run until lease_until; past it, the sweep re-queues planning.
+    lease_until: Mapped[datetime | None]
+    lease_token: Mapped[str | None] = mapped_column(sa.String(32))
+    batch_count: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int] = mapped_column(default=0)
+    excluded: Mapped[int] = mapped_column(default=0)
+    invalid: Mapped[int] = mapped_column(default=0)
+    duplicates: Mapped[int] = mapped_column(default=0)
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[int] = mapped_column(default=0)
+    message: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Batch(Base):
+    """One batch of a manual export: one Mailchimp batch operation.
+
+    ``payload`` holds the batch's addresses and merge fields as planned, so a batch can be
+    re-sent identically after a crash or when Mailchimp's results expired.
+    """
+
+    __tablename__ = "mcsync_batches"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "seq", name="uq_mcsync_batch_run_seq"),
+        sa.Index("ix_mcsync_batches_status_lease", "status", "lease_until"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("mcsync_runs.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    # A retry batch re-sends the addresses of batch ``retry_of`` that failed transiently.
+    retry_of: Mapped[int | None]
+    status: Mapped[str] = mapped_column(sa.String(16), default="waiting")
+    size: Mapped[int] = mapped_column(default=0)
+    first_address: Mapped[str] = mapped_column(sa.String(254), default="")
+    last_address: Mapped[str] = mapped_column(sa.String(254), default="")
+    payload: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
+    mailchimp_batch_id: Mapped[str | None] = mapped_column(sa.String(64))
+    total_operations: Mapped[int] = mapped_column(default=0)
+    finished_operations: Mapped[int] = mapped_column(default=0)
+    created: Mapped[int] = mapped_column(default=0)
+    updated: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)
+    # A worker holds a batch until lease_until; past it, the sweep hands it to another.
+    lease_until: Mapped[datetime | None]
+    # The job holding the lease passes this token to the job it schedules (the next poll),
+    # so that job can take the batch back before the lease runs out.
+    lease_token: Mapped[str | None] = mapped_column(sa.String(32))
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    submitted_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class Outcome(Base):
+    """What happened to one address in one sync: the history the dashboard reads."""
+
+    __tablename__ = "mcsync_outcomes"
+    __table_args__ = (
+        sa.Index("ix_mcsync_outcomes_hash_created", "email_hash", "created_at"),
+        sa.Index("ix_mcsync_outcomes_created", "created_at"),
+        sa.Index("ix_mcsync_outcomes_run_outcome", "run_id", "outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("mcsync_runs.id", ondelete="CASCADE"))
+    batch_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("mcsync_batches.id", ondelete="SET NULL")
+    )
+    email: Mapped[str] = mapped_column(sa.String(320))
+    email_hash: Mapped[str] = mapped_column(sa.String(32))
+    # created | updated | unsubscribed | skipped | error
+    outcome: Mapped[str] = mapped_column(sa.String(16))
+    permanent: Mapped[bool] = mapped_column(default=False)
+    error_title: Mapped[str | None] = mapped_column(sa.String(200))
+    error_detail: Mapped[str | None] = mapped_column(sa.Text)
+    mailchimp_status: Mapped[str | None] = mapped_column(sa.String(16))
+    sent: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OutboxItem(Base):
+    """A change waiting to reach Mailchimp, written in the host's signup transaction."""
+
+    __tablename__ = "mcsync_outbox"
+    __table_args__ = (
+        sa.Index("ix_mcsync_outbox_status_due", "status", "next_attempt_at"),
+        sa.Index("ix_mcsync_outbox_hash_status", "email_hash", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(sa.String(16), default="upsert")  # upsert | unsubscribe
+    email: Mapped[str] = mapped_column(sa.String(320))
+    email_hash: Mapped[str] = mapped_column(sa.String(32))
+    previous_email: Mapped[str | None] = mapped_column(sa.String(320))
+    merge_fields: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    run_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("mcsync_runs.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SchemaVersion(Base):
+    """Which of :mod:`flask_mcsync.migrations` have been applied."""
+
+    __tablename__ = "mcsync_schema"
+
+    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    description: Mapped[str] = mapped_column(sa.String(200))
+    applied_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,87 @@
+"""The one place that records what happened to an address.
+
+Every path ends here: a batch's results, a single sync, a skipped address. Rows are
+added to the caller's session, so they commit atomically with the state change that
+produced them (a batch marked done, an outbox row marked sent): a crash never leaves an
+address counted twice or not at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .addresses import subscriber_hash
+from .gateway import MailchimpError
+from .models import Outcome, Run, utcnow
+
+
+class Result(str, enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNSUBSCRIBED = "unsubscribed"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+# Which Run counter each result adds to.
+COUNTER = {
+    Result.CREATED: "created",
+    Result.UPDATED: "updated",
+    Result.UNSUBSCRIBED: "updated",
+    Result.SKIPPED: "skipped",
+    Result.ERROR: "errors",
+}
+
+
+@dataclass(frozen=True)
+class AddressOutcome:
+    email: str
+    result: Result
+    error: MailchimpError | None = None
+    skip_reason: str | None = None
+    mailchimp_status: str | None = None
+    sent: dict[str, Any] | None = None
+
+    def row(self, run_id: int, batch_id: int | None) -> dict[str, Any]:
+        error = self.error
+        return {
+            "run_id": run_id,
+            "batch_id": batch_id,
+            "email": self.email,
+            "email_hash": subscriber_hash(self.email),
+            "outcome": self.result.value,
+            "permanent": bool(error.permanent) if error else False,
+            "error_title": error.title[:200] if error else ("Skipped" if self.skip_reason else None),
+            "error_detail": error.full_detail if error else self.skip_reason,
+            "mailchimp_status": self.mailchimp_status,
+            "sent": self.sent,
+            "created_at": utcnow(),
+        }
+
+
+def record(
+    session: Session, run_id: int, outcomes: list[AddressOutcome], batch_id: int | None = None
+) -> dict[str, int]:
+    """Add outcome rows and bump the run's counters; the caller commits.
+
+    Returns the counts added, by counter name.
+    """
+    if not outcomes:
+        return {}
+    session.execute(sa.insert(Outcome), [o.row(run_id, batch_id) for o in outcomes])
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        name = COUNTER[outcome.result]
+        counts[name] = counts.get(name, 0) + 1
+    # Increment in SQL, not in Python: several workers finish batches of one run at once.
+    session.execute(
+        sa.update(Run)
+        .where(Run.id == run_id)
+        .values({name: getattr(Run, name) + n for name, n in counts.items()})
+    )
+    return counts

@@ -1,0 +1,233 @@
+"""Manual export runs as rows: start one, read its progress, end it.
+
+The admin pages, the CLI and the jobs all go through these functions. A run's state is
+only ever in the database, so the progress window, ``flask mcsync export --wait`` and a
+worker that restarts after a crash all see the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from . import settings as settings_mod
+from .extension import McSync
+from .models import Batch, Run, utcnow
+from .settings import InvalidSetting
+
+BATCH_ENDED = ("done", "failed")
+RUN_ENDED = ("finished", "failed")
+
+
+class ExportError(RuntimeError):
+    """A run could not be started; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Started:
+    run: Run
+    created: bool  # False: an export of this audience was already running; this is it.
+
+
+def active_export(session: Session, list_id: str) -> Run | None:
+    return session.execute(
+        sa.select(Run).where(Run.active_list_id == list_id)
+    ).scalar_one_or_none()
+
+
+def start_export(
+    ext: McSync,
+    started_by: str,
+    list_id: str | None = None,
+    batch_size: Any = None,
+) -> Started:
+    """Start a manual export (or return the one already running for the audience).
+
+    :raises ExportError: when no audience is chosen, the batch size is out of range, or
+        the job queue cannot be reached.
+    """
+    session = ext.db.session
+    current = settings_mod.load(session, ext.config)
+    list_id = list_id or current.list_id
+    if not list_id:
+        raise ExportError(
+            "No target audience is chosen: pick one in General settings (or pass --list)."
+        )
+    running = active_export(session, list_id)
+    if running is not None:
+        return Started(running, created=False)
+    try:
+        size = settings_mod.check_batch_size(
+            batch_size if batch_size not in (None, "") else current.batch_size, ext.config
+        )
+    except InvalidSetting as exc:
+        raise ExportError(str(exc)) from None
+    ext.require_source()
+    run = Run(
+        kind="export",
+        list_id=list_id,
+        active_list_id=list_id,
+        status="queued",
+        started_by=started_by[:120],
+        batch_size=size,
+        status_if_new=current.status_if_new,
+    )
+    session.add(run)
+    try:
+        session.commit()
+    except IntegrityError:
+        # Another "Synchronize" won the race for this audience: show that run.
+        session.rollback()
+        running = active_export(session, list_id)
+        if running is None:  # it ended in between; a retry will start a fresh one
+            raise ExportError("An export just ended; press Synchronize again.") from None
+        return Started(running, created=False)
+    try:
+        from .jobs import enqueue_plan
+
+        enqueue_plan(ext, run.id)
+    except Exception as exc:  # noqa: BLE001 - any failure to queue leaves no run behind
+        end_run(session, run.id, "failed", f"Could not queue the export: {exc}")
+        session.commit()
+        raise ExportError(
+            f"The export could not be queued ({exc}). Check that Redis is running and"
+            " MCSYNC_REDIS_URL points at it, then press Synchronize again."
+        ) from exc
+    return Started(run, created=True)
+
+
+def end_run(session: Session, run_id: int, status: str, message: str | None = None) -> None:
+    """Mark a run ended and free its audience for the next export. The caller commits."""
+    session.execute(
+        sa.update(Run)
+        .where(Run.id == run_id, Run.status.not_in(RUN_ENDED))
+        .values(status=status, active_list_id=None, finished_at=utcnow(), message=message)
+    )
+
+
+def finish_if_complete(ext: McSync, run_id: int) -> bool:
+    """End the run when it is fully planned and every batch is done or failed.
+
+    Called after each batch commits; the last one to commit sees all the others, so
+    exactly one caller ends the run however batches interleave across workers.
+    """
+    session = ext.db.session
+    pending = (
+        sa.select(Batch.id)
+        .where(Batch.run_id == run_id, Batch.status.not_in(BATCH_ENDED))
+        .exists()
+    )
+    failed = (
+        sa.select(Batch.id).where(Batch.run_id == run_id, Batch.status == "failed").exists()
+    )
+    status = "failed" if session.execute(sa.select(failed)).scalar() else "finished"
+    ended = session.execute(
+        sa.update(Run)
+        .where(
+            Run.id == run_id,
+            Run.status == "running",
+            Run.planning_done.is_(True),
+            ~pending,
+        )
+        .values(
+            status=status,
+            active_list_id=None,
+            finished_at=utcnow(),
+            message=None if status == "finished" else "Some batches failed after retries.",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(ended, "rowcount", 0):
+        if status == "finished":
+            settings_mod.mark_first_export_done(session, ext.config)
+        session.commit()
+        return True
+    session.commit()
+    return False
+
+
+def progress(session: Session, run_id: int) -> dict[str, Any] | None:
+    """Everything the progress window and ``export --wait`` show, as plain data."""
+    run = session.get(Run, run_id)
+    if run is None:
+        return None
+    session.refresh(run)
+    batches = session.execute(
+        sa.select(
+            Batch.seq,
+            Batch.status,
+            Batch.size,
+            Batch.first_address,
+            Batch.last_address,
+            Batch.finished_operations,
+            Batch.total_operations,
+            Batch.created,
+            Batch.updated,
+            Batch.errors,
+            Batch.attempts,
+            Batch.last_error,
+        )
+        .where(Batch.run_id == run_id)
+        .order_by(Batch.seq)
+    ).all()
+    done_addresses = run.created + run.updated + run.errors
+    now = utcnow()
+    elapsed = ((run.finished_at or now) - run.started_at).total_seconds() if run.started_at else 0
+    rate = done_addresses / elapsed if elapsed > 0 else 0.0
+    remaining = max(run.total - done_addresses, 0)
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "list_id": run.list_id,
+        "status": run.status,
+        "ended": run.status in RUN_ENDED,
+        "message": run.message,
+        "planning_done": run.planning_done,
+        "batch_size": run.batch_size,
+        "total": run.total,
+        "done": done_addresses,
+        "created": run.created,
+        "updated": run.updated,
+        "errors": run.errors,
+        "skipped": run.skipped,
+        "excluded": run.excluded,
+        "invalid": run.invalid,
+        "duplicates": run.duplicates,
+        "percent": round(100.0 * done_addresses / run.total, 1) if run.total else (
+            100.0 if run.status in RUN_ENDED else 0.0
+        ),
+        "rate": round(rate, 1),
+        "seconds_left": round(remaining / rate) if rate > 0 and remaining else None,
+        "elapsed": round(elapsed, 1),
+        "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "batches": [
+            {
+                "seq": b.seq,
+                "status": b.status,
+                "size": b.size,
+                "first": b.first_address,
+                "last": b.last_address,
+                "finished_operations": b.finished_operations,
+                "total_operations": b.total_operations,
+                "created": b.created,
+                "updated": b.updated,
+                "errors": b.errors,
+                "attempts": b.attempts,
+                "last_error": b.last_error,
+            }
+            for b in batches
+        ],
+    }
+
+
+def latest_export(session: Session, list_id: str | None = None) -> Run | None:
+    query = sa.select(Run).where(Run.kind == "export")
+    if list_id:
+        query = query.where(Run.list_id == list_id)
+    return session.execute(query.order_by(Run.id.desc()).limit(1)).scalar_one_or_none()

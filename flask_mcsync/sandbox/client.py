@@ -1,0 +1,114 @@
+"""A small client of the sandbox control API, for tests and the demo."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from .state import DEFAULT_LIST_ID
+
+
+class SandboxError(RuntimeError):
+    """The control API refused a request."""
+
+
+class SandboxClient:
+    """Talks to ``/_sandbox/`` of a running sandbox; every call has a timeout."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        # Accept the API URL too, so callers can pass whichever they have at hand.
+        base = base_url.rstrip("/")
+        self.base_url = base[: -len("/3.0")] if base.endswith("/3.0") else base
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        response = self._session.request(
+            method, f"{self.base_url}/_sandbox{path}", json=body, timeout=self.timeout
+        )
+        if response.status_code >= 400:
+            raise SandboxError(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def reset(self) -> None:
+        """Back to the initial account: default audience, no members, faults or batches."""
+        self._call("POST", "/reset")
+
+    def create_list(
+        self,
+        name: str,
+        merge_fields: list[dict[str, Any]] | None = None,
+        *,
+        list_id: str | None = None,
+        double_optin: bool = False,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "double_optin": double_optin}
+        if merge_fields is not None:
+            body["merge_fields"] = merge_fields
+        if list_id is not None:
+            body["id"] = list_id
+        result: dict[str, Any] = self._call("POST", "/lists", body)
+        return result
+
+    def lists(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/lists")["lists"]
+        return result
+
+    def seed_members(
+        self, list_id: str = DEFAULT_LIST_ID, members: list[dict[str, Any]] | None = None
+    ) -> dict[str, int]:
+        """Insert members as given (any status, no validation)."""
+        result: dict[str, int] = self._call(
+            "POST", f"/lists/{list_id}/members", {"members": members or []}
+        )
+        return result
+
+    def forget(self, list_id: str, emails: list[str]) -> None:
+        """Mark addresses as permanently deleted in the list."""
+        self._call("POST", f"/lists/{list_id}/forgotten", {"emails": emails})
+
+    def members(self, list_id: str = DEFAULT_LIST_ID) -> dict[str, Any]:
+        """All members (``members``) plus ``counts`` by status."""
+        result: dict[str, Any] = self._call("GET", f"/lists/{list_id}/members")
+        return result
+
+    def member(self, list_id: str, email: str) -> dict[str, Any] | None:
+        """One member by address or hash, or None when the list does not hold it."""
+        response = self._session.get(
+            f"{self.base_url}/_sandbox/lists/{list_id}/members/{quote(email, safe='')}",
+            timeout=self.timeout,
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise SandboxError(f"member {email}: {response.status_code} {response.text}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    def set_faults(self, **settings: Any) -> dict[str, Any]:
+        """Merge fault settings (latency_ms, error_rates, next, ...); returns them all."""
+        result: dict[str, Any] = self._call("POST", "/faults", settings)
+        return result
+
+    def faults(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/faults")
+        return result
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/stats")
+        return result
+
+    def reset_stats(self) -> None:
+        self._call("POST", "/stats/reset")
+
+    def add_key(self, key: str) -> None:
+        """Accept another API key (e.g. one with a different datacenter suffix)."""
+        self._call("POST", "/keys", {"api_key": key})

@@ -1,0 +1,233 @@
+"""The sandbox's own control API under /_sandbox/ (no auth, JSON in and out).
+
+Tests and the demo use it to shape the account (audiences, members in any status,
+forgotten addresses, API keys), to inject faults and to read statistics. It also serves
+batch result archives, which in real Mailchimp live on S3 behind a presigned URL.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, NoReturn
+
+from flask import Blueprint, Response, abort, jsonify, request
+
+from .faults import FaultConfigError, Faults
+from .members import resolve_hash
+from .state import (
+    STATUSES,
+    Audience,
+    Member,
+    MergeField,
+    SandboxState,
+    now_iso,
+    subscriber_hash,
+)
+
+_S3_EXPIRED = """<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>AccessDenied</Code><Message>Request has expired</Message>\
+<X-Amz-Expires>600</X-Amz-Expires><Expires>{stamp}</Expires><ServerTime>{stamp}</ServerTime>\
+<RequestId>{rid}</RequestId><HostId>{rid}</HostId></Error>"""
+_S3_MISSING = """<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message>\
+<Key>{key}</Key><RequestId>{rid}</RequestId><HostId>{rid}</HostId></Error>"""
+
+
+def _fail(status: int, message: str) -> NoReturn:
+    abort(Response(json.dumps({"error": message}), status=status,
+                   content_type="application/json"))
+
+
+def _json_body() -> Any:
+    body = request.get_json(silent=True)
+    if body is None:
+        _fail(400, "expected a JSON body")
+    return body
+
+
+def _merge_fields(raw: object) -> list[MergeField] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        _fail(400, "merge_fields must be a list")
+    fields: list[MergeField] = []
+    for number, item in enumerate(raw, start=1):
+        if not isinstance(item, dict) or not isinstance(item.get("tag"), str):
+            _fail(400, "each merge field needs a tag")
+        fields.append(MergeField(
+            tag=item["tag"].upper(),
+            name=str(item.get("name") or item["tag"]),
+            merge_id=number,
+            type=str(item.get("type") or "text"),
+            required=bool(item.get("required", False)),
+            default_value=str(item.get("default_value") or ""),
+        ))
+    return fields
+
+
+def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
+    """Insert or overwrite members as given: no validation, any status."""
+    created = updated = 0
+    stamp = now_iso()
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("email_address"), str):
+            _fail(400, "each member needs an email_address")
+        status = item.get("status", "subscribed")
+        if status not in STATUSES:
+            _fail(400, f"unknown status {status!r}")
+        key = subscriber_hash(item["email_address"])
+        merge = dict(item.get("merge_fields") or {})
+        existing = audience.members.get(key)
+        if existing is not None:
+            existing.set_status(status)
+            existing.merge_fields.update(merge)
+            updated += 1
+            continue
+        audience.members[key] = Member(
+            email_address=item["email_address"], status=status, merge_fields=merge,
+            timestamp_signup=stamp, last_changed=stamp,
+            timestamp_opt=stamp if status == "subscribed" else "",
+            tags=[{"id": i + 1, "name": str(t)} for i, t in enumerate(item.get("tags") or [])],
+        )
+        created += 1
+    return {"created": created, "updated": updated}
+
+
+def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
+    control = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
+
+    def audience_or_404(list_id: str) -> Audience:
+        audience = state.lists.get(list_id)
+        if audience is None:
+            _fail(404, f"no list {list_id}")
+        return audience
+
+    def list_json(audience: Audience) -> dict[str, Any]:
+        data = audience.to_json()
+        data["merge_fields"] = [f.to_json(audience.id) for f in audience.merge_fields]
+        data["forgotten_count"] = len(audience.forgotten)
+        return data
+
+    @control.post("/reset")
+    def reset() -> Response:
+        faults.clear()
+        state.reset()
+        return jsonify({"reset": True})
+
+    @control.route("/lists", methods=["GET", "POST"])
+    def lists() -> Response | tuple[Response, int]:
+        if request.method == "GET":
+            with state.lock:
+                return jsonify({"lists": [list_json(a) for a in state.lists.values()]})
+        body = _json_body()
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            _fail(400, "a list needs a name")
+        list_id = body.get("id")
+        with state.lock:
+            if list_id is not None and list_id in state.lists:
+                _fail(400, f"list {list_id} already exists")
+            audience = state.create_list(
+                body["name"], _merge_fields(body.get("merge_fields")),
+                list_id=None if list_id is None else str(list_id),
+                double_optin=bool(body.get("double_optin", False)),
+            )
+            return jsonify(list_json(audience)), 201
+
+    @control.route("/lists/<list_id>/members", methods=["GET", "POST"])
+    def members(list_id: str) -> Response:
+        with state.lock:
+            audience = audience_or_404(list_id)
+            if request.method == "GET":
+                return jsonify({
+                    "list_id": audience.id,
+                    "members": [audience.member_json(m) for m in audience.members.values()],
+                    "counts": audience.counts(),
+                    "total_items": len(audience.members),
+                })
+        body = _json_body()
+        items = body.get("members") if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            _fail(400, "expected a list of members (or {\"members\": [...]})")
+        with state.lock:
+            return jsonify(_seed(audience_or_404(list_id), items))
+
+    @control.get("/lists/<list_id>/members/<path:key>")
+    def member(list_id: str, key: str) -> Response:
+        with state.lock:
+            audience = audience_or_404(list_id)
+            found = audience.members.get(resolve_hash(key))
+            if found is None:
+                _fail(404, f"no member {key} in list {list_id}")
+            return jsonify(audience.member_json(found))
+
+    @control.post("/lists/<list_id>/forgotten")
+    def forgotten(list_id: str) -> Response:
+        body = _json_body()
+        emails = body.get("emails") if isinstance(body, dict) else None
+        if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
+            _fail(400, "expected {\"emails\": [...]}")
+        with state.lock:
+            audience = audience_or_404(list_id)
+            for email in emails:
+                # Forgetting someone also removes them, as a permanent delete does.
+                key = subscriber_hash(email)
+                audience.members.pop(key, None)
+                audience.forgotten.add(key)
+            return jsonify({"forgotten": len(audience.forgotten)})
+
+    @control.post("/keys")
+    def keys() -> Response:
+        body = _json_body()
+        key = body.get("api_key") if isinstance(body, dict) else None
+        if not isinstance(key, str) or not key:
+            _fail(400, "expected {\"api_key\": \"...\"}")
+        with state.lock:
+            state.keys.add(key)
+            return jsonify({"keys": len(state.keys)})
+
+    @control.route("/faults", methods=["GET", "POST", "DELETE"])
+    def fault_settings() -> Response:
+        if request.method == "DELETE":
+            faults.clear()
+        elif request.method == "POST":
+            body = _json_body()
+            if not isinstance(body, dict):
+                _fail(400, "expected an object of fault settings")
+            try:
+                faults.configure(body)
+            except FaultConfigError as exc:
+                _fail(400, str(exc))
+        return jsonify(faults.to_json())
+
+    @control.get("/stats")
+    def stats() -> Response:
+        with state.lock:
+            data = state.stats.to_json()
+            data["in_flight"] = sum(state.in_flight.values())
+            data["batches"] = {b.id: b.status for b in state.batches.values()}
+            return jsonify(data)
+
+    @control.post("/stats/reset")
+    def reset_stats() -> Response:
+        with state.lock:
+            state.stats = type(state.stats)()
+        return jsonify({"reset": True})
+
+    @control.get("/batch-results/<batch_id>.tar.gz")
+    def batch_results(batch_id: str) -> Response:
+        rid = uuid.uuid4().hex[:16].upper()
+        with state.lock:
+            batch = state.batches.get(batch_id)
+            archive = batch.archive if batch is not None else None
+        if archive is None:
+            return Response(_S3_MISSING.format(key=f"{batch_id}.tar.gz", rid=rid),
+                            status=404, content_type="application/xml")
+        if faults.expire_results:
+            # What an expired S3 presigned URL answers.
+            return Response(_S3_EXPIRED.format(stamp=now_iso(), rid=rid), status=403,
+                            content_type="application/xml")
+        return Response(archive, content_type="application/x-gzip")
+
+    return control
+

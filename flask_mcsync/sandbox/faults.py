@@ -1,0 +1,224 @@
+"""Runtime fault injection for the sandbox's /3.0 API.
+
+Faults are configured through the control API and decided per request. Random faults
+draw from one ``random.Random(seed)`` so a test that sets a seed gets the same sequence
+every run; one-shot rules (``next``) are fully deterministic.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from .errors import TOO_MANY_CONNECTIONS, ApiError, too_many_requests
+
+DEFAULT_BATCH_OPS_PER_SECOND = 20_000.0
+DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_RETRY_AFTER = 1.0
+
+_ERROR_DETAILS = {
+    500: ("Internal Server Error",
+          "An unexpected internal error has occurred. Please contact Support for more "
+          "information."),
+    502: ("Bad Gateway", "The server received an invalid response. Please try again later."),
+    503: ("Service Unavailable",
+          "This service is temporarily unavailable. Please try again later."),
+    504: ("Gateway Timeout", "The server did not respond in time. Please try again later."),
+}
+
+
+class FaultConfigError(ValueError):
+    """The control API was given a fault configuration it cannot apply."""
+
+
+@dataclass
+class Rule:
+    """A one-shot fault: applies to the next ``count`` requests that match it."""
+
+    status: int | str  # an HTTP status, "timeout" or "drop"
+    count: int = 1
+    method: str | None = None
+    path_contains: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return self.path_contains is None or self.path_contains in path
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "count": self.count, "method": self.method,
+                "path_contains": self.path_contains}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do to one request: answer with ``status``, time out, or drop."""
+
+    kind: str  # "error", "timeout" or "drop"
+    status: int = 0
+
+
+def injected_error(status: int, retry_after: float) -> ApiError:
+    if status == 429:
+        return too_many_requests(TOO_MANY_CONNECTIONS, retry_after)
+    title, detail = _ERROR_DETAILS.get(
+        status, (HTTPStatus(status).phrase, "An error was injected by the sandbox.")
+    )
+    return ApiError(status, title, detail)
+
+
+def _rate(config: dict[str, Any], key: str) -> float:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise FaultConfigError(f"{key} must be a probability between 0 and 1")
+    return float(value)
+
+
+def _non_negative(config: dict[str, Any], key: str) -> float:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise FaultConfigError(f"{key} must be a non-negative number")
+    return float(value)
+
+
+def _status(value: object) -> int | str:
+    if value in ("timeout", "drop"):
+        return str(value)
+    try:
+        status = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise FaultConfigError(f"unknown fault status {value!r}") from None
+    if not 400 <= status <= 599:
+        raise FaultConfigError(f"fault status must be 4xx or 5xx, not {status}")
+    return status
+
+
+def _rule(raw: object) -> Rule:
+    if not isinstance(raw, dict):
+        raise FaultConfigError("each rule in 'next' must be an object")
+    count = raw.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise FaultConfigError("rule count must be a positive integer")
+    return Rule(_status(raw.get("status")), count, raw.get("method"), raw.get("path_contains"))
+
+
+class Faults:
+    """The current fault configuration plus the random source and pending rules."""
+
+    KEYS = frozenset({
+        "latency_ms", "error_rates", "retry_after", "timeout_rate", "timeout_seconds",
+        "drop_rate", "batch_ops_per_second", "expire_results", "next", "seed",
+    })
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # Sleeping requests wait on this event, so clear() can wake them at once
+        # instead of leaving them holding connection slots into the next test.
+        self._wake = threading.Event()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.latency_ms = 0.0
+            self.error_rates: dict[int, float] = {}
+            self.retry_after = DEFAULT_RETRY_AFTER
+            self.timeout_rate = 0.0
+            self.timeout_seconds = DEFAULT_TIMEOUT_SECONDS
+            self.drop_rate = 0.0
+            self.batch_ops_per_second = DEFAULT_BATCH_OPS_PER_SECOND
+            self.expire_results = False
+            self.rules: list[Rule] = []
+            self.seed: int | None = None
+            self._random = random.Random()
+            self._wake.set()
+            self._wake = threading.Event()
+
+    def configure(self, config: dict[str, Any]) -> None:
+        """Merge the given settings into the current ones (validated as a whole first)."""
+        unknown = set(config) - self.KEYS
+        if unknown:
+            raise FaultConfigError(f"unknown fault settings: {', '.join(sorted(unknown))}")
+        updates: dict[str, Any] = {}
+        for key in ("latency_ms", "retry_after", "timeout_seconds", "batch_ops_per_second"):
+            if key in config:
+                updates[key] = _non_negative(config, key)
+        for key in ("timeout_rate", "drop_rate"):
+            if key in config:
+                updates[key] = _rate(config, key)
+        if "error_rates" in config:
+            rates = config["error_rates"]
+            if not isinstance(rates, dict):
+                raise FaultConfigError("error_rates must map status codes to probabilities")
+            updates["error_rates"] = {
+                int(_status(code)): _rate(rates, code) for code in rates
+            }
+        if "expire_results" in config:
+            updates["expire_results"] = bool(config["expire_results"])
+        if "next" in config:
+            if not isinstance(config["next"], list):
+                raise FaultConfigError("next must be a list of rules")
+            updates["rules"] = [_rule(raw) for raw in config["next"]]
+        with self._lock:
+            merged = {"timeout_rate": self.timeout_rate, "drop_rate": self.drop_rate,
+                      "error_rates": self.error_rates, **updates}
+            if merged["timeout_rate"] + merged["drop_rate"] + sum(
+                    merged["error_rates"].values()) > 1:
+                raise FaultConfigError("the fault probabilities add up to more than 1")
+            for key, value in updates.items():
+                setattr(self, key, value)
+            if "seed" in config:
+                self.seed = int(config["seed"])
+                self._random = random.Random(self.seed)
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "latency_ms": self.latency_ms,
+                "error_rates": {str(k): v for k, v in self.error_rates.items()},
+                "retry_after": self.retry_after,
+                "timeout_rate": self.timeout_rate,
+                "timeout_seconds": self.timeout_seconds,
+                "drop_rate": self.drop_rate,
+                "batch_ops_per_second": self.batch_ops_per_second,
+                "expire_results": self.expire_results,
+                "next": [rule.to_json() for rule in self.rules],
+                "seed": self.seed,
+            }
+
+    def decide(self, method: str, path: str) -> Decision | None:
+        """Pick the fault (if any) for one /3.0 request; consumes one-shot rules."""
+        with self._lock:
+            # Rules form a queue: only the head is considered, so a test can script
+            # "first the PUT fails, then the batch poll" without ambiguity.
+            if self.rules and self.rules[0].matches(method, path):
+                rule = self.rules[0]
+                rule.count -= 1
+                if rule.count <= 0:
+                    self.rules.pop(0)
+                if isinstance(rule.status, str):
+                    return Decision(rule.status)
+                return Decision("error", rule.status)
+            chances: list[tuple[Decision, float]] = [
+                (Decision("timeout"), self.timeout_rate),
+                (Decision("drop"), self.drop_rate),
+            ]
+            chances += [(Decision("error", s), p) for s, p in sorted(self.error_rates.items())]
+            if not any(p for _, p in chances):
+                return None
+            draw = self._random.random()
+            for decision, probability in chances:
+                if draw < probability:
+                    return decision
+                draw -= probability
+            return None
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless the faults are cleared meanwhile; True if it slept fully."""
+        if seconds <= 0:
+            return True
+        with self._lock:
+            wake = self._wake
+        return not wake.wait(seconds)

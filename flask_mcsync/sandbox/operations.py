@@ -1,0 +1,315 @@
+"""Routing of Marketing API calls (method + path) to the account state.
+
+This is HTTP-free on purpose: the Flask view and the batch worker both call
+``execute``, so a batch operation is handled exactly like the same direct request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import members as rules
+from .errors import ApiError, invalid_resource, method_not_allowed, not_found, too_many_requests
+from .state import STATUSES, Audience, Batch, SandboxState
+
+MAX_PAGE = 1000
+MAX_UNFINISHED_BATCHES = 500
+# Distinguishes "body was not JSON" from "no body".
+INVALID_JSON = object()
+
+
+@dataclass
+class Result:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def split_path(path: str) -> list[str]:
+    """Segments after /3.0/; batch paths come as 'lists/..' or '/lists/..' alike."""
+    path = path.split("?", 1)[0].strip("/")
+    if path.startswith("3.0/") or path == "3.0":
+        path = path[4:]
+    return [segment for segment in path.split("/") if segment]
+
+
+def route_kind(segments: list[str]) -> str:
+    """A coarse name of the resource, for request statistics."""
+    n = len(segments)
+    head = segments[0] if segments else ""
+    if n == 0:
+        return "root"
+    if head == "ping" and n == 1:
+        return "ping"
+    if head == "batches":
+        return "batches" if n == 1 else "batch"
+    if head == "lists":
+        if n <= 2:
+            return "lists" if n == 1 else "list"
+        if segments[2] == "members":
+            return "members" if n == 3 else "member"
+        if segments[2] == "merge-fields":
+            return "merge-fields"
+    return "other"
+
+
+def truthy(value: str | None) -> bool:
+    # The official client sends Python's str(True), mailchimp3 whatever it was given.
+    return value is not None and value.strip().lower() in ("true", "1", "yes")
+
+
+def _int_param(params: dict[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_resource(f"The {name} parameter must be an integer.") from None
+    if value < 0:
+        raise invalid_resource(f"The {name} parameter must not be negative.")
+    return value
+
+
+def _page(params: dict[str, str], default_count: int) -> tuple[int, int]:
+    # Mailchimp caps pages at 1000 items.
+    count = min(_int_param(params, "count", default_count), MAX_PAGE)
+    return _int_param(params, "offset", 0), count
+
+
+def _allow(method: str, allowed: list[str]) -> None:
+    if method not in allowed:
+        raise method_not_allowed(allowed)
+
+
+def _audience(state: SandboxState, list_id: str) -> Audience:
+    audience = state.lists.get(list_id)
+    if audience is None:
+        raise not_found()
+    return audience
+
+
+def execute(
+    state: SandboxState,
+    method: str,
+    path: str,
+    params: dict[str, str],
+    body: object,
+    base_url: str,
+) -> Result:
+    """Run one API call against the state; errors come back as problem documents."""
+    try:
+        with state.lock:
+            result = _dispatch(state, method.upper(), split_path(path), params, body, base_url)
+    except ApiError as exc:
+        return Result(exc.status, exc.body(), exc.headers)
+    if result.body is not None and ("fields" in params or "exclude_fields" in params):
+        result.body = filter_fields(
+            result.body, params.get("fields", ""), params.get("exclude_fields", "")
+        )
+    return result
+
+
+def _dispatch(
+    state: SandboxState,
+    method: str,
+    seg: list[str],
+    params: dict[str, str],
+    body: object,
+    base_url: str,
+) -> Result:
+    if body is INVALID_JSON and method in ("POST", "PUT", "PATCH"):
+        raise ApiError(400, "JSON Parse Exception",
+                       "We encountered an unspecified JSON parsing error.")
+    n = len(seg)
+    if n == 0:
+        _allow(method, ["GET"])
+        return Result(200, {"account_id": "sandbox", "account_name": "Mailchimp sandbox",
+                            "email": "owner@sandbox.invalid", "total_subscribers": sum(
+                                a.counts()["subscribed"] for a in state.lists.values()),
+                            "_links": []})
+    if seg == ["ping"]:
+        _allow(method, ["GET"])
+        return Result(200, {"health_status": "Everything's Chimpy!"})
+    if seg[0] == "lists":
+        return _lists(state, method, seg, params, body)
+    if seg[0] == "batches" and n <= 2:
+        return _batches(state, method, seg, body, base_url)
+    raise not_found()
+
+
+def _lists(
+    state: SandboxState, method: str, seg: list[str], params: dict[str, str], body: object
+) -> Result:
+    n = len(seg)
+    if n == 1:
+        _allow(method, ["GET"])
+        offset, count = _page(params, 10)
+        audiences = list(state.lists.values())
+        return Result(200, {
+            "lists": [a.to_json() for a in audiences[offset:offset + count]],
+            "total_items": len(audiences),
+            "constraints": {"may_create": False, "max_instances": 1,
+                            "current_total_instances": len(audiences)},
+            "_links": [],
+        })
+    audience = _audience(state, seg[1])
+    skip = truthy(params.get("skip_merge_validation"))
+    if n == 2:
+        _allow(method, ["GET", "POST"])
+        if method == "GET":
+            return Result(200, audience.to_json())
+        return Result(200, rules.batch_subscribe(audience, body))
+    if seg[2] == "merge-fields" and n == 3:
+        _allow(method, ["GET"])
+        offset, count = _page(params, 10)
+        fields = audience.merge_fields
+        return Result(200, {
+            "merge_fields": [f.to_json(audience.id) for f in fields[offset:offset + count]],
+            "list_id": audience.id, "total_items": len(fields), "_links": [],
+        })
+    if seg[2] != "members":
+        raise not_found()
+    if n == 3:
+        _allow(method, ["GET", "POST"])
+        if method == "POST":
+            member, _ = rules.add_member(audience, body, skip)
+            return Result(200, audience.member_json(member))
+        return Result(200, _member_page(audience, params))
+    key = seg[3]
+    if n == 4:
+        _allow(method, ["GET", "PUT", "PATCH", "DELETE"])
+        if method == "GET":
+            member = rules.get_member(audience, key)
+        elif method == "PUT":
+            member, _ = rules.upsert_member(audience, key, body, skip)
+        elif method == "PATCH":
+            member = rules.update_member(audience, key, body, skip)
+        else:
+            rules.archive_member(audience, key)
+            return Result(204, None)
+        return Result(200, audience.member_json(member))
+    if seg[4:] == ["actions", "delete-permanent"]:
+        _allow(method, ["POST"])
+        rules.delete_permanent(audience, key)
+        return Result(204, None)
+    raise not_found()
+
+
+def _member_page(audience: Audience, params: dict[str, str]) -> dict[str, Any]:
+    offset, count = _page(params, 10)
+    status = params.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise invalid_resource(f"Invalid status filter: {status}.")
+    # Archived contacts only show up when asked for, as in Mailchimp's audience view.
+    if status is None:
+        wanted = (m for m in audience.members.values() if m.status != "archived")
+        total = sum(1 for m in audience.members.values() if m.status != "archived")
+    else:
+        wanted = (m for m in audience.members.values() if m.status == status)
+        total = sum(1 for m in audience.members.values() if m.status == status)
+    page = itertools.islice(wanted, offset, offset + count)
+    return {
+        "members": [audience.member_json(m) for m in page],
+        "list_id": audience.id,
+        "total_items": total,
+        "_links": [],
+    }
+
+
+def _batches(
+    state: SandboxState, method: str, seg: list[str], body: object, base_url: str
+) -> Result:
+    if len(seg) == 1:
+        _allow(method, ["GET", "POST"])
+        if method == "GET":
+            batches = list(state.batches.values())
+            return Result(200, {"batches": [b.to_json() for b in batches],
+                                "total_items": len(batches), "_links": []})
+        return Result(200, _submit_batch(state, body, base_url).to_json())
+    batch = state.batches.get(seg[1])
+    if batch is None:
+        raise not_found()
+    _allow(method, ["GET", "DELETE"])
+    if method == "DELETE":
+        del state.batches[batch.id]
+        return Result(204, None)
+    return Result(200, batch.to_json())
+
+
+def _submit_batch(state: SandboxState, body: object, base_url: str) -> Batch:
+    operations = body.get("operations") if isinstance(body, dict) else None
+    if not isinstance(operations, list):
+        raise rules.schema_error("operations", "This value should not be blank.")
+    for index, op in enumerate(operations):
+        if not (isinstance(op, dict) and isinstance(op.get("method"), str)
+                and isinstance(op.get("path"), str)):
+            raise rules.schema_error(
+                f"operations.item:{index}", "Each operation needs a method and a path."
+            )
+    if state.unfinished_batches() >= MAX_UNFINISHED_BATCHES:
+        raise too_many_requests(
+            f"You have more than {MAX_UNFINISHED_BATCHES} pending batches.", 60
+        )
+    batch = Batch(id=state.new_batch_id(), operations=operations, base_url=base_url)
+    state.batches[batch.id] = batch
+    state.batch_queued.set()
+    return batch
+
+
+def run_operation(state: SandboxState, op: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """Execute one batch operation and return its entry for the results archive."""
+    raw_body = op.get("body")
+    body: object = None
+    if isinstance(raw_body, str) and raw_body.strip():
+        try:
+            body = json.loads(raw_body)
+        except ValueError:
+            body = INVALID_JSON
+    elif isinstance(raw_body, dict):
+        body = raw_body
+    params = {str(k): str(v) for k, v in (op.get("params") or {}).items()}
+    result = execute(state, str(op["method"]), str(op["path"]), params, body, base_url)
+    return {
+        "status_code": result.status,
+        "operation_id": op.get("operation_id"),
+        "response": "" if result.body is None else json.dumps(result.body),
+    }
+
+
+def filter_fields(doc: dict[str, Any], fields: str, exclude: str) -> dict[str, Any]:
+    """Mailchimp's ``fields`` / ``exclude_fields``: comma-separated dotted paths."""
+    if fields:
+        doc = _keep(doc, [p.split(".") for p in fields.split(",") if p])
+    if exclude:
+        for path in (p.split(".") for p in exclude.split(",") if p):
+            _drop(doc, path)
+    return doc
+
+
+def _keep(value: Any, paths: list[list[str]]) -> Any:
+    if isinstance(value, list):
+        return [_keep(item, paths) for item in value]
+    if not isinstance(value, dict):
+        return value
+    kept: dict[str, Any] = {}
+    for key, item in value.items():
+        rests = [p[1:] for p in paths if p[0] == key]
+        if not rests:
+            continue
+        kept[key] = item if any(not r for r in rests) else _keep(item, [r for r in rests if r])
+    return kept
+
+
+def _drop(value: Any, path: list[str]) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _drop(item, path)
+    elif isinstance(value, dict) and path[0] in value:
+        if len(path) == 1:
+            del value[path[0]]
+        else:
+            _drop(value[path[0]], path[1:])

@@ -1,0 +1,299 @@
+"""In-memory state of one emulated Mailchimp account.
+
+Everything that several server threads and the batch worker touch lives here behind a
+single re-entrant lock: one lock keeps the rules simple (no lock ordering to get wrong),
+and the work done while holding it is a few dictionary operations per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import secrets
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef-us1"
+DEFAULT_LIST_ID = "a1b2c3d4e5"
+DEFAULT_LIST_NAME = "Demo shop newsletter"
+
+# Statuses a member can have; "archived" is what DELETE leaves behind.
+STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived")
+# Statuses a client may ask for (Mailchimp refuses to create or set "archived").
+SETTABLE_STATUSES = STATUSES[:-1]
+
+
+def now_iso() -> str:
+    """Mailchimp's timestamp format: ISO 8601, whole seconds, explicit UTC offset."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def subscriber_hash(email: str) -> str:
+    """Mailchimp's member id: MD5 of the lower-cased address."""
+    return hashlib.md5(email.lower().encode("utf-8")).hexdigest()
+
+
+@dataclass
+class MergeField:
+    tag: str
+    name: str
+    merge_id: int
+    type: str = "text"
+    required: bool = False
+    default_value: str = ""
+
+    def to_json(self, list_id: str) -> dict[str, Any]:
+        return {
+            "merge_id": self.merge_id,
+            "tag": self.tag,
+            "name": self.name,
+            "type": self.type,
+            "required": self.required,
+            "default_value": self.default_value,
+            "public": True,
+            "display_order": self.merge_id,
+            "options": {"size": 25} if self.type == "text" else {},
+            "help_text": "",
+            "list_id": list_id,
+            "_links": [],
+        }
+
+
+@dataclass
+class Member:
+    email_address: str
+    status: str
+    merge_fields: dict[str, Any]
+    timestamp_signup: str
+    last_changed: str
+    timestamp_opt: str = ""
+    ip_signup: str = ""
+    source: str = "API - Generic"
+    email_type: str = "html"
+    tags: list[dict[str, Any]] = field(default_factory=list)
+    unique_email_id: str = field(default_factory=lambda: secrets.token_hex(5))
+    contact_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    web_id: int = field(default_factory=lambda: secrets.randbelow(10**9))
+
+    @property
+    def id(self) -> str:
+        return subscriber_hash(self.email_address)
+
+    def set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.last_changed = now_iso()
+            if status == "subscribed":
+                self.timestamp_opt = self.last_changed
+
+
+@dataclass
+class Audience:
+    id: str
+    name: str
+    merge_fields: list[MergeField]
+    double_optin: bool = False
+    date_created: str = field(default_factory=now_iso)
+    # Keyed by subscriber hash; dicts keep insertion order, which is our paging order.
+    members: dict[str, Member] = field(default_factory=dict)
+    # Subscriber hashes of permanently deleted ("forgotten") addresses.
+    forgotten: set[str] = field(default_factory=set)
+    web_id: int = field(default_factory=lambda: secrets.randbelow(10**6))
+
+    def counts(self) -> dict[str, int]:
+        found = Counter(member.status for member in self.members.values())
+        return {status: found.get(status, 0) for status in STATUSES}
+
+    def to_json(self) -> dict[str, Any]:
+        counts = self.counts()
+        return {
+            "id": self.id,
+            "web_id": self.web_id,
+            "name": self.name,
+            "contact": {"company": "Sandbox shop", "country": "US"},
+            "permission_reminder": "You signed up for our newsletter.",
+            "use_archive_bar": True,
+            "campaign_defaults": {"from_name": "Sandbox shop", "language": "en"},
+            "email_type_option": False,
+            "double_optin": self.double_optin,
+            "marketing_permissions": False,
+            "list_rating": 0,
+            "date_created": self.date_created,
+            "visibility": "prv",
+            "stats": {
+                "member_count": counts["subscribed"],
+                "total_contacts": sum(counts.values()) - counts["archived"],
+                "unsubscribe_count": counts["unsubscribed"],
+                "cleaned_count": counts["cleaned"],
+                "member_count_since_send": counts["subscribed"],
+                "unsubscribe_count_since_send": counts["unsubscribed"],
+                "cleaned_count_since_send": counts["cleaned"],
+                "campaign_count": 0,
+                "merge_field_count": len(self.merge_fields),
+            },
+            "_links": [],
+        }
+
+    def member_json(self, member: Member) -> dict[str, Any]:
+        # Mailchimp returns every merge field of the audience, empty ones as "".
+        merge = {mf.tag: member.merge_fields.get(mf.tag, "") for mf in self.merge_fields}
+        full_name = " ".join(
+            str(part) for part in (merge.get("FNAME", ""), merge.get("LNAME", "")) if part
+        )
+        return {
+            "id": member.id,
+            "email_address": member.email_address,
+            "unique_email_id": member.unique_email_id,
+            "contact_id": member.contact_id,
+            "full_name": full_name,
+            "web_id": member.web_id,
+            "email_type": member.email_type,
+            "status": member.status,
+            "consents_to_one_to_one_messaging": True,
+            "merge_fields": merge,
+            "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
+            "ip_signup": member.ip_signup,
+            "timestamp_signup": member.timestamp_signup,
+            "ip_opt": "",
+            "timestamp_opt": member.timestamp_opt,
+            "member_rating": 2,
+            "last_changed": member.last_changed,
+            "language": "",
+            "vip": False,
+            "email_client": "",
+            "location": {"latitude": 0, "longitude": 0, "gmtoff": 0, "dstoff": 0,
+                         "country_code": "", "timezone": ""},
+            "source": member.source,
+            "tags_count": len(member.tags),
+            "tags": list(member.tags),
+            "list_id": self.id,
+            "_links": [],
+        }
+
+
+@dataclass
+class Batch:
+    id: str
+    operations: list[dict[str, Any]]
+    # Root URL of the sandbox as the submitting client saw it, for response_body_url.
+    base_url: str
+    status: str = "pending"
+    submitted_at: str = field(default_factory=now_iso)
+    completed_at: str = ""
+    finished_operations: int = 0
+    errored_operations: int = 0
+    results: list[dict[str, Any]] = field(default_factory=list)
+    archive: bytes | None = None
+
+    @property
+    def response_body_url(self) -> str:
+        if self.status != "finished":
+            return ""
+        return f"{self.base_url}_sandbox/batch-results/{self.id}.tar.gz"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "total_operations": len(self.operations),
+            "finished_operations": self.finished_operations,
+            "errored_operations": self.errored_operations,
+            "submitted_at": self.submitted_at,
+            "completed_at": self.completed_at,
+            "response_body_url": self.response_body_url,
+            "_links": [],
+        }
+
+
+@dataclass
+class Stats:
+    requests_by_method: Counter[str] = field(default_factory=Counter)
+    requests_by_kind: Counter[str] = field(default_factory=Counter)
+    responses_by_status: Counter[str] = field(default_factory=Counter)
+    too_many_requests_sent: int = 0
+    max_in_flight: int = 0
+    batches_processed: int = 0
+    operations_processed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests_total": sum(self.requests_by_method.values()),
+            "requests_by_method": dict(self.requests_by_method),
+            "requests_by_kind": dict(self.requests_by_kind),
+            "responses_by_status": dict(self.responses_by_status),
+            "too_many_requests_sent": self.too_many_requests_sent,
+            "max_in_flight": self.max_in_flight,
+            "batches_processed": self.batches_processed,
+            "operations_processed": self.operations_processed,
+        }
+
+
+def default_merge_fields() -> list[MergeField]:
+    return [
+        MergeField(tag="FNAME", name="First name", merge_id=1),
+        MergeField(tag="LNAME", name="Last name", merge_id=2),
+    ]
+
+
+class SandboxState:
+    """The account: audiences, API keys, batches and request statistics."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        # Set whenever a batch is queued so the worker wakes without polling hard.
+        self.batch_queued = threading.Event()
+        self.keys: set[str] = set()
+        self.lists: dict[str, Audience] = {}
+        self.batches: dict[str, Batch] = {}
+        self.stats = Stats()
+        # In-flight requests per API key; deliberately NOT reset by reset(): requests
+        # that are still running will decrement their own count when they finish.
+        self.in_flight: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.keys = {DEFAULT_API_KEY}
+            self.lists = {}
+            self.batches = {}
+            self.stats = Stats()
+            self.create_list(DEFAULT_LIST_NAME, default_merge_fields(), list_id=DEFAULT_LIST_ID)
+
+    def create_list(
+        self,
+        name: str,
+        merge_fields: list[MergeField] | None = None,
+        *,
+        list_id: str | None = None,
+        double_optin: bool = False,
+    ) -> Audience:
+        with self.lock:
+            new_id = list_id or secrets.token_hex(5)
+            audience = Audience(
+                id=new_id,
+                name=name,
+                merge_fields=default_merge_fields() if merge_fields is None else merge_fields,
+                double_optin=double_optin,
+            )
+            self.lists[new_id] = audience
+            return audience
+
+    def new_batch_id(self) -> str:
+        # Unique for the life of the process, so results of a batch from before a
+        # reset can never be confused with a new one.
+        return f"{next(self._ids):04d}{secrets.token_hex(3)}"
+
+    def unfinished_batches(self) -> int:
+        with self.lock:
+            return sum(1 for b in self.batches.values() if b.status != "finished")
+
+    def next_unfinished_batch(self) -> Batch | None:
+        with self.lock:
+            for batch in self.batches.values():
+                if batch.status != "finished":
+                    return batch
+            return None

@@ -1,0 +1,112 @@
+"""The shop owner's settings (target audience, double opt-in, batch size, auto-sync).
+
+The API key is not here: it comes from the app config and is never stored in the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .models import Settings, utcnow
+
+
+class InvalidSetting(ValueError):
+    """A setting the shop owner chose cannot be used; the message says what would."""
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    list_id: str | None
+    list_name: str | None
+    double_optin: bool
+    batch_size: int
+    auto_sync: bool
+    first_export_done: bool
+
+    @property
+    def status_if_new(self) -> str:
+        """What a new contact becomes: 'pending' sends Mailchimp's confirmation e-mail."""
+        return "pending" if self.double_optin else "subscribed"
+
+    @property
+    def auto_sync_active(self) -> bool:
+        """Auto-sync runs once a first export has completed (before that, new customers
+        are simply part of the first export) and while the owner leaves it on."""
+        return self.auto_sync and self.first_export_done and bool(self.list_id)
+
+
+def _row(session: Session, config: Config) -> Settings:
+    row = session.get(Settings, 1)
+    if row is None:
+        row = Settings(id=1, batch_size=config.default_batch_size, double_optin=False)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def load(session: Session, config: Config) -> SyncSettings:
+    row = session.get(Settings, 1)
+    if row is None:
+        return SyncSettings(None, None, False, config.default_batch_size, True, False)
+    return SyncSettings(
+        list_id=row.list_id,
+        list_name=row.list_name,
+        double_optin=bool(row.double_optin),
+        batch_size=row.batch_size,
+        auto_sync=bool(row.auto_sync),
+        first_export_done=row.first_export_at is not None,
+    )
+
+
+def check_batch_size(value: Any, config: Config) -> int:
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise InvalidSetting(f"The batch size must be a whole number; got {value!r}.") from None
+    if not 1 <= size <= config.max_batch_size:
+        raise InvalidSetting(
+            f"The batch size must be between 1 and {config.max_batch_size} addresses; got"
+            f" {size}. Lower it if Mailchimp returns errors for large batches."
+        )
+    return size
+
+
+def update(
+    session: Session,
+    config: Config,
+    *,
+    list_id: str | None = None,
+    list_name: str | None = None,
+    double_optin: bool | None = None,
+    batch_size: Any = None,
+    auto_sync: bool | None = None,
+) -> SyncSettings:
+    """Change the given settings and commit.
+
+    :raises InvalidSetting: for a batch size out of range.
+    """
+    row = _row(session, config)
+    if batch_size is not None:
+        row.batch_size = check_batch_size(batch_size, config)
+    if list_id is not None:
+        if list_id != row.list_id:
+            # A new audience has never had a first export: auto-sync waits for one.
+            row.first_export_at = None
+        row.list_id = list_id or None
+        row.list_name = list_name or list_id or None
+    if double_optin is not None:
+        row.double_optin = double_optin
+    if auto_sync is not None:
+        row.auto_sync = auto_sync
+    session.commit()
+    return load(session, config)
+
+
+def mark_first_export_done(session: Session, config: Config) -> None:
+    row = _row(session, config)
+    if row.first_export_at is None:
+        row.first_export_at = utcnow()

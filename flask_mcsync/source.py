@@ -1,0 +1,149 @@
+"""Where the shop's addresses live: the host's model, read in primary-key order.
+
+The host declares a :class:`SubscriberSource`; we read it page by page with keyset
+pagination (``WHERE pk > :last ORDER BY pk LIMIT n``), never OFFSET (which rescans every
+earlier row) and never the whole table in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from .addresses import normalize
+
+FilterSpec = Callable[[], Any] | Any
+MergeFieldSpec = str | Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One address as the shop holds it."""
+
+    pk: Any
+    email: str
+    merge_fields: dict[str, Any]
+
+
+@dataclass
+class SubscriberSource:
+    """The host's subscribers: a model, its e-mail column, which rows, which merge fields.
+
+    :param model: a mapped class with a single-column primary key.
+    :param email: the attribute holding the address.
+    :param filter: which rows are subscribers (e.g. ``lambda: Customer.newsletter.is_(True)``,
+        or the expression itself); ``None`` means every row. This is how non-subscribers
+        stay out of the audience (and off the Mailchimp bill).
+    :param merge_fields: Mailchimp merge tag → attribute name (read as a column, fast) or
+        a callable taking the model instance (loads whole rows, slower).
+    """
+
+    model: type
+    email: str = "email"
+    filter: FilterSpec | None = None
+    merge_fields: Mapping[str, MergeFieldSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        mapper = sa.inspect(self.model, raiseerr=False)
+        if mapper is None:
+            raise TypeError(
+                f"SubscriberSource(model={self.model!r}): not a SQLAlchemy model; pass the"
+                " mapped class that holds the shop's addresses."
+            )
+        if len(mapper.primary_key) != 1:
+            raise TypeError(
+                f"SubscriberSource: {self.model.__name__} must have a single-column primary"
+                " key; it is read in primary-key order."
+            )
+        if not hasattr(self.model, self.email):
+            raise TypeError(
+                f"SubscriberSource: {self.model.__name__} has no attribute {self.email!r};"
+                " set email= to the column that holds the address."
+            )
+        for tag, spec in self.merge_fields.items():
+            if isinstance(spec, str) and not hasattr(self.model, spec):
+                raise TypeError(
+                    f"SubscriberSource: merge field {tag} maps to {spec!r}, which"
+                    f" {self.model.__name__} does not have."
+                )
+        self._pk = mapper.primary_key[0]
+        self._columns_only = all(isinstance(s, str) for s in self.merge_fields.values())
+
+    @property
+    def pk_column(self) -> Any:
+        return self._pk
+
+    @property
+    def email_column(self) -> Any:
+        return getattr(self.model, self.email)
+
+    def where(self) -> Any:
+        """The host's filter as a SQL expression (``true()`` when there is none)."""
+        spec = self.filter
+        if spec is None:
+            return sa.true()
+        return spec() if callable(spec) and not isinstance(spec, sa.ColumnElement) else spec
+
+    def _select(self) -> sa.Select[Any]:
+        if self._columns_only:
+            columns = [getattr(self.model, s) for s in self.merge_fields.values()]
+            return sa.select(self._pk, self.email_column, *columns)
+        return sa.select(self._pk, self.email_column, self.model)
+
+    def _row(self, row: Any) -> SourceRow:
+        if self._columns_only:
+            values = row[2:]
+            merge = {
+                tag: value for tag, value in zip(self.merge_fields, values) if value is not None
+            }
+        else:
+            instance = row[2]
+            merge = {}
+            for tag, spec in self.merge_fields.items():
+                value = getattr(instance, spec) if isinstance(spec, str) else spec(instance)
+                if value is not None:
+                    merge[tag] = value
+        merge = {k: v if isinstance(v, (int, float)) else str(v) for k, v in merge.items()}
+        return SourceRow(pk=row[0], email=row[1] or "", merge_fields=merge)
+
+    def pages(
+        self, session: Session, after: Any = None, page_size: int = 2000
+    ) -> Iterator[list[SourceRow]]:
+        """Subscriber rows in primary-key order, ``page_size`` at a time, after ``after``."""
+        last = after
+        while True:
+            query = self._select().where(self.where()).order_by(self._pk).limit(page_size)
+            if last is not None:
+                query = query.where(self._pk > last)
+            rows = [self._row(r) for r in session.execute(query)]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1].pk
+            if len(rows) < page_size:
+                return
+
+    def find(self, session: Session, email: str) -> list[tuple[SourceRow, bool]]:
+        """Every row whose address is ``email`` in any case, with whether it is a subscriber.
+
+        Used by the diagnostic tool and single syncs, so it reads few rows; a host with a
+        very large table should index ``lower(email)``.
+        """
+        query = (
+            self._select()
+            .add_columns(self.where().label("mcsync_is_subscriber"))
+            .where(sa.func.lower(sa.func.trim(self.email_column)) == normalize(email))
+            .order_by(self._pk)
+        )
+        found = []
+        for row in session.execute(query):
+            found.append((self._row(row[:-1]), bool(row[-1])))
+        return found
+
+    def count(self, session: Session) -> int:
+        query = sa.select(sa.func.count()).select_from(self.model).where(self.where())
+        return int(session.execute(query).scalar_one())

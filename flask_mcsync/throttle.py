@@ -1,0 +1,87 @@
+"""At most N requests to Mailchimp in flight per account, across every worker and machine.
+
+Mailchimp answers a request beyond 10 simultaneous connections per account with 429.
+Each request first takes a slot in a Redis sorted set keyed by the account; a slot is a
+lease with a deadline (the request timeout plus a margin), so a worker killed mid-request
+cannot hold a slot forever: the next caller drops expired leases before counting.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+
+# Drop expired leases, then take one if fewer than LIMIT are held. Atomic in Redis.
+_ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return 1
+end
+return 0
+"""
+
+
+class SlotTimeout(TimeoutError):
+    """No connection slot freed up in time: other workers keep all of them busy."""
+
+
+class ConnectionSlots:
+    """A distributed counting semaphore of Mailchimp connections for one account."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        account: str,
+        limit: int,
+        lease_seconds: float,
+        wait_seconds: float = 300.0,
+    ) -> None:
+        self.connection = connection
+        self.key = f"mcsync:slots:{account}"
+        self.limit = limit
+        self.lease_seconds = lease_seconds
+        self.wait_seconds = wait_seconds
+        self._acquire = connection.register_script(_ACQUIRE)
+
+    def try_acquire(self) -> str | None:
+        token = uuid.uuid4().hex
+        now = time.time()
+        taken = self._acquire(
+            keys=[self.key],
+            args=[now, now + self.lease_seconds, self.limit, token, int(self.lease_seconds * 2000)],
+        )
+        return token if taken else None
+
+    def release(self, token: str) -> None:
+        self.connection.zrem(self.key, token)
+
+    def in_use(self) -> int:
+        self.connection.zremrangebyscore(self.key, "-inf", time.time())
+        return int(self.connection.zcard(self.key))
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one slot for the duration of a request.
+
+        :raises SlotTimeout: when no slot frees up within ``wait_seconds``.
+        """
+        deadline = time.monotonic() + self.wait_seconds
+        delay = 0.005
+        while (token := self.try_acquire()) is None:
+            if time.monotonic() > deadline:
+                raise SlotTimeout(
+                    f"All {self.limit} Mailchimp connections stayed busy for"
+                    f" {self.wait_seconds:g} s; the job will be retried."
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        try:
+            yield
+        finally:
+            self.release(token)

@@ -1,0 +1,76 @@
+"""RQ plumbing: jobs that run inside the host app's context, the queue, the worker.
+
+The worker is started by ``flask mcsync worker`` (so it has the host app) and forks a
+work horse per job. A forked child must not reuse the parent's database connections
+(two processes on one socket corrupt both), so each job in a child first drops the
+inherited pool; the parent's connections are left open for the parent.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any, ClassVar
+
+from flask import Flask
+from rq import Queue, Worker
+from rq.job import Job
+
+from .extension import McSync, state
+
+class AppJob(Job):
+    """An RQ job run inside the app context of the worker's app."""
+
+    app_ref: ClassVar[weakref.ref[Flask] | None] = None
+    parent_pid: ClassVar[int | None] = None
+
+    def perform(self) -> Any:
+        app = AppJob.app_ref() if AppJob.app_ref else None
+        if app is None:
+            raise RuntimeError(
+                "This RQ worker has no Flask app: start it with 'flask mcsync worker' so"
+                " jobs run inside the shop's app context."
+            )
+        with app.app_context():
+            if os.getpid() != AppJob.parent_pid:
+                state(app).db.engine.dispose(close=False)
+            return super().perform()
+
+
+def bind_app(app: Flask) -> None:
+    """Make jobs performed in this process (and its forks) run in ``app``'s context."""
+    AppJob.app_ref = weakref.ref(app)
+    AppJob.parent_pid = os.getpid()
+
+
+def make_queue(ext: McSync) -> Queue:
+    return Queue(ext.config.queue_name, connection=ext.redis, job_class=AppJob)
+
+
+class McSyncWorker(Worker):
+    """An RQ worker that also keeps the periodic sweep scheduled."""
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        from .jobs import ensure_sweep_scheduled
+
+        ensure_sweep_scheduled()
+
+
+def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> bool:
+    """Run an RQ worker on the extension's queue until stopped (or, in burst mode, idle)."""
+    bind_app(app)
+    ext = state(app)
+    worker = McSyncWorker(
+        [make_queue(ext)],
+        connection=ext.redis,
+        job_class=AppJob,
+        # Maintenance (and so the sweep guard) runs between dequeue waits; keep them short.
+        worker_ttl=60,
+        maintenance_interval=ext.config.sweep_interval,
+    )
+    from .jobs import ensure_sweep_scheduled
+
+    with app.app_context():
+        ensure_sweep_scheduled(ext)
+    return bool(worker.work(burst=burst, with_scheduler=with_scheduler))
