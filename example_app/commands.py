@@ -11,24 +11,91 @@ from flask.cli import with_appcontext
 from .models import Customer, db
 
 FIRST = [
-    "Camille", "Léa", "Manon", "Chloé", "Inès", "Jade", "Louise", "Emma", "Alice", "Lina",
-    "Lucas", "Hugo", "Louis", "Gabriel", "Arthur", "Jules", "Adam", "Raphaël", "Nathan", "Tom",
-    "Olivia", "Noah", "Mia", "Liam", "Sofia", "Ethan", "Zoé", "Théo", "Anna", "Paul",
+    "Camille",
+    "Léa",
+    "Manon",
+    "Chloé",
+    "Inès",
+    "Jade",
+    "Louise",
+    "Emma",
+    "Alice",
+    "Lina",
+    "Lucas",
+    "Hugo",
+    "Louis",
+    "Gabriel",
+    "Arthur",
+    "Jules",
+    "Adam",
+    "Raphaël",
+    "Nathan",
+    "Tom",
+    "Olivia",
+    "Noah",
+    "Mia",
+    "Liam",
+    "Sofia",
+    "Ethan",
+    "Zoé",
+    "Théo",
+    "Anna",
+    "Paul",
 ]
 LAST = [
-    "Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy",
-    "Moreau", "Simon", "Laurent", "Lefebvre", "Michel", "Garcia", "David", "Bertrand", "Roux",
-    "Vincent", "Fournier", "Morel", "Girard", "André", "Mercier", "Dupont", "Lambert", "Bonnet",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Simon",
+    "Laurent",
+    "Lefebvre",
+    "Michel",
+    "Garcia",
+    "David",
+    "Bertrand",
+    "Roux",
+    "Vincent",
+    "Fournier",
+    "Morel",
+    "Girard",
+    "André",
+    "Mercier",
+    "Dupont",
+    "Lambert",
+    "Bonnet",
 ]
 DOMAINS = [
-    "gmail.com", "yahoo.fr", "outlook.com", "orange.fr", "free.fr", "hotmail.com",
-    "laposte.net", "protonmail.com", "icloud.com", "sfr.fr", "wanadoo.fr", "gmx.de",
+    "gmail.com",
+    "yahoo.fr",
+    "outlook.com",
+    "orange.fr",
+    "free.fr",
+    "hotmail.com",
+    "laposte.net",
+    "protonmail.com",
+    "icloud.com",
+    "sfr.fr",
+    "wanadoo.fr",
+    "gmx.de",
 ]
 # Throw-away domains a shop would put in its exclusion rules.
 DISPOSABLE = ["mailinator.com", "yopmail.com", "guerrillamail.com"]
 INVALID = [
-    "{f}.{l}@", "{f}@@{d}", "{f}.{l}.{d}", "{f} {l}@{d}", "{f}..{l}@{d}", "@{d}",
-    "{f}.{l}@{d}.", "{f}.{l}@localhost",
+    "{f}.{l}@",
+    "{f}@@{d}",
+    "{f}.{l}.{d}",
+    "{f} {l}@{d}",
+    "{f}..{l}@{d}",
+    "@{d}",
+    "{f}.{l}@{d}.",
+    "{f}.{l}@localhost",
 ]
 ASCII = str.maketrans("éèëêàâçîïôöûüÉ", "eeeeaaciioouuE")
 
@@ -44,10 +111,10 @@ def make_customers(count: int, seed: int = 2026) -> list[dict[str, object]]:
     customers: list[dict[str, object]] = []
     for i in range(count):
         first, last = rng.choice(FIRST), rng.choice(LAST)
-        f, l = first.lower().translate(ASCII), last.lower().translate(ASCII)
+        f, la = first.lower().translate(ASCII), last.lower().translate(ASCII)
         roll = rng.random()
         if roll < 0.02:
-            email = rng.choice(INVALID).format(f=f, l=l, d=rng.choice(DOMAINS))
+            email = rng.choice(INVALID).format(f=f, l=la, d=rng.choice(DOMAINS))
         elif roll < 0.04:
             email = f"{f}{i}@{rng.choice(DISPOSABLE)}"
         elif roll < 0.05:
@@ -56,7 +123,7 @@ def make_customers(count: int, seed: int = 2026) -> list[dict[str, object]]:
             earlier = str(rng.choice(customers)["email"])
             email = earlier.upper() if rng.random() < 0.5 else earlier.title()
         else:
-            email = f"{f}.{l}{i}@{rng.choice(DOMAINS)}"
+            email = f"{f}.{la}{i}@{rng.choice(DOMAINS)}"
         customers.append(
             {
                 "email": email,
@@ -75,6 +142,10 @@ def make_customers(count: int, seed: int = 2026) -> list[dict[str, object]]:
 @with_appcontext
 def seed(count: int, seed: int, replace: bool) -> None:
     """Fill the shop with COUNT realistic customers (deterministic)."""
+    click.echo(seed_customers(count, seed, replace))
+
+
+def seed_customers(count: int, seed: int = 2026, replace: bool = True) -> str:
     if replace:
         db.session.execute(sa.delete(Customer))
     rows = make_customers(count, seed)
@@ -82,4 +153,4 @@ def seed(count: int, seed: int, replace: bool) -> None:
         db.session.execute(sa.insert(Customer), rows[start : start + 5000])
     db.session.commit()
     opted = sum(1 for r in rows if r["newsletter"])
-    click.echo(f"Seeded {count} customers ({opted} newsletter opt-ins).")
+    return f"Seeded {count} customers ({opted} newsletter opt-ins)."

@@ -44,7 +44,7 @@ CLOCK_SKEW = timedelta(seconds=120)
 
 
 def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
-    session = ext.db.session
+    session = ext.session
     token = leases.claim(session, Batch, batch_id, ext.config.lease_seconds, token)
     if token is None:
         return  # held by another worker, or already done
@@ -86,7 +86,7 @@ def _operations(run: Run, batch: Batch) -> list[dict[str, Any]]:
 
 
 def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
-    session = ext.db.session
+    session = ext.session
     session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch.id, token))
@@ -110,7 +110,7 @@ def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -
 
 def _schedule_poll(ext: McSync, batch_id: int, token: str, **values: Any) -> None:
     delay = ext.config.poll_interval
-    session = ext.db.session
+    session = ext.session
     session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch_id, token))
@@ -177,7 +177,7 @@ def _complete(
     retry: list[list[Any]],
 ) -> None:
     """Record the outcomes and mark the batch done, in one transaction."""
-    session = ext.db.session
+    session = ext.session
     counts = record(session, run.id, outcomes, batch.id)
     if retry:
         seq = session.execute(
@@ -243,7 +243,7 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
 
 
 def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None:
-    session = ext.db.session
+    session = ext.session
     batch = session.get(Batch, batch_id)
     if batch is None:
         return
@@ -254,7 +254,9 @@ def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None
     if attempts >= ext.config.max_attempts:
         run = session.get(Run, batch.run_id)
         assert run is not None
-        error = exc if isinstance(exc, MailchimpError) else TransientError(type(exc).__name__, str(exc))
+        error = (
+            exc if isinstance(exc, MailchimpError) else TransientError(type(exc).__name__, str(exc))
+        )
         gave_up = TransientError(
             f"Gave up after {attempts} attempts",
             f"{error.title}: {error.detail}",

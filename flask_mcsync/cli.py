@@ -78,7 +78,7 @@ def lists(as_json: bool) -> None:
     """List the account's audiences (the targets an export can have)."""
     ext = state()
     audiences = ext.gateway().audiences()
-    chosen = settings.load(ext.db.session, ext.config).list_id
+    chosen = settings.load(ext.session, ext.config).list_id
 
     def text() -> None:
         if not audiences:
@@ -106,7 +106,7 @@ def settings_cmd(
 ) -> None:
     """Show the settings, or change the ones given."""
     ext = state()
-    session = ext.db.session
+    session = ext.session
     if any(v is not None for v in (list_id, double_optin, batch_size, auto_sync)):
         name = None
         if list_id:
@@ -132,7 +132,12 @@ def settings_cmd(
         "api_key": ext.config.masked_api_key,
         "api_url": ext.config.api_url,
     }
-    _emit(data, as_json, lambda: [click.echo(f"{k}: {v}") for k in data for v in [data[k]]])
+
+    def text() -> None:
+        for key, value in data.items():
+            click.echo(f"{key}: {value}")
+
+    _emit(data, as_json, text)
 
 
 def _audience_name(ext: McSync, list_id: str) -> str:
@@ -155,7 +160,7 @@ def rules_cli() -> None:
 def rules_list(as_json: bool) -> None:
     """List the exclusion rules with how many of the shop's addresses each excludes."""
     ext = state()
-    session = ext.db.session
+    session = ext.session
     ruleset = exclusions.load_ruleset(session)
     counts = tally(session, ext.require_source(), ruleset).by_rule if ruleset else {}
     data = [
@@ -178,7 +183,7 @@ def rules_list(as_json: bool) -> None:
 @_friendly
 def rules_add(kind: str, value: str) -> None:
     """Add a rule: KIND is address, domain or pattern (shell-style, like '*@mailinator.com')."""
-    rule = exclusions.add_rule(state().db.session, kind, value)
+    rule = exclusions.add_rule(state().session, kind, value)
     click.echo(f"Added rule {rule.id}: {rule.describe()}.")
 
 
@@ -187,7 +192,7 @@ def rules_add(kind: str, value: str) -> None:
 @_friendly
 def rules_remove(rule_id: int) -> None:
     """Remove the rule with this id (see 'flask mcsync rules list')."""
-    if not exclusions.remove_rule(state().db.session, rule_id):
+    if not exclusions.remove_rule(state().session, rule_id):
         raise click.ClickException(f"There is no rule {rule_id}: see 'flask mcsync rules list'.")
     click.echo(f"Removed rule {rule_id}.")
 
@@ -198,7 +203,7 @@ def rules_remove(rule_id: int) -> None:
 def preview(as_json: bool) -> None:
     """How many addresses an export would send, exclude and skip as invalid."""
     ext = state()
-    session = ext.db.session
+    session = ext.session
     data = tally(session, ext.require_source(), exclusions.load_ruleset(session)).as_dict()
     _emit(
         data,
@@ -226,7 +231,7 @@ def export(list_id: str | None, batch_size: int | None, wait: bool, as_json: boo
         click.echo(f"{verb} export run {run_id} to audience {started.run.list_id}.")
     if not wait:
         if as_json:
-            click.echo(json.dumps(progress(ext.db.session, run_id), default=str))
+            click.echo(json.dumps(progress(ext.session, run_id), default=str))
         else:
             click.echo("Workers do the work: start one with 'flask mcsync worker'.")
         return
@@ -241,7 +246,7 @@ def export(list_id: str | None, batch_size: int | None, wait: bool, as_json: boo
 
 def follow(ext: McSync, run_id: int, quiet: bool = False, interval: float = 0.5) -> dict[str, Any]:
     """Print a progress bar until the run ends; return its final progress."""
-    session = ext.db.session
+    session = ext.session
     last_change = time.monotonic()
     seen: tuple[Any, ...] = ()
     while True:

@@ -96,9 +96,7 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
 
     api_url = get("MCSYNC_API_URL")
     if api_url is None:
-        api_url = (
-            f"https://{datacenter_of(api_key)}.api.mailchimp.com/3.0/" if api_key else ""
-        )
+        api_url = f"https://{datacenter_of(api_key)}.api.mailchimp.com/3.0/" if api_key else ""
     else:
         api_url = str(api_url).strip()
         parts = urlsplit(api_url)

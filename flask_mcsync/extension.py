@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from flask import Flask, current_app, has_app_context
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
+from sqlalchemy.orm import Session
 
 from .config import Config, ConfigError, read_config
 from .gateway import Gateway
@@ -52,6 +53,11 @@ class McSync:
         if app is None:  # pragma: no cover - the app owns this object
             raise RuntimeError("The Flask app of this mcsync state is gone.")
         return app
+
+    @property
+    def session(self) -> Session:
+        """The host's Flask-SQLAlchemy session (a scoped session, typed as what it proxies)."""
+        return cast(Session, self.db.session)
 
     def require_source(self) -> SubscriberSource:
         if self.source is None:
@@ -101,9 +107,7 @@ class McSync:
                 # A lease outlives the slowest possible request, then frees itself.
                 lease_seconds=self.config.request_timeout + 30,
             )
-        return Gateway(
-            self.config.api_key, self.config.api_url, self.config.request_timeout, slots
-        )
+        return Gateway(self.config.api_key, self.config.api_url, self.config.request_timeout, slots)
 
 
 class MailchimpSync:

@@ -66,9 +66,7 @@ class MailchimpError(Exception):
     @property
     def full_detail(self) -> str:
         """The detail with per-field messages (e.g. which merge field is missing)."""
-        fields = "; ".join(
-            f"{e.get('field') or '?'}: {e.get('message', '')}" for e in self.errors
-        )
+        fields = "; ".join(f"{e.get('field') or '?'}: {e.get('message', '')}" for e in self.errors)
         return f"{self.detail} ({fields})" if fields else self.detail
 
 

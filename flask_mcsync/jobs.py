@@ -99,9 +99,7 @@ def ensure_sweep_scheduled(ext: McSync | None = None) -> None:
     ext = ext or state()
     interval = ext.config.sweep_interval
     if ext.redis.set(SWEEP_GUARD_KEY, "1", nx=True, ex=interval * 3):
-        ext.queue().enqueue_in(
-            timedelta(seconds=interval), sweep, job_timeout=600, result_ttl=0
-        )
+        ext.queue().enqueue_in(timedelta(seconds=interval), sweep, job_timeout=600, result_ttl=0)
 
 
 def sweep_once(ext: McSync) -> dict[str, int]:
@@ -113,7 +111,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
       poll was lost), or never taken and no job waiting for it;
     * a run whose batches are all ended but which was not closed.
     """
-    session = ext.db.session
+    session = ext.session
     now = utcnow()
     counts = {"plans": 0, "batches": 0, "runs_closed": 0}
     live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
@@ -123,10 +121,14 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         if not planning_done and (lease_until is None or lease_until < now):
             enqueue_plan(ext, run_id)
             counts["plans"] += 1
-    stalled = sa.select(Batch.id, Batch.lease_until).join(Run, Run.id == Batch.run_id).where(
-        Run.status == "running",
-        Batch.status.not_in(("done", "failed")),
-        sa.or_(Batch.lease_until.is_(None), Batch.lease_until < now),
+    stalled = (
+        sa.select(Batch.id, Batch.lease_until)
+        .join(Run, Run.id == Batch.run_id)
+        .where(
+            Run.status == "running",
+            Batch.status.not_in(("done", "failed")),
+            sa.or_(Batch.lease_until.is_(None), Batch.lease_until < now),
+        )
     )
     for batch_id, lease_until in session.execute(stalled).all():
         if lease_until is None:

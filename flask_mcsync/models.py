@@ -212,9 +212,7 @@ class OutboxItem(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
-    run_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("mcsync_runs.id", ondelete="SET NULL")
-    )
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("mcsync_runs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -49,6 +49,7 @@ class AddressOutcome:
 
     def row(self, run_id: int, batch_id: int | None) -> dict[str, Any]:
         error = self.error
+        title = error.title[:200] if error else ("Skipped" if self.skip_reason else None)
         return {
             "run_id": run_id,
             "batch_id": batch_id,
@@ -56,7 +57,7 @@ class AddressOutcome:
             "email_hash": subscriber_hash(self.email),
             "outcome": self.result.value,
             "permanent": bool(error.permanent) if error else False,
-            "error_title": error.title[:200] if error else ("Skipped" if self.skip_reason else None),
+            "error_title": title,
             "error_detail": error.full_detail if error else self.skip_reason,
             "mailchimp_status": self.mailchimp_status,
             "sent": self.sent,

@@ -25,7 +25,7 @@ from .runs import finish_if_complete
 
 
 def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
-    session = ext.db.session
+    session = ext.session
     lease = ext.config.lease_seconds
     token = leases.claim(session, Run, run_id, lease, token, status="running")
     if token is None:

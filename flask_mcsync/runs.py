@@ -34,9 +34,7 @@ class Started:
 
 
 def active_export(session: Session, list_id: str) -> Run | None:
-    return session.execute(
-        sa.select(Run).where(Run.active_list_id == list_id)
-    ).scalar_one_or_none()
+    return session.execute(sa.select(Run).where(Run.active_list_id == list_id)).scalar_one_or_none()
 
 
 def start_export(
@@ -50,7 +48,7 @@ def start_export(
     :raises ExportError: when no audience is chosen, the batch size is out of range, or
         the job queue cannot be reached.
     """
-    session = ext.db.session
+    session = ext.session
     current = settings_mod.load(session, ext.config)
     list_id = list_id or current.list_id
     if not list_id:
@@ -90,7 +88,7 @@ def start_export(
         from .jobs import enqueue_plan
 
         enqueue_plan(ext, run.id)
-    except Exception as exc:  # noqa: BLE001 - any failure to queue leaves no run behind
+    except Exception as exc:
         end_run(session, run.id, "failed", f"Could not queue the export: {exc}")
         session.commit()
         raise ExportError(
@@ -115,15 +113,11 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
     Called after each batch commits; the last one to commit sees all the others, so
     exactly one caller ends the run however batches interleave across workers.
     """
-    session = ext.db.session
+    session = ext.session
     pending = (
-        sa.select(Batch.id)
-        .where(Batch.run_id == run_id, Batch.status.not_in(BATCH_ENDED))
-        .exists()
+        sa.select(Batch.id).where(Batch.run_id == run_id, Batch.status.not_in(BATCH_ENDED)).exists()
     )
-    failed = (
-        sa.select(Batch.id).where(Batch.run_id == run_id, Batch.status == "failed").exists()
-    )
+    failed = sa.select(Batch.id).where(Batch.run_id == run_id, Batch.status == "failed").exists()
     status = "failed" if session.execute(sa.select(failed)).scalar() else "finished"
     ended = session.execute(
         sa.update(Run)
@@ -197,9 +191,9 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         "excluded": run.excluded,
         "invalid": run.invalid,
         "duplicates": run.duplicates,
-        "percent": round(100.0 * done_addresses / run.total, 1) if run.total else (
-            100.0 if run.status in RUN_ENDED else 0.0
-        ),
+        "percent": round(100.0 * done_addresses / run.total, 1)
+        if run.total
+        else (100.0 if run.status in RUN_ENDED else 0.0),
         "rate": round(rate, 1),
         "seconds_left": round(remaining / rate) if rate > 0 and remaining else None,
         "elapsed": round(elapsed, 1),

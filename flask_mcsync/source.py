@@ -48,7 +48,7 @@ class SubscriberSource:
     merge_fields: Mapping[str, MergeFieldSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        mapper = sa.inspect(self.model, raiseerr=False)
+        mapper: Any = sa.inspect(self.model, raiseerr=False)
         if mapper is None:
             raise TypeError(
                 f"SubscriberSource(model={self.model!r}): not a SQLAlchemy model; pass the"
@@ -90,7 +90,7 @@ class SubscriberSource:
 
     def _select(self) -> sa.Select[Any]:
         if self._columns_only:
-            columns = [getattr(self.model, s) for s in self.merge_fields.values()]
+            columns = [getattr(self.model, str(s)) for s in self.merge_fields.values()]
             return sa.select(self._pk, self.email_column, *columns)
         return sa.select(self._pk, self.email_column, self.model)
 
@@ -98,7 +98,9 @@ class SubscriberSource:
         if self._columns_only:
             values = row[2:]
             merge = {
-                tag: value for tag, value in zip(self.merge_fields, values) if value is not None
+                tag: value
+                for tag, value in zip(self.merge_fields, values, strict=True)
+                if value is not None
             }
         else:
             instance = row[2]

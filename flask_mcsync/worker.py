@@ -18,6 +18,7 @@ from rq.job import Job
 
 from .extension import McSync, state
 
+
 class AppJob(Job):
     """An RQ job run inside the app context of the worker's app."""
 

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 from .errors import PROBLEM_CONTENT_TYPE, TOO_MANY_CONNECTIONS, ApiError, too_many_requests
 from .faults import Faults, injected_error
@@ -126,7 +126,8 @@ def create_api_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             decision = faults.decide(request.method, request.path)
             if decision is not None and decision.kind == "drop":
                 _drop_connection()
-                return Response(status=500)
+                g.sandbox_dropped = True
+                return Response(status=500)  # never reaches the client
             if decision is not None and decision.kind == "timeout":
                 # The call still happens afterwards, as on a slow server: a client that
                 # timed out cannot know whether its write was applied.
@@ -153,7 +154,8 @@ def create_api_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
         except ApiError as error:
             response = problem_response(error)
         with state.lock:
-            state.stats.responses_by_status[str(response.status_code)] += 1
+            label = "dropped" if g.get("sandbox_dropped") else str(response.status_code)
+            state.stats.responses_by_status[label] += 1
         return response
 
     return api

@@ -136,15 +136,17 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
 
     @control.route("/lists/<list_id>/members", methods=["GET", "POST"])
     def members(list_id: str) -> Response:
-        with state.lock:
-            audience = audience_or_404(list_id)
-            if request.method == "GET":
-                return jsonify({
+        if request.method == "GET":
+            with state.lock:
+                audience = audience_or_404(list_id)
+                everything = {
                     "list_id": audience.id,
                     "members": [audience.member_json(m) for m in audience.members.values()],
                     "counts": audience.counts(),
                     "total_items": len(audience.members),
-                })
+                }
+            # Plain json.dumps: jsonify sorts keys, several times slower on 100k members.
+            return Response(json.dumps(everything), content_type="application/json")
         body = _json_body()
         items = body.get("members") if isinstance(body, dict) else body
         if not isinstance(items, list):

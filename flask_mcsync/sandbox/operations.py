@@ -271,8 +271,14 @@ def run_operation(state: SandboxState, op: dict[str, Any], base_url: str) -> dic
             body = INVALID_JSON
     elif isinstance(raw_body, dict):
         body = raw_body
-    params = {str(k): str(v) for k, v in (op.get("params") or {}).items()}
-    result = execute(state, str(op["method"]), str(op["path"]), params, body, base_url)
+    raw_params = op.get("params")
+    params = {str(k): str(v) for k, v in raw_params.items()} if isinstance(
+        raw_params, dict) else {}
+    try:
+        result = execute(state, str(op["method"]), str(op["path"]), params, body, base_url)
+    except Exception as exc:  # one odd operation must not kill the worker thread
+        error = ApiError(500, "Internal Server Error", f"The operation failed: {exc!r}")
+        result = Result(500, error.body())
     return {
         "status_code": result.status,
         "operation_id": op.get("operation_id"),

@@ -115,6 +115,7 @@ def test_drop_closes_connection_without_response(api: Any, mc3: MailChimp,
     with pytest.raises(requests.exceptions.ConnectionError):
         mc3.ping.get()
     assert mc3.ping.get()["health_status"] == "Everything's Chimpy!"
+    assert sandbox.client.stats()["responses_by_status"] == {"dropped": 2, "200": 1}
     sandbox.client.set_faults(drop_rate=1.0)
     with pytest.raises(requests.exceptions.ConnectionError):
         api("PUT", f"lists/{LIST}/members/d@mail.shop-demo.io",
