@@ -16,6 +16,8 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
+from flask_mcsync.signals import subscriber_changed, subscriber_signed_up
+
 from .models import Customer, db
 
 bp = Blueprint("shop", __name__)
@@ -39,6 +41,8 @@ def signup() -> Response:
         newsletter=bool(request.form.get("newsletter")),
     )
     db.session.add(customer)
+    # Auto-sync: an outbox row joins this transaction; it is sent once the commit is done.
+    subscriber_signed_up.send(current_app._get_current_object(), subscriber=customer)
     db.session.commit()
     flash(f"Welcome, {customer.first_name or customer.email}!")
     return redirect(url_for("shop.index"))
@@ -59,3 +63,24 @@ def login() -> str | Response:
 def logout() -> Response:
     session.pop("shop_admin", None)
     return redirect(url_for("shop.index"))
+
+
+@bp.route("/newsletter", methods=["GET", "POST"])
+def newsletter() -> str | Response:
+    """A customer subscribes or unsubscribes (what an account page would do)."""
+    if request.method == "POST":
+        email = request.form.get("email", "").strip()
+        wanted = request.form.get("newsletter") == "1"
+        customers = db.session.scalars(
+            db.select(Customer).where(db.func.lower(Customer.email) == email.lower())
+        ).all()
+        if not customers:
+            flash("We do not know this address.")
+            return redirect(url_for("shop.newsletter"))
+        for customer in customers:
+            customer.newsletter = wanted
+        subscriber_changed.send(current_app._get_current_object(), email=email)
+        db.session.commit()
+        flash("Subscribed to the newsletter." if wanted else "Unsubscribed from the newsletter.")
+        return redirect(url_for("shop.newsletter"))
+    return render_template("newsletter.html")

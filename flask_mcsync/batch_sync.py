@@ -16,7 +16,6 @@ Failures, by kind:
 from __future__ import annotations
 
 import json
-import random
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from .gateway import (
 )
 from .models import Batch, Run, utcnow
 from .outcomes import AddressOutcome, Result, record
+from .retry import backoff_seconds
 from .runs import RUN_ENDED, end_run, finish_if_complete
 from .throttle import SlotTimeout
 
@@ -196,7 +196,7 @@ def _complete(
         )
         # Held for the backoff by the token its scheduled job carries, so the sweep does
         # not send it early.
-        retry_delay = _backoff(batch.attempts, None)
+        retry_delay = backoff_seconds(batch.attempts, None)
         retry_batch.lease_token = retry_token = leases.new_token()
         retry_batch.lease_until = utcnow() + timedelta(
             seconds=retry_delay + ext.config.lease_seconds
@@ -233,13 +233,6 @@ def _complete(
     if retry:
         jobs.schedule_batch(ext, retry_batch.id, retry_token, retry_delay)
     finish_if_complete(ext, run.id)
-
-
-def _backoff(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with jitter, at least Retry-After, at most ten minutes."""
-    base = min(600.0, 2.0 * (2 ** max(attempt - 1, 0)))
-    delay = base * (0.5 + random.random() / 2)
-    return max(delay, retry_after or 0.0)
 
 
 def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None:
@@ -283,7 +276,7 @@ def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None
         finish_if_complete(ext, batch.run_id)
         return
     retry_after = exc.retry_after if isinstance(exc, MailchimpError) else None
-    delay = _backoff(attempts, retry_after)
+    delay = backoff_seconds(attempts, retry_after)
     values: dict[str, Any] = {
         "attempts": attempts,
         "last_error": message,

@@ -320,6 +320,38 @@ def sweep_cmd() -> None:
     )
 
 
+@mcsync_cli.command("flush")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_friendly
+def flush(as_json: bool) -> None:
+    """Send the auto-sync rows that are waiting (e.g. after Redis was down), right here."""
+    from .outbox import due_items, waiting_count
+    from .single_sync import send_outbox_item
+
+    ext = state()
+    results: dict[str, int] = {}
+    while ids := due_items(ext.session):
+        for item_id in ids:
+            outcome = send_outbox_item(ext, item_id)
+            results[outcome] = results.get(outcome, 0) + 1
+        if results.get("retry", 0) + results.get("busy", 0) >= len(ids):
+            break  # what is left is held by a worker or waits for a later try
+    data = {
+        "handled": sum(results.values()),
+        **results,
+        "still_waiting": waiting_count(ext.session),
+    }
+
+    def text() -> None:
+        click.echo(
+            f"Sent {results.get('sent', 0)} waiting row(s); skipped {results.get('skipped', 0)},"
+            f" failed {results.get('failed', 0)}, ignored {results.get('ignored', 0)},"
+            f" to retry later {results.get('retry', 0)}; {data['still_waiting']} still waiting."
+        )
+
+    _emit(data, as_json, text)
+
+
 @mcsync_cli.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8025, show_default=True, help="Port to listen on.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app, has_app_context
 from flask_sqlalchemy import SQLAlchemy
@@ -165,11 +165,26 @@ class MailchimpSync:
             source or self.source,
             authorize or self.authorize,
         )
+        from . import outbox  # noqa: F401 - connects the signup signals' receivers
         from .admin import make_blueprint
         from .cli import mcsync_cli
 
         app.register_blueprint(make_blueprint(), url_prefix=config.url_prefix)
         app.cli.add_command(mcsync_cli)
+
+    def connect_signal(
+        self, signal: Any, subscriber: Callable[..., Any], action: str = "signup"
+    ) -> Callable[..., None]:
+        """Feed an existing host signal into auto-sync, in one line::
+
+            mcsync.connect_signal(user_registered, lambda sender, **kw: kw["user"])
+
+        ``subscriber`` picks the subscriber (an instance of the source model) out of the
+        signal's arguments; ``action="change"`` for signals about profile changes.
+        """
+        from .outbox import connect
+
+        return connect(signal, subscriber, action)
 
     def state(self, app: Flask | None = None) -> McSync:
         return state(app)

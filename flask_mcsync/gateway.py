@@ -232,6 +232,24 @@ class Gateway:
                 return None
             raise
 
+    def change_address(self, list_id: str, old: str, new: str) -> dict[str, Any] | None:
+        """Move a member to a new address (status and history kept).
+
+        ``None`` when the old address is not in the audience. Raises
+        :class:`AddressError` when the new address is already a member.
+        """
+        try:
+            with self._call():
+                return dict(
+                    self.client.lists.members.update(
+                        list_id, subscriber_hash(old), {"email_address": new.strip()}
+                    )
+                )
+        except AccountError as exc:
+            if exc.status == 404 and self._audience_exists(list_id):
+                return None
+            raise
+
     def submit_batch(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
         with self._call():
             return dict(self.client.batch_operations.create({"operations": operations}))

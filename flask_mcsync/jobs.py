@@ -44,6 +44,29 @@ def advance_batch(batch_id: int, token: str | None = None) -> None:
     advance(state(), batch_id, token)
 
 
+def sync_outbox_item(item_id: int) -> str:
+    from .single_sync import send_outbox_item
+
+    return send_outbox_item(state(), item_id)
+
+
+def resync_address(run_id: int, email: str) -> None:
+    """The diagnostic tool's "Re-synchronize": one address, same rules as every path."""
+    from .gateway import MailchimpError
+    from .single_sync import fail_run, run_single
+
+    ext = state()
+    try:
+        run_single(
+            ext, email, kind="resync", started_by="diagnostic", wants="resync", run_id=run_id
+        )
+    except MailchimpError as exc:
+        ext.session.rollback()
+        run = ext.session.get(Run, run_id)
+        if run is not None:
+            fail_run(ext, run, email, exc)
+
+
 def sweep() -> dict[str, int]:
     """Re-queue work whose worker died or whose job was lost, then schedule the next sweep."""
     ext = state()
@@ -94,6 +117,15 @@ def schedule_batch(ext: McSync, batch_id: int, token: str | None, delay: float) 
     return queue.enqueue_in(timedelta(seconds=delay), advance_batch, batch_id, token, **options)
 
 
+def enqueue_outbox_item(ext: McSync, item_id: int, delay: float = 0) -> None:
+    options: dict[str, Any] = {"job_timeout": 300, "result_ttl": 0, "failure_ttl": FAILURE_TTL}
+    queue = ext.queue()
+    if delay > 0:
+        queue.enqueue_in(timedelta(seconds=delay), sync_outbox_item, item_id, **options)
+    else:
+        queue.enqueue(sync_outbox_item, item_id, **options)
+
+
 def ensure_sweep_scheduled(ext: McSync | None = None) -> None:
     """Schedule the sweep unless one is already due (one per interval, across workers)."""
     ext = ext or state()
@@ -113,7 +145,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     """
     session = ext.session
     now = utcnow()
-    counts = {"plans": 0, "batches": 0, "runs_closed": 0}
+    counts = {"plans": 0, "batches": 0, "runs_closed": 0, "outbox": 0}
     live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
         Run.kind == "export", Run.status.in_(("queued", "running"))
     )
@@ -138,8 +170,18 @@ def sweep_once(ext: McSync) -> dict[str, int]:
             counts["batches"] += 1
     from .runs import finish_if_complete
 
-    running = sa.select(Run.id).where(Run.status == "running", Run.planning_done.is_(True))
+    running = sa.select(Run.id).where(
+        Run.kind == "export", Run.status == "running", Run.planning_done.is_(True)
+    )
     for (run_id,) in session.execute(running).all():
         counts["runs_closed"] += int(finish_if_complete(ext, run_id))
     session.commit()
+    # Auto-sync rows whose job was lost (Redis down at signup, restarted) or whose
+    # worker died while sending.
+    from .outbox import due_items
+
+    due = due_items(session, idle_seconds=ext.config.sweep_interval)
+    for item_id in due:
+        enqueue_outbox_item(ext, item_id)
+    counts["outbox"] = len(due)
     return counts

@@ -1,0 +1,35 @@
+"""Signals a host sends when a subscriber signs up or changes.
+
+Send them right where the change is added to the session, before the commit::
+
+    from flask_mcsync.signals import subscriber_signed_up, subscriber_changed
+
+    db.session.add(customer)
+    subscriber_signed_up.send(current_app._get_current_object(), subscriber=customer)
+    db.session.commit()
+
+    customer.newsletter = False      # or customer.email = new_address
+    subscriber_changed.send(
+        current_app._get_current_object(), subscriber=customer, previous_email=old_address
+    )
+    db.session.commit()
+
+The receiver only adds an outbox row to the same session (no network, no query), so the
+change reaches Mailchimp if and only if the host's transaction commits. ``email=`` may be
+passed instead of ``subscriber=``. To reuse a signal the host already has (for example
+Flask-Security-Too's ``user_registered``), see :meth:`MailchimpSync.connect_signal`.
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+_signals = Namespace()
+
+#: A new subscriber (or customer) was added to the session. Keywords: ``subscriber``
+#: (an instance of the source model) or ``email``.
+subscriber_signed_up = _signals.signal("mcsync-subscriber-signed-up")
+
+#: A subscriber changed: newsletter opt-out or opt-in, new address, new name. Keywords:
+#: ``subscriber`` or ``email``, and ``previous_email`` when the address changed.
+subscriber_changed = _signals.signal("mcsync-subscriber-changed")

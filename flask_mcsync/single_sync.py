@@ -1,0 +1,270 @@
+"""Syncing one address: an auto-sync from the outbox, or a re-sync from the diagnostic tool.
+
+What to do is decided from the shop's data as it is when the job runs, not as it was
+at signup: a customer who opted out meanwhile is unsubscribed, not subscribed. The
+decision goes through :func:`eligibility.judge` like every other path, so an excluded
+or invalid address is recorded as skipped and never sent. Each sync is a :class:`Run`
+of kind ``auto`` or ``resync`` with one outcome, so the dashboard shows it beside the
+manual exports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import settings as settings_mod
+from .addresses import normalize
+from .eligibility import judge
+from .exclusions import load_ruleset
+from .extension import McSync
+from .gateway import AccountError, AddressError, MailchimpError, TransientError, was_created
+from .models import OutboxItem, Run, utcnow
+from .outcomes import AddressOutcome, Result, record
+from .retry import backoff_seconds
+from .throttle import SlotTimeout
+
+CLOCK_SKEW = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a single sync will do with an address."""
+
+    action: str  # upsert | unsubscribe | skip
+    email: str
+    reason: str | None = None
+    merge_fields: dict[str, Any] | None = None
+
+
+def plan_for(ext: McSync, email: str, wants: str) -> Plan:
+    """Decide from the shop's current data. ``wants`` is signup, change or resync."""
+    session = ext.session
+    verdict = judge(email, load_ruleset(session))
+    if not verdict.send:
+        return Plan("skip", email.strip(), verdict.reason)
+    rows = ext.require_source().find(session, email)
+    subscribed = [row for row, is_subscriber in rows if is_subscriber]
+    if subscribed:
+        row = subscribed[0]
+        return Plan("upsert", row.email.strip(), merge_fields=row.merge_fields)
+    if rows and wants == "change":
+        # In the shop but no longer a subscriber: they opted out of the newsletter.
+        return Plan("unsubscribe", email.strip(), "The customer opted out in the shop.")
+    if rows:
+        return Plan("skip", email.strip(), "In the shop, but not a newsletter subscriber.")
+    return Plan("skip", email.strip(), "Not in the shop's subscriber source.")
+
+
+def perform(
+    ext: McSync, list_id: str, status_if_new: str, plan: Plan, previous_email: str | None
+) -> AddressOutcome:
+    """Carry out a plan against Mailchimp. Raises TransientError / AccountError."""
+    if plan.action == "skip":
+        return AddressOutcome(plan.email, Result.SKIPPED, skip_reason=plan.reason)
+    gateway = ext.gateway()
+    sent: dict[str, Any] = {"action": plan.action}
+    try:
+        if plan.action == "unsubscribe":
+            member = gateway.unsubscribe_member(list_id, plan.email)
+            if member is None:
+                return AddressOutcome(
+                    plan.email, Result.SKIPPED, skip_reason="Opted out; not in the audience."
+                )
+            return AddressOutcome(
+                plan.email, Result.UNSUBSCRIBED, mailchimp_status=member.get("status"), sent=sent
+            )
+        sent.update(status_if_new=status_if_new, merge_fields=plan.merge_fields)
+        if previous_email and normalize(previous_email) != normalize(plan.email):
+            sent["previous_email"] = previous_email
+            _rename(gateway, list_id, previous_email, plan.email)
+        since = utcnow() - CLOCK_SKEW
+        member = gateway.upsert_member(list_id, plan.email, status_if_new, plan.merge_fields)
+    except AddressError as exc:
+        return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)
+    created = was_created(member, status_if_new, since)
+    return AddressOutcome(
+        plan.email,
+        Result.CREATED if created else Result.UPDATED,
+        mailchimp_status=member.get("status"),
+        sent=sent,
+    )
+
+
+def _rename(gateway: Any, list_id: str, old: str, new: str) -> None:
+    """Move the contact to its new address, keeping its status and history.
+
+    When the old address is not in the audience there is nothing to move; when the new
+    one is already a member, the old contact is unsubscribed so mail does not go to both.
+    """
+    try:
+        gateway.change_address(list_id, old, new)
+    except AddressError:
+        gateway.unsubscribe_member(list_id, old)
+
+
+def run_single(
+    ext: McSync,
+    email: str,
+    *,
+    kind: str,
+    started_by: str,
+    wants: str,
+    previous_email: str | None = None,
+    run_id: int | None = None,
+) -> Run:
+    """Sync one address now, as a run of its own, and record the outcome.
+
+    :raises TransientError: when Mailchimp is unreachable or busy (the caller retries).
+    :raises AccountError: when the key or audience is wrong.
+    """
+    session = ext.session
+    current = settings_mod.load(session, ext.config)
+    if not current.list_id:
+        raise AccountError(
+            "No audience chosen", "Pick the target audience in General settings first."
+        )
+    run = session.get(Run, run_id) if run_id else None
+    if run is None:
+        run = Run(kind=kind, list_id=current.list_id, started_by=started_by[:120], total=1)
+        session.add(run)
+    run.status = "running"
+    run.started_at = utcnow()
+    run.status_if_new = current.status_if_new
+    session.commit()
+    plan = plan_for(ext, email, wants)
+    outcome = perform(ext, current.list_id, current.status_if_new, plan, previous_email)
+    record(session, run.id, [outcome])
+    run.status = "finished"
+    run.finished_at = utcnow()
+    if outcome.result is Result.SKIPPED:
+        run.message = outcome.skip_reason
+    elif outcome.error is not None:
+        run.message = f"{outcome.error.title}: {outcome.error.full_detail}"
+    session.commit()
+    return run
+
+
+def fail_run(ext: McSync, run: Run, email: str, error: MailchimpError) -> None:
+    """Close a single-address run that gave up, recording the error for the address."""
+    session = ext.session
+    record(session, run.id, [AddressOutcome(email, Result.ERROR, error=error)])
+    run.status = "failed"
+    run.finished_at = utcnow()
+    run.message = f"{error.title}: {error.full_detail}"
+    session.commit()
+
+
+# --- the outbox job ---------------------------------------------------------------------
+
+
+def send_outbox_item(ext: McSync, item_id: int) -> str:
+    """Send one waiting outbox row (and any other waiting rows for the same address).
+
+    Returns what happened: sent, skipped, retry, failed, ignored, or busy (another worker
+    holds it). Safe to call twice: the row is claimed with a conditional UPDATE first.
+    """
+    session = ext.session
+    now = utcnow()
+    claimed = session.execute(
+        sa.update(OutboxItem)
+        .where(
+            OutboxItem.id == item_id,
+            OutboxItem.status.in_(("pending", "sending")),
+            OutboxItem.next_attempt_at <= now,
+        )
+        .values(
+            status="sending",
+            attempts=OutboxItem.attempts + 1,
+            next_attempt_at=now + timedelta(seconds=ext.config.lease_seconds),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if getattr(claimed, "rowcount", 0) != 1:
+        return "busy"
+    item = session.get(OutboxItem, item_id)
+    assert item is not None
+    session.refresh(item)
+    # Coalesce: later rows for the same address ride along (the job reads current data).
+    siblings = list(
+        session.execute(
+            sa.select(OutboxItem).where(
+                OutboxItem.email_hash == item.email_hash,
+                OutboxItem.status == "pending",
+                OutboxItem.id != item.id,
+            )
+        ).scalars()
+    )
+    wants = "change" if any(i.action == "change" for i in [item, *siblings]) else "signup"
+    previous = next((i.previous_email for i in [item, *siblings] if i.previous_email), None)
+    latest_email = siblings[-1].email if siblings else item.email
+
+    current = settings_mod.load(session, ext.config)
+    if not current.auto_sync_active:
+        reason = (
+            "auto-sync is switched off"
+            if not current.auto_sync
+            else "no first export yet: new customers are part of the first export"
+        )
+        _close(session, [item, *siblings], "ignored", reason, None)
+        return "ignored"
+    run = Run(kind="auto", list_id=current.list_id or "", started_by="signup", total=1)
+    session.add(run)
+    session.commit()
+    try:
+        run = run_single(
+            ext,
+            latest_email,
+            kind="auto",
+            started_by="signup",
+            wants=wants,
+            previous_email=previous,
+            run_id=run.id,
+        )
+    except (TransientError, SlotTimeout) as exc:
+        session.rollback()
+        error = exc if isinstance(exc, TransientError) else TransientError("Busy", str(exc))
+        if item.attempts >= ext.config.max_attempts:
+            gave_up = TransientError(
+                f"Gave up after {item.attempts} attempts", f"{error.title}: {error.detail}"
+            )
+            fail_run(ext, run, latest_email, gave_up)
+            _close(session, [item, *siblings], "failed", str(gave_up), run.id)
+            return "failed"
+        delay = backoff_seconds(item.attempts, error.retry_after)
+        _delete_run(session, run)
+        item.status = "pending"
+        item.last_error = f"Attempt {item.attempts}: {error}"
+        item.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        session.commit()
+        from .jobs import enqueue_outbox_item
+
+        enqueue_outbox_item(ext, item.id, delay=delay)
+        return "retry"
+    except AccountError as exc:
+        session.rollback()
+        fail_run(ext, run, latest_email, exc)
+        _close(session, [item, *siblings], "failed", str(exc), run.id)
+        return "failed"
+    status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
+    _close(session, [item, *siblings], status, run.message, run.id)
+    return status
+
+
+def _close(
+    session: Any, items: list[OutboxItem], status: str, message: str | None, run_id: int | None
+) -> None:
+    for outbox_item in items:
+        outbox_item.status = status
+        outbox_item.last_error = message
+        outbox_item.run_id = run_id
+    session.commit()
+
+
+def _delete_run(session: Any, run: Run) -> None:
+    """A try that will be repeated leaves no run behind: the dashboard shows the outcome."""
+    session.execute(sa.delete(Run).where(Run.id == run.id))
