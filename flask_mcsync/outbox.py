@@ -124,7 +124,7 @@ def enqueue_items(ext: McSync, ids: list[int]) -> int:
         for item_id in ids:
             enqueue_outbox_item(ext, item_id)
             queued += 1
-    except Exception as exc:
+    except Exception as exc:  # whatever Redis says, the signup must succeed
         breaker.trip()
         log.warning(
             "mcsync: could not queue %d auto-sync row(s) (%s); they wait in mcsync_outbox"

@@ -88,7 +88,7 @@ def start_export(
         from .jobs import enqueue_plan
 
         enqueue_plan(ext, run.id)
-    except Exception as exc:
+    except Exception as exc:  # any failure to queue must leave no run holding the audience
         end_run(session, run.id, "failed", f"Could not queue the export: {exc}")
         session.commit()
         raise ExportError(
