@@ -25,6 +25,7 @@ from .gateway import MailchimpError
 from .migrations import upgrade
 from .rules import InvalidRule
 from .runs import ExportError, progress, start_export
+from .status import InvalidPeriod
 
 mcsync_cli = AppGroup("mcsync", help="Keep the shop's addresses in a Mailchimp audience.")
 
@@ -39,7 +40,13 @@ def _friendly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, ExportError, InvalidRule, settings.InvalidSetting) as exc:
+        except (
+            ConfigError,
+            ExportError,
+            InvalidRule,
+            settings.InvalidSetting,
+            InvalidPeriod,
+        ) as exc:
             raise click.ClickException(str(exc)) from None
         except MailchimpError as exc:
             raise click.ClickException(f"Mailchimp said: {exc.title}. {exc.full_detail}") from None
@@ -350,6 +357,128 @@ def flush(as_json: bool) -> None:
         )
 
     _emit(data, as_json, text)
+
+
+@mcsync_cli.command("status")
+@click.option("--days", default=7, show_default=True, help="Period to report, 1 to 365 days.")
+@click.option("--page", default=1, show_default=True, help="Page of the run list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_friendly
+def status_cmd(days: int, page: int, as_json: bool) -> None:
+    """Every sync of the last DAYS days (manual runs, auto-syncs, re-syncs) and its errors."""
+    from .status import report
+
+    data = report(state().session, days, page)
+
+    def text() -> None:
+        t = data["totals"]
+        click.echo(
+            f"Last {data['days']} day(s): {t['runs']} sync(s); {t['created']} created,"
+            f" {t['updated']} updated, {t['skipped']} skipped, {t['errors']} errors."
+        )
+        for r in data["runs"]:
+            took = f"{r['duration']}s" if r["duration"] is not None else "-"
+            click.echo(
+                f"  #{r['id']:<6} {r['created_at'][:19]}  {r['kind']:<7} {r['status']:<9}"
+                f" {took:>8}  created {r['created']}, updated {r['updated']}, skipped"
+                f" {r['skipped']}, errors {r['errors']}  ({r['started_by']})"
+            )
+            if r["message"]:
+                click.echo(f"          {r['message']}")
+        click.echo(f"Page {data['page']} of {data['pages']}.")
+        if data["waiting"]["count"]:
+            click.echo(f"{data['waiting']['count']} auto-sync row(s) waiting to be sent.")
+
+    _emit(data, as_json, text)
+
+
+@mcsync_cli.command("errors")
+@click.option("--days", default=7, show_default=True, help="Period, 1 to 365 days.")
+@click.option("--run", "run_id", type=int, help="Only this run's errors.")
+@click.option("--kind", type=click.Choice(["permanent", "retried"]), help="Filter by kind.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@_friendly
+def errors_cmd(days: int, run_id: int | None, kind: str | None, as_csv: bool) -> None:
+    """Error outcomes with Mailchimp's title and detail."""
+    from .status import Period, check_days, errors, errors_csv
+
+    period = None if run_id else Period.last(check_days(days))
+    rows = errors(state().session, run_id=run_id, period=period, kind=kind, limit=None)
+    if as_csv:
+        for chunk in errors_csv(rows):
+            click.echo(chunk, nl=False)
+        return
+    for row in rows:
+        mark = "permanent" if row["permanent"] else "gave up "
+        click.echo(f"{row['at'][:19]}  run {row['run_id']}  {mark}  {row['email']}")
+        click.echo(f"    {row['title']}: {row['detail']}")
+    click.echo(f"{len(rows)} error(s).")
+
+
+@mcsync_cli.command("diagnose")
+@click.argument("email")
+@click.option("--resync", is_flag=True, help="Re-synchronize it and wait for the outcome.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_friendly
+def diagnose_cmd(email: str, resync: bool, as_json: bool) -> None:
+    """What we know about one address, what Mailchimp holds now, and a re-sync."""
+    from .diagnostic import diagnose, start_resync
+    from .status import run_summary
+
+    ext = state()
+    resynced = None
+    if resync:
+        run = start_resync(ext, email, started_by="cli")
+        resynced = _wait_single(ext, run.id)
+    data = diagnose(ext, email)
+    if resynced is not None:
+        data["resync"] = run_summary(resynced)
+
+    def text() -> None:
+        click.echo(f"Address: {data['email']!r} (identity {data['normalized']})")
+        click.echo("  valid" if data["valid"] else f"  INVALID: {data['invalid_reason']}")
+        click.echo(
+            f"  excluded by the {data['excluded_by']}" if data["excluded"] else "  not excluded"
+        )
+        if not data["in_shop"]:
+            click.echo("  not in the shop's subscriber source")
+        for row in data["in_shop"]:
+            role = "subscriber" if row["subscriber"] else "not a subscriber"
+            click.echo(f"  in the shop: row {row['id']} {row['email']!r}, {role}")
+        click.echo(f"  eligible for sync: {'yes' if data['eligible'] else 'no'}")
+        mc = data["mailchimp"]
+        if data["mailchimp_error"]:
+            click.echo(f"  Mailchimp: {data['mailchimp_error']}")
+        elif mc and mc["in_audience"]:
+            click.echo(
+                f"  Mailchimp: {mc['status']}, merge fields {mc['merge_fields']},"
+                f" last changed {mc['last_changed']}"
+            )
+        elif mc:
+            click.echo("  Mailchimp: not in the audience")
+        for h in data["history"]:
+            extra = f" - {h['title']}: {h['detail']}" if h["title"] else ""
+            click.echo(f"  {h['at'][:19]}  {h['run_kind']:<7} {h['outcome']}{extra}")
+        if resynced is not None:
+            click.echo(f"Re-sync: run {resynced.id} {resynced.status}. {resynced.message or ''}")
+
+    _emit(data, as_json, text)
+
+
+def _wait_single(ext: McSync, run_id: int, timeout: float = 120) -> Any:
+    from .models import Run
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ext.session.expire_all()
+        run = ext.session.get(Run, run_id)
+        if run is not None and run.status in ("finished", "failed"):
+            return run
+        time.sleep(0.3)
+    raise click.ClickException(
+        f"Re-sync run {run_id} did not end within {timeout:g}s: is a worker running?"
+        " Start one with 'flask mcsync worker'."
+    )
 
 
 @mcsync_cli.command("sandbox")

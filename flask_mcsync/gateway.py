@@ -95,7 +95,7 @@ def error_from_response(
         # 403 without a JSON body is Mailchimp's edge blocking a burst: it passes.
         kwargs["retry_after"] = _seconds(retry_after)
         if not detail:
-            kwargs["detail"] = "Mailchimp is busy or unavailable; the request will be retried."
+            kwargs["detail"] = "Mailchimp is busy or unavailable for the moment."
         return TransientError(title, **kwargs)
     if status in (401, 403) or title in ACCOUNT_TITLES:
         return AccountError(title, **kwargs)
@@ -126,12 +126,13 @@ def _translated() -> Iterator[None]:
         raise _from_mailchimp3(exc) from exc
     except requests.Timeout as exc:
         raise TransientError(
-            "Timeout", "Mailchimp did not answer in time; the request will be retried."
+            "Timeout", "Mailchimp did not answer within the request timeout."
         ) from exc
     except requests.RequestException as exc:
         raise TransientError(
             "Connection failed",
-            f"Could not reach Mailchimp ({type(exc).__name__}); the request will be retried.",
+            f"Could not reach Mailchimp ({type(exc).__name__}: check the network and"
+            " MCSYNC_API_URL).",
         ) from exc
 
 

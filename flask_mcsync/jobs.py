@@ -126,6 +126,12 @@ def enqueue_outbox_item(ext: McSync, item_id: int, delay: float = 0) -> None:
         queue.enqueue(sync_outbox_item, item_id, **options)
 
 
+def enqueue_resync(ext: McSync, run_id: int, email: str) -> None:
+    ext.queue().enqueue(
+        resync_address, run_id, email, job_timeout=300, result_ttl=0, failure_ttl=FAILURE_TTL
+    )
+
+
 def ensure_sweep_scheduled(ext: McSync | None = None) -> None:
     """Schedule the sweep unless one is already due (one per interval, across workers)."""
     ext = ext or state()

@@ -174,6 +174,8 @@ class Outcome(Base):
         sa.Index("ix_mcsync_outcomes_hash_created", "email_hash", "created_at"),
         sa.Index("ix_mcsync_outcomes_created", "created_at"),
         sa.Index("ix_mcsync_outcomes_run_outcome", "run_id", "outcome"),
+        # The dashboard's "errors of the period": error rows only, by time.
+        sa.Index("ix_mcsync_outcomes_outcome_created", "outcome", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
