@@ -63,14 +63,19 @@ def load(session: Session, config: Config) -> SyncSettings:
 
 
 def check_batch_size(value: Any, config: Config) -> int:
+    # Only whole numbers: int(2.5) or int(True) would silently become another size.
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise InvalidSetting(f"The batch size must be a whole number; got {value!r}.")
     try:
-        size = int(value)
+        size = int(str(value).strip()) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
         raise InvalidSetting(f"The batch size must be a whole number; got {value!r}.") from None
-    if not 1 <= size <= config.max_batch_size:
+    if size < 1:
+        raise InvalidSetting(f"The batch size must be at least 1 address; got {size}.")
+    if size > config.max_batch_size:
         raise InvalidSetting(
-            f"The batch size must be between 1 and {config.max_batch_size} addresses; got"
-            f" {size}. Lower it if Mailchimp returns errors for large batches."
+            f"The batch size may be at most {config.max_batch_size} addresses (MCSYNC_MAX_BATCH_SIZE);"
+            f" got {size}. Smaller batches are also gentler on Mailchimp."
         )
     return size
 

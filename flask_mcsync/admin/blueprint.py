@@ -2,14 +2,16 @@
 
 Every page and JSON endpoint sits behind :func:`~.security.check_access` (default deny)
 and :func:`~.security.check_csrf`; the views themselves live in :mod:`.settings_views`
-and :mod:`.sync_views`.
+and :mod:`.sync_views`. A new page (the "Sync status" dashboard, the "Diagnostic tool")
+is a module with a ``register(bp)`` function called below; its tab appears by itself once
+its endpoint is one of :data:`.tabs.TABS`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, render_template, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -43,7 +45,7 @@ def make_blueprint() -> Blueprint:
         static_folder="../static/mcsync",
         static_url_path="/static",
     )
-    bp.before_request(check_access)
+    bp.before_request(_check_access)
     bp.before_request(check_csrf)
     bp.after_request(_security_headers)
     bp.record_once(_exempt_from_flask_wtf)
@@ -54,6 +56,12 @@ def make_blueprint() -> Blueprint:
     register_settings_views(bp)
     register_sync_views(bp)
     return bp
+
+
+def _check_access() -> None:
+    # Our CSS and JS hold no data, and the 403 page itself needs the stylesheet.
+    if request.endpoint != f"{NAME}.static":
+        check_access()
 
 
 def _exempt_from_flask_wtf(setup: BlueprintSetupState) -> None:
@@ -68,7 +76,12 @@ def _exempt_from_flask_wtf(setup: BlueprintSetupState) -> None:
 
 
 def _template_helpers() -> dict[str, Any]:
-    return {"csrf_token": csrf_token, "mcsync_tabs": visible_tabs}
+    return {
+        "csrf_token": csrf_token,
+        "mcsync_tabs": visible_tabs,
+        # Pages link to views added later (Sync status...) only once they exist.
+        "mcsync_endpoints": current_app.view_functions,
+    }
 
 
 def _security_headers(response: Response) -> Response:

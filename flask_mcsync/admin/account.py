@@ -1,0 +1,49 @@
+"""What the settings page shows about the Mailchimp account: connection and audiences.
+
+Every failure (no key, bad key, Mailchimp or Redis unreachable) becomes a sentence for
+the page instead of an error page: the shop owner must still reach the settings to fix
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ..config import ConfigError
+from ..extension import McSync
+from ..gateway import MailchimpError
+
+
+@dataclass
+class AccountStatus:
+    connected: bool
+    error: str | None = None
+    audiences: list[dict[str, Any]] = field(default_factory=list)
+
+    def audience(self, list_id: str | None) -> dict[str, Any] | None:
+        return next((a for a in self.audiences if a["id"] == list_id), None)
+
+
+def describe_error(exc: Exception) -> str:
+    if isinstance(exc, MailchimpError):
+        detail = exc.full_detail
+        return f"Mailchimp said: {exc.title}." + (f" {detail}" if detail else "")
+    if isinstance(exc, RedisError):
+        return (
+            f"Redis could not be reached ({exc}); it shares the connection limit with the"
+            " workers. Check MCSYNC_REDIS_URL."
+        )
+    return str(exc)
+
+
+def account_status(ext: McSync) -> AccountStatus:
+    """Ping the account, then list its audiences (one round trip each)."""
+    try:
+        gateway = ext.gateway()
+        gateway.ping()
+        return AccountStatus(connected=True, audiences=gateway.audiences())
+    except (ConfigError, MailchimpError, RedisError) as exc:
+        return AccountStatus(connected=False, error=describe_error(exc))

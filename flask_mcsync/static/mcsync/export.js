@@ -1,0 +1,422 @@
+/* The "Export users" window: preview, Synchronize, then follow the run until it ends.
+ *
+ * Everything shown comes from the server's JSON and is written with textContent, never
+ * as HTML: addresses and Mailchimp's messages are untrusted. The run lives in the
+ * database, so closing the window only stops this page from polling; opening it again
+ * asks the server for the running export and picks it up where it is.
+ */
+(function () {
+  "use strict";
+
+  var POLL_MS = 1000;
+  var CLOSE_AFTER_S = 6;
+  var STALL_S = 30; // no movement for this long: hint that no worker may be running
+
+  var button = document.getElementById("export-users");
+  var modal = document.getElementById("export-window");
+  if (!button || !modal) { return; }
+  var dialog = modal.querySelector(".mc-dialog");
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
+  var urls = {
+    window: button.getAttribute("data-window-url"),
+    start: button.getAttribute("data-start-url"),
+    progress: button.getAttribute("data-progress-url")
+  };
+
+  var session = 0;        // bumped on every open/close: late answers of an old one are dropped
+  var pollTimer = null;
+  var closeTimer = null;
+  var runEnded = false;   // the page's "Last export" is stale once a run ended
+  var lastMove = { marker: "", at: 0 };
+  var batchRows = {};     // seq -> {row, key}
+
+  function $(id) { return document.getElementById(id); }
+  function fmt(n) { return Number(n || 0).toLocaleString("en"); }
+  function text(id, value) { $(id).textContent = value; }
+
+  function show(view) {
+    var views = modal.querySelectorAll("[data-view]");
+    for (var i = 0; i < views.length; i++) {
+      views[i].hidden = views[i].getAttribute("data-view") !== view;
+    }
+  }
+
+  function request(method, url, body) {
+    var options = {
+      method: method,
+      credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
+    };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(url, options).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        if (!response.ok) {
+          var error = new Error(data.error || ("The server answered " + response.status + "."));
+          error.data = data;
+          throw error;
+        }
+        return data;
+      });
+    });
+  }
+
+  // --- opening and closing -------------------------------------------------------------
+
+  function open() {
+    session += 1;
+    var mine = session;
+    clearTimers();
+    runEnded = false;
+    modal.hidden = false;
+    document.body.classList.add("mc-modal-open");
+    $("xw-target").hidden = true;
+    show("loading");
+    dialog.focus();
+    request("GET", urls.window).then(function (data) {
+      if (mine !== session) { return; }
+      setTarget(data.list);
+      if (data.run) {
+        followRun(data.run, false);
+      } else if (!data.list) {
+        message("Choose the Mailchimp audience to export to first, in General settings.", true);
+      } else if (data.error) {
+        message(data.error, false);
+      } else {
+        showPreferences(data);
+      }
+    }).catch(function (error) {
+      if (mine === session) { message(error.message, false); }
+    });
+  }
+
+  function close() {
+    if (modal.hidden) { return; }
+    session += 1;
+    clearTimers();
+    modal.hidden = true;
+    document.body.classList.remove("mc-modal-open");
+    button.focus();
+    if (runEnded) { window.location.reload(); }
+  }
+
+  function clearTimers() {
+    if (pollTimer) { clearTimeout(pollTimer); pollTimer = null; }
+    if (closeTimer) { clearInterval(closeTimer); closeTimer = null; }
+  }
+
+  function setTarget(list) {
+    if (!list) { $("xw-target").hidden = true; return; }
+    text("xw-list-name", list.name || list.id);
+    text("xw-list-id", list.id);
+    $("xw-target").hidden = false;
+  }
+
+  function message(sentence, needsList) {
+    text("xw-message", sentence);
+    $("xw-settings-link").hidden = !needsList;
+    show("message");
+  }
+
+  // --- preferences -----------------------------------------------------------------------
+
+  function showPreferences(data) {
+    var counts = data.counts;
+    text("xw-to-export", fmt(counts.to_export));
+    text("xw-excluded", fmt(counts.excluded));
+    text("xw-invalid", fmt(counts.invalid));
+    text("xw-duplicates", fmt(counts.duplicates));
+    text("xw-rows", fmt(counts.rows));
+    text("xw-max", fmt(data.max_batch_size));
+    var input = $("xw-batch-size");
+    input.max = data.max_batch_size;
+    input.value = data.batch_size;
+    input.setAttribute("data-to-export", counts.to_export);
+    setError(null);
+    updateBatchCount();
+    $("xw-synchronize").disabled = false;
+    show("prefs");
+    input.focus();
+  }
+
+  function updateBatchCount() {
+    var input = $("xw-batch-size");
+    var size = parseInt(input.value, 10);
+    var total = parseInt(input.getAttribute("data-to-export"), 10) || 0;
+    text("xw-batch-count", size > 0
+      ? "→ " + fmt(Math.ceil(total / size)) + " batch" + (Math.ceil(total / size) === 1 ? "" : "es")
+      : "");
+  }
+
+  function setError(sentence) {
+    var box = $("xw-error");
+    box.hidden = !sentence;
+    box.textContent = sentence || "";
+    $("xw-size-field").classList.toggle("has-error", !!sentence);
+    if (sentence) { $("xw-batch-size").setAttribute("aria-invalid", "true"); }
+    else { $("xw-batch-size").removeAttribute("aria-invalid"); }
+  }
+
+  function synchronize(event) {
+    event.preventDefault();
+    var input = $("xw-batch-size");
+    var size = Number(input.value);
+    var max = Number(input.max);
+    if (!Number.isInteger(size) || size < 1 || size > max) {
+      setError("The number per batch must be a whole number between 1 and " + fmt(max) + ".");
+      input.focus();
+      return;
+    }
+    setError(null);
+    var mine = session;
+    $("xw-synchronize").disabled = true;
+    request("POST", urls.start, { batch_size: size }).then(function (data) {
+      if (mine !== session) { return; }
+      followRun(data.progress, !data.created);
+    }).catch(function (error) {
+      if (mine !== session) { return; }
+      $("xw-synchronize").disabled = false;
+      setError(error.message);
+    });
+  }
+
+  // --- progress --------------------------------------------------------------------------
+
+  function followRun(progress, joined) {
+    $("xw-joined").hidden = !joined;
+    $("xw-summary").hidden = true;
+    resetBatches();
+    lastMove = { marker: "", at: Date.now() };
+    show("progress");
+    render(progress);
+  }
+
+  function poll(runId) {
+    var mine = session;
+    request("GET", urls.progress.replace(/\/0\.json$/, "/" + runId + ".json")).then(function (data) {
+      if (mine === session) { render(data); }
+    }).catch(function (error) {
+      if (mine !== session) { return; }
+      text("xw-phase", "Lost contact with the server (" + error.message + "); retrying…");
+      pollTimer = setTimeout(function () { poll(runId); }, POLL_MS * 3);
+    });
+  }
+
+  function render(p) {
+    var batches = p.batches || [];
+    $("xw-progress").setAttribute("data-run-id", String(p.id));
+    var counts = { done: 0, active: 0, waiting: 0, failed: 0 };
+    for (var i = 0; i < batches.length; i++) {
+      var s = batches[i].status;
+      if (s === "done") { counts.done++; }
+      else if (s === "failed") { counts.failed++; }
+      else if (s === "waiting") { counts.waiting++; }
+      else { counts.active++; }
+      renderBatch(batches[i]);
+    }
+    $("xw-no-batches").hidden = batches.length > 0;
+    var chips = $("xw-chips").querySelectorAll("[data-count]");
+    for (var j = 0; j < chips.length; j++) {
+      chips[j].textContent = fmt(counts[chips[j].getAttribute("data-count")]);
+    }
+
+    var percent = Math.max(0, Math.min(100, Number(p.percent) || 0));
+    if (!p.ended && p.total > 0) {
+      // The run counts a batch once it is done; the operations Mailchimp already
+      // processed in the others move the bar too, so it never sits still for a batch.
+      var inFlight = 0;
+      for (var k = 0; k < batches.length; k++) {
+        if (batches[k].status === "processing") { inFlight += batches[k].finished_operations || 0; }
+      }
+      percent = Math.max(percent, Math.min(99.9, 100 * (p.done + inFlight) / p.total));
+    }
+    $("xw-bar-fill").style.width = percent + "%";
+    $("xw-bar").setAttribute("aria-valuenow", String(percent));
+    $("xw-bar").classList.toggle("is-failed", p.status === "failed");
+    text("xw-percent", percent.toFixed(1) + " %");
+    text("xw-counts", fmt(p.done) + " of " + fmt(p.total) + " addresses" +
+      (p.planning_done ? "" : " read so far"));
+    text("xw-rate", rateLine(p));
+    runBadge($("xw-run-badge"), p.status);
+    text("xw-phase", phase(p, batches.length));
+
+    if (p.ended) {
+      finish(p);
+    } else {
+      pollTimer = setTimeout(function () { poll(p.id); }, POLL_MS);
+    }
+  }
+
+  function phase(p, batchCount) {
+    var marker = [p.status, p.done, p.total, batchCount].join("/");
+    if (marker !== lastMove.marker) { lastMove = { marker: marker, at: Date.now() }; }
+    var stalled = (Date.now() - lastMove.at) / 1000 > STALL_S;
+    if (p.ended) {
+      return "Run " + p.id + " ended after " + duration(p.elapsed) + ".";
+    }
+    if (stalled) {
+      return "Nothing has moved for " + STALL_S + " s: is a worker running? Start one with " +
+        "'flask mcsync worker'.";
+    }
+    if (p.status === "queued") { return "Waiting for a worker to start the export…"; }
+    if (!p.planning_done) {
+      return "Reading the shop's addresses and preparing the batches (" + fmt(batchCount) +
+        " so far)…";
+    }
+    return "Sending " + fmt(batchCount) + " batches to Mailchimp…";
+  }
+
+  function rateLine(p) {
+    var parts = [];
+    if (p.rate > 0) { parts.push(fmt(Math.round(p.rate)) + " addresses/s"); }
+    if (!p.ended && p.seconds_left) { parts.push("about " + duration(p.seconds_left) + " left"); }
+    if (p.ended || !p.seconds_left) { parts.push(duration(p.elapsed) + " elapsed"); }
+    return "· " + parts.join(" · ");
+  }
+
+  function duration(seconds) {
+    var s = Math.max(0, Math.round(Number(seconds) || 0));
+    if (s < 60) { return s + " s"; }
+    var m = Math.floor(s / 60);
+    if (m < 60) { return m + " min " + (s % 60) + " s"; }
+    return Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+
+  var RUN_LABELS = { queued: "Queued", running: "Running", finished: "Finished", failed: "Failed" };
+
+  function runBadge(el, status) {
+    el.className = "mc-badge mc-badge-" + (RUN_LABELS[status] ? status : "waiting");
+    el.textContent = RUN_LABELS[status] || String(status);
+  }
+
+  // --- batch rows: created once, updated in place (a big run has thousands) -----------------
+
+  function resetBatches() {
+    batchRows = {};
+    var body = $("xw-batches").tBodies[0];
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+  }
+
+  var BATCH_LABELS = {
+    waiting: "Waiting", sending: "Sending", processing: "Processing at Mailchimp",
+    done: "Done", failed: "Failed"
+  };
+
+  function batchDetail(b) {
+    var parts = [];
+    if (b.status === "processing") {
+      parts.push(b.finished_operations
+        ? fmt(b.finished_operations) + " of " + fmt(b.total_operations || b.size) + " processed"
+        : "in Mailchimp's queue");
+    }
+    if (b.attempts > 1 && b.status !== "done") { parts.push("attempt " + b.attempts); }
+    return parts.join(" · ");
+  }
+
+  function cell(row, className) {
+    var td = document.createElement("td");
+    if (className) { td.className = className; }
+    row.appendChild(td);
+    return td;
+  }
+
+  function renderBatch(b) {
+    var key = [b.status, b.finished_operations, b.total_operations, b.created, b.updated,
+      b.errors, b.attempts, b.last_error, b.size, b.first, b.last].join("|");
+    var entry = batchRows[b.seq];
+    if (entry && entry.key === key) { return; }
+    if (!entry) {
+      var row = document.createElement("tr");
+      var state = document.createElement("td");
+      entry = batchRows[b.seq] = {
+        row: row,
+        key: "",
+        seq: cell(row, "mc-num"),
+        badge: document.createElement("span"),
+        detail: document.createElement("div"),
+        error: document.createElement("div"),
+        size: null, first: null, last: null, created: null, updated: null, errors: null
+      };
+      row.appendChild(state);
+      entry.detail.className = "mc-batch-detail";
+      entry.error.className = "mc-batch-error";
+      state.appendChild(entry.badge);
+      state.appendChild(entry.detail);
+      state.appendChild(entry.error);
+      entry.size = cell(row, "mc-num");
+      entry.first = cell(row, "mc-address");
+      entry.last = cell(row, "mc-address");
+      entry.created = cell(row, "mc-num");
+      entry.updated = cell(row, "mc-num");
+      entry.errors = cell(row, "mc-num");
+      $("xw-batches").tBodies[0].appendChild(row);
+    }
+    entry.row.setAttribute("data-seq", String(b.seq));
+    entry.row.setAttribute("data-status", b.status);
+    entry.seq.textContent = String(b.seq);
+    entry.badge.className = "mc-badge mc-badge-" + (BATCH_LABELS[b.status] ? b.status : "waiting");
+    entry.badge.textContent = BATCH_LABELS[b.status] || String(b.status);
+    entry.detail.textContent = batchDetail(b);
+    entry.error.textContent = b.status === "done" ? "" : (b.last_error || "");
+    entry.size.textContent = fmt(b.size);
+    entry.first.textContent = b.first || "";
+    entry.first.title = b.first || "";
+    entry.last.textContent = b.last || "";
+    entry.last.title = b.last || "";
+    entry.created.textContent = fmt(b.created);
+    entry.updated.textContent = fmt(b.updated);
+    entry.errors.textContent = fmt(b.errors);
+    entry.errors.classList.toggle("mc-bad", b.errors > 0);
+    entry.key = key;
+  }
+
+  // --- the end ---------------------------------------------------------------------------
+
+  function finish(p) {
+    runEnded = true;
+    var ok = p.status === "finished";
+    runBadge($("xw-summary-badge"), p.status);
+    var refused = p.errors > 0
+      ? " Mailchimp refused " + fmt(p.errors) + " address" + (p.errors === 1 ? "" : "es") +
+        ": the Sync status tab says why."
+      : "";
+    text("xw-summary-text", (ok
+      ? "The export is complete: check on Mailchimp that all your contacts are there."
+      : "The export did not complete.") + refused);
+    text("xs-exported", fmt(p.created + p.updated));
+    text("xs-created", fmt(p.created));
+    text("xs-updated", fmt(p.updated));
+    text("xs-excluded", fmt(p.excluded));
+    text("xs-invalid", fmt(p.invalid));
+    text("xs-duplicates", fmt(p.duplicates));
+    text("xs-errors", fmt(p.errors));
+    $("xs-errors-item").classList.toggle("mc-stat-bad", p.errors > 0);
+    $("xw-run-message").hidden = !p.message;
+    text("xw-run-message", p.message || "");
+    $("xw-summary").hidden = false;
+    var left = CLOSE_AFTER_S;
+    var tick = function () {
+      text("xw-countdown", "This window closes in " + left + " s.");
+      if (left <= 0) { close(); }
+      left -= 1;
+    };
+    tick();
+    closeTimer = setInterval(tick, 1000);
+  }
+
+  // --- wiring ----------------------------------------------------------------------------
+
+  button.addEventListener("click", open);
+  $("xw-prefs").addEventListener("submit", synchronize);
+  $("xw-batch-size").addEventListener("input", function () { setError(null); updateBatchCount(); });
+  modal.addEventListener("click", function (event) {
+    // A click on the dimmed backdrop (outside the dialog) or on a close button.
+    if (event.target === modal || event.target.closest("[data-close]")) { close(); }
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && !modal.hidden) { close(); }
+  });
+})();
