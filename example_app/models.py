@@ -17,6 +17,8 @@ db = SQLAlchemy(model_class=Base)
 
 class Customer(db.Model):  # type: ignore[name-defined,misc]
     __tablename__ = "shop_customers"
+    # flask-mcsync looks a customer up by lower(email) (auto-sync, diagnostic tool).
+    __table_args__ = (db.Index("ix_shop_customers_email_lower", db.text("lower(email)")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(db.String(320), index=True)

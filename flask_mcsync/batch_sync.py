@@ -34,13 +34,14 @@ from .gateway import (
     was_created,
 )
 from .models import Batch, Run, utcnow
-from .outcomes import AddressOutcome, Result, record
+from .outcomes import AddressOutcome, Result, previously_synced, record
 from .retry import backoff_seconds
 from .runs import RUN_ENDED, end_run, finish_if_complete
 from .throttle import SlotTimeout
 
-# Mailchimp may stamp a new member a little before our clock says we sent it.
-CLOCK_SKEW = timedelta(seconds=120)
+# Mailchimp may stamp a new member a little before our clock says we sent it. Kept small:
+# a member that existed more than this before the first send must count as updated.
+CLOCK_SKEW = timedelta(seconds=2)
 
 
 def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
@@ -133,14 +134,18 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
             batch.id,
             token,
             status="processing",
+            poll_failures=0,
             finished_operations=int(status.get("finished_operations") or 0),
         )
         return
     results = gateway.batch_results(str(status.get("response_body_url") or ""))
     by_op = {str(r["operation_id"]): r for r in results if r.get("operation_id") is not None}
-    since = (batch.submitted_at or utcnow()) - CLOCK_SKEW
+    # From the FIRST send: a re-send (after expired results) finds the members it created
+    # the first time, and they are still "created".
+    since = (batch.started_at or batch.submitted_at or utcnow()) - CLOCK_SKEW
     outcomes: list[AddressOutcome] = []
     retry: list[list[Any]] = []
+    known = previously_synced(ext.session, run.list_id, [email for email, _ in batch.payload])
     for index, (email, merge_fields) in enumerate(batch.payload):
         sent = {"merge_fields": merge_fields, "status_if_new": run.status_if_new}
         result = by_op.get(str(index))
@@ -150,7 +155,9 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
             continue
         code, body = result["status_code"], result["response"]
         if code < 400:
-            created = was_created(body, run.status_if_new, since)
+            created = subscriber_hash(email) not in known and was_created(
+                body, run.status_if_new, since
+            )
             outcomes.append(
                 AddressOutcome(
                     email,
@@ -236,55 +243,36 @@ def _complete(
 
 
 def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None:
+    """Try the batch's step again after a backoff, or give up after too many tries.
+
+    Sending (and re-sending after results expired) is bounded by ``attempts``; a batch
+    already at Mailchimp whose polls fail counts ``poll_failures`` instead, reset by
+    every poll that gets an answer, so a long batch is not failed by occasional 5xx.
+    """
     session = ext.session
     batch = session.get(Batch, batch_id)
     if batch is None:
         return
     session.refresh(batch)
-    attempts = batch.attempts + 1
-    message = f"Attempt {attempts}: {exc}"
     expired = isinstance(exc, MailchimpError) and exc.title == "Batch results expired"
-    if attempts >= ext.config.max_attempts:
-        run = session.get(Run, batch.run_id)
-        assert run is not None
-        error = (
-            exc if isinstance(exc, MailchimpError) else TransientError(type(exc).__name__, str(exc))
-        )
-        gave_up = TransientError(
-            f"Gave up after {attempts} attempts",
-            f"{error.title}: {error.detail}",
-        )
-        outcomes = [
-            AddressOutcome(email, Result.ERROR, error=gave_up) for email, _ in batch.payload
-        ]
-        counts = record(session, batch.run_id, outcomes, batch.id)
-        session.execute(
-            sa.update(Batch)
-            .where(leases.holds(Batch, batch_id, token))
-            .values(
-                status="failed",
-                attempts=attempts,
-                errors=counts.get("errors", 0),
-                last_error=message,
-                finished_at=utcnow(),
-                lease_until=None,
-                lease_token=None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        session.commit()
-        finish_if_complete(ext, batch.run_id)
+    polling = batch.mailchimp_batch_id is not None and not expired
+    tries = (batch.poll_failures if polling else batch.attempts) + 1
+    message = f"{'Poll' if polling else 'Attempt'} {tries}: {exc}"
+    counter = {"poll_failures": tries} if polling else {"attempts": tries}
+    if tries >= ext.config.max_attempts:
+        _give_up(ext, batch, token, exc, tries, message, counter)
         return
     retry_after = exc.retry_after if isinstance(exc, MailchimpError) else None
-    delay = backoff_seconds(attempts, retry_after)
+    delay = backoff_seconds(tries, retry_after)
     values: dict[str, Any] = {
-        "attempts": attempts,
+        **counter,
+        "retries": Batch.retries + 1,
         "last_error": message,
         "lease_until": utcnow() + timedelta(seconds=delay + ext.config.lease_seconds),
     }
-    if batch.status == "sending" or expired:
+    if not polling:
         # Not accepted by Mailchimp (or its results are gone): send it again from scratch.
-        values.update(status="waiting", mailchimp_batch_id=None)
+        values.update(status="waiting", mailchimp_batch_id=None, poll_failures=0)
     session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch_id, token))
@@ -293,3 +281,40 @@ def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None
     )
     session.commit()
     jobs.schedule_batch(ext, batch_id, token, delay)
+
+
+def _give_up(
+    ext: McSync,
+    batch: Batch,
+    token: str,
+    exc: Exception,
+    tries: int,
+    message: str,
+    counter: dict[str, int],
+) -> None:
+    """Record every address of the batch as an error that was retried in vain."""
+    session = ext.session
+    error = exc if isinstance(exc, MailchimpError) else TransientError(type(exc).__name__, str(exc))
+    gave_up = TransientError(f"Gave up after {tries} tries", f"{error.title}: {error.detail}")
+    failed = session.execute(
+        sa.update(Batch)
+        .where(leases.holds(Batch, batch.id, token))
+        .values(
+            status="failed",
+            retries=Batch.retries + 1,
+            errors=len(batch.payload),
+            last_error=message,
+            finished_at=utcnow(),
+            lease_until=None,
+            lease_token=None,
+            **counter,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(failed, "rowcount", 0) != 1:
+        session.rollback()
+        return  # another worker holds the batch now
+    outcomes = [AddressOutcome(email, Result.ERROR, error=gave_up) for email, _ in batch.payload]
+    record(session, batch.run_id, outcomes, batch.id)
+    session.commit()
+    finish_if_complete(ext, batch.run_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from redis.exceptions import RedisError
 
 from . import settings as settings_mod
 from .addresses import invalid_reason, normalize, subscriber_hash
@@ -115,6 +116,11 @@ def lookup(ext: McSync, list_id: str | None, email: str) -> dict[str, Any]:
         member = ext.gateway().get_member(list_id, email)
     except (MailchimpError, ConfigError, SlotTimeout) as exc:
         return {"mailchimp_error": f"Could not ask Mailchimp: {exc}"}
+    except RedisError as exc:  # the shared connection limit lives in Redis
+        return {
+            "mailchimp_error": f"Could not ask Mailchimp: Redis (for the connection limit)"
+            f" did not answer ({exc}). Check that Redis is running."
+        }
     if member is None:
         return {"mailchimp": {"in_audience": False}}
     return {

@@ -8,6 +8,8 @@ tokens: the rows are the truth, so a job that runs twice or late does no harm.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -15,14 +17,16 @@ import sqlalchemy as sa
 from rq.job import Job, JobStatus
 
 from .extension import McSync, state
-from .models import Batch, Run, utcnow
+from .models import Batch, OutboxItem, Run, utcnow
 
 log = logging.getLogger(__name__)
 
-SWEEP_GUARD_KEY = "mcsync:sweep:scheduled"
+SWEEP_GUARD_KEY = "mcsync:sweep:recent"
 PLAN_TIMEOUT = 4 * 3600  # a million-row source is read in minutes; leave ample room
 BATCH_TIMEOUT = 15 * 60
 FAILURE_TTL = 7 * 24 * 3600
+RESYNC_TRIES = 3
+OUTBOX_KEEP = timedelta(days=7)  # handled rows live on as outcomes after that
 WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
@@ -52,29 +56,35 @@ def sync_outbox_item(item_id: int) -> str:
 
 def resync_address(run_id: int, email: str) -> None:
     """The diagnostic tool's "Re-synchronize": one address, same rules as every path."""
-    from .gateway import MailchimpError
+    from .gateway import MailchimpError, TransientError
+    from .retry import backoff_seconds
     from .single_sync import fail_run, run_single
+    from .throttle import SlotTimeout
 
     ext = state()
-    try:
-        run_single(
-            ext, email, kind="resync", started_by="diagnostic", wants="resync", run_id=run_id
-        )
-    except MailchimpError as exc:
-        ext.session.rollback()
+    # The shop owner is looking at the page: a few quick tries, then the error is shown.
+    for attempt in range(1, RESYNC_TRIES + 1):
+        try:
+            run_single(
+                ext, email, kind="resync", started_by="diagnostic", wants="resync", run_id=run_id
+            )
+            return
+        except (TransientError, SlotTimeout) as exc:
+            ext.session.rollback()
+            error = exc if isinstance(exc, MailchimpError) else TransientError("Busy", str(exc))
+            if attempt < RESYNC_TRIES:
+                time.sleep(min(backoff_seconds(attempt, error.retry_after), 20.0))
+                continue
+            failure: MailchimpError = TransientError(
+                f"Gave up after {attempt} tries", f"{error.title}: {error.detail}"
+            )
+        except MailchimpError as exc:
+            ext.session.rollback()
+            failure = exc
         run = ext.session.get(Run, run_id)
         if run is not None:
-            fail_run(ext, run, email, exc)
-
-
-def sweep() -> dict[str, int]:
-    """Re-queue work whose worker died or whose job was lost, then schedule the next sweep."""
-    ext = state()
-    try:
-        return sweep_once(ext)
-    finally:
-        ext.redis.delete(SWEEP_GUARD_KEY)
-        ensure_sweep_scheduled(ext)
+            fail_run(ext, run, email, failure)
+        return
 
 
 # --- queueing ---------------------------------------------------------------------------
@@ -114,14 +124,24 @@ def schedule_batch(ext: McSync, batch_id: int, token: str | None, delay: float) 
     }
     if delay <= 0:
         return queue.enqueue(advance_batch, batch_id, token, **options)
-    return queue.enqueue_in(timedelta(seconds=delay), advance_batch, batch_id, token, **options)
+    return queue.enqueue_in(_not_before(delay), advance_batch, batch_id, token, **options)
+
+
+def _not_before(delay: float) -> timedelta:
+    """A delay RQ will not cut short.
+
+    RQ's scheduler keeps times in whole seconds, so a job can run up to a second early;
+    a delay of a second or more (a backoff, a Retry-After) is rounded up past that.
+    Sub-second poll intervals are left as they are: early is harmless there.
+    """
+    return timedelta(seconds=math.ceil(delay) + 1 if delay >= 1 else delay)
 
 
 def enqueue_outbox_item(ext: McSync, item_id: int, delay: float = 0) -> None:
     options: dict[str, Any] = {"job_timeout": 300, "result_ttl": 0, "failure_ttl": FAILURE_TTL}
     queue = ext.queue()
     if delay > 0:
-        queue.enqueue_in(timedelta(seconds=delay), sync_outbox_item, item_id, **options)
+        queue.enqueue_in(_not_before(delay), sync_outbox_item, item_id, **options)
     else:
         queue.enqueue(sync_outbox_item, item_id, **options)
 
@@ -132,12 +152,16 @@ def enqueue_resync(ext: McSync, run_id: int, email: str) -> None:
     )
 
 
-def ensure_sweep_scheduled(ext: McSync | None = None) -> None:
-    """Schedule the sweep unless one is already due (one per interval, across workers)."""
-    ext = ext or state()
-    interval = ext.config.sweep_interval
-    if ext.redis.set(SWEEP_GUARD_KEY, "1", nx=True, ex=interval * 3):
-        ext.queue().enqueue_in(timedelta(seconds=interval), sweep, job_timeout=600, result_ttl=0)
+def sweep_if_due(ext: McSync) -> dict[str, int] | None:
+    """Run the sweep unless another worker ran it less than an interval ago.
+
+    Called from every worker's maintenance loop, not from a scheduled job: a scheduled
+    job needs RQ's scheduler, whose lock a SIGKILLed worker keeps for a minute, and the
+    sweep is exactly what must keep working when a worker died.
+    """
+    if not ext.redis.set(SWEEP_GUARD_KEY, "1", nx=True, ex=ext.config.sweep_interval):
+        return None
+    return sweep_once(ext)
 
 
 def sweep_once(ext: McSync) -> dict[str, int]:
@@ -151,7 +175,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     """
     session = ext.session
     now = utcnow()
-    counts = {"plans": 0, "batches": 0, "runs_closed": 0, "outbox": 0}
+    counts = {"plans": 0, "batches": 0, "runs_closed": 0, "outbox": 0, "outbox_pruned": 0}
     live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
         Run.kind == "export", Run.status.in_(("queued", "running"))
     )
@@ -190,4 +214,13 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     for item_id in due:
         enqueue_outbox_item(ext, item_id)
     counts["outbox"] = len(due)
+    # Handled rows live on as outcomes; pruning keeps the outbox (and its scans) small.
+    pruned = session.execute(
+        sa.delete(OutboxItem).where(
+            OutboxItem.status.not_in(("pending", "sending")),
+            OutboxItem.updated_at < now - OUTBOX_KEEP,
+        )
+    )
+    session.commit()
+    counts["outbox_pruned"] = int(getattr(pruned, "rowcount", 0) or 0)
     return counts

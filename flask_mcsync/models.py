@@ -154,7 +154,9 @@ class Batch(Base):
     created: Mapped[int] = mapped_column(default=0)
     updated: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0)  # sends of this batch to Mailchimp
+    poll_failures: Mapped[int] = mapped_column(default=0)  # failed polls in a row
+    retries: Mapped[int] = mapped_column(default=0)  # every passing failure, for the record
     # A worker holds a batch until lease_until; past it, the sweep hands it to another.
     lease_until: Mapped[datetime | None]
     # The job holding the lease passes this token to the job it schedules (the next poll),

@@ -65,6 +65,32 @@ class AddressOutcome:
         }
 
 
+def previously_synced(session: Session, list_id: str, emails: list[str]) -> set[str]:
+    """The subscriber hashes among ``emails`` that an earlier sync put in this audience.
+
+    Mailchimp answers a created and an updated member alike; its timestamps tell them
+    apart only when the member is older than a few seconds. Our own history settles it
+    for every address we synced before (a re-run, a re-send after a crash).
+    """
+    hashes = sorted({subscriber_hash(e) for e in emails})
+    found: set[str] = set()
+    for start in range(0, len(hashes), 900):  # stay under SQLite's bound-parameter limit
+        chunk = hashes[start : start + 900]
+        found.update(
+            session.execute(
+                sa.select(Outcome.email_hash)
+                .join(Run, Run.id == Outcome.run_id)
+                .where(
+                    Outcome.email_hash.in_(chunk),
+                    Outcome.outcome.in_((Result.CREATED.value, Result.UPDATED.value)),
+                    Run.list_id == list_id,
+                )
+                .distinct()
+            ).scalars()
+        )
+    return found
+
+
 def record(
     session: Session, run_id: int, outcomes: list[AddressOutcome], batch_id: int | None = None
 ) -> dict[str, int]:

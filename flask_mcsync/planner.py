@@ -64,7 +64,7 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
             "lease_until": utcnow() + timedelta(seconds=lease),
             **{name: getattr(Run, name) + n for name, n in counts.items()},
         }
-        batch = None
+        batch_id = None
         if pending:
             seq += 1
             batch = Batch(
@@ -77,6 +77,9 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
                 total_operations=len(pending),
             )
             session.add(batch)
+            session.flush()
+            # Read the id now: after the commit it would reload the whole payload.
+            batch_id = batch.id
             values["batch_count"] = seq
             values["total"] = Run.total + len(pending)
         record(session, run_id, skipped)
@@ -90,8 +93,8 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
             session.rollback()
             raise LostLease(f"Run {run_id}: another worker took over planning.")
         session.commit()
-        if batch is not None:
-            jobs.enqueue_batch(ext, batch.id)
+        if batch_id is not None:
+            jobs.enqueue_batch(ext, batch_id)
         pending, skipped = [], []
         counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
 

@@ -163,6 +163,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
             Batch.updated,
             Batch.errors,
             Batch.attempts,
+            Batch.retries,
             Batch.last_error,
         )
         .where(Batch.run_id == run_id)
@@ -213,6 +214,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
                 "updated": b.updated,
                 "errors": b.errors,
                 "attempts": b.attempts,
+                "retries": b.retries,
                 "last_error": b.last_error,
             }
             for b in batches

@@ -74,8 +74,8 @@ def check_batch_size(value: Any, config: Config) -> int:
         raise InvalidSetting(f"The batch size must be at least 1 address; got {size}.")
     if size > config.max_batch_size:
         raise InvalidSetting(
-            f"The batch size may be at most {config.max_batch_size} addresses (MCSYNC_MAX_BATCH_SIZE);"
-            f" got {size}. Smaller batches are also gentler on Mailchimp."
+            f"The batch size may be at most {config.max_batch_size} addresses"
+            f" (MCSYNC_MAX_BATCH_SIZE); got {size}. Smaller batches are also gentler on Mailchimp."
         )
     return size
 

@@ -23,11 +23,12 @@ from .exclusions import load_ruleset
 from .extension import McSync
 from .gateway import AccountError, AddressError, MailchimpError, TransientError, was_created
 from .models import OutboxItem, Run, utcnow
-from .outcomes import AddressOutcome, Result, record
+from .outcomes import AddressOutcome, Result, previously_synced, record
 from .retry import backoff_seconds
 from .throttle import SlotTimeout
 
-CLOCK_SKEW = timedelta(seconds=120)
+# See batch_sync.CLOCK_SKEW.
+CLOCK_SKEW = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ def perform(
         member = gateway.upsert_member(list_id, plan.email, status_if_new, plan.merge_fields)
     except AddressError as exc:
         return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)
-    created = was_created(member, status_if_new, since)
+    created = not previously_synced(ext.session, list_id, [plan.email]) and was_created(
+        member, status_if_new, since
+    )
     return AddressOutcome(
         plan.email,
         Result.CREATED if created else Result.UPDATED,

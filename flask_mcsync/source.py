@@ -133,12 +133,13 @@ class SubscriberSource:
         """Every row whose address is ``email`` in any case, with whether it is a subscriber.
 
         Used by the diagnostic tool and single syncs, so it reads few rows; a host with a
-        very large table should index ``lower(email)``.
+        large table should have an index on ``lower(email)`` (the example shop does), or
+        this scans the table.
         """
         query = (
             self._select()
             .add_columns(self.where().label("mcsync_is_subscriber"))
-            .where(sa.func.lower(sa.func.trim(self.email_column)) == normalize(email))
+            .where(sa.func.lower(self.email_column) == normalize(email))
             .order_by(self._pk)
         )
         found = []

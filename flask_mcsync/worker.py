@@ -8,6 +8,7 @@ inherited pool; the parent's connections are left open for the parent.
 
 from __future__ import annotations
 
+import logging
 import os
 import weakref
 from typing import Any, ClassVar
@@ -17,6 +18,8 @@ from rq import Queue, Worker
 from rq.job import Job
 
 from .extension import McSync, state
+
+log = logging.getLogger(__name__)
 
 
 class AppJob(Job):
@@ -49,13 +52,20 @@ def make_queue(ext: McSync) -> Queue:
 
 
 class McSyncWorker(Worker):
-    """An RQ worker that also keeps the periodic sweep scheduled."""
+    """An RQ worker that also sweeps for work a dead worker left behind."""
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
-        from .jobs import ensure_sweep_scheduled
+        from .jobs import sweep_if_due
 
-        ensure_sweep_scheduled()
+        try:
+            found = sweep_if_due(state())
+        except Exception:  # a sweep that fails must not take the worker down with it
+            log.exception("mcsync: the sweep failed; it will run again at the next interval")
+            state().session.rollback()
+            return
+        if found and any(found.values()):
+            log.info("mcsync sweep: %s", found)
 
 
 def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> bool:
@@ -66,12 +76,11 @@ def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> 
         [make_queue(ext)],
         connection=ext.redis,
         job_class=AppJob,
-        # Maintenance (and so the sweep guard) runs between dequeue waits; keep them short.
-        worker_ttl=60,
+        # RQ waits worker_ttl - 15 s for a job before it looks at maintenance (and so at
+        # the sweep) again: this makes an idle worker sweep every sweep_interval.
+        worker_ttl=ext.config.sweep_interval + 15,
         maintenance_interval=ext.config.sweep_interval,
     )
-    from .jobs import ensure_sweep_scheduled
-
+    # Maintenance (the sweep) runs in this process and needs the app, whoever calls us.
     with app.app_context():
-        ensure_sweep_scheduled(ext)
-    return bool(worker.work(burst=burst, with_scheduler=with_scheduler))
+        return bool(worker.work(burst=burst, with_scheduler=with_scheduler))

@@ -70,8 +70,8 @@ def test_429_with_retry_after_is_honoured(app: Flask, sandbox: Any, workers: Any
 
     _assert_accounted(sandbox, run_id, expected, data)
     assert sandbox.client.stats()["responses_by_status"].get("429") == 1
-    hit = [b for b in data["batches"] if b["attempts"]]
-    assert len(hit) == 1 and hit[0]["attempts"] == 1
+    hit = [b for b in data["batches"] if b["retries"]]
+    assert len(hit) == 1 and hit[0]["retries"] == 1
     # The refused batch waited at least Retry-After before it was sent again.
     from flask_mcsync.models import Batch
 
@@ -109,7 +109,7 @@ def test_server_errors_one_shot_are_retried(app: Flask, sandbox: Any, workers: A
     assert sandbox.client.faults()["next"] == []  # every scripted fault was met
     statuses = sandbox.client.stats()["responses_by_status"]
     assert all(statuses.get(code) for code in ("500", "502", "503", "504"))
-    assert sum(b["attempts"] for b in data["batches"]) >= 5
+    assert sum(b["retries"] for b in data["batches"]) >= 5
 
 
 def test_random_server_errors_do_not_lose_addresses(
@@ -139,7 +139,7 @@ def test_timeouts_are_retried_without_doubles(app: Flask, sandbox: Any, workers:
     _assert_accounted(sandbox, run_id, expected, data)
     assert sandbox.client.faults()["next"] == []
     # The submit and the poll that timed out each cost an attempt, nothing more.
-    assert sum(b["attempts"] for b in data["batches"]) == 2
+    assert sum(b["retries"] for b in data["batches"]) == 2
 
 
 def test_dropped_connections_are_retried(app: Flask, sandbox: Any, workers: Any) -> None:
@@ -154,7 +154,7 @@ def test_dropped_connections_are_retried(app: Flask, sandbox: Any, workers: Any)
 
     _assert_accounted(sandbox, run_id, expected, data)
     assert sandbox.client.faults()["next"] == []
-    assert sum(b["attempts"] for b in data["batches"]) == 3
+    assert sum(b["retries"] for b in data["batches"]) == 3
 
 
 def test_expired_batch_results_are_sent_again(app: Flask, sandbox: Any, workers: Any) -> None:

@@ -16,8 +16,10 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from .diagnostic_views import register as register_diagnostic_views
 from .security import check_access, check_csrf, csrf_token
 from .settings_views import register as register_settings_views
+from .status_views import register as register_status_views
 from .sync_views import register as register_sync_views
 from .tabs import visible_tabs
 
@@ -55,6 +57,8 @@ def make_blueprint() -> Blueprint:
 
     register_settings_views(bp)
     register_sync_views(bp)
+    register_status_views(bp)
+    register_diagnostic_views(bp)
     return bp
 
 

@@ -31,7 +31,7 @@ TABS = (
         also=("mcsync.save_settings", "mcsync.add_rule", "mcsync.remove_rule"),
     ),
     Tab("mcsync.sync_page", "Users list synching"),
-    Tab("mcsync.status_page", "Sync status"),
+    Tab("mcsync.status_page", "Sync status", also=("mcsync.run_page",)),
     Tab("mcsync.diagnostic_page", "Diagnostic tool", parent="mcsync.status_page"),
 )
 

@@ -44,8 +44,9 @@ def api_key_from_header(header: str | None) -> str | None:
 
 
 def problem_response(error: ApiError) -> Response:
-    response = Response(json.dumps(error.body()), status=error.status,
-                        content_type=PROBLEM_CONTENT_TYPE)
+    response = Response(
+        json.dumps(error.body()), status=error.status, content_type=PROBLEM_CONTENT_TYPE
+    )
     for name, value in error.headers.items():
         response.headers[name] = value
     return response
@@ -53,13 +54,17 @@ def problem_response(error: ApiError) -> Response:
 
 def _json_response(result: Result) -> Response:
     if result.status >= 400:
-        response = Response(json.dumps(result.body), status=result.status,
-                            content_type=PROBLEM_CONTENT_TYPE)
+        response = Response(
+            json.dumps(result.body), status=result.status, content_type=PROBLEM_CONTENT_TYPE
+        )
     elif result.body is None:
         response = Response(status=result.status)
     else:
-        response = Response(json.dumps(result.body), status=result.status,
-                            content_type="application/json; charset=utf-8")
+        response = Response(
+            json.dumps(result.body),
+            status=result.status,
+            content_type="application/json; charset=utf-8",
+        )
     for name, value in result.headers.items():
         response.headers[name] = value
     return response
@@ -88,9 +93,9 @@ def create_api_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             known = key in state.keys
         if not known:
             raise ApiError(
-                401, "API Key Invalid",
-                "Your API key may be invalid, or you've attempted to access the wrong "
-                "datacenter.",
+                401,
+                "API Key Invalid",
+                "Your API key may be invalid, or you've attempted to access the wrong datacenter.",
             )
         return key
 
@@ -101,8 +106,9 @@ def create_api_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
                 state.stats.too_many_requests_sent += 1
                 raise too_many_requests(TOO_MANY_CONNECTIONS, faults.retry_after)
             state.in_flight[key] += 1
-            state.stats.max_in_flight = max(state.stats.max_in_flight,
-                                            sum(state.in_flight.values()))
+            state.stats.max_in_flight = max(
+                state.stats.max_in_flight, sum(state.in_flight.values())
+            )
         try:
             yield
         finally:

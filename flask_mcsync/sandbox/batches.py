@@ -35,7 +35,7 @@ def build_archive(batch_id: str, results: list[dict[str, Any]]) -> bytes:
         directory.mtime = stamp
         tar.addfile(directory)
         for number, start in enumerate(range(0, len(results), RESULTS_PER_FILE)):
-            data = json.dumps(results[start:start + RESULTS_PER_FILE]).encode("utf-8")
+            data = json.dumps(results[start : start + RESULTS_PER_FILE]).encode("utf-8")
             info = tarfile.TarInfo(f"./{batch_id}-{number}.json")
             info.size = len(data)
             info.mode = 0o644

@@ -35,8 +35,7 @@ _S3_MISSING = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def _fail(status: int, message: str) -> NoReturn:
-    abort(Response(json.dumps({"error": message}), status=status,
-                   content_type="application/json"))
+    abort(Response(json.dumps({"error": message}), status=status, content_type="application/json"))
 
 
 def _json_body() -> Any:
@@ -55,14 +54,16 @@ def _merge_fields(raw: object) -> list[MergeField] | None:
     for number, item in enumerate(raw, start=1):
         if not isinstance(item, dict) or not isinstance(item.get("tag"), str):
             _fail(400, "each merge field needs a tag")
-        fields.append(MergeField(
-            tag=item["tag"].upper(),
-            name=str(item.get("name") or item["tag"]),
-            merge_id=number,
-            type=str(item.get("type") or "text"),
-            required=bool(item.get("required", False)),
-            default_value=str(item.get("default_value") or ""),
-        ))
+        fields.append(
+            MergeField(
+                tag=item["tag"].upper(),
+                name=str(item.get("name") or item["tag"]),
+                merge_id=number,
+                type=str(item.get("type") or "text"),
+                required=bool(item.get("required", False)),
+                default_value=str(item.get("default_value") or ""),
+            )
+        )
     return fields
 
 
@@ -85,8 +86,11 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
             updated += 1
             continue
         audience.members[key] = Member(
-            email_address=item["email_address"], status=status, merge_fields=merge,
-            timestamp_signup=stamp, last_changed=stamp,
+            email_address=item["email_address"],
+            status=status,
+            merge_fields=merge,
+            timestamp_signup=stamp,
+            last_changed=stamp,
             timestamp_opt=stamp if status == "subscribed" else "",
             tags=[{"id": i + 1, "name": str(t)} for i, t in enumerate(item.get("tags") or [])],
         )
@@ -128,7 +132,8 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             if list_id is not None and list_id in state.lists:
                 _fail(400, f"list {list_id} already exists")
             audience = state.create_list(
-                body["name"], _merge_fields(body.get("merge_fields")),
+                body["name"],
+                _merge_fields(body.get("merge_fields")),
                 list_id=None if list_id is None else str(list_id),
                 double_optin=bool(body.get("double_optin", False)),
             )
@@ -150,7 +155,7 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
         body = _json_body()
         items = body.get("members") if isinstance(body, dict) else body
         if not isinstance(items, list):
-            _fail(400, "expected a list of members (or {\"members\": [...]})")
+            _fail(400, 'expected a list of members (or {"members": [...]})')
         with state.lock:
             return jsonify(_seed(audience_or_404(list_id), items))
 
@@ -168,7 +173,7 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
         body = _json_body()
         emails = body.get("emails") if isinstance(body, dict) else None
         if not isinstance(emails, list) or not all(isinstance(e, str) for e in emails):
-            _fail(400, "expected {\"emails\": [...]}")
+            _fail(400, 'expected {"emails": [...]}')
         with state.lock:
             audience = audience_or_404(list_id)
             for email in emails:
@@ -183,7 +188,7 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
         body = _json_body()
         key = body.get("api_key") if isinstance(body, dict) else None
         if not isinstance(key, str) or not key:
-            _fail(400, "expected {\"api_key\": \"...\"}")
+            _fail(400, 'expected {"api_key": "..."}')
         with state.lock:
             state.keys.add(key)
             return jsonify({"keys": len(state.keys)})
@@ -223,13 +228,18 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             batch = state.batches.get(batch_id)
             archive = batch.archive if batch is not None else None
         if archive is None:
-            return Response(_S3_MISSING.format(key=f"{batch_id}.tar.gz", rid=rid),
-                            status=404, content_type="application/xml")
+            return Response(
+                _S3_MISSING.format(key=f"{batch_id}.tar.gz", rid=rid),
+                status=404,
+                content_type="application/xml",
+            )
         if faults.expire_results:
             # What an expired S3 presigned URL answers.
-            return Response(_S3_EXPIRED.format(stamp=now_iso(), rid=rid), status=403,
-                            content_type="application/xml")
+            return Response(
+                _S3_EXPIRED.format(stamp=now_iso(), rid=rid),
+                status=403,
+                content_type="application/xml",
+            )
         return Response(archive, content_type="application/x-gzip")
 
     return control
-

@@ -20,12 +20,15 @@ DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_RETRY_AFTER = 1.0
 
 _ERROR_DETAILS = {
-    500: ("Internal Server Error",
-          "An unexpected internal error has occurred. Please contact Support for more "
-          "information."),
+    500: (
+        "Internal Server Error",
+        "An unexpected internal error has occurred. Please contact Support for more information.",
+    ),
     502: ("Bad Gateway", "The server received an invalid response. Please try again later."),
-    503: ("Service Unavailable",
-          "This service is temporarily unavailable. Please try again later."),
+    503: (
+        "Service Unavailable",
+        "This service is temporarily unavailable. Please try again later.",
+    ),
     504: ("Gateway Timeout", "The server did not respond in time. Please try again later."),
 }
 
@@ -49,8 +52,12 @@ class Rule:
         return self.path_contains is None or self.path_contains in path
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "count": self.count, "method": self.method,
-                "path_contains": self.path_contains}
+        return {
+            "status": self.status,
+            "count": self.count,
+            "method": self.method,
+            "path_contains": self.path_contains,
+        }
 
 
 @dataclass(frozen=True)
@@ -108,10 +115,20 @@ def _rule(raw: object) -> Rule:
 class Faults:
     """The current fault configuration plus the random source and pending rules."""
 
-    KEYS = frozenset({
-        "latency_ms", "error_rates", "retry_after", "timeout_rate", "timeout_seconds",
-        "drop_rate", "batch_ops_per_second", "expire_results", "next", "seed",
-    })
+    KEYS = frozenset(
+        {
+            "latency_ms",
+            "error_rates",
+            "retry_after",
+            "timeout_rate",
+            "timeout_seconds",
+            "drop_rate",
+            "batch_ops_per_second",
+            "expire_results",
+            "next",
+            "seed",
+        }
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -152,9 +169,7 @@ class Faults:
             rates = config["error_rates"]
             if not isinstance(rates, dict):
                 raise FaultConfigError("error_rates must map status codes to probabilities")
-            updates["error_rates"] = {
-                int(_status(code)): _rate(rates, code) for code in rates
-            }
+            updates["error_rates"] = {int(_status(code)): _rate(rates, code) for code in rates}
         if "expire_results" in config:
             updates["expire_results"] = bool(config["expire_results"])
         if "next" in config:
@@ -162,10 +177,16 @@ class Faults:
                 raise FaultConfigError("next must be a list of rules")
             updates["rules"] = [_rule(raw) for raw in config["next"]]
         with self._lock:
-            merged = {"timeout_rate": self.timeout_rate, "drop_rate": self.drop_rate,
-                      "error_rates": self.error_rates, **updates}
-            if merged["timeout_rate"] + merged["drop_rate"] + sum(
-                    merged["error_rates"].values()) > 1:
+            merged = {
+                "timeout_rate": self.timeout_rate,
+                "drop_rate": self.drop_rate,
+                "error_rates": self.error_rates,
+                **updates,
+            }
+            if (
+                merged["timeout_rate"] + merged["drop_rate"] + sum(merged["error_rates"].values())
+                > 1
+            ):
                 raise FaultConfigError("the fault probabilities add up to more than 1")
             for key, value in updates.items():
                 setattr(self, key, value)

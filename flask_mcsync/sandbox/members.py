@@ -142,8 +142,9 @@ def _create(
     return member
 
 
-def _revive(audience: Audience, member: Member, status: str, body: dict[str, Any],
-            skip: bool) -> None:
+def _revive(
+    audience: Audience, member: Member, status: str, body: dict[str, Any], skip: bool
+) -> None:
     # An archived contact comes back like a new one: status_if_new applies and the
     # required merge fields are checked again.
     merge = clean_merge_fields(audience, body.get("merge_fields"), new=True, skip_validation=skip)
@@ -178,9 +179,7 @@ def add_member(audience: Audience, raw: object, skip: bool) -> tuple[Member, boo
     return _create(audience, address, status, body, skip), True
 
 
-def upsert_member(
-    audience: Audience, key: str, raw: object, skip: bool
-) -> tuple[Member, bool]:
+def upsert_member(audience: Audience, key: str, raw: object, skip: bool) -> tuple[Member, bool]:
     """PUT /lists/{id}/members/{hash}: create with status_if_new or update in place."""
     body = _require_object(raw)
     address = validate_email(body.get("email_address"))
@@ -222,9 +221,7 @@ def update_member(audience: Audience, key: str, raw: object, skip: bool) -> Memb
         new_key, old_key = subscriber_hash(address), member.id
         if new_key != old_key:
             if new_key in audience.members:
-                raise ApiError(
-                    400, "Member Exists", f"{address} is already a list member."
-                )
+                raise ApiError(400, "Member Exists", f"{address} is already a list member.")
             # Rebuild to keep the member at its place in the paging order.
             audience.members = {
                 (new_key if k == old_key else k): v for k, v in audience.members.items()
@@ -278,14 +275,16 @@ def batch_subscribe(audience: Audience, raw: object) -> dict[str, Any]:
             existing = audience.members.get(subscriber_hash(address))
             if existing is not None and existing.status != "archived":
                 if not update_existing:
-                    errors.append({
-                        "email_address": address,
-                        "error": f"{address} is already a list member, do you want to update? "
-                                 "please provide update_existing:true in the request body",
-                        "error_code": "ERROR_CONTACT_EXISTS",
-                        "field": "email_address",
-                        "field_message": "",
-                    })
+                    errors.append(
+                        {
+                            "email_address": address,
+                            "error": f"{address} is already a list member, do you want to update? "
+                            "please provide update_existing:true in the request body",
+                            "error_code": "ERROR_CONTACT_EXISTS",
+                            "field": "email_address",
+                            "field_message": "",
+                        }
+                    )
                     continue
                 merge = clean_merge_fields(
                     audience, entry.get("merge_fields"), new=False, skip_validation=False
@@ -307,13 +306,15 @@ def batch_subscribe(audience: Audience, raw: object) -> dict[str, Any]:
             created.append(audience.member_json(member))
         except ApiError as exc:
             first = (exc.errors or [{}])[0]
-            errors.append({
-                "email_address": address,
-                "error": exc.detail,
-                "error_code": "ERROR_GENERIC",
-                "field": first.get("field", "email_address" if not exc.errors else ""),
-                "field_message": first.get("message", ""),
-            })
+            errors.append(
+                {
+                    "email_address": address,
+                    "error": exc.detail,
+                    "error_code": "ERROR_GENERIC",
+                    "field": first.get("field", "email_address" if not exc.errors else ""),
+                    "field_message": first.get("message", ""),
+                }
+            )
     return {
         "new_members": created,
         "updated_members": updated,

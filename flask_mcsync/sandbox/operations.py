@@ -122,15 +122,22 @@ def _dispatch(
     base_url: str,
 ) -> Result:
     if body is INVALID_JSON and method in ("POST", "PUT", "PATCH"):
-        raise ApiError(400, "JSON Parse Exception",
-                       "We encountered an unspecified JSON parsing error.")
+        raise ApiError(
+            400, "JSON Parse Exception", "We encountered an unspecified JSON parsing error."
+        )
     n = len(seg)
     if n == 0:
         _allow(method, ["GET"])
-        return Result(200, {"account_id": "sandbox", "account_name": "Mailchimp sandbox",
-                            "email": "owner@sandbox.invalid", "total_subscribers": sum(
-                                a.counts()["subscribed"] for a in state.lists.values()),
-                            "_links": []})
+        return Result(
+            200,
+            {
+                "account_id": "sandbox",
+                "account_name": "Mailchimp sandbox",
+                "email": "owner@sandbox.invalid",
+                "total_subscribers": sum(a.counts()["subscribed"] for a in state.lists.values()),
+                "_links": [],
+            },
+        )
     if seg == ["ping"]:
         _allow(method, ["GET"])
         return Result(200, {"health_status": "Everything's Chimpy!"})
@@ -149,13 +156,19 @@ def _lists(
         _allow(method, ["GET"])
         offset, count = _page(params, 10)
         audiences = list(state.lists.values())
-        return Result(200, {
-            "lists": [a.to_json() for a in audiences[offset:offset + count]],
-            "total_items": len(audiences),
-            "constraints": {"may_create": False, "max_instances": 1,
-                            "current_total_instances": len(audiences)},
-            "_links": [],
-        })
+        return Result(
+            200,
+            {
+                "lists": [a.to_json() for a in audiences[offset : offset + count]],
+                "total_items": len(audiences),
+                "constraints": {
+                    "may_create": False,
+                    "max_instances": 1,
+                    "current_total_instances": len(audiences),
+                },
+                "_links": [],
+            },
+        )
     audience = _audience(state, seg[1])
     skip = truthy(params.get("skip_merge_validation"))
     if n == 2:
@@ -167,10 +180,15 @@ def _lists(
         _allow(method, ["GET"])
         offset, count = _page(params, 10)
         fields = audience.merge_fields
-        return Result(200, {
-            "merge_fields": [f.to_json(audience.id) for f in fields[offset:offset + count]],
-            "list_id": audience.id, "total_items": len(fields), "_links": [],
-        })
+        return Result(
+            200,
+            {
+                "merge_fields": [f.to_json(audience.id) for f in fields[offset : offset + count]],
+                "list_id": audience.id,
+                "total_items": len(fields),
+                "_links": [],
+            },
+        )
     if seg[2] != "members":
         raise not_found()
     if n == 3:
@@ -227,8 +245,14 @@ def _batches(
         _allow(method, ["GET", "POST"])
         if method == "GET":
             batches = list(state.batches.values())
-            return Result(200, {"batches": [b.to_json() for b in batches],
-                                "total_items": len(batches), "_links": []})
+            return Result(
+                200,
+                {
+                    "batches": [b.to_json() for b in batches],
+                    "total_items": len(batches),
+                    "_links": [],
+                },
+            )
         return Result(200, _submit_batch(state, body, base_url).to_json())
     batch = state.batches.get(seg[1])
     if batch is None:
@@ -245,15 +269,16 @@ def _submit_batch(state: SandboxState, body: object, base_url: str) -> Batch:
     if not isinstance(operations, list):
         raise rules.schema_error("operations", "This value should not be blank.")
     for index, op in enumerate(operations):
-        if not (isinstance(op, dict) and isinstance(op.get("method"), str)
-                and isinstance(op.get("path"), str)):
+        if not (
+            isinstance(op, dict)
+            and isinstance(op.get("method"), str)
+            and isinstance(op.get("path"), str)
+        ):
             raise rules.schema_error(
                 f"operations.item:{index}", "Each operation needs a method and a path."
             )
     if state.unfinished_batches() >= MAX_UNFINISHED_BATCHES:
-        raise too_many_requests(
-            f"You have more than {MAX_UNFINISHED_BATCHES} pending batches.", 60
-        )
+        raise too_many_requests(f"You have more than {MAX_UNFINISHED_BATCHES} pending batches.", 60)
     batch = Batch(id=state.new_batch_id(), operations=operations, base_url=base_url)
     state.batches[batch.id] = batch
     state.batch_queued.set()
@@ -272,8 +297,7 @@ def run_operation(state: SandboxState, op: dict[str, Any], base_url: str) -> dic
     elif isinstance(raw_body, dict):
         body = raw_body
     raw_params = op.get("params")
-    params = {str(k): str(v) for k, v in raw_params.items()} if isinstance(
-        raw_params, dict) else {}
+    params = {str(k): str(v) for k, v in raw_params.items()} if isinstance(raw_params, dict) else {}
     try:
         result = execute(state, str(op["method"]), str(op["path"]), params, body, base_url)
     except Exception as exc:  # one odd operation must not kill the worker thread

@@ -87,7 +87,10 @@ class SandboxServer:
         if self._server is not None:
             return self
         self._server = make_server(
-            self.host, self._requested_port, self.app, threaded=True,
+            self.host,
+            self._requested_port,
+            self.app,
+            threaded=True,
             request_handler=_QuietHandler,
         )
         self._thread = threading.Thread(

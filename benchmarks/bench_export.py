@@ -1,0 +1,607 @@
+"""Benchmark of the manual export: batch operations in RQ workers vs one PUT per address.
+
+For each database backend it builds the example shop with N valid, opted-in customers,
+exports them into the Mailchimp sandbox with real ``flask mcsync worker`` processes
+(batches sent as Mailchimp batch operations), then, in the same run and against the same
+(reset) sandbox, exports the same rows the way most shop plugins do: one
+``PUT /lists/{id}/members/{hash}`` per address, one after the other, through the
+project's own gateway. It prints figures; it asserts nothing about time.
+
+    python benchmarks/bench_export.py [--addresses 100000] [--backends sqlite,postgresql]
+        [--workers 2] [--batch-size 1000] [--latency-ms 0] [--naive-limit N] [--json out.json]
+
+PostgreSQL: ``MCSYNC_BENCH_DATABASE_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/mcsync_bench``; created if missing, its ``public``
+schema is WIPED). Redis: ``MCSYNC_BENCH_REDIS_URL`` (default ``redis://127.0.0.1:6379/11``,
+FLUSHED). SQLite lives in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/mcsync_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
+POLL_INTERVAL = "0.5"  # MCSYNC_POLL_INTERVAL of the workers (seconds between batch polls)
+
+# Real-looking address parts. The sandbox, like Mailchimp, refuses example.com, test.com
+# and friends as fake, so a benchmark on those would measure error handling instead.
+FIRST = ["camille", "lea", "manon", "hugo", "louis", "jules", "emma", "noah", "mia", "tom"]
+LAST = ["martin", "bernard", "dubois", "petit", "durand", "leroy", "moreau", "roux", "morel"]
+DOMAINS = [
+    "gmail.com",
+    "yahoo.fr",
+    "outlook.com",
+    "orange.fr",
+    "free.fr",
+    "hotmail.com",
+    "laposte.net",
+    "protonmail.com",
+    "icloud.com",
+    "gmx.de",
+]
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """The export as the product does it: RQ workers, Mailchimp batch operations."""
+
+    seconds: float  # start_export() until the run is seen ended
+    run_seconds: float  # the run's own started_at -> finished_at (from its row)
+    planning_seconds: float | None  # start_export() until the planner had read every row
+    addresses_per_second: float
+    batches: int
+    requests_total: int
+    requests_by_kind: dict[str, int]
+    archive_downloads: int
+    max_in_flight: int
+    worker_peak_rss_mb: list[float]  # per worker process: its own peak
+    horse_peak_rss_mb: list[float]  # per worker process: its largest work horse's peak
+    worker_cpu_s: list[float]  # per worker: its own CPU + its horses' CPU
+    created: int
+    updated: int
+    errors: int
+    sandbox_members: int
+    status: str
+
+
+@dataclass
+class NaiveResult:
+    """The same rows, one PUT per address, sequentially (what most shop plugins do)."""
+
+    measured_addresses: int
+    with_connection_slots: bool
+    seconds: float
+    addresses_per_second: float
+    extrapolated: bool
+    seconds_for_all: float  # measured, or extrapolated from the measured rate
+    requests_total: int
+    requests_by_kind: dict[str, int]
+    errors: int
+    sandbox_members: int
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    addresses: int
+    workers: int
+    batch_size: int
+    latency_ms: float
+    seed_seconds: float
+    batch: BatchResult
+    naive: NaiveResult
+    ratio: float  # batch addresses/s divided by naive addresses/s
+    checks: dict[str, bool] = field(default_factory=dict)
+
+
+# --- processes we start (and always stop) -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    """SIGTERM (RQ: warm shutdown), then SIGKILL the whole session it leads, if needed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=timeout)
+    # The process was started in its own session: its group is its own descendants
+    # (work horse, scheduler) and nothing else.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def sandbox_process() -> Iterator[Any]:
+    """The Mailchimp sandbox in its own process.
+
+    In a thread of this process it would share the GIL with the naive loop, which is
+    itself a busy HTTP client: each would slow the other and the naive figure would be
+    unfairly low.
+    """
+    from flask_mcsync.sandbox import SandboxClient
+
+    port = free_port()
+    code = (
+        "import sys; from flask_mcsync.sandbox import serve; serve('127.0.0.1', int(sys.argv[1]))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    client = SandboxClient(f"http://127.0.0.1:{port}", timeout=120)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.stats()
+                break
+            except Exception:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the sandbox process did not start") from None
+                time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        stop_process(proc)
+
+
+@contextlib.contextmanager
+def worker_processes(env: dict[str, str], count: int, folder: Path) -> Iterator[list[Path]]:
+    """``count`` real workers (see rusage_worker.py); yields the paths of their reports."""
+    reports = [folder / f"worker-{i}.json" for i in range(count)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "rusage_worker.py"), str(report)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for report in reports
+    ]
+    try:
+        yield reports
+    finally:
+        for proc in procs:
+            stop_process(proc)
+
+
+def wait_for_workers(redis_url: str, queue_name: str, count: int, timeout: float = 60) -> None:
+    """Start timing only once every worker listens: import time is not export time."""
+    from rq import Worker
+
+    connection = Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            listening = [
+                w for w in Worker.all(connection=connection) if queue_name in w.queue_names()
+            ]
+            if len(listening) >= count:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(listening)} of {count} workers started")
+            time.sleep(0.1)
+    finally:
+        connection.close()
+
+
+# --- databases ----------------------------------------------------------------------------
+
+
+def with_installed_driver(url: str) -> str:
+    """``postgresql://`` names psycopg 3 in SQLAlchemy 2.1; the project ships psycopg2."""
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return parsed.set(drivername="postgresql+psycopg2").render_as_string(False)
+    return url
+
+
+def fresh_postgres(url: str) -> str:
+    """Create the benchmark database if missing, and empty its ``public`` schema."""
+    url = with_installed_driver(url)
+    target = sa.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
+        ).scalar()
+        if not exists:
+            conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    admin.dispose()
+    engine = sa.create_engine(target)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+    return url
+
+
+def customers(count: int) -> Iterator[list[dict[str, Any]]]:
+    """``count`` distinct, valid, opted-in customers, in chunks for executemany."""
+    chunk: list[dict[str, Any]] = []
+    for i in range(count):
+        first, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
+        chunk.append(
+            {
+                "email": f"{first}.{last}.{i}@{DOMAINS[i % len(DOMAINS)]}",
+                "first_name": first.title(),
+                "last_name": last.title(),
+                "newsletter": True,
+            }
+        )
+        if len(chunk) == 10_000:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def seed(count: int) -> float:
+    from example_app.models import Customer, db
+
+    started = time.perf_counter()
+    for chunk in customers(count):
+        db.session.execute(sa.insert(Customer), chunk)
+    db.session.commit()
+    return time.perf_counter() - started
+
+
+# --- the two ways to export ---------------------------------------------------------------
+
+
+def member_count(client: Any, list_id: str) -> int:
+    for audience in client.lists():
+        if audience["id"] == list_id:
+            return int(audience["stats"]["member_count"])
+    return 0
+
+
+def read_reports(reports: list[Path]) -> list[dict[str, Any]]:
+    return [json.loads(r.read_text()) if r.exists() else {} for r in reports]
+
+
+def export_in_batches(
+    args: argparse.Namespace, env: dict[str, str], sandbox: Any, list_id: str, folder: Path
+) -> BatchResult:
+    from flask_mcsync import state
+    from flask_mcsync.runs import progress, start_export
+
+    ext = state()
+    session = ext.session
+    with worker_processes(env, args.workers, folder) as reports:
+        wait_for_workers(env["MCSYNC_REDIS_URL"], ext.config.queue_name, args.workers)
+        sandbox.reset_stats()
+        started = time.perf_counter()
+        run_id = start_export(ext, "bench", batch_size=args.batch_size).run.id
+        planned_at: float | None = None
+        while True:
+            data = progress(session, run_id)
+            session.commit()  # end the read transaction so the next poll sees new rows
+            assert data is not None
+            if planned_at is None and data["planning_done"]:
+                planned_at = time.perf_counter() - started
+            if data["ended"]:
+                break
+            # Often enough for a precise end time; rarely enough not to compete (2 cores).
+            time.sleep(0.25)
+        seconds = time.perf_counter() - started
+        stats = sandbox.stats()
+    # The workers have stopped (warm shutdown): their reports are written.
+    usage = read_reports(reports)
+    return BatchResult(
+        seconds=round(seconds, 2),
+        run_seconds=data["elapsed"],
+        planning_seconds=round(planned_at, 2) if planned_at is not None else None,
+        addresses_per_second=round(args.addresses / seconds, 1),
+        batches=len(data["batches"]),
+        requests_total=stats["requests_total"],
+        requests_by_kind=stats["requests_by_kind"],
+        archive_downloads=stats["batches_processed"],
+        max_in_flight=stats["max_in_flight"],
+        worker_peak_rss_mb=[round(u.get("self_maxrss_kb", 0) / 1024, 1) for u in usage],
+        horse_peak_rss_mb=[round(u.get("children_maxrss_kb", 0) / 1024, 1) for u in usage],
+        worker_cpu_s=[round(u.get("self_cpu_s", 0) + u.get("children_cpu_s", 0), 1) for u in usage],
+        created=data["created"],
+        updated=data["updated"],
+        errors=data["errors"],
+        sandbox_members=member_count(sandbox, list_id),
+        status=data["status"],
+    )
+
+
+def export_one_by_one(args: argparse.Namespace, sandbox: Any, list_id: str) -> NaiveResult:
+    """One PUT per address, in primary-key order, waiting for each answer."""
+    from flask_mcsync import exclusions, settings, state
+    from flask_mcsync.eligibility import scan
+    from flask_mcsync.gateway import Gateway, MailchimpError
+
+    ext = state()
+    session = ext.session
+    status_if_new = settings.load(session, ext.config).status_if_new
+    gateway = ext.gateway()  # the same one the auto-sync uses (timeouts, connection slots)
+    if args.naive_without_slots:
+        # A plugin without our shared connection limit: saves two Redis calls per PUT.
+        gateway = Gateway(ext.config.api_key, ext.config.api_url, ext.config.request_timeout)
+    limit = min(args.naive_limit or args.addresses, args.addresses)
+    sent = errors = 0
+    sandbox.reset_stats()
+    started = time.perf_counter()
+    # The same rows the export reads, judged the same way (all are sendable here).
+    for page in scan(session, ext.require_source(), exclusions.load_ruleset(session)):
+        for row, verdict in page:
+            if sent >= limit:
+                break
+            if not verdict.send:
+                continue
+            try:
+                gateway.upsert_member(list_id, row.email.strip(), status_if_new, row.merge_fields)
+            except MailchimpError:
+                errors += 1
+            sent += 1
+        if sent >= limit:
+            break
+    seconds = time.perf_counter() - started
+    session.commit()
+    stats = sandbox.stats()
+    rate = sent / seconds if seconds else 0.0
+    return NaiveResult(
+        measured_addresses=sent,
+        with_connection_slots=not args.naive_without_slots,
+        seconds=round(seconds, 2),
+        addresses_per_second=round(rate, 1),
+        extrapolated=sent < args.addresses,
+        seconds_for_all=round(args.addresses / rate if rate else 0.0, 1),
+        requests_total=stats["requests_total"],
+        requests_by_kind=stats["requests_by_kind"],
+        errors=errors,
+        sandbox_members=member_count(sandbox, list_id),
+    )
+
+
+# --- one backend, end to end --------------------------------------------------------------
+
+
+def bench_backend(
+    backend: str, args: argparse.Namespace, sandbox: Any, redis_url: str, folder: Path
+) -> BackendResult:
+    from example_app import create_app
+    from example_app.models import db
+    from flask_mcsync import settings, state
+    from flask_mcsync.sandbox import DEFAULT_API_KEY, DEFAULT_LIST_ID
+
+    if backend == "sqlite":
+        database_url = f"sqlite:///{folder / 'shop.db'}"
+    else:
+        database_url = fresh_postgres(os.environ.get("MCSYNC_BENCH_DATABASE_URL", DEFAULT_PG_URL))
+    Redis.from_url(redis_url).flushdb()
+    sandbox.reset()
+    if args.latency_ms:
+        # Applies to every /3.0 request: the round trip to Mailchimp.
+        sandbox.set_faults(latency_ms=args.latency_ms)
+
+    api_url = f"{sandbox.base_url}/3.0/"
+    config = {
+        "MCSYNC_API_KEY": DEFAULT_API_KEY,
+        "MCSYNC_API_URL": api_url,
+        "MCSYNC_REDIS_URL": redis_url,
+        "MCSYNC_POLL_INTERVAL": POLL_INTERVAL,
+    }
+    # The workers get exactly what `flask mcsync worker` would read from the environment.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSYNC_")}
+    env.update(config, DATABASE_URL=database_url, SECRET_KEY="bench")
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", **config})
+    with app.app_context():
+        try:
+            seed_seconds = seed(args.addresses)
+            ext = state()
+            settings.update(
+                ext.session, ext.config, list_id=DEFAULT_LIST_ID, batch_size=args.batch_size
+            )
+            batch = export_in_batches(args, env, sandbox, DEFAULT_LIST_ID, folder)
+            sandbox.reset()  # same sandbox, empty audience: the naive way also creates
+            if args.latency_ms:
+                sandbox.set_faults(latency_ms=args.latency_ms)
+            naive = export_one_by_one(args, sandbox, DEFAULT_LIST_ID)
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+    Redis.from_url(redis_url).flushdb()
+    checks = {
+        "sandbox members == N": batch.sandbox_members == args.addresses,
+        "run created == N": batch.created == args.addresses,
+        "run errors == 0": batch.errors == 0,
+        "run finished": batch.status == "finished",
+        "naive: members == addresses sent": naive.sandbox_members == naive.measured_addresses,
+        "naive errors == 0": naive.errors == 0,
+    }
+    return BackendResult(
+        backend=backend,
+        addresses=args.addresses,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        latency_ms=args.latency_ms,
+        seed_seconds=round(seed_seconds, 2),
+        batch=batch,
+        naive=naive,
+        ratio=round(batch.addresses_per_second / naive.addresses_per_second, 1)
+        if naive.addresses_per_second
+        else 0.0,
+        checks=checks,
+    )
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def kinds(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def table(result: BackendResult) -> str:
+    b, n = result.batch, result.naive
+    naive_how = (
+        f"first {n.measured_addresses:,} addresses, extrapolated to {result.addresses:,}"
+        if n.extrapolated
+        else f"all {n.measured_addresses:,} addresses"
+    )
+    rows = [
+        ("", "batch export (product)", "one PUT per address"),
+        ("addresses", f"{result.addresses:,}", naive_how),
+        (
+            "wall time",
+            f"{b.seconds:.1f} s",
+            f"{n.seconds_for_all:,.1f} s" + (" (extrapolated)" if n.extrapolated else ""),
+        ),
+        ("addresses/s", f"{b.addresses_per_second:,.0f}", f"{n.addresses_per_second:,.0f}"),
+        (
+            "API requests",
+            f"{b.requests_total:,} (+{b.archive_downloads} result archives)",
+            f"{n.requests_total:,}" + (" (measured part)" if n.extrapolated else ""),
+        ),
+        ("  by kind", kinds(b.requests_by_kind), kinds(n.requests_by_kind)),
+        ("batches", str(b.batches), "-"),
+        ("max in flight", str(b.max_in_flight), "1"),
+        ("worker peak RSS", " / ".join(f"{m:.0f} MB" for m in b.worker_peak_rss_mb), "-"),
+        ("work horse peak RSS", " / ".join(f"{m:.0f} MB" for m in b.horse_peak_rss_mb), "-"),
+        ("worker CPU", " / ".join(f"{c:.1f} s" for c in b.worker_cpu_s), "-"),
+        (
+            "outcomes",
+            f"created {b.created:,}, updated {b.updated:,}, errors {b.errors}",
+            f"errors {n.errors}",
+        ),
+        ("sandbox members", f"{b.sandbox_members:,}", f"{n.sandbox_members:,}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    left = max(len(r[1]) for r in rows)
+    lines = [
+        f"== {result.backend}: {result.addresses:,} addresses, {result.workers} workers,"
+        f" batch size {result.batch_size}, sandbox latency {result.latency_ms:g} ms ==",
+        f"seeded in {result.seed_seconds:.1f} s; run row: {b.run_seconds:.1f} s, planner read"
+        f" every row after {b.planning_seconds} s",
+    ]
+    lines += [f"  {r[0]:<{width}}  {r[1]:<{left}}  {r[2]}" for r in rows]
+    lines.append(f"  ratio: the batch export is {result.ratio:g}x the speed of one PUT per address")
+    failed = [name for name, ok in result.checks.items() if not ok]
+    lines.append("  checks: " + ("all passed" if not failed else "FAILED: " + ", ".join(failed)))
+    return "\n".join(lines)
+
+
+EXPLAIN = """\
+Notes: wall time runs from start_export() until the run row says it ended (workers are
+already listening). Requests are the sandbox's /3.0 API requests; batch result archives
+are downloaded from the file store, not the API. Peak RSS is the kernel's high-water mark
+(getrusage ru_maxrss) written by each worker when it stops: the worker process itself, and
+the largest of the work horses RQ forked for its jobs (a fork shares the worker's pages,
+so the horse's RSS includes them). The naive way runs in this process, sequentially,
+through the project's gateway (mailchimp3, one new HTTP connection per call as with
+mailchimp3 everywhere, plus a Redis connection slot per call)."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--addresses", type=int, default=100_000)
+    parser.add_argument(
+        "--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="sandbox latency per API request (the round trip to Mailchimp)",
+    )
+    parser.add_argument(
+        "--naive-limit",
+        type=int,
+        default=0,
+        help="time the one-PUT-per-address way on the first N addresses only"
+        " and extrapolate (default: all of them)",
+    )
+    parser.add_argument(
+        "--naive-without-slots",
+        action="store_true",
+        help="one PUT per address without the Redis connection slot the"
+        " gateway takes for each call (closer to a typical plugin)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(args.backends) - {"sqlite", "postgresql"}
+    if unknown:
+        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    redis_url = os.environ.get("MCSYNC_BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    results: list[BackendResult] = []
+    with tempfile.TemporaryDirectory(prefix="mcsync-bench-") as tmp, sandbox_process() as sandbox:
+        for backend in args.backends:
+            folder = Path(tmp) / backend
+            folder.mkdir()
+            print(
+                f"... {backend}: seeding {args.addresses:,} customers and exporting",
+                file=sys.stderr,
+                flush=True,
+            )
+            result = bench_backend(backend, args, sandbox, redis_url, folder)
+            results.append(result)
+            print(table(result), flush=True)
+            print(flush=True)
+    print(EXPLAIN)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                    "cpus": os.cpu_count(),
+                    "results": [asdict(r) for r in results],
+                },
+                indent=2,
+            )
+        )
+    return 0 if all(all(r.checks.values()) for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""``flask mcsync worker`` that reports its peak memory when it stops (used by bench_export).
+
+It runs the very code the CLI command runs (``create_app()`` then
+:func:`flask_mcsync.worker.run_worker`), configured from the same environment
+variables. When the worker stops (SIGTERM asks RQ for a warm shutdown, so ``work()``
+returns), it writes ``getrusage`` to the JSON file given as the only argument:
+
+* ``self_maxrss_kb``: the peak resident set of the worker process itself;
+* ``children_maxrss_kb``: the peak resident set of the largest child it has waited for,
+  i.e. the largest of the work horses RQ forks for every job (a horse starts as a
+  copy-on-write fork of the worker, so its RSS includes the pages it shares with it).
+
+The peak is the kernel's own high-water mark, so no short spike between two samples is
+missed, which a /proc sampler cannot promise.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+
+def _report(path: Path, clean: bool) -> None:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    path.write_text(
+        json.dumps(
+            {
+                "self_maxrss_kb": me.ru_maxrss,  # Linux reports kilobytes
+                "children_maxrss_kb": children.ru_maxrss,
+                "self_cpu_s": me.ru_utime + me.ru_stime,
+                "children_cpu_s": children.ru_utime + children.ru_stime,
+                "clean_exit": clean,
+            }
+        )
+    )
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit("usage: rusage_worker.py REPORT.json")
+    report = Path(sys.argv[1])
+
+    from example_app import create_app
+    from flask_mcsync.worker import run_worker
+
+    app = create_app()
+    clean = False
+    try:
+        # `flask mcsync worker` runs inside the app context Flask's CLI pushes; so does this
+        # (the worker's maintenance step needs it).
+        with app.app_context():
+            clean = run_worker(app)
+    finally:
+        _report(report, clean)
+
+
+if __name__ == "__main__":
+    main()

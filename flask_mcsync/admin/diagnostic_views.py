@@ -1,0 +1,118 @@
+"""The "Diagnostic tool" subtab: everything about one address, and "Re-synchronize".
+
+The page is a GET form (``?email=``), so a diagnosis can be bookmarked. The button
+posts to :func:`resync`, which queues the re-sync and redirects back with ``run=<id>``;
+``static/mcsync/status.js`` then polls the run's JSON and reloads the page once it has
+ended, so the outcome and Mailchimp's fresh state appear by themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from redis.exceptions import RedisError
+from werkzeug.wrappers import Response
+
+from ..config import ConfigError
+from ..diagnostic import diagnose, start_resync
+from ..extension import state
+from ..models import Run
+from ..runs import RUN_ENDED
+from .account import describe_error
+from .status_views import KIND_LABELS, STATUS_LABELS, parse_time, run_outcomes
+
+STARTED_BY = "admin pages (diagnostic tool)"
+MAX_EMAIL = 320
+
+
+def register(bp: Blueprint) -> None:
+    bp.add_url_rule("/status/diagnostic", "diagnostic_page", diagnostic_page, methods=["GET"])
+    bp.add_url_rule("/status/diagnostic/resync", "resync", resync, methods=["POST"])
+
+
+def resync_refusal(answer: dict[str, Any]) -> str | None:
+    """Why the button is disabled for this address, or None when a re-sync makes sense."""
+    if not answer["valid"]:
+        return f"This address is not valid: {answer['invalid_reason']}"
+    if answer["excluded"]:
+        return f"This address is excluded by the {answer['excluded_by']} rule."
+    if not answer["in_shop"]:
+        return "This address is not in the shop's subscriber source: there is nothing to send."
+    if not answer["subscriber"]:
+        return "This address is in the shop but is not a newsletter subscriber."
+    return None
+
+
+def diagnostic_page() -> str:
+    ext = state()
+    session = ext.session
+    typed = request.args.get("email", "")[:MAX_EMAIL]
+    answer: dict[str, Any] | None = None
+    error = None
+    if typed.strip():
+        try:
+            answer = diagnose(ext, typed, live=True)
+        except RedisError as exc:
+            # The live lookup waits for a connection slot in Redis: without Redis, say so
+            # and still show what the shop's database knows.
+            session.rollback()
+            answer = diagnose(ext, typed, live=False)
+            answer["mailchimp_error"] = f"Could not ask Mailchimp. {describe_error(exc)}"
+        except ConfigError as exc:
+            session.rollback()
+            error = str(exc)
+    resync_run = _resync_run(request.args.get("run", type=int))
+    session.commit()  # end the read transaction
+    if answer is not None:
+        for row in answer["history"]:
+            row["at_dt"] = parse_time(row["at"])
+        if answer["mailchimp"]:
+            answer["mailchimp"]["last_changed_dt"] = parse_time(
+                answer["mailchimp"].get("last_changed")
+            )
+    return render_template(
+        "mcsync/diagnostic.html",
+        typed=typed,
+        answer=answer,
+        error=error,
+        refusal=resync_refusal(answer) if answer else None,
+        resync_run=resync_run,
+        kind_labels=KIND_LABELS,
+        status_labels=STATUS_LABELS,
+    )
+
+
+def _resync_run(run_id: int | None) -> dict[str, Any] | None:
+    """The re-sync just asked for (``run=`` after the redirect), with its outcome."""
+    if run_id is None:
+        return None
+    session = state().session
+    run = session.get(Run, run_id)
+    if run is None or run.kind != "resync":
+        return None
+    outcomes = run_outcomes(session, run_id, limit=1)
+    return {
+        "id": run.id,
+        "status": run.status,
+        "ended": run.status in RUN_ENDED,
+        "message": run.message,
+        "outcome": outcomes[0] if outcomes else None,
+    }
+
+
+def resync() -> Response:
+    ext = state()
+    email = request.form.get("email", "")[:MAX_EMAIL].strip()
+    if not email:
+        flash("Type the address to re-synchronize.", "error")
+        return redirect(url_for(".diagnostic_page"), 303)
+    try:
+        run = start_resync(ext, email, started_by=STARTED_BY)
+    except ConfigError as exc:
+        ext.session.rollback()
+        flash(f"The re-synchronization could not start. {exc}", "error")
+        return redirect(url_for(".diagnostic_page", email=email), 303)
+    run_id = run.id
+    ext.session.commit()
+    return redirect(url_for(".diagnostic_page", email=email, run=run_id, _anchor="resync"), 303)

@@ -1,0 +1,331 @@
+"""The "Sync status" tab: the period dashboard, one run's batches and errors, the CSV.
+
+Everything is a GET with its filters in the query string, so a page can be bookmarked
+or sent to a colleague. The numbers come from :mod:`flask_mcsync.status`; this module
+only reads the query string, draws the per-day chart (inline SVG, no script) and
+renders. A small JSON view gives one run's state for the diagnostic tool's script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    abort,
+    jsonify,
+    render_template,
+    request,
+    stream_with_context,
+)
+from werkzeug.wrappers import Response
+
+from .. import runs, status
+from ..extension import state
+from ..models import Outcome, Run
+
+UNPROCESSABLE = 422
+DEFAULT_DAYS = 7
+ERRORS_SHOWN = 200  # per page; the CSV has them all
+
+KIND_LABELS = {"export": "Manual export", "auto": "Auto-sync", "resync": "Re-sync"}
+STATUS_LABELS = {
+    "queued": "Queued",
+    "running": "Running",
+    "finished": "Finished",
+    "failed": "Failed",
+}
+ERROR_KIND_LABELS = {"": "All errors", "permanent": "Permanent", "retried": "Retried, gave up"}
+
+
+def register(bp: Blueprint) -> None:
+    bp.add_url_rule("/status", "status_page", status_page, methods=["GET"])
+    bp.add_url_rule("/status/runs/<int:run_id>", "run_page", run_page, methods=["GET"])
+    bp.add_url_rule("/status/runs/<int:run_id>.json", "run_status", run_status, methods=["GET"])
+    bp.add_url_rule("/status/errors.csv", "errors_csv", errors_csv, methods=["GET"])
+    bp.app_template_filter("mcsync_duration")(duration)
+    bp.app_template_filter("mcsync_time")(parse_time)
+
+
+# --- query string ---------------------------------------------------------------------------
+
+
+def _days() -> tuple[int, str | None]:
+    """The period asked for (default 7 days), or the default and the sentence saying why."""
+    raw = request.args.get("days", "").strip()
+    if not raw:
+        return DEFAULT_DAYS, None
+    try:
+        return status.check_days(raw), None
+    except status.InvalidPeriod as exc:
+        return DEFAULT_DAYS, str(exc)
+
+
+def _page() -> int:
+    try:
+        return max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        return 1
+
+
+def _error_filter() -> tuple[str, str]:
+    kind = request.args.get("kind", "")
+    return (kind if kind in status.ERROR_KINDS else ""), request.args.get("title", "").strip()
+
+
+# --- pages ----------------------------------------------------------------------------------
+
+
+def status_page() -> tuple[str, int]:
+    session = state().session
+    days, period_error = _days()
+    kind, title = _error_filter()
+    report = status.report(session, days, _page())
+    period = status.Period.last(days)
+    errors = status.errors(
+        session, period=period, kind=kind or None, title=title or None, limit=ERRORS_SHOWN
+    )
+    session.commit()  # end the read transaction
+    for run in report["runs"]:
+        run["created_dt"] = parse_time(run["created_at"])
+    page = render_template(
+        "mcsync/status.html",
+        report=report,
+        typed_days=request.args.get("days", str(days)) if period_error else str(days),
+        period_error=period_error,
+        chart=draw_chart(report["daily"], days),
+        errors=errors,
+        errors_capped=len(errors) >= ERRORS_SHOWN,
+        kind=kind,
+        title=title,
+        kind_labels=KIND_LABELS,
+        status_labels=STATUS_LABELS,
+        error_kind_labels=ERROR_KIND_LABELS,
+    )
+    return page, UNPROCESSABLE if period_error else 200
+
+
+def run_page(run_id: int) -> str:
+    session = state().session
+    run = session.get(Run, run_id)
+    if run is None:
+        abort(404, f"There is no sync run {run_id}: it may have been deleted.")
+    kind, title = _error_filter()
+    progress = runs.progress(session, run_id) or {}
+    summary = status.run_summary(run)
+    titles = status.error_titles(session, run_id)
+    errors = status.errors(
+        session, run_id=run_id, kind=kind or None, title=title or None, limit=ERRORS_SHOWN
+    )
+    outcomes = run_outcomes(session, run_id) if run.kind != "export" else []
+    session.commit()
+    back_days, _ = _days()
+    return render_template(
+        "mcsync/status_run.html",
+        run=run,
+        summary=summary,
+        progress=progress,
+        batches=progress.get("batches", []),
+        titles=titles,
+        errors=errors,
+        errors_capped=len(errors) >= ERRORS_SHOWN,
+        outcomes=outcomes,
+        kind=kind,
+        title=title,
+        back_days=back_days,
+        kind_labels=KIND_LABELS,
+        status_labels=STATUS_LABELS,
+        error_kind_labels=ERROR_KIND_LABELS,
+    )
+
+
+def run_status(run_id: int) -> tuple[Response, int]:
+    """One run's state and its outcomes (a single-address run has one): polled by status.js."""
+    session = state().session
+    session.expire_all()  # the worker's new rows, not this session's cached ones
+    run = session.get(Run, run_id)
+    if run is None:
+        session.commit()
+        return jsonify(error=f"There is no sync run {run_id}.", status=404), 404
+    data = status.run_summary(run)
+    data["ended"] = run.status in runs.RUN_ENDED
+    data["status_label"] = STATUS_LABELS.get(run.status, run.status)
+    data["outcomes"] = run_outcomes(session, run_id)
+    session.commit()
+    return jsonify(data), 200
+
+
+def errors_csv() -> Response:
+    """The errors of one run (``run=``) or of the period (``days=``), filtered like the page."""
+    session = state().session
+    kind, title = _error_filter()
+    run_id = request.args.get("run", type=int)
+    if run_id is not None:
+        rows = status.errors(
+            session, run_id=run_id, kind=kind or None, title=title or None, limit=None
+        )
+        name = f"mailchimp-errors-run-{run_id}"
+    else:
+        days, period_error = _days()
+        if period_error:
+            abort(400, period_error)
+        rows = status.errors(
+            session,
+            period=status.Period.last(days),
+            kind=kind or None,
+            title=title or None,
+            limit=None,
+        )
+        name = f"mailchimp-errors-last-{days}-days"
+    session.commit()
+    if kind:
+        name += f"-{kind}"
+    response = Response(stream_with_context(status.errors_csv(rows)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+    return response
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def run_outcomes(session: Any, run_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The outcome rows of a run (one for an auto-sync or a re-sync)."""
+    rows = session.execute(
+        sa.select(Outcome).where(Outcome.run_id == run_id).order_by(Outcome.id).limit(limit)
+    ).scalars()
+    return [
+        {
+            "email": o.email,
+            "outcome": o.outcome,
+            "permanent": o.permanent,
+            "title": o.error_title,
+            "detail": o.error_detail,
+            "mailchimp_status": o.mailchimp_status,
+            "at": o.created_at.isoformat(),
+        }
+        for o in rows
+    ]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 string (ours or Mailchimp's) as a datetime, for the ``when`` macro."""
+    if isinstance(value, datetime) or value is None:
+        return value
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+# --- the per-day chart ----------------------------------------------------------------------
+
+CHART_WIDTH = 1000
+CHART_HEIGHT = 220
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 8, 12, 28
+MAX_X_LABELS = 8
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class ChartDay:
+    day: str
+    synced: int
+    failed: int
+    skipped: int
+    synced_bar: Bar
+    failed_bar: Bar
+    label: str | None  # the x-axis label under this day, if it gets one
+    label_x: float
+    slot_x: float  # the day's whole column: hovering it shows the day's figures
+    slot_width: float
+
+
+def _nice_max(value: int) -> int:
+    """The y axis top: 1, 2 or 5 times a power of ten, at least ``value``."""
+    if value <= 0:
+        return 1
+    magnitude = 1
+    while True:
+        for step in (1, 2, 5):
+            if step * magnitude >= value:
+                return step * magnitude
+        magnitude *= 10
+
+
+def draw_chart(daily: list[dict[str, Any]], days: int) -> dict[str, Any]:
+    """Geometry of the bars, computed here so the template only places rectangles."""
+    plot_w = CHART_WIDTH - PAD_LEFT - PAD_RIGHT
+    plot_h = CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
+    top = _nice_max(max([max(d["synced"], d["failed"]) for d in daily] or [0]))
+    slot = plot_w / max(len(daily), 1)
+    bar_w = max(slot * 0.38, 0.6)
+    every = max(1, -(-len(daily) // MAX_X_LABELS))
+    base = PAD_TOP + plot_h
+
+    def bar(value: int, x: float) -> Bar:
+        height = plot_h * value / top
+        if value:
+            height = max(height, 3.0)  # a single address still shows
+        return Bar(round(x, 2), round(base - height, 2), round(bar_w, 2), round(height, 2))
+
+    out = []
+    for i, d in enumerate(daily):
+        left = PAD_LEFT + i * slot + (slot - 2 * bar_w) / 2
+        last = i == len(daily) - 1
+        labelled = (len(daily) - 1 - i) % every == 0 or (len(daily) <= MAX_X_LABELS) or last
+        out.append(
+            ChartDay(
+                day=d["day"],
+                synced=d["synced"],
+                failed=d["failed"],
+                skipped=d["skipped"],
+                synced_bar=bar(d["synced"], left),
+                failed_bar=bar(d["failed"], left + bar_w),
+                label=d["day"][5:] if labelled else None,
+                label_x=round(PAD_LEFT + (i + 0.5) * slot, 2),
+                slot_x=round(PAD_LEFT + i * slot, 2),
+                slot_width=round(slot, 2),
+            )
+        )
+    ticks = [
+        {"value": v, "y": round(base - plot_h * v / top, 2)} for v in sorted({0, top // 2, top})
+    ]
+    synced = sum(d["synced"] for d in daily)
+    failed = sum(d["failed"] for d in daily)
+    busiest = max(daily, key=lambda d: d["synced"] + d["failed"], default=None)
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "left": PAD_LEFT,
+        "right": CHART_WIDTH - PAD_RIGHT,
+        "top": PAD_TOP,
+        "base": base,
+        "days": out,
+        "ticks": ticks,
+        "synced": synced,
+        "failed": failed,
+        "busiest": busiest if busiest and busiest["synced"] + busiest["failed"] else None,
+        "period_days": days,
+    }

@@ -1,0 +1,78 @@
+/* The Diagnostic tool's re-sync: follow the queued run until it ends, then reload.
+ *
+ * The page carries the run's JSON address in data-poll-url only while the run has not
+ * ended, so the reload (which the server renders with the outcome and Mailchimp's fresh
+ * state) stops the loop. Texts are written with textContent only.
+ */
+(function () {
+  "use strict";
+
+  var POLL_MS = 1000;
+  var MAX_POLL_MS = 10000;
+  var STALL_S = 30; // still queued after this long: no worker may be running
+
+  var card = document.getElementById("resync");
+  if (!card) { return; }
+  var url = card.getAttribute("data-poll-url");
+  if (!url) { return; }
+  var stateText = document.getElementById("resync-state");
+  var badge = document.querySelector("#resync-badge .mc-badge");
+  var problem = document.getElementById("resync-poll-error");
+  var started = Date.now();
+  var delay = POLL_MS;
+
+  var WORDS = {
+    queued: "Queued: waiting for a worker to send the address to Mailchimp…",
+    running: "Running: the address is being sent to Mailchimp…"
+  };
+
+  function say(element, sentence) {
+    if (element) { element.textContent = sentence; }
+  }
+
+  function setBadge(status, label) {
+    if (!badge) { return; }
+    badge.className = "mc-badge mc-badge-" + String(status).replace(/[^a-z]/g, "");
+    badge.textContent = label || status;
+  }
+
+  function poll() {
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          if (!response.ok) {
+            if (response.status === 404 || response.status === 403) { url = null; }
+            throw new Error(data.error || ("The server answered " + response.status + "."));
+          }
+          return data;
+        });
+      })
+      .then(function (data) {
+        problem.hidden = true;
+        delay = POLL_MS;
+        setBadge(data.status, data.status_label);
+        if (data.ended) {
+          say(stateText, "Done: showing the outcome…");
+          window.location.reload();
+          return;
+        }
+        var sentence = WORDS[data.status] || data.status_label || "";
+        if (data.status === "queued" && (Date.now() - started) / 1000 > STALL_S) {
+          sentence += " (still queued after " + STALL_S + " s: is a worker running?" +
+            " Start one with “flask mcsync worker”.)";
+        }
+        say(stateText, sentence);
+        window.setTimeout(poll, delay);
+      })
+      .catch(function (error) {
+        say(problem, "Could not check the re-synchronization: " + error.message +
+          " Trying again…");
+        problem.hidden = false;
+        if (!url) { say(problem, error.message); return; }
+        delay = Math.min(delay * 2, MAX_POLL_MS);
+        window.setTimeout(poll, delay);
+      });
+  }
+
+  window.setTimeout(poll, 300);
+}());
