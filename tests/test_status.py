@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from flask import Flask
 from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended, wait_until
 
+from flask_mcsync import jobs
+
 HOSTILE = "<script>alert('mcsync')</script>"
 
 
@@ -530,8 +532,9 @@ def test_real_syncs_show_on_the_dashboard_with_mailchimps_error_texts(
     auto = wait_until(auto_run, 30, "the auto-sync of the signup")
     assert auto.created == 1
 
-    # A re-sync that meets a 503: it ends with Mailchimp's passing error recorded.
-    sandbox.client.set_faults(next=[{"status": 503, "method": "PUT", "count": 1}])
+    # A re-sync that meets a 503 at each of its tries: it ends with Mailchimp's passing
+    # error recorded.
+    sandbox.client.set_faults(next=[{"status": 503, "method": "PUT", "count": jobs.RESYNC_TRIES}])
     resync_id = int(start_resync(ext, "busy.person@gmail.com", started_by="test").id)
 
     def resync_ended() -> Any:
@@ -567,7 +570,9 @@ def test_real_syncs_show_on_the_dashboard_with_mailchimps_error_texts(
     assert fake["title"] == "Invalid Resource" and fake["permanent"] is True
     assert "fake@gmail.com looks fake or invalid" in fake["detail"]
     busy = by_email["busy.person@gmail.com"]
-    assert busy["title"] == "Service Unavailable" and busy["permanent"] is False
+    assert busy["title"] == f"Gave up after {jobs.RESYNC_TRIES} tries"
+    assert busy["permanent"] is False
+    assert busy["detail"].startswith("Service Unavailable:")
     assert "temporarily unavailable" in busy["detail"]
 
     assert {e["email"] for e in errors(session, period=period, kind="permanent")} == {
