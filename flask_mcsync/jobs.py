@@ -48,6 +48,12 @@ def advance_batch(batch_id: int, token: str | None = None) -> None:
     advance(state(), batch_id, token)
 
 
+def drain_outbox() -> dict[str, int]:
+    from .outbox import drain
+
+    return drain(state())
+
+
 def sync_outbox_item(item_id: int) -> str:
     from .single_sync import send_outbox_item
 
@@ -137,6 +143,10 @@ def _not_before(delay: float) -> timedelta:
     return timedelta(seconds=math.ceil(delay) + 1 if delay >= 1 else delay)
 
 
+def enqueue_drain(ext: McSync) -> None:
+    ext.queue().enqueue(drain_outbox, job_timeout=3600, result_ttl=0, failure_ttl=FAILURE_TTL)
+
+
 def enqueue_outbox_item(ext: McSync, item_id: int, delay: float = 0) -> None:
     options: dict[str, Any] = {"job_timeout": 300, "result_ttl": 0, "failure_ttl": FAILURE_TTL}
     queue = ext.queue()
@@ -208,11 +218,12 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     session.commit()
     # Auto-sync rows whose job was lost (Redis down at signup, restarted) or whose
     # worker died while sending.
-    from .outbox import due_items
+    from .outbox import due_items, ready
 
     due = due_items(session, idle_seconds=ext.config.sweep_interval)
-    for item_id in due:
-        enqueue_outbox_item(ext, item_id)
+    if due:
+        # A sorted set: rows still waiting there from before are not added twice.
+        ready(ext, due)
     counts["outbox"] = len(due)
     # Handled rows live on as outcomes; pruning keeps the outbox (and its scans) small.
     pruned = session.execute(

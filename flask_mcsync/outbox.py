@@ -75,7 +75,8 @@ def add(
     pending: dict[str, OutboxItem] = session.info.setdefault(PENDING_KEY, {})
     key = normalize(email)
     item = pending.get(key)
-    if item is not None:
+    # A row rolled back with a savepoint is no longer in the session: make a new one.
+    if item is not None and item in session:
         # A change after a signup in the same transaction is still a signup.
         item.previous_email = item.previous_email or previous_email
         return item
@@ -92,11 +93,13 @@ def add(
 
 @event.listens_for(Session, "after_flush")
 def _note_ids(session: Session, _context: Any) -> None:
+    # Ids are read here, not after the commit, where reading them would cost a query.
+    # The address map stays for the whole transaction, so a signal after an autoflush
+    # still finds its row.
     pending = session.info.get(PENDING_KEY)
     if pending:
-        ids = session.info.setdefault(IDS_KEY, [])
-        ids.extend(item.id for item in pending.values() if item.id is not None)
-        session.info[PENDING_KEY] = {}
+        ids: set[int] = session.info.setdefault(IDS_KEY, set())
+        ids.update(item.id for item in pending.values() if item.id is not None)
 
 
 @event.listens_for(Session, "after_commit")
@@ -104,7 +107,7 @@ def _enqueue_committed(session: Session) -> None:
     ids = session.info.pop(IDS_KEY, None)
     session.info.pop(PENDING_KEY, None)
     if ids:
-        enqueue_items(state(), ids)
+        enqueue_items(state(), sorted(ids))
 
 
 @event.listens_for(Session, "after_rollback")
@@ -114,25 +117,60 @@ def _forget(session: Session) -> None:
 
 
 def enqueue_items(ext: McSync, ids: list[int]) -> int:
-    """Queue a sync job per row; on any Redis trouble leave them waiting. Never raises."""
+    """Hand rows to the workers; on any Redis trouble leave them waiting. Never raises.
+
+    A signup pays one Redis round trip: its row id goes into a sorted set (which also
+    de-duplicates, so the sweep can add a row again without doubling work), and a
+    drain job is queued only when none is waiting already.
+    """
     if not ext.config.redis_url or breaker.open():
         return 0
-    from .jobs import enqueue_outbox_item
-
-    queued = 0
     try:
-        for item_id in ids:
-            enqueue_outbox_item(ext, item_id)
-            queued += 1
+        ready(ext, ids)
     except Exception as exc:  # whatever Redis says, the signup must succeed
         breaker.trip()
         log.warning(
             "mcsync: could not queue %d auto-sync row(s) (%s); they wait in mcsync_outbox"
             " and will be sent by the workers' sweep or 'flask mcsync flush'.",
-            len(ids) - queued,
+            len(ids),
             exc,
         )
-    return queued
+        return 0
+    return len(ids)
+
+
+READY_KEY = "mcsync:outbox:ready"
+DRAIN_FLAG_KEY = "mcsync:outbox:drain-queued"
+
+
+def ready(ext: McSync, ids: list[int]) -> None:
+    """Mark rows ready for the drain job and make sure one is queued. Raises RedisError."""
+    pipe = ext.redis.pipeline(transaction=False)
+    pipe.zadd(READY_KEY, {str(i): i for i in ids})
+    # The flag lives a lease: if the queued drain job is lost, the next signup re-queues.
+    pipe.set(DRAIN_FLAG_KEY, "1", nx=True, ex=int(ext.config.lease_seconds))
+    if pipe.execute()[1]:
+        from .jobs import enqueue_drain
+
+        enqueue_drain(ext)
+
+
+def drain(ext: McSync) -> dict[str, int]:
+    """Send every ready row, lowest id first, until none is left (the drain job).
+
+    The flag is cleared before the first pop: a row made ready after that queues a new
+    drain job, so no row is left behind between our last pop and our exit. Several
+    drain jobs may run at once under load; the claim in ``send_outbox_item`` keeps
+    each row to one of them.
+    """
+    from .single_sync import send_outbox_item
+
+    ext.redis.delete(DRAIN_FLAG_KEY)
+    results: dict[str, int] = {}
+    while popped := ext.redis.zpopmin(READY_KEY, 1):
+        outcome = send_outbox_item(ext, int(popped[0][0]))
+        results[outcome] = results.get(outcome, 0) + 1
+    return results
 
 
 def _receiver(action: str) -> Callable[..., None]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import weakref
 from typing import Any, ClassVar
 
 from flask import Flask
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 from rq.job import Job
 
@@ -69,18 +72,42 @@ class McSyncWorker(Worker):
 
 
 def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> bool:
-    """Run an RQ worker on the extension's queue until stopped (or, in burst mode, idle)."""
+    """Run an RQ worker on the extension's queue until stopped (or, in burst mode, idle).
+
+    RQ reconnects to Redis only while it waits for a job; a Redis restart while a job
+    runs makes ``work()`` raise. A worker for a shop must outlive that: wait until Redis
+    answers again and start over (the job's batch or outbox row is picked up again
+    through its lease).
+    """
     bind_app(app)
     ext = state(app)
-    worker = McSyncWorker(
-        [make_queue(ext)],
-        connection=ext.redis,
-        job_class=AppJob,
-        # RQ waits worker_ttl - 15 s for a job before it looks at maintenance (and so at
-        # the sweep) again: this makes an idle worker sweep every sweep_interval.
-        worker_ttl=ext.config.sweep_interval + 15,
-        maintenance_interval=ext.config.sweep_interval,
-    )
     # Maintenance (the sweep) runs in this process and needs the app, whoever calls us.
     with app.app_context():
-        return bool(worker.work(burst=burst, with_scheduler=with_scheduler))
+        while True:
+            worker = McSyncWorker(
+                [make_queue(ext)],
+                connection=ext.redis,
+                job_class=AppJob,
+                # RQ waits worker_ttl - 15 s for a job before it looks at maintenance (and
+                # so at the sweep) again: an idle worker sweeps every sweep_interval.
+                worker_ttl=ext.config.sweep_interval + 15,
+                maintenance_interval=ext.config.sweep_interval,
+            )
+            try:
+                return bool(worker.work(burst=burst, with_scheduler=with_scheduler))
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if burst:
+                    raise
+                log.warning("mcsync worker: lost Redis (%s); waiting for it to come back", exc)
+                _wait_for_redis(ext)
+
+
+def _wait_for_redis(ext: McSync) -> None:
+    delay = 0.5
+    while True:
+        time.sleep(delay)
+        try:
+            ext.redis.ping()
+            return
+        except (RedisConnectionError, RedisTimeoutError):
+            delay = min(delay * 2, 10.0)

@@ -1,0 +1,546 @@
+"""Benchmark of auto-sync's signup hook: what a signup pays for it, and how soon the new
+subscriber is in the Mailchimp audience.
+
+(a) Request time. The example shop (``example_app``) on SQLite and on PostgreSQL gets a
+    route of the benchmark's own, ``POST /bench/signup``, that does what the shop's
+    ``/signup`` view does (insert a customer, flash, redirect) with or without
+    ``subscriber_signed_up.send(...)`` before the commit; the shop's real ``/signup`` is
+    measured beside them for reference. Requests go through Flask's test client (no
+    network: the figure is the app's own time plus the test client's small overhead,
+    the same for every variant), without cookies: each signup is a new visitor, as in
+    a shop (with cookies, the flash messages nobody reads pile up in the session
+    cookie and every request gets slower). The variants are interleaved request by request (in a
+    rotating order) so drift, caches and the growing table hit them alike. Printed:
+    mean / median / p95 per request, the with/without ratio, and the hook's own cost
+    measured inside the view (``send`` + ``commit`` with the hook minus ``commit``
+    without it; the commit is where the outbox row is inserted and the job queued).
+    No worker runs during (a): the queued jobs are just left in Redis.
+
+(b) Latency. One real ``flask mcsync worker`` process, the Mailchimp sandbox in a
+    process of its own, auto-sync active. M signups one after the other, each waiting
+    until the previous one is in the audience plus a pause (so the worker is idle when
+    a signup arrives: no queueing in the figure). Latency is from just before the
+    signup's ``commit()`` until the sandbox's control API first shows the member,
+    polled every ``--poll-ms`` (so it is over-estimated by at most that).
+
+It prints figures; it asserts nothing about time.
+
+    python benchmarks/bench_signup.py [--signups 2000] [--latency-signups 300]
+        [--backends sqlite,postgresql] [--pause-ms 20] [--poll-ms 2] [--json out.json]
+
+PostgreSQL: ``MCSYNC_BENCH_DATABASE_URL`` (default
+``postgresql://postgres@127.0.0.1:5432/mcsync_bench_signup``; created if missing, its
+``public`` schema is WIPED). Redis: ``MCSYNC_BENCH_SIGNUP_REDIS_URL`` (default
+``redis://127.0.0.1:6379/9``, FLUSHED). SQLite lives in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/mcsync_bench_signup"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
+LIST_ID = "a1b2c3d4e5"  # the sandbox's default audience
+WARMUP = 100  # requests per variant before measuring
+
+# Real-looking domains: the sandbox, like Mailchimp, refuses example.com and friends.
+DOMAINS = ["gmail.com", "orange.fr", "free.fr", "laposte.net", "outlook.com", "gmx.de"]
+
+VARIANTS = ("without hook", "with hook", "shop /signup")
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    count: int
+    mean_ms: float
+    median_ms: float
+    p95_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Summary:
+        ms = sorted(s * 1000 for s in seconds)
+        return cls(
+            count=len(ms),
+            mean_ms=statistics.fmean(ms),
+            median_ms=statistics.median(ms),
+            p95_ms=percentile(ms, 95),
+            max_ms=ms[-1],
+        )
+
+
+@dataclass
+class RequestResult:
+    per_request: dict[str, Summary]  # by variant, the whole request through the test client
+    in_view: dict[str, dict[str, Summary]]  # by variant: "send", "commit", "send+commit"
+    ratio_mean: float  # with hook / without hook, whole request
+    ratio_median: float
+    hook_cost_mean_ms: float  # (send + commit) with hook - commit without hook
+    hook_cost_median_ms: float
+    enqueue: Summary  # of the hook's cost: queueing the job in Redis after the commit
+    jobs_queued: int  # Redis queue length afterwards: one job per hooked signup expected
+
+
+@dataclass
+class LatencyResult:
+    signups: int
+    latency: Summary
+    puts: int  # PUT requests the sandbox received (one per signup expected)
+    lost: int  # signups not seen in the audience within the timeout
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    requests: RequestResult
+    latency: LatencyResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, -(-len(sorted_values) * pct // 100))  # ceil
+    return sorted_values[int(rank) - 1]
+
+
+# --- infrastructure ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sandbox_process() -> Iterator[Any]:
+    """The Mailchimp sandbox in its own process (so it does not share our GIL)."""
+    from flask_mcsync.sandbox import SandboxClient
+
+    port = free_port()
+    code = (
+        "import sys; from flask_mcsync.sandbox import serve; serve('127.0.0.1', int(sys.argv[1]))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    client = SandboxClient(f"http://127.0.0.1:{port}", timeout=10)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.stats()
+                break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the sandbox process did not start") from None
+                time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def fresh_postgres(url: str) -> str:
+    """Create the database if missing and wipe its public schema."""
+    target = sa.engine.make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
+        ).first()
+        if not exists:
+            conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    admin.dispose()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+    return url
+
+
+@contextlib.contextmanager
+def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "example_app", "mcsync", "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+# --- the app with the benchmark's own route ---------------------------------------------
+
+
+class Timings:
+    """What the benchmark route measured inside the view, per variant."""
+
+    def __init__(self) -> None:
+        self.recording = False
+        self.send: dict[str, list[float]] = {v: [] for v in VARIANTS[:2]}
+        self.commit: dict[str, list[float]] = {v: [] for v in VARIANTS[:2]}
+        self.before_commit: float = 0.0
+        self.enqueue: list[float] = []  # the hook's after-commit queueing, alone
+
+
+_TIMED: list[Timings] = []  # the Timings the wrapped enqueue_items records into
+
+
+def time_enqueue(timings: Timings) -> None:
+    """Wrap the hook's after-commit queueing (part of the commit) to time it alone."""
+    from flask_mcsync import outbox
+
+    _TIMED[:] = [timings]
+    original = outbox.enqueue_items
+    if getattr(original, "bench_wrapped", False):
+        return
+
+    def timed(ext: Any, ids: list[int]) -> int:
+        t0 = time.perf_counter()
+        try:
+            return original(ext, ids)
+        finally:
+            if _TIMED and _TIMED[0].recording:
+                _TIMED[0].enqueue.append(time.perf_counter() - t0)
+
+    timed.bench_wrapped = True  # type: ignore[attr-defined]
+    outbox.enqueue_items = timed  # type: ignore[assignment]
+
+
+def make_app(database_url: str, config: dict[str, Any], timings: Timings) -> Any:
+    from flask import current_app, flash, redirect, request, url_for
+
+    from example_app import create_app
+    from example_app.models import Customer, db
+    from flask_mcsync.signals import subscriber_signed_up
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", **config})
+    time_enqueue(timings)
+
+    @app.post("/bench/signup")
+    def bench_signup() -> Any:
+        """The shop's /signup, with the signal sent or not (``hook=1``)."""
+        hook = request.form.get("hook") == "1"
+        customer = Customer(
+            email=request.form["email"].strip(),
+            first_name=request.form.get("first_name", "").strip(),
+            last_name=request.form.get("last_name", "").strip(),
+            newsletter=bool(request.form.get("newsletter")),
+        )
+        db.session.add(customer)
+        t0 = time.perf_counter()
+        if hook:
+            subscriber_signed_up.send(current_app._get_current_object(), subscriber=customer)
+        t1 = time.perf_counter()
+        timings.before_commit = t1
+        db.session.commit()
+        t2 = time.perf_counter()
+        if timings.recording:
+            variant = VARIANTS[1] if hook else VARIANTS[0]
+            timings.send[variant].append(t1 - t0)
+            timings.commit[variant].append(t2 - t1)
+        flash(f"Welcome, {customer.first_name or customer.email}!")
+        return redirect(url_for("shop.index"))
+
+    return app
+
+
+def address(tag: str, i: int) -> str:
+    return f"{tag}.{i:06d}@{DOMAINS[i % len(DOMAINS)]}"
+
+
+def post(client: Any, variant: str, email: str, i: int) -> float:
+    data = {"email": email, "first_name": "Bench", "last_name": f"N{i}", "newsletter": "1"}
+    if variant == VARIANTS[2]:
+        path = "/signup"
+    else:
+        path = "/bench/signup"
+        data["hook"] = "1" if variant == VARIANTS[1] else "0"
+    t0 = time.perf_counter()
+    response = client.post(path, data=data)
+    elapsed = time.perf_counter() - t0
+    if response.status_code != 302:
+        raise RuntimeError(f"{path} answered {response.status_code} for {email}")
+    return elapsed
+
+
+# --- (a) request time --------------------------------------------------------------------
+
+
+def bench_requests(app: Any, timings: Timings, signups: int) -> RequestResult:
+    from flask_mcsync import state
+
+    client = app.test_client(use_cookies=False)
+    counter = 0
+    for _ in range(WARMUP):
+        for variant in VARIANTS:
+            post(client, variant, address("warmup", counter), counter)
+            counter += 1
+    state(app).redis.flushdb()  # the warm-up's jobs
+
+    per_request: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    timings.recording = True
+    for i in range(signups):
+        rotation = i % len(VARIANTS)
+        for variant in VARIANTS[rotation:] + VARIANTS[:rotation]:
+            per_request[variant].append(post(client, variant, address("signup", counter), i))
+            counter += 1
+    timings.recording = False
+    jobs = len(state(app).queue())
+
+    summaries = {v: Summary.of(per_request[v]) for v in VARIANTS}
+    in_view: dict[str, dict[str, Summary]] = {}
+    for variant in VARIANTS[:2]:
+        send, commit = timings.send[variant], timings.commit[variant]
+        in_view[variant] = {
+            "send": Summary.of(send),
+            "commit": Summary.of(commit),
+            "send+commit": Summary.of([s + c for s, c in zip(send, commit, strict=True)]),
+        }
+    with_hook, without = in_view[VARIANTS[1]]["send+commit"], in_view[VARIANTS[0]]["commit"]
+    return RequestResult(
+        per_request=summaries,
+        in_view=in_view,
+        ratio_mean=summaries[VARIANTS[1]].mean_ms / summaries[VARIANTS[0]].mean_ms,
+        ratio_median=summaries[VARIANTS[1]].median_ms / summaries[VARIANTS[0]].median_ms,
+        hook_cost_mean_ms=with_hook.mean_ms - without.mean_ms,
+        hook_cost_median_ms=with_hook.median_ms - without.median_ms,
+        enqueue=Summary.of(timings.enqueue),
+        jobs_queued=jobs,
+    )
+
+
+# --- (b) signup to member latency -----------------------------------------------------------
+
+
+def bench_latency(
+    app: Any,
+    timings: Timings,
+    sandbox: Any,
+    env: dict[str, str],
+    log: Path,
+    count: int,
+    pause: float,
+    poll: float,
+) -> LatencyResult:
+    from example_app.models import db
+    from flask_mcsync import settings, state
+    from flask_mcsync.models import OutboxItem
+
+    ext = state(app)
+    # The rows of (a) are not part of this: nothing must wait for the worker but ours.
+    db.session.execute(sa.delete(OutboxItem))
+    settings.update(db.session, ext.config, list_id=LIST_ID)
+    settings.mark_first_export_done(db.session, ext.config)
+    db.session.commit()
+    ext.redis.flushdb()
+    sandbox.reset()
+
+    client = app.test_client(use_cookies=False)
+    latencies: list[float] = []
+    lost = 0
+    with worker_process(env, log) as worker:
+        # Warm up: the worker is up, its first fork and connections are made.
+        for i in range(5):
+            email = address("latency.warmup", i)
+            post(client, VARIANTS[1], email, i)
+            if wait_member(sandbox, email, 60, poll) is None:
+                raise RuntimeError(f"the worker did not sync the warm-up signups; see {log}")
+        sandbox.reset_stats()
+        for i in range(count):
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited; see {log}")
+            email = address("latency", i)
+            post(client, VARIANTS[1], email, i)
+            committed = timings.before_commit
+            seen = wait_member(sandbox, email, 30, poll)
+            if seen is None:
+                lost += 1
+            else:
+                latencies.append(seen - committed)
+            time.sleep(pause)
+        puts = int(sandbox.stats()["requests_by_method"].get("PUT", 0))
+    return LatencyResult(signups=count, latency=Summary.of(latencies), puts=puts, lost=lost)
+
+
+def wait_member(sandbox: Any, email: str, timeout: float, poll: float) -> float | None:
+    """perf_counter() when the sandbox first showed the member, or None."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if sandbox.member(LIST_ID, email) is not None:
+            return time.perf_counter()
+        time.sleep(poll)
+    return None
+
+
+# --- one backend ------------------------------------------------------------------------------
+
+
+def bench_backend(
+    backend: str, args: argparse.Namespace, sandbox: Any, redis_url: str, folder: Path
+) -> BackendResult:
+    from example_app.models import db
+    from flask_mcsync.sandbox import DEFAULT_API_KEY
+
+    if backend == "sqlite":
+        database_url = f"sqlite:///{folder / 'shop.db'}"
+    else:
+        database_url = fresh_postgres(os.environ.get("MCSYNC_BENCH_DATABASE_URL", DEFAULT_PG_URL))
+    Redis.from_url(redis_url).flushdb()
+    sandbox.reset()
+    config = {
+        "MCSYNC_API_KEY": DEFAULT_API_KEY,
+        "MCSYNC_API_URL": f"{sandbox.base_url}/3.0/",
+        "MCSYNC_REDIS_URL": redis_url,
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSYNC_")}
+    env.update(config, DATABASE_URL=database_url, SECRET_KEY="bench")
+
+    timings = Timings()
+    app = make_app(database_url, config, timings)
+    with app.app_context():
+        print(f"... {backend}: {args.signups:,} signups per variant", file=sys.stderr, flush=True)
+        requests = bench_requests(app, timings, args.signups)
+        result = BackendResult(backend, requests)
+        if args.latency_signups:
+            print(
+                f"... {backend}: {args.latency_signups} signups with one worker",
+                file=sys.stderr,
+                flush=True,
+            )
+            result.latency = bench_latency(
+                app,
+                timings,
+                sandbox,
+                env,
+                folder / "worker.log",
+                args.latency_signups,
+                args.pause_ms / 1000,
+                args.poll_ms / 1000,
+            )
+        db.session.remove()
+        db.engine.dispose()
+    Redis.from_url(redis_url).flushdb()
+    return result
+
+
+# --- output -------------------------------------------------------------------------------------
+
+
+def table(result: BackendResult) -> str:
+    r = result.requests
+    lines = [
+        f"== {result.backend} ==",
+        f"(a) signup request time, Flask test client, {r.per_request[VARIANTS[0]].count:,}"
+        " requests per variant, interleaved",
+        f"    {'variant':<16}{'mean ms':>10}{'median':>10}{'p95':>10}{'max':>10}",
+    ]
+    for variant in VARIANTS:
+        s = r.per_request[variant]
+        lines.append(
+            f"    {variant:<16}{s.mean_ms:>10.3f}{s.median_ms:>10.3f}{s.p95_ms:>10.3f}"
+            f"{s.max_ms:>10.2f}"
+        )
+    lines.append(
+        f"    ratio with/without hook: {r.ratio_mean:.3f} (means), {r.ratio_median:.3f} (medians)"
+    )
+    lines.append("    inside the view (ms)      mean    median       p95")
+    for variant in VARIANTS[:2]:
+        for part in ("send", "commit"):
+            s = r.in_view[variant][part]
+            lines.append(
+                f"    {variant + ': ' + part:<22}{s.mean_ms:>8.3f}{s.median_ms:>10.3f}"
+                f"{s.p95_ms:>10.3f}"
+            )
+    lines.append(
+        f"    hook's own cost (send+commit with - commit without): {r.hook_cost_mean_ms:.3f} ms"
+        f" mean, {r.hook_cost_median_ms:.3f} ms median; {r.jobs_queued:,} jobs queued"
+    )
+    lines.append(
+        f"    of which queueing the job in Redis after the commit: {r.enqueue.mean_ms:.3f} ms"
+        f" mean, {r.enqueue.median_ms:.3f} ms median, {r.enqueue.p95_ms:.3f} ms p95"
+        f" ({r.enqueue.count:,} signups, both hooked variants)"
+    )
+    if result.latency is not None:
+        lat = result.latency
+        s = lat.latency
+        lines += [
+            f"(b) signup commit -> member in the audience, one worker, {lat.signups} signups",
+            f"    median {s.median_ms:.1f} ms, p95 {s.p95_ms:.1f} ms, mean {s.mean_ms:.1f} ms,"
+            f" max {s.max_ms:.1f} ms; {lat.puts} PUTs; {lat.lost} not seen within 30 s",
+        ]
+    lines += [f"    note: {n}" for n in result.notes]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--signups", type=int, default=2000, help="requests per variant (a)")
+    parser.add_argument("--latency-signups", type=int, default=300, help="signups for (b); 0: skip")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--pause-ms", type=float, default=20.0, help="(b): idle time between")
+    parser.add_argument("--poll-ms", type=float, default=2.0, help="(b): sandbox poll interval")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    redis_url = os.environ.get("MCSYNC_BENCH_SIGNUP_REDIS_URL", DEFAULT_REDIS_URL)
+    sys.path.insert(0, str(ROOT))
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="mcsync-bench-signup-") as tmp, sandbox_process() as sb:
+        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+            folder = Path(tmp) / backend
+            folder.mkdir()
+            result = bench_backend(backend, args, sb, redis_url, folder)
+            results.append(result)
+            print(table(result), flush=True)
+            print(flush=True)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
