@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,17 +146,6 @@ def read_progress(session: Any, run_id: int) -> dict[str, Any]:
     return data
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"Timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
 def wait_run_ended(session: Any, run_id: int, timeout: float = 60) -> dict[str, Any]:
     last: dict[str, Any] = {}
 
@@ -167,8 +156,10 @@ def wait_run_ended(session: Any, run_id: int, timeout: float = 60) -> dict[str, 
     deadline = time.monotonic() + timeout
     while not ended():
         if time.monotonic() > deadline:
-            batches = [(b["seq"], b["status"], b["attempts"], b["last_error"])
-                       for b in last.get("batches", [])]
+            batches = [
+                (b["seq"], b["status"], b["attempts"], b["last_error"])
+                for b in last.get("batches", [])
+            ]
             pytest.fail(
                 f"run {run_id} did not end in {timeout}s: status={last.get('status')}"
                 f" done={last.get('done')}/{last.get('total')} batches={batches}"

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import Workers, app_config, wait_for
 from flask import Flask, current_app
 from redis import Redis
+from support import Workers, app_config, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended, wait_until
+from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended
+from support import wait_for
 
 HOSTILE = "<script>alert('mcsync')</script>"
 
@@ -59,7 +60,7 @@ def _wait_run(app: Flask, run_id: int) -> Any:
         run = session.get(Run, run_id)
         return run if run is not None and run.status in ("finished", "failed") else None
 
-    return wait_until(ended, 30, f"re-sync run {run_id}")
+    return wait_for(ended, 30, f"re-sync run {run_id}")
 
 
 def _puts(sandbox: Any) -> int:

@@ -31,8 +31,8 @@ from helpers_export import (
     run_cli,
     shop_rows,
     wait_run_ended,
-    wait_until,
 )
+from support import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -91,8 +91,14 @@ def test_export_puts_every_eligible_address_in_the_audience_exactly_once(
     # Spot checks of the rules' edges.
     assert "anne.case@gmail.com" in members
     assert "y@notmailinator.com" in members
-    for never in ("someone@mailinator.com", "x@shop.mailinator.com", "test+promo@orange.fr",
-                  "blocked.person@gmail.com", "late.optin@free.fr", "broken@@gmail.com"):
+    for never in (
+        "someone@mailinator.com",
+        "x@shop.mailinator.com",
+        "test+promo@orange.fr",
+        "blocked.person@gmail.com",
+        "late.optin@free.fr",
+        "broken@@gmail.com",
+    ):
         assert never not in members
     for low, member in members.items():
         assert member["status"] == "subscribed", low
@@ -135,12 +141,18 @@ def test_rerun_keeps_unsubscribed_and_cleaned_and_reports_forgotten(
     forgotten = addresses[7:9]
     sandbox.client.seed_members(
         LIST_ID,
-        [{"email_address": a, "status": "unsubscribed", "merge_fields": {"FNAME": "Old"}}
-         for a in unsubscribed]
-        + [{"email_address": a, "status": "cleaned", "merge_fields": {"FNAME": "Old"}}
-           for a in cleaned]
-        + [{"email_address": a, "status": "subscribed", "merge_fields": {"FNAME": "Old"}}
-           for a in subscribed_before],
+        [
+            {"email_address": a, "status": "unsubscribed", "merge_fields": {"FNAME": "Old"}}
+            for a in unsubscribed
+        ]
+        + [
+            {"email_address": a, "status": "cleaned", "merge_fields": {"FNAME": "Old"}}
+            for a in cleaned
+        ]
+        + [
+            {"email_address": a, "status": "subscribed", "merge_fields": {"FNAME": "Old"}}
+            for a in subscribed_before
+        ],
     )
     sandbox.client.forget(LIST_ID, forgotten)
     existing = len(unsubscribed) + len(cleaned) + len(subscribed_before)
@@ -198,8 +210,13 @@ def _batch_rows(run_id: int) -> list[dict[str, Any]]:
     session = _db().session
     session.commit()
     return [
-        {"seq": b.seq, "retry_of": b.retry_of, "size": b.size, "status": b.status,
-         "mailchimp_batch_id": b.mailchimp_batch_id}
+        {
+            "seq": b.seq,
+            "retry_of": b.retry_of,
+            "size": b.size,
+            "status": b.status,
+            "mailchimp_batch_id": b.mailchimp_batch_id,
+        }
         for b in session.execute(
             sa.select(Batch).where(Batch.run_id == run_id).order_by(Batch.seq)
         ).scalars()
@@ -224,7 +241,7 @@ def test_worker_killed_mid_run_loses_nothing(app: Flask, sandbox: Any, workers: 
         done = statuses.count("done")
         return data["planning_done"] and done >= 2 and len(statuses) - done >= 3
 
-    wait_until(some_done_some_not, timeout=30, what="a run half done")
+    wait_for(some_done_some_not, timeout=30, what="a run half done")
     workers.kill(first)
     sandbox.client.set_faults(batch_ops_per_second=20_000)
     killed_at = time.monotonic()
@@ -281,9 +298,12 @@ def test_two_synchronize_at_once_start_one_run(app: Flask, sandbox: Any, workers
     data = wait_run_ended(db.session, run_id, timeout=60)
     assert data["status"] == "finished", data["message"]
     db.session.commit()
-    assert db.session.execute(
-        sa.select(sa.func.count()).select_from(Run).where(Run.kind == "export")
-    ).scalar_one() == 1
+    assert (
+        db.session.execute(
+            sa.select(sa.func.count()).select_from(Run).where(Run.kind == "export")
+        ).scalar_one()
+        == 1
+    )
     batches = _batch_rows(run_id)
     assert [b["seq"] for b in batches] == list(range(1, len(batches) + 1))
     assert len(batches) == -(-len(expected.send) // 50)
@@ -306,7 +326,10 @@ def test_two_cli_exports_started_together_join_one_run(
     procs = [
         subprocess.Popen(
             flask_cli("export", "--batch-size", "40", "--json"),
-            env=cli_env(app), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=cli_env(app),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
@@ -328,9 +351,7 @@ def test_two_cli_exports_started_together_join_one_run(
     assert_one_outcome_each(db.session, run_id, expected.send)
 
 
-def test_cli_export_wait_shows_progress_and_summary(
-    app: Flask, sandbox: Any, workers: Any
-) -> None:
+def test_cli_export_wait_shows_progress_and_summary(app: Flask, sandbox: Any, workers: Any) -> None:
     db = _db()
     rows = shop_rows(150, seed=13)
     insert_customers(db, rows)
@@ -375,7 +396,11 @@ def test_cli_export_wait_exits_non_zero_when_the_run_fails(
     env["MCSYNC_API_KEY"] = bad_key
     result = subprocess.run(
         flask_cli("export", "--batch-size", "20", "--wait"),
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=90,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
 
     assert result.returncode != 0

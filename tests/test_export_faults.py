@@ -21,8 +21,8 @@ from helpers_export import (
     read_progress,
     shop_rows,
     wait_run_ended,
-    wait_until,
 )
+from support import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -88,9 +88,9 @@ def _batch_id(run_id: int, seq: int) -> int:
     from flask_mcsync.models import Batch
 
     return int(
-        _db().session.execute(
-            sa.select(Batch.id).where(Batch.run_id == run_id, Batch.seq == seq)
-        ).scalar_one()
+        _db()
+        .session.execute(sa.select(Batch.id).where(Batch.run_id == run_id, Batch.seq == seq))
+        .scalar_one()
     )
 
 
@@ -98,8 +98,12 @@ def test_server_errors_one_shot_are_retried(app: Flask, sandbox: Any, workers: A
     expected = _prepare(app)
     sandbox.client.set_faults(
         retry_after=0,
-        next=[{"status": 500, **SUBMIT}, {"status": 503, **POLL}, {"status": 502, **SUBMIT},
-              {"status": 504, **POLL, "count": 2}],
+        next=[
+            {"status": 500, **SUBMIT},
+            {"status": 503, **POLL},
+            {"status": 502, **SUBMIT},
+            {"status": 504, **POLL, "count": 2},
+        ],
     )
     workers.start(2)
     run_id = _start(app)
@@ -112,9 +116,7 @@ def test_server_errors_one_shot_are_retried(app: Flask, sandbox: Any, workers: A
     assert sum(b["retries"] for b in data["batches"]) >= 5
 
 
-def test_random_server_errors_do_not_lose_addresses(
-    app: Flask, sandbox: Any, workers: Any
-) -> None:
+def test_random_server_errors_do_not_lose_addresses(app: Flask, sandbox: Any, workers: Any) -> None:
     expected = _prepare(app, count=120, seed=23)
     sandbox.client.set_faults(seed=4, retry_after=0, error_rates={"500": 0.15, "503": 0.1})
     workers.start(2)
@@ -145,8 +147,11 @@ def test_timeouts_are_retried_without_doubles(app: Flask, sandbox: Any, workers:
 def test_dropped_connections_are_retried(app: Flask, sandbox: Any, workers: Any) -> None:
     expected = _prepare(app)
     sandbox.client.set_faults(
-        next=[{"status": "drop", **SUBMIT}, {"status": "drop", **POLL},
-              {"status": "drop", **SUBMIT}],
+        next=[
+            {"status": "drop", **SUBMIT},
+            {"status": "drop", **POLL},
+            {"status": "drop", **SUBMIT},
+        ],
     )
     workers.start(2)
     run_id = _start(app)
@@ -166,11 +171,13 @@ def test_expired_batch_results_are_sent_again(app: Flask, sandbox: Any, workers:
 
     def every_batch_met_expiry() -> bool:
         batches = read_progress(session, run_id)["batches"]
-        return bool(batches) and all(
-            "expired" in (b["last_error"] or "") for b in batches if b["status"] != "done"
-        ) and len(batches) == -(-len(expected.send) // 30)
+        return (
+            bool(batches)
+            and all("expired" in (b["last_error"] or "") for b in batches if b["status"] != "done")
+            and len(batches) == -(-len(expected.send) // 30)
+        )
 
-    wait_until(every_batch_met_expiry, timeout=30, what="every batch to meet expired results")
+    wait_for(every_batch_met_expiry, timeout=30, what="every batch to meet expired results")
     running = read_progress(session, run_id)
     assert not running["ended"]
     assert running["done"] == 0  # nothing was counted from results nobody could read

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended, wait_until
+from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended
+from support import wait_for
 
 from flask_mcsync import jobs
 
@@ -529,7 +530,7 @@ def test_real_syncs_show_on_the_dashboard_with_mailchimps_error_texts(
             sa.select(Run).where(Run.kind == "auto", Run.status == "finished")
         ).scalar_one_or_none()
 
-    auto = wait_until(auto_run, 30, "the auto-sync of the signup")
+    auto = wait_for(auto_run, 30, "the auto-sync of the signup")
     assert auto.created == 1
 
     # A re-sync that meets a 503 at each of its tries: it ends with Mailchimp's passing
@@ -543,7 +544,7 @@ def test_real_syncs_show_on_the_dashboard_with_mailchimps_error_texts(
         run = session.get(Run, resync_id)
         return run if run.status in ("finished", "failed") else None
 
-    resync = wait_until(resync_ended, 30, "the re-sync")
+    resync = wait_for(resync_ended, 30, "the re-sync")
     assert resync.errors == 1
 
     week = report(session, 7)
