@@ -38,70 +38,23 @@ import json
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from common import address, backends, database_url, shop_app
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from example_app.commands import DOMAINS, FIRST, LAST
+from flask_mcsync.sandbox import DEFAULT_LIST_ID as LIST_ID
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/mcsync_bench_dash"
-LIST_ID = "a1b2c3d4e5"
 EXPORTS = 50
 AUTO_RUNS = 4000
 RESYNC_RUNS = 1000
-
-FIRST = [
-    "Camille",
-    "Léa",
-    "Manon",
-    "Hugo",
-    "Louis",
-    "Jules",
-    "Emma",
-    "Noah",
-    "Mia",
-    "Tom",
-    "Inès",
-    "Arthur",
-    "Zoé",
-    "Paul",
-    "Anna",
-    "Théo",
-]
-LAST = [
-    "Martin",
-    "Bernard",
-    "Dubois",
-    "Petit",
-    "Durand",
-    "Leroy",
-    "Moreau",
-    "Roux",
-    "Morel",
-    "Girard",
-    "Lambert",
-    "Fournier",
-]
-DOMAINS = [
-    "gmail.com",
-    "yahoo.fr",
-    "outlook.com",
-    "orange.fr",
-    "free.fr",
-    "hotmail.com",
-    "laposte.net",
-    "protonmail.com",
-    "icloud.com",
-    "gmx.de",
-]
 
 SERVICE_UNAVAILABLE = (
     "Service Unavailable: This service is temporarily unavailable. Please try again later."
@@ -125,42 +78,11 @@ PERMANENT_ERRORS: list[tuple[str, str]] = [
 # --- databases ---------------------------------------------------------------------------
 
 
-def driver_url(url: str) -> str:
-    """``postgresql://`` names psycopg 3 in SQLAlchemy 2.1; fall back to psycopg2."""
-    parsed = sa.engine.make_url(url)
-    if parsed.drivername == "postgresql":
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            return parsed.set(drivername="postgresql+psycopg2").render_as_string(False)
-    return url
-
-
-def fresh_postgres(url: str) -> str:
-    url = driver_url(url)
-    target = sa.engine.make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.execute(
-            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}
-        ).first()
-        if not exists:
-            conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
-    admin.dispose()
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
-    return url
-
-
 def make_app(url: str) -> Any:
     """The example shop on ``url``: creates shop_customers and the mcsync tables."""
+    # No Redis: the dashboard and the diagnostic (live=False) only read the database.
     os.environ.pop("MCSYNC_REDIS_URL", None)
-    from example_app import create_app
-
-    return create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "SECRET_KEY": "bench"})
+    return shop_app(url, TESTING=True)
 
 
 # --- the year of history -----------------------------------------------------------------
@@ -181,10 +103,8 @@ class Year:
         subscribers: list[int] = []
         for i in range(1, customers + 1):
             first, last = rng.choice(FIRST), rng.choice(LAST)
-            ascii_name = unicodedata.normalize("NFKD", f"{first}.{last}{i}")
-            ascii_name = ascii_name.encode("ascii", "ignore").decode()
-            local = ascii_name if rng.random() < 0.1 else ascii_name.lower()
-            email = f"{local}@{rng.choice(DOMAINS)}"
+            # One in ten typed with capitals: what the lower(email) indexes below are about.
+            email = address(first, last, i, rng.choice(DOMAINS), keep_case=rng.random() < 0.1)
             newsletter = rng.random() < 0.7
             if newsletter:
                 subscribers.append(i - 1)
@@ -211,75 +131,31 @@ class Year:
             sent = json.dumps(
                 {"merge_fields": {"FNAME": first, "LNAME": last}, "status_if_new": "subscribed"}
             )
-            if error:
-                if rng.random() < 0.7:
-                    title, detail = rng.choice(PERMANENT_ERRORS)
-                    row = (
-                        outcome_id,
-                        run,
-                        None,
-                        email,
-                        hashes[cust],
-                        "error",
-                        True,
-                        title,
-                        detail.format(email=email),
-                        None,
-                        sent,
-                        at,
-                    )
-                else:
-                    row = (
-                        outcome_id,
-                        run,
-                        None,
-                        email,
-                        hashes[cust],
-                        "error",
-                        False,
-                        "Gave up after 8 attempts",
-                        SERVICE_UNAVAILABLE,
-                        None,
-                        sent,
-                        at,
-                    )
-                self.outcomes.append(row)
-                return "error"
-            if kind == "skipped":
-                self.outcomes.append(
-                    (
-                        outcome_id,
-                        run,
-                        None,
-                        email,
-                        hashes[cust],
-                        "skipped",
-                        False,
-                        "Skipped",
-                        "Excluded by the whole domain 'mailinator.com' rule.",
-                        None,
-                        None,
-                        at,
-                    )
-                )
-                return "skipped"
-            self.outcomes.append(
-                (
-                    outcome_id,
-                    run,
-                    None,
-                    email,
-                    hashes[cust],
-                    kind,
-                    False,
-                    None,
-                    None,
-                    "subscribed",
-                    sent,
-                    at,
-                )
+            # The columns that differ by outcome: (outcome, permanent, error_title,
+            # error_detail, mailchimp_status, sent); the row is OUTCOME_COLUMNS' order.
+            if error and rng.random() < 0.7:
+                title, detail = rng.choice(PERMANENT_ERRORS)
+                varying = ("error", True, title, detail.format(email=email), None, sent)
+            elif error:
+                gave_up = "Gave up after 8 attempts"
+                varying = ("error", False, gave_up, SERVICE_UNAVAILABLE, None, sent)
+            elif kind == "skipped":
+                excluded = "Excluded by the whole domain 'mailinator.com' rule."
+                varying = ("skipped", False, "Skipped", excluded, None, None)
+            else:
+                varying = (kind, False, None, None, "subscribed", sent)
+            self.outcomes.append((outcome_id, run, None, email, hashes[cust], *varying, at))
+            return varying[0]
+
+        def outbox_item(
+            cust: int, status: str, attempts: int, at: datetime, run: int | None = None
+        ) -> None:
+            """A signup's upsert in the outbox, in OUTBOX_COLUMNS' order."""
+            email = self.customers[cust][1]
+            item_id = len(self.outbox) + 1
+            self.outbox.append(
+                (item_id, "upsert", email, hashes[cust], status, attempts, at, run, at)
             )
-            return kind
 
         # Manual exports, every ~7 days, each over the next slice of the subscribers.
         slot = 0
@@ -330,35 +206,9 @@ class Year:
             )
             if kind == "auto":
                 status = "failed" if counts["error"] else "sent"
-                self.outbox.append(
-                    (
-                        len(self.outbox) + 1,
-                        "upsert",
-                        self.customers[cust][1],
-                        hashes[cust],
-                        status,
-                        1,
-                        created_at,
-                        run_id,
-                        created_at,
-                    )
-                )
+                outbox_item(cust, status, 1, created_at, run_id)
         for n in range(20):  # a few signups waiting to be sent
-            cust = rng.choice(subscribers)
-            at = self.now - timedelta(minutes=n)
-            self.outbox.append(
-                (
-                    len(self.outbox) + 1,
-                    "upsert",
-                    self.customers[cust][1],
-                    hashes[cust],
-                    "pending",
-                    0,
-                    at,
-                    None,
-                    at,
-                )
-            )
+            outbox_item(rng.choice(subscribers), "pending", 0, self.now - timedelta(minutes=n))
         self.outcomes.sort(key=lambda r: r[-1])  # rows arrive in time order in real life
         self.outcomes = [(i + 1, *r[1:]) for i, r in enumerate(self.outcomes)]
 
@@ -743,32 +593,27 @@ class Bench:
                 f" rows, eligible={answer['eligible']}"
             )
 
-        self.measure(
-            "diagnose(known, live=False), index on email only",
-            lambda: diagnose(self.ext, email, live=False),
-            describe,
-        )
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE INDEX ix_bench_customers_lower_email ON shop_customers (lower(email))"
+        # The shop's plain index first, then each index a host could add: they add up, as
+        # they would in a shop that tried one and then the other.
+        steps = [
+            ("index on email only", None),
+            ("+ index lower(email)", ("ix_bench_customers_lower_email", "lower(email)")),
+            (
+                "+ index lower(trim(email))",
+                ("ix_bench_customers_lower_trim_email", "lower(trim(email))"),
+            ),
+        ]
+        for label, index in steps:
+            if index is not None:
+                name, expression = index
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(f"CREATE INDEX {name} ON shop_customers ({expression})")
+                    conn.exec_driver_sql("ANALYZE shop_customers")
+            self.measure(
+                f"diagnose(known, live=False), {label}",
+                lambda: diagnose(self.ext, email, live=False),
+                describe,
             )
-            conn.exec_driver_sql("ANALYZE shop_customers")
-        self.measure(
-            "diagnose(known, live=False), + index lower(email)",
-            lambda: diagnose(self.ext, email, live=False),
-            describe,
-        )
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "CREATE INDEX ix_bench_customers_lower_trim_email"
-                " ON shop_customers (lower(trim(email)))"
-            )
-            conn.exec_driver_sql("ANALYZE shop_customers")
-        self.measure(
-            "diagnose(known, live=False), + index lower(trim(email))",
-            lambda: diagnose(self.ext, email, live=False),
-            describe,
-        )
 
 
 def bench_backend(backend: str, url: str, args: argparse.Namespace, year: Year) -> dict[str, Any]:
@@ -848,6 +693,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--quiet-plans", action="store_true", help="only the flags, no plans")
     args = parser.parse_args()
+    names = backends(parser, args.backends)
 
     started = time.perf_counter()
     year = Year(args.outcomes, args.errors, args.customers)
@@ -858,13 +704,8 @@ def main() -> None:
     print(f"generated the year in {time.perf_counter() - started:.1f}s", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for backend in args.backends.split(","):
-            if backend == "sqlite":
-                url = f"sqlite:///{Path(tmp) / 'bench_dashboard.db'}"
-            elif backend == "postgresql":
-                url = fresh_postgres(os.environ.get("MCSYNC_BENCH_DATABASE_URL", DEFAULT_PG_URL))
-            else:
-                parser.error(f"unknown backend {backend!r}")
+        for backend in names:
+            url = database_url(backend, Path(tmp) / "bench_dashboard.db", DEFAULT_PG_URL)
             results.append(bench_backend(backend, url, args, year))
     print_table(results)
     if args.json:

@@ -22,9 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,30 +31,25 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from common import (
+    HERE,
+    address,
+    backends,
+    fresh_start,
+    mcsync_config,
+    note,
+    running,
+    sandbox_process,
+    shop_app,
+    worker_env,
+)
 from redis import Redis
 
-ROOT = Path(__file__).resolve().parent.parent
-HERE = Path(__file__).resolve().parent
+from example_app.commands import DOMAINS, FIRST, LAST
+
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/mcsync_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/11"
 POLL_INTERVAL = "0.5"  # MCSYNC_POLL_INTERVAL of the workers (seconds between batch polls)
-
-# Real-looking address parts. The sandbox, like Mailchimp, refuses example.com, test.com
-# and friends as fake, so a benchmark on those would measure error handling instead.
-FIRST = ["camille", "lea", "manon", "hugo", "louis", "jules", "emma", "noah", "mia", "tom"]
-LAST = ["martin", "bernard", "dubois", "petit", "durand", "leroy", "moreau", "roux", "morel"]
-DOMAINS = [
-    "gmail.com",
-    "yahoo.fr",
-    "outlook.com",
-    "orange.fr",
-    "free.fr",
-    "hotmail.com",
-    "laposte.net",
-    "protonmail.com",
-    "icloud.com",
-    "gmx.de",
-]
 
 
 # --- results ------------------------------------------------------------------------------
@@ -116,87 +108,19 @@ class BackendResult:
     checks: dict[str, bool] = field(default_factory=dict)
 
 
-# --- processes we start (and always stop) -------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """SIGTERM (RQ: warm shutdown), then SIGKILL the whole session it leads, if needed."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=timeout)
-    # The process was started in its own session: its group is its own descendants
-    # (work horse, scheduler) and nothing else.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-
-
-@contextlib.contextmanager
-def sandbox_process() -> Iterator[Any]:
-    """The Mailchimp sandbox in its own process.
-
-    In a thread of this process it would share the GIL with the naive loop, which is
-    itself a busy HTTP client: each would slow the other and the naive figure would be
-    unfairly low.
-    """
-    from flask_mcsync.sandbox import SandboxClient
-
-    port = free_port()
-    code = (
-        "import sys; from flask_mcsync.sandbox import serve; serve('127.0.0.1', int(sys.argv[1]))"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    client = SandboxClient(f"http://127.0.0.1:{port}", timeout=120)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.stats()
-                break
-            except Exception:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the sandbox process did not start") from None
-                time.sleep(0.1)
-        yield client
-    finally:
-        client.close()
-        stop_process(proc)
+# --- worker processes ----------------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def worker_processes(env: dict[str, str], count: int, folder: Path) -> Iterator[list[Path]]:
     """``count`` real workers (see rusage_worker.py); yields the paths of their reports."""
     reports = [folder / f"worker-{i}.json" for i in range(count)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(HERE / "rusage_worker.py"), str(report)],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        for report in reports
-    ]
-    try:
+    with contextlib.ExitStack() as stack:
+        for report in reports:
+            stack.enter_context(
+                running([sys.executable, str(HERE / "rusage_worker.py"), str(report)], env=env)
+            )
         yield reports
-    finally:
-        for proc in procs:
-            stop_process(proc)
 
 
 def wait_for_workers(redis_url: str, queue_name: str, count: int, timeout: float = 60) -> None:
@@ -222,37 +146,6 @@ def wait_for_workers(redis_url: str, queue_name: str, count: int, timeout: float
 # --- databases ----------------------------------------------------------------------------
 
 
-def with_installed_driver(url: str) -> str:
-    """``postgresql://`` names psycopg 3 in SQLAlchemy 2.1; the project ships psycopg2."""
-    parsed = sa.make_url(url)
-    if parsed.drivername == "postgresql":
-        try:
-            import psycopg  # noqa: F401
-        except ImportError:
-            return parsed.set(drivername="postgresql+psycopg2").render_as_string(False)
-    return url
-
-
-def fresh_postgres(url: str) -> str:
-    """Create the benchmark database if missing, and empty its ``public`` schema."""
-    url = with_installed_driver(url)
-    target = sa.make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.execute(
-            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
-        ).scalar()
-        if not exists:
-            conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
-    admin.dispose()
-    engine = sa.create_engine(target)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
-    return url
-
-
 def customers(count: int) -> Iterator[list[dict[str, Any]]]:
     """``count`` distinct, valid, opted-in customers, in chunks for executemany."""
     chunk: list[dict[str, Any]] = []
@@ -260,9 +153,9 @@ def customers(count: int) -> Iterator[list[dict[str, Any]]]:
         first, last = FIRST[i % len(FIRST)], LAST[(i // len(FIRST)) % len(LAST)]
         chunk.append(
             {
-                "email": f"{first}.{last}.{i}@{DOMAINS[i % len(DOMAINS)]}",
-                "first_name": first.title(),
-                "last_name": last.title(),
+                "email": address(first, last, i, DOMAINS[i % len(DOMAINS)]),
+                "first_name": first,
+                "last_name": last,
                 "newsletter": True,
             }
         )
@@ -401,33 +294,18 @@ def export_one_by_one(args: argparse.Namespace, sandbox: Any, list_id: str) -> N
 def bench_backend(
     backend: str, args: argparse.Namespace, sandbox: Any, redis_url: str, folder: Path
 ) -> BackendResult:
-    from example_app import create_app
     from example_app.models import db
     from flask_mcsync import settings, state
-    from flask_mcsync.sandbox import DEFAULT_API_KEY, DEFAULT_LIST_ID
+    from flask_mcsync.sandbox import DEFAULT_LIST_ID
 
-    if backend == "sqlite":
-        database_url = f"sqlite:///{folder / 'shop.db'}"
-    else:
-        database_url = fresh_postgres(os.environ.get("MCSYNC_BENCH_DATABASE_URL", DEFAULT_PG_URL))
-    Redis.from_url(redis_url).flushdb()
-    sandbox.reset()
+    url = fresh_start(backend, folder / "shop.db", DEFAULT_PG_URL, sandbox, redis_url)
     if args.latency_ms:
         # Applies to every /3.0 request: the round trip to Mailchimp.
         sandbox.set_faults(latency_ms=args.latency_ms)
 
-    api_url = f"{sandbox.base_url}/3.0/"
-    config = {
-        "MCSYNC_API_KEY": DEFAULT_API_KEY,
-        "MCSYNC_API_URL": api_url,
-        "MCSYNC_REDIS_URL": redis_url,
-        "MCSYNC_POLL_INTERVAL": POLL_INTERVAL,
-    }
-    # The workers get exactly what `flask mcsync worker` would read from the environment.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSYNC_")}
-    env.update(config, DATABASE_URL=database_url, SECRET_KEY="bench")
-
-    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", **config})
+    config = mcsync_config(sandbox, redis_url, MCSYNC_POLL_INTERVAL=POLL_INTERVAL)
+    app = shop_app(url, **config)
+    env = worker_env(config, url)
     with app.app_context():
         try:
             seed_seconds = seed(args.addresses)
@@ -564,10 +442,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = set(args.backends) - {"sqlite", "postgresql"}
-    if unknown:
-        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    args.backends = backends(parser, args.backends)
     return args
 
 
@@ -579,11 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends:
             folder = Path(tmp) / backend
             folder.mkdir()
-            print(
-                f"... {backend}: seeding {args.addresses:,} customers and exporting",
-                file=sys.stderr,
-                flush=True,
-            )
+            note(f"{backend}: seeding {args.addresses:,} customers and exporting")
             result = bench_backend(backend, args, sandbox, redis_url, folder)
             results.append(result)
             print(table(result), flush=True)

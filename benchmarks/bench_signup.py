@@ -40,10 +40,7 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,16 +50,25 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from common import (
+    backends,
+    fresh_start,
+    mcsync_config,
+    note,
+    running,
+    sandbox_process,
+    shop_app,
+    worker_env,
+)
 from redis import Redis
 
-ROOT = Path(__file__).resolve().parent.parent
+from example_app.commands import DOMAINS
+from flask_mcsync.sandbox import DEFAULT_LIST_ID
+
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/mcsync_bench_signup"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
-LIST_ID = "a1b2c3d4e5"  # the sandbox's default audience
+LIST_ID = DEFAULT_LIST_ID  # the sandbox's own audience
 WARMUP = 100  # requests per variant before measuring
-
-# Real-looking domains: the sandbox, like Mailchimp, refuses example.com and friends.
-DOMAINS = ["gmail.com", "orange.fr", "free.fr", "laposte.net", "outlook.com", "gmx.de"]
 
 VARIANTS = ("without hook", "with hook", "shop /signup")
 
@@ -129,87 +135,12 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 # --- infrastructure ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
-def sandbox_process() -> Iterator[Any]:
-    """The Mailchimp sandbox in its own process (so it does not share our GIL)."""
-    from flask_mcsync.sandbox import SandboxClient
-
-    port = free_port()
-    code = (
-        "import sys; from flask_mcsync.sandbox import serve; serve('127.0.0.1', int(sys.argv[1]))"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    client = SandboxClient(f"http://127.0.0.1:{port}", timeout=10)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.stats()
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the sandbox process did not start") from None
-                time.sleep(0.1)
-        yield client
-    finally:
-        client.close()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-
-
-def fresh_postgres(url: str) -> str:
-    """Create the database if missing and wipe its public schema."""
-    target = sa.engine.make_url(url)
-    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.execute(
-            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": target.database}
-        ).first()
-        if not exists:
-            conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
-    admin.dispose()
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA public")
-    engine.dispose()
-    return url
-
-
-@contextlib.contextmanager
-def worker_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "example_app", "mcsync", "worker"],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield proc
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+def worker_process(env: dict[str, str], log: Path) -> Iterator[Any]:
+    """The real ``flask mcsync worker`` command, its output in ``log``."""
+    argv = [sys.executable, "-m", "flask", "--app", "example_app", "mcsync", "worker"]
+    with log.open("wb") as out, running(argv, env=env, output=out) as proc:
+        yield proc
 
 
 # --- the app with the benchmark's own route ---------------------------------------------
@@ -253,11 +184,10 @@ def time_enqueue(timings: Timings) -> None:
 def make_app(database_url: str, config: dict[str, Any], timings: Timings) -> Any:
     from flask import current_app, flash, redirect, request, url_for
 
-    from example_app import create_app
     from example_app.models import Customer, db
     from flask_mcsync.signals import subscriber_signed_up
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", **config})
+    app = shop_app(database_url, **config)
     time_enqueue(timings)
 
     @app.post("/bench/signup")
@@ -289,6 +219,7 @@ def make_app(database_url: str, config: dict[str, Any], timings: Timings) -> Any
 
 
 def address(tag: str, i: int) -> str:
+    """A new, valid address per signup (Mailchimp and the sandbox refuse fake domains)."""
     return f"{tag}.{i:06d}@{DOMAINS[i % len(DOMAINS)]}"
 
 
@@ -423,39 +354,23 @@ def bench_backend(
     backend: str, args: argparse.Namespace, sandbox: Any, redis_url: str, folder: Path
 ) -> BackendResult:
     from example_app.models import db
-    from flask_mcsync.sandbox import DEFAULT_API_KEY
 
-    if backend == "sqlite":
-        database_url = f"sqlite:///{folder / 'shop.db'}"
-    else:
-        database_url = fresh_postgres(os.environ.get("MCSYNC_BENCH_DATABASE_URL", DEFAULT_PG_URL))
-    Redis.from_url(redis_url).flushdb()
-    sandbox.reset()
-    config = {
-        "MCSYNC_API_KEY": DEFAULT_API_KEY,
-        "MCSYNC_API_URL": f"{sandbox.base_url}/3.0/",
-        "MCSYNC_REDIS_URL": redis_url,
-    }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSYNC_")}
-    env.update(config, DATABASE_URL=database_url, SECRET_KEY="bench")
+    url = fresh_start(backend, folder / "shop.db", DEFAULT_PG_URL, sandbox, redis_url)
+    config = mcsync_config(sandbox, redis_url)
 
     timings = Timings()
-    app = make_app(database_url, config, timings)
+    app = make_app(url, config, timings)
     with app.app_context():
-        print(f"... {backend}: {args.signups:,} signups per variant", file=sys.stderr, flush=True)
+        note(f"{backend}: {args.signups:,} signups per variant")
         requests = bench_requests(app, timings, args.signups)
         result = BackendResult(backend, requests)
         if args.latency_signups:
-            print(
-                f"... {backend}: {args.latency_signups} signups with one worker",
-                file=sys.stderr,
-                flush=True,
-            )
+            note(f"{backend}: {args.latency_signups} signups with one worker")
             result.latency = bench_latency(
                 app,
                 timings,
                 sandbox,
-                env,
+                worker_env(config, url),
                 folder / "worker.log",
                 args.latency_signups,
                 args.pause_ms / 1000,
@@ -525,12 +440,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-ms", type=float, default=2.0, help="(b): sandbox poll interval")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
+    names = backends(parser, args.backends)
     redis_url = os.environ.get("MCSYNC_BENCH_SIGNUP_REDIS_URL", DEFAULT_REDIS_URL)
-    sys.path.insert(0, str(ROOT))
 
     results = []
     with tempfile.TemporaryDirectory(prefix="mcsync-bench-signup-") as tmp, sandbox_process() as sb:
-        for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
+        for backend in names:
             folder = Path(tmp) / backend
             folder.mkdir()
             result = bench_backend(backend, args, sb, redis_url, folder)
