@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--no-serve", action="store_true", help="Stop after the export.")
     args = parser.parse_args(argv)
+    # A plain `kill` must clean up like Ctrl+C does (workers, embedded Redis, sandbox):
+    # Python's default SIGTERM ends the process without running any `finally`.
+    signal.signal(signal.SIGTERM, _stop)
 
     from example_app import create_app
     from flask_mcsync import state
@@ -111,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         with worker_processes(env, args.workers):
             app.run(host="127.0.0.1", port=args.port, threaded=True, use_reloader=False)
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def prepare_and_export(app: Any, env: dict[str, str], args: argparse.Namespace) -> str:
