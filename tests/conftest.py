@@ -102,3 +102,24 @@ def workers(app: Flask, sandbox: SandboxServer) -> Iterator[Workers]:
     pool = Workers(env)
     yield pool
     pool.stop_all()
+
+
+@pytest.fixture
+def bare_app(database_url: str, sandbox: SandboxServer) -> Iterator[Flask]:
+    """A host app that registers the extension without an authorize callable."""
+    from example_app.models import Customer, db
+    from flask_mcsync import MailchimpSync, SubscriberSource
+
+    app = Flask("bare_host")
+    app.config.update(
+        SECRET_KEY="test",
+        SQLALCHEMY_DATABASE_URI=database_url,
+        MCSYNC_API_KEY=sandbox.api_key,
+        MCSYNC_API_URL=sandbox.api_url,
+    )
+    db.init_app(app)
+    MailchimpSync(app, db=db, source=SubscriberSource(model=Customer, email="email"))
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from markupsafe import escape
 
 from example_app.commands import make_customers
 from example_app.models import Customer, db
-from flask_mcsync import MailchimpSync, SubscriberSource, exclusions, settings
+from flask_mcsync import MailchimpSync, exclusions, settings
 from flask_mcsync.admin.security import NO_AUTHORIZE, NOT_ALLOWED, SESSION_KEY
 from flask_mcsync.eligibility import tally
 from flask_mcsync.extension import state
@@ -67,24 +66,6 @@ def choose_list(app: Flask, list_id: str = LIST_ID, name: str = "Demo shop newsl
 
 
 # --- access and CSRF ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def bare_app(database_url: str, sandbox: SandboxServer) -> Iterator[Flask]:
-    """A host app that registers the extension without an authorize callable."""
-    app = Flask("bare_host")
-    app.config.update(
-        SECRET_KEY="test",
-        SQLALCHEMY_DATABASE_URI=database_url,
-        MCSYNC_API_KEY=sandbox.api_key,
-        MCSYNC_API_URL=sandbox.api_url,
-    )
-    db.init_app(app)
-    MailchimpSync(app, db=db, source=SubscriberSource(model=Customer, email="email"))
-    with app.app_context():
-        yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.mark.parametrize("path", ["/", "/sync", "/sync/export.json", "/sync/runs/1.json"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -22,7 +21,7 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 
 from example_app.models import Customer, db
-from flask_mcsync import MailchimpSync, SubscriberSource, exclusions, settings
+from flask_mcsync import exclusions, settings
 from flask_mcsync.addresses import subscriber_hash
 from flask_mcsync.admin.security import NO_AUTHORIZE, SESSION_KEY
 from flask_mcsync.extension import state
@@ -766,24 +765,6 @@ def test_the_resync_post_is_forbidden_to_visitors(app: Flask) -> None:
     )
     assert response.status_code == 403
     assert db.session.execute(sa.select(sa.func.count()).select_from(Run)).scalar_one() == 0
-
-
-@pytest.fixture
-def bare_app(database_url: str, sandbox: SandboxServer) -> Iterator[Flask]:
-    """A host app that registers the extension without an authorize callable."""
-    app = Flask("bare_host")
-    app.config.update(
-        SECRET_KEY="test",
-        SQLALCHEMY_DATABASE_URI=database_url,
-        MCSYNC_API_KEY=sandbox.api_key,
-        MCSYNC_API_URL=sandbox.api_url,
-    )
-    db.init_app(app)
-    MailchimpSync(app, db=db, source=SubscriberSource(model=Customer, email="email"))
-    with app.app_context():
-        yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.mark.parametrize(
