@@ -62,7 +62,3 @@ def invalid_reason(raw: str | None) -> str | None:
     if not _TLD_RE.match(labels[-1]):
         return f"The domain ends in '.{labels[-1]}', which is not a top-level domain."
     return None
-
-
-def is_valid(raw: str | None) -> bool:
-    return invalid_reason(raw) is None

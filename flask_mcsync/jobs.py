@@ -87,9 +87,7 @@ def resync_address(run_id: int, email: str) -> None:
         except MailchimpError as exc:
             ext.session.rollback()
             failure = exc
-        run = ext.session.get(Run, run_id)
-        if run is not None:
-            fail_run(ext, run, email, failure)
+        fail_run(ext, run_id, email, failure, kind="resync", started_by="diagnostic")
         return
 
 

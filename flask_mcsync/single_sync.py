@@ -118,8 +118,14 @@ def run_single(
     wants: str,
     previous_email: str | None = None,
     run_id: int | None = None,
+    commit: bool = True,
 ) -> Run:
     """Sync one address now, as a run of its own, and record the outcome.
+
+    The run row is written with its outcome, once Mailchimp has answered, so a try that
+    will be repeated leaves nothing behind. ``run_id`` names a run made beforehand (the
+    diagnostic tool shows it while it waits). ``commit=False`` leaves the commit to the
+    caller, who closes its outbox rows in the same transaction.
 
     :raises TransientError: when Mailchimp is unreachable or busy (the caller retries).
     :raises AccountError: when the key or audience is wrong.
@@ -130,16 +136,16 @@ def run_single(
         raise AccountError(
             "No audience chosen", "Pick the target audience in General settings first."
         )
-    run = session.get(Run, run_id) if run_id else None
-    if run is None:
-        run = Run(kind=kind, list_id=current.list_id, started_by=started_by[:120], total=1)
-        session.add(run)
-    run.status = "running"
-    run.started_at = utcnow()
-    run.status_if_new = current.status_if_new
-    session.commit()
+    started = utcnow()
+    if run_id is not None:
+        session.execute(
+            sa.update(Run).where(Run.id == run_id).values(status="running", started_at=started)
+        )
+        session.commit()
     plan = plan_for(ext, email, wants)
     outcome = perform(ext, current.list_id, current.status_if_new, plan, previous_email)
+    run = _single_run(ext, run_id, kind, started_by, current.list_id, started)
+    run.status_if_new = current.status_if_new
     record(session, run.id, [outcome])
     run.status = "finished"
     run.finished_at = utcnow()
@@ -147,18 +153,50 @@ def run_single(
         run.message = outcome.skip_reason
     elif outcome.error is not None:
         run.message = f"{outcome.error.title}: {outcome.error.full_detail}"
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
     return run
 
 
-def fail_run(ext: McSync, run: Run, email: str, error: MailchimpError) -> None:
-    """Close a single-address run that gave up, recording the error for the address."""
+def _single_run(
+    ext: McSync, run_id: int | None, kind: str, started_by: str, list_id: str, started: Any
+) -> Run:
     session = ext.session
+    run = session.get(Run, run_id) if run_id is not None else None
+    if run is None:
+        run = Run(
+            kind=kind, list_id=list_id, started_by=started_by[:120], total=1, started_at=started
+        )
+        session.add(run)
+        session.flush()
+    return run
+
+
+def fail_run(
+    ext: McSync,
+    run_id: int | None,
+    email: str,
+    error: MailchimpError,
+    *,
+    kind: str = "resync",
+    started_by: str = "",
+    commit: bool = True,
+) -> Run:
+    """Record a single-address sync that gave up: its run, failed, with the error."""
+    session = ext.session
+    list_id = settings_mod.load(session, ext.config).list_id or ""
+    run = _single_run(ext, run_id, kind, started_by, list_id, utcnow())
     record(session, run.id, [AddressOutcome(email, Result.ERROR, error=error)])
     run.status = "failed"
     run.finished_at = utcnow()
     run.message = f"{error.title}: {error.full_detail}"
-    session.commit()
+    if commit:
+        session.commit()
+    else:
+        session.flush()
+    return run
 
 
 # --- the outbox job ---------------------------------------------------------------------
@@ -215,9 +253,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         )
         _close(session, [item, *siblings], "ignored", reason, None)
         return "ignored"
-    run = Run(kind="auto", list_id=current.list_id or "", started_by="signup", total=1)
-    session.add(run)
-    session.commit()
+    closing = [item, *siblings]
     try:
         run = run_single(
             ext,
@@ -226,7 +262,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             started_by="signup",
             wants=wants,
             previous_email=previous,
-            run_id=run.id,
+            commit=False,
         )
     except (TransientError, SlotTimeout) as exc:
         session.rollback()
@@ -235,11 +271,12 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             gave_up = TransientError(
                 f"Gave up after {item.attempts} attempts", f"{error.title}: {error.detail}"
             )
-            fail_run(ext, run, latest_email, gave_up)
-            _close(session, [item, *siblings], "failed", str(gave_up), run.id)
+            run = fail_run(
+                ext, None, latest_email, gave_up, kind="auto", started_by="signup", commit=False
+            )
+            _close(session, closing, "failed", str(gave_up), run.id)
             return "failed"
         delay = backoff_seconds(item.attempts, error.retry_after)
-        _delete_run(session, run)
         item.status = "pending"
         item.last_error = f"Attempt {item.attempts}: {error}"
         item.next_attempt_at = utcnow() + timedelta(seconds=delay)
@@ -250,11 +287,14 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         return "retry"
     except AccountError as exc:
         session.rollback()
-        fail_run(ext, run, latest_email, exc)
-        _close(session, [item, *siblings], "failed", str(exc), run.id)
+        run = fail_run(ext, None, latest_email, exc, kind="auto", started_by="signup", commit=False)
+        _close(session, closing, "failed", str(exc), run.id)
         return "failed"
+    # The outcome and the outbox rows commit together: a crash cannot leave the address
+    # recorded as synced while its row waits to be sent again.
+    session.refresh(run)
     status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
-    _close(session, [item, *siblings], status, run.message, run.id)
+    _close(session, closing, status, run.message, run.id)
     return status
 
 
@@ -266,8 +306,3 @@ def _close(
         outbox_item.last_error = message
         outbox_item.run_id = run_id
     session.commit()
-
-
-def _delete_run(session: Any, run: Run) -> None:
-    """A try that will be repeated leaves no run behind: the dashboard shows the outcome."""
-    session.execute(sa.delete(Run).where(Run.id == run.id))

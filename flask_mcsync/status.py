@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .models import OutboxItem, Outcome, Run, utcnow
+from .outbox import waiting_count
 
 MAX_DAYS = 365
 PER_PAGE = 25
@@ -223,9 +224,7 @@ def _cell(value: Any) -> Any:
 def waiting(session: Session, limit: int = 50) -> dict[str, Any]:
     """Auto-sync rows not sent yet, with their last error (they will be retried)."""
     where = OutboxItem.status.in_(("pending", "sending"))
-    count = session.execute(
-        sa.select(sa.func.count()).select_from(OutboxItem).where(where)
-    ).scalar_one()
+    count = waiting_count(session)
     rows = session.execute(
         sa.select(OutboxItem).where(where).order_by(OutboxItem.id).limit(limit)
     ).scalars()
