@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask.testing import FlaskClient
 from redis import Redis
-from support import Workers, app_config
+from support import ADMIN_CSRF_TOKEN, Workers, app_config
 
 from flask_mcsync.sandbox import SandboxServer
 
@@ -123,3 +124,15 @@ def bare_app(database_url: str, sandbox: SandboxServer) -> Iterator[Flask]:
         yield app
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A logged-in shop admin holding a known CSRF token (ADMIN_CSRF_TOKEN)."""
+    from flask_mcsync.admin.security import SESSION_KEY
+
+    test_client = app.test_client()
+    with test_client.session_transaction() as sess:
+        sess["shop_admin"] = True
+        sess[SESSION_KEY] = ADMIN_CSRF_TOKEN
+    return test_client

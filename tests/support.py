@@ -21,6 +21,8 @@ import pytest
 from flask_mcsync.sandbox import SandboxServer
 
 ROOT = Path(__file__).resolve().parent.parent
+# The CSRF token the logged-in admin client of conftest holds.
+ADMIN_CSRF_TOKEN = "test-csrf-token"
 
 # Fast timings so crash-and-resume tests take seconds, not minutes.
 FAST = {

@@ -16,33 +16,23 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
+from support import ADMIN_CSRF_TOKEN as TOKEN
 
 from example_app.commands import make_customers
 from example_app.models import Customer, db
 from flask_mcsync import MailchimpSync, exclusions, settings
-from flask_mcsync.admin.security import NO_AUTHORIZE, NOT_ALLOWED, SESSION_KEY
+from flask_mcsync.admin.security import NO_AUTHORIZE, NOT_ALLOWED
 from flask_mcsync.eligibility import tally
 from flask_mcsync.extension import state
 from flask_mcsync.models import Batch, ExclusionRule, Run
 from flask_mcsync.sandbox import SandboxServer
 
 PREFIX = "/admin/mailchimp"
-TOKEN = "test-csrf-token"
 LIST_ID = "a1b2c3d4e5"
 HOSTILE = "<script>alert(1)</script>"
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    """A logged-in shop admin holding a known CSRF token."""
-    test_client = app.test_client()
-    with test_client.session_transaction() as sess:
-        sess["shop_admin"] = True
-        sess[SESSION_KEY] = TOKEN
-    return test_client
 
 
 def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
+from support import ADMIN_CSRF_TOKEN as TOKEN
 
 from example_app.models import Customer, db
 from flask_mcsync import exclusions, settings
@@ -29,7 +30,6 @@ from flask_mcsync.models import Batch, OutboxItem, Outcome, Run
 from flask_mcsync.sandbox import SandboxServer
 
 PREFIX = "/admin/mailchimp"
-TOKEN = "test-csrf-token"
 LIST_ID = "a1b2c3d4e5"
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
@@ -41,15 +41,6 @@ def now() -> datetime:
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    test_client = app.test_client()
-    with test_client.session_transaction() as sess:
-        sess["shop_admin"] = True
-        sess[SESSION_KEY] = TOKEN
-    return test_client
 
 
 def choose_list(app: Flask) -> None:
