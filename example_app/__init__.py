@@ -27,6 +27,7 @@ mcsync = MailchimpSync(
         # Only newsletter opt-ins are subscribers: the others never reach Mailchimp.
         filter=lambda: Customer.newsletter.is_(True),
         merge_fields={"FNAME": "first_name", "LNAME": "last_name"},
+        language="language",
     ),
     # The admin pages are for a logged-in shop admin only.
     authorize=lambda: bool(session.get("shop_admin")),

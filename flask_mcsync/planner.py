@@ -102,7 +102,7 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
         for row, verdict in page:
             last_pk = row.pk
             if verdict.fate is Fate.SEND:
-                pending.append([row.email.strip(), row.merge_fields])
+                pending.append([row.email.strip(), row.merge_fields, row.language])
                 if len(pending) >= run.batch_size:
                     commit_batch()
             elif verdict.fate is Fate.DUPLICATE:

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import settings as settings_mod
-from .addresses import normalize
+from .addresses import normalize, subscriber_hash
 from .eligibility import judge
 from .exclusions import load_ruleset
 from .extension import McSync
@@ -39,6 +39,7 @@ class Plan:
     email: str
     reason: str | None = None
     merge_fields: dict[str, Any] | None = None
+    language: str | None = None
 
 
 def plan_for(ext: McSync, email: str, wants: str) -> Plan:
@@ -51,7 +52,9 @@ def plan_for(ext: McSync, email: str, wants: str) -> Plan:
     subscribed = [row for row, is_subscriber in rows if is_subscriber]
     if subscribed:
         row = subscribed[0]
-        return Plan("upsert", row.email.strip(), merge_fields=row.merge_fields)
+        return Plan(
+            "upsert", row.email.strip(), merge_fields=row.merge_fields, language=row.language
+        )
     if rows and wants == "change":
         # In the shop but no longer a subscriber: they opted out of the newsletter.
         return Plan("unsubscribe", email.strip(), "The customer opted out in the shop.")
@@ -79,11 +82,15 @@ def perform(
                 plan.email, Result.UNSUBSCRIBED, mailchimp_status=member.get("status"), sent=sent
             )
         sent.update(status_if_new=status_if_new, merge_fields=plan.merge_fields)
+        if plan.language:
+            sent["language"] = plan.language
         if previous_email and normalize(previous_email) != normalize(plan.email):
             sent["previous_email"] = previous_email
             _rename(gateway, list_id, previous_email, plan.email)
         since = utcnow() - CLOCK_SKEW
-        member = gateway.upsert_member(list_id, plan.email, status_if_new, plan.merge_fields)
+        member = gateway.upsert_member(
+            list_id, plan.email, status_if_new, plan.merge_fields, plan.language
+        )
     except AddressError as exc:
         return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)
     created = not previously_synced(ext.session, list_id, [plan.email]) and was_created(
@@ -149,6 +156,8 @@ def run_single(
     record(session, run.id, [outcome])
     run.status = "finished"
     run.finished_at = utcnow()
+    if kind == "resync" and outcome.result in SENT:
+        _settle_waiting(session, email, run.id)
     if outcome.result is Result.SKIPPED:
         run.message = outcome.skip_reason
     elif outcome.error is not None:
@@ -158,6 +167,21 @@ def run_single(
     else:
         session.flush()
     return run
+
+
+SENT = (Result.CREATED, Result.UPDATED, Result.UNSUBSCRIBED)
+
+
+def _settle_waiting(session: Any, email: str, run_id: int) -> None:
+    """A re-sync that reached Mailchimp did what the address's waiting auto-syncs would
+    (both read the shop's current data), so they end with it: otherwise the diagnostic
+    would go on showing "Auto-sync waiting" with a stale error beside a fresh success."""
+    session.execute(
+        sa.update(OutboxItem)
+        .where(OutboxItem.email_hash == subscriber_hash(email), OutboxItem.status == "pending")
+        .values(status="sent", last_error=None, run_id=run_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _single_run(

@@ -136,6 +136,7 @@ def _create(
         timestamp_opt=stamp if status == "subscribed" else "",
         ip_signup=str(body.get("ip_signup") or ""),
         email_type=str(body.get("email_type") or "html"),
+        language=str(body.get("language") or ""),
         tags=[{"id": i + 1, "name": name} for i, name in enumerate(tags)],
     )
     audience.members[key] = member
@@ -207,6 +208,8 @@ def upsert_member(audience: Audience, key: str, raw: object, skip: bool) -> tupl
     if status is not None:
         change_status(member, status)
     _apply_merge(member, merge)
+    if body.get("language"):
+        member.language = str(body["language"])
     return member, False
 
 

@@ -73,6 +73,7 @@ class Member:
     ip_signup: str = ""
     source: str = "API - Generic"
     email_type: str = "html"
+    language: str = ""  # the contact's language: Mailchimp sends its e-mails in it
     tags: list[dict[str, Any]] = field(default_factory=list)
     unique_email_id: str = field(default_factory=lambda: secrets.token_hex(5))
     contact_id: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -161,7 +162,7 @@ class Audience:
             "timestamp_opt": member.timestamp_opt,
             "member_rating": 2,
             "last_changed": member.last_changed,
-            "language": "",
+            "language": member.language,
             "vip": False,
             "email_client": "",
             "location": {
