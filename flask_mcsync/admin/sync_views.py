@@ -169,7 +169,7 @@ def export_progress(run_id: int) -> tuple[Response, int]:
     data = _progress(run_id)
     state().session.commit()  # the next poll must see the workers' new rows
     if data is None:
-        return jsonify(error=f"There is no export run {run_id}.", status=404), 404
+        return jsonify(error=_("There is no export run %(id)s.", id=run_id), status=404), 404
     return jsonify(data), 200
 
 
