@@ -113,6 +113,18 @@ def ngettext(singular: str, plural: str, num: int, **values: Any) -> str:
     return text % values
 
 
+def NP_(context: str, message: str) -> str:
+    """Mark a constant whose translation depends on ``context`` (see :func:`pgettext`)."""
+    return message
+
+
+def pgettext(context: str, message: str, **values: Any) -> str:
+    """``message`` as meant in ``context``: French says "Créée" for one address's
+    outcome but "Créées" for a column of counts, both "Created" in English."""
+    text = translations(current_locale()).pgettext(context, message)
+    return text % values if values else text
+
+
 def plural_forms(singular: str, plural: str) -> dict[str, str]:
     """Both forms of a plural sentence for a script, keyed like ``Intl.PluralRules``
     answers ("one" / "other"): enough for English and French, placeholders left in."""

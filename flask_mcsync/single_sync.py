@@ -22,10 +22,14 @@ from .eligibility import judge
 from .exclusions import load_ruleset
 from .extension import McSync
 from .gateway import AccountError, AddressError, MailchimpError, TransientError, was_created
+from .i18n import N_
 from .models import OutboxItem, Run, utcnow
 from .outcomes import AddressOutcome, Result, previously_synced, record
 from .retry import backoff_seconds
 from .throttle import SlotTimeout
+
+# Who starts an auto-sync, as the dashboard shows it (translated there).
+SIGNUP = N_("signup")
 
 # See batch_sync.CLOCK_SKEW.
 CLOCK_SKEW = timedelta(seconds=2)
@@ -283,7 +287,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             ext,
             latest_email,
             kind="auto",
-            started_by="signup",
+            started_by=SIGNUP,
             wants=wants,
             previous_email=previous,
             commit=False,
@@ -296,7 +300,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
                 f"Gave up after {item.attempts} attempts", f"{error.title}: {error.detail}"
             )
             run = fail_run(
-                ext, None, latest_email, gave_up, kind="auto", started_by="signup", commit=False
+                ext, None, latest_email, gave_up, kind="auto", started_by=SIGNUP, commit=False
             )
             _close(session, closing, "failed", str(gave_up), run.id)
             return "failed"
@@ -311,7 +315,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         return "retry"
     except AccountError as exc:
         session.rollback()
-        run = fail_run(ext, None, latest_email, exc, kind="auto", started_by="signup", commit=False)
+        run = fail_run(ext, None, latest_email, exc, kind="auto", started_by=SIGNUP, commit=False)
         _close(session, closing, "failed", str(exc), run.id)
         return "failed"
     # The outcome and the outbox rows commit together: a crash cannot leave the address

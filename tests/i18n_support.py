@@ -15,7 +15,7 @@ METHOD_MAP = [
     ("**.py", "python"),
     ("**/templates/**.html", "jinja2"),
 ]
-KEYWORDS = {**DEFAULT_KEYWORDS, "plural_forms": (1, 2)}
+KEYWORDS = {**DEFAULT_KEYWORDS, "plural_forms": (1, 2), "NP_": ((1, "c"), 2)}
 
 
 def extract_catalog() -> Catalog:

@@ -52,7 +52,7 @@ def test_every_marked_string_is_translated_in_the_catalog(locale: str) -> None:
     for message in extract_catalog():
         if not message.id:
             continue
-        found = catalog.get(message.id)
+        found = catalog.get(message.id, context=message.context)
         if found is None:
             missing.append(message.id)
             continue

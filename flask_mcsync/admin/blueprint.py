@@ -123,6 +123,7 @@ def _template_helpers() -> dict[str, Any]:
         "_": template_gettext,
         "gettext": template_gettext,
         "ngettext": template_ngettext,
+        "pgettext": i18n.pgettext,
         "mcsync_locale": i18n.current_locale,
         "outcome_labels": OUTCOME_LABELS,
         "member_status_labels": MEMBER_STATUS_LABELS,

@@ -16,12 +16,13 @@ from werkzeug.wrappers import Response
 from ..config import ConfigError
 from ..diagnostic import diagnose, start_resync
 from ..extension import state
+from ..i18n import N_
 from ..i18n import gettext as _
 from ..models import Run
 from ..runs import RUN_ENDED
 from .status_views import KIND_LABELS, STATUS_LABELS, parse_time, run_outcomes, translated
 
-STARTED_BY = "admin pages (diagnostic tool)"
+STARTED_BY = N_("admin pages (diagnostic tool)")  # stored in English, shown translated
 MAX_EMAIL = 320
 
 

@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 
 from .. import runs, status
 from ..extension import state
-from ..i18n import N_, csv_dialect, format_day
+from ..i18n import N_, NP_, csv_dialect, format_day
 from ..i18n import gettext as _
 from ..models import Outcome, Run
 
@@ -52,12 +52,13 @@ BATCH_LABELS = {
     "done": N_("Done"),
     "failed": N_("Failed"),
 }
+# One address's outcome (a badge): translated with pgettext("outcome", ...).
 OUTCOME_LABELS = {
-    "created": N_("Created"),
-    "updated": N_("Updated"),
-    "unsubscribed": N_("Unsubscribed"),
-    "skipped": N_("Skipped"),
-    "error": N_("Error"),
+    "created": NP_("outcome", "Created"),
+    "updated": NP_("outcome", "Updated"),
+    "unsubscribed": NP_("outcome", "Unsubscribed"),
+    "skipped": NP_("outcome", "Skipped"),
+    "error": NP_("outcome", "Error"),
 }
 # Mailchimp's member statuses, as its own French interface names them.
 MEMBER_STATUS_LABELS = {

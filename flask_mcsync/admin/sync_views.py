@@ -22,6 +22,7 @@ from ..i18n import gettext as _
 from .account import connection_problem
 from .status_views import BATCH_LABELS, STATUS_LABELS
 
+STARTED_BY = N_("admin pages")  # stored in English, shown translated
 # Mailchimp's words for a new contact's status, shown in the page's sentences.
 MEMBER_STATUSES = (N_("subscribed"), N_("pending"))
 
@@ -152,7 +153,7 @@ def export_start() -> tuple[Response, int]:
     except settings_mod.InvalidSetting as exc:
         return jsonify(error=str(exc), field="batch_size"), UNPROCESSABLE
     try:
-        started = runs.start_export(ext, "admin pages", batch_size=batch_size)
+        started = runs.start_export(ext, STARTED_BY, batch_size=batch_size)
     except (runs.ExportError, ConfigError) as exc:
         ext.session.rollback()
         return jsonify(error=str(exc)), UNPROCESSABLE
