@@ -14,7 +14,11 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .interests import Interest, InterestCategory
+    from .webhooks import Webhook
 
 DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef-us1"
 DEFAULT_LIST_ID = "a1b2c3d4e5"
@@ -73,7 +77,19 @@ class Member:
     ip_signup: str = ""
     source: str = "API - Generic"
     email_type: str = "html"
+    # {"id", "name", "date_added"} per tag; ids come from the audience's tag registry.
     tags: list[dict[str, Any]] = field(default_factory=list)
+    language: str = ""
+    ip_opt: str = ""
+    # Interest id -> member is in it; marketing permission id -> enabled.
+    interests: dict[str, bool] = field(default_factory=dict)
+    marketing_permissions: dict[str, bool] = field(default_factory=dict)
+    unsubscribe_reason: str = ""
+    # Who unsubscribed the member, because Mailchimp's compliance rule depends on it:
+    # "contact" (the person, from an e-mail link or the profile page), "complaint"
+    # (an abuse report), "admin" (someone in the Mailchimp account), "api", or "" when
+    # unknown (e.g. seeded). Only "contact", "complaint" and cleaned block resubscribing.
+    unsubscribed_by: str = ""
     unique_email_id: str = field(default_factory=lambda: secrets.token_hex(5))
     contact_id: str = field(default_factory=lambda: secrets.token_hex(16))
     web_id: int = field(default_factory=lambda: secrets.randbelow(10**9))
@@ -88,6 +104,10 @@ class Member:
             self.last_changed = now_iso()
             if status == "subscribed":
                 self.timestamp_opt = self.last_changed
+            if status in ("subscribed", "pending"):
+                # A resubscribe (or a confirmation request) ends the old unsubscribe.
+                self.unsubscribed_by = ""
+                self.unsubscribe_reason = ""
 
 
 @dataclass
@@ -102,6 +122,13 @@ class Audience:
     # Subscriber hashes of permanently deleted ("forgotten") addresses.
     forgotten: set[str] = field(default_factory=set)
     web_id: int = field(default_factory=lambda: secrets.randbelow(10**6))
+    # Tag name -> tag id (Mailchimp's tags are static segments with an id per audience).
+    tags: dict[str, int] = field(default_factory=dict)
+    interest_categories: dict[str, InterestCategory] = field(default_factory=dict)
+    interests: dict[str, Interest] = field(default_factory=dict)
+    # GDPR fields: marketing_permission_id -> text. An audience with any is GDPR-enabled.
+    marketing_permissions: dict[str, str] = field(default_factory=dict)
+    webhooks: dict[str, Webhook] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         found = Counter(member.status for member in self.members.values())
@@ -119,7 +146,7 @@ class Audience:
             "campaign_defaults": {"from_name": "Sandbox shop", "language": "en"},
             "email_type_option": False,
             "double_optin": self.double_optin,
-            "marketing_permissions": False,
+            "marketing_permissions": bool(self.marketing_permissions),
             "list_rating": 0,
             "date_created": self.date_created,
             "visibility": "prv",
@@ -157,11 +184,11 @@ class Audience:
             "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
             "ip_signup": member.ip_signup,
             "timestamp_signup": member.timestamp_signup,
-            "ip_opt": "",
+            "ip_opt": member.ip_opt,
             "timestamp_opt": member.timestamp_opt,
             "member_rating": 2,
             "last_changed": member.last_changed,
-            "language": "",
+            "language": member.language,
             "vip": False,
             "email_client": "",
             "location": {
@@ -174,10 +201,29 @@ class Audience:
             },
             "source": member.source,
             "tags_count": len(member.tags),
-            "tags": list(member.tags),
+            "tags": [{"id": tag["id"], "name": tag["name"]} for tag in member.tags],
             "list_id": self.id,
             "_links": [],
+            **self._member_extras(member),
         }
+
+    def _member_extras(self, member: Member) -> dict[str, Any]:
+        # Mailchimp shows these keys only where the audience has such things.
+        extras: dict[str, Any] = {}
+        if self.interests:
+            extras["interests"] = {i: member.interests.get(i, False) for i in self.interests}
+        if self.marketing_permissions:
+            extras["marketing_permissions"] = [
+                {
+                    "marketing_permission_id": pid,
+                    "text": text,
+                    "enabled": member.marketing_permissions.get(pid, False),
+                }
+                for pid, text in self.marketing_permissions.items()
+            ]
+        if member.status == "unsubscribed" and member.unsubscribe_reason:
+            extras["unsubscribe_reason"] = member.unsubscribe_reason
+        return extras
 
 
 @dataclass
@@ -258,6 +304,10 @@ class SandboxState:
         # In-flight requests per API key; deliberately NOT reset by reset(): requests
         # that are still running will decrement their own count when they finish.
         self.in_flight: Counter[str] = Counter()
+        # Webhook callbacks waiting for the dispatcher thread, and those it has made.
+        self.webhook_outbox: list[Any] = []
+        self.webhook_queued = threading.Event()
+        self.webhook_deliveries: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self.reset()
 
@@ -267,6 +317,7 @@ class SandboxState:
             self.lists = {}
             self.batches = {}
             self.stats = Stats()
+            self.webhook_deliveries = []
             self.create_list(DEFAULT_LIST_NAME, default_merge_fields(), list_id=DEFAULT_LIST_ID)
 
     def create_list(
