@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from .batches import archive_bytes
 from .compliance import OPT_OUT_SOURCES
 from .faults import FaultConfigError, Faults
 from .members import contact_id_for, find_member
@@ -259,20 +260,22 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
         rid = uuid.uuid4().hex[:16].upper()
         with state.lock:
             batch = state.batches.get(batch_id)
-            archive = batch.archive if batch is not None else None
-        if archive is None:
+            finished = batch is not None and batch.status == "finished"
+        if batch is None or not finished:
             return Response(
                 _S3_MISSING.format(key=f"{batch_id}.tar.gz", rid=rid),
                 status=404,
                 content_type="application/xml",
             )
-        if faults.expire_results:
+        if faults.results_expired(batch_id):
+            # Gone for good, as on S3: the memory goes too.
+            batch.results.clear()
             # What an expired S3 presigned URL answers.
             return Response(
                 _S3_EXPIRED.format(stamp=now_iso(), rid=rid),
                 status=403,
                 content_type="application/xml",
             )
-        return Response(archive, content_type="application/x-gzip")
+        return Response(archive_bytes(batch), content_type="application/x-gzip")
 
     return control

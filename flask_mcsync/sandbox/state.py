@@ -11,10 +11,13 @@ import hashlib
 import itertools
 import secrets
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from .results import CompactResults
 
 DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef-us1"
 DEFAULT_LIST_ID = "a1b2c3d4e5"
@@ -198,16 +201,18 @@ class Audience:
 @dataclass
 class Batch:
     id: str
-    operations: list[dict[str, Any]]
+    # Each operation is dropped (None) once it ran, so a finished batch holds no bodies.
+    operations: list[dict[str, Any] | None]
     # Root URL of the sandbox as the submitting client saw it, for response_body_url.
     base_url: str
     status: str = "pending"
     submitted_at: str = field(default_factory=now_iso)
+    # When it was submitted on the monotonic clock, for the batch start delay fault.
+    submitted_monotonic: float = field(default_factory=time.monotonic)
     completed_at: str = ""
     finished_operations: int = 0
     errored_operations: int = 0
-    results: list[dict[str, Any]] = field(default_factory=list)
-    archive: bytes | None = None
+    results: CompactResults = field(default_factory=CompactResults)
 
     @property
     def response_body_url(self) -> str:
