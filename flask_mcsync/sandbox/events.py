@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from .state import now_iso
+from .compliance import enter_status
+from .errors import ApiError
+from .members import move_member
 
 if TYPE_CHECKING:
     from .state import Audience, Member, SandboxState
@@ -155,13 +157,10 @@ def unsubscribe(
         member.set_status("archived")
     else:
         if reason == "abuse":
-            by, text = "complaint", REASON_ABUSE
-        elif source == "user":
-            by, text = "contact", REASON_BY_CONTACT
+            by, text = "abuse", REASON_ABUSE
         else:
-            by, text = "admin", REASON_BY_ADMIN
-        member.set_status("unsubscribed")
-        member.unsubscribed_by = by
+            by, text = source, REASON_BY_CONTACT if source == "user" else REASON_BY_ADMIN
+        enter_status(audience, member, "unsubscribed", source=by)
         member.unsubscribe_reason = unsubscribe_reason or text
     data = [("data[action]", action), ("data[reason]", reason), *_member_data(audience, member)]
     if campaign_id:
@@ -181,7 +180,7 @@ def clean(
     _check_choice("reason", reason, ("hard", "abuse"))
     if member.status in ("archived", "cleaned"):
         raise EventError(f"{member.email_address} is {member.status}; nothing to clean")
-    member.set_status("cleaned")
+    enter_status(audience, member, "cleaned", source="")
     data = [("data[list_id]", audience.id)]
     if campaign_id:
         data.append(("data[campaign_id]", campaign_id))
@@ -204,7 +203,7 @@ def edit_profile(
     if unknown:
         raise EventError(f"the audience has no merge field {', '.join(unknown)}")
     member.merge_fields.update(merge_fields)
-    member.last_changed = now_iso()
+    member.touch()
     return notify(state, audience, "profile", source, _member_data(audience, member))
 
 
@@ -218,18 +217,15 @@ def change_address(
 ) -> Notification:
     """The contact's address is changed in Mailchimp: its subscriber hash changes too."""
     _check_choice("source", source, ("user", "admin"))
-    old_email, old_id = member.email_address, member.id
-    member.email_address = new_email
-    new_id = member.id
-    if new_id != old_id and new_id in audience.members:
-        member.email_address = old_email
-        raise EventError(f"{new_email} is already a member of the audience")
-    # Rebuilt so the member keeps its place in the paging order.
-    audience.members = {(new_id if k == old_id else k): v for k, v in audience.members.items()}
-    member.last_changed = now_iso()
+    old_email = member.email_address
+    try:
+        move_member(audience, member, new_email)
+    except ApiError as exc:
+        raise EventError(exc.detail) from None
+    member.touch()
     data = [
         ("data[list_id]", audience.id),
-        ("data[new_id]", new_id),
+        ("data[new_id]", member.id),
         ("data[new_email]", new_email),
         ("data[old_email]", old_email),
     ]
@@ -269,9 +265,7 @@ def api_changed(
     notes: list[Notification] = []
     was = before.status if before.member is member else ""
     if member.status == "unsubscribed" and was != "unsubscribed":
-        if not member.unsubscribed_by:
-            member.unsubscribed_by = "api"
-            member.unsubscribe_reason = member.unsubscribe_reason or REASON_BY_API
+        member.unsubscribe_reason = member.unsubscribe_reason or REASON_BY_API
         data = [("data[action]", "unsub"), ("data[reason]", "manual")]
         notes.append(
             notify(state, audience, "unsubscribe", "api", data + _member_data(audience, member))

@@ -201,6 +201,7 @@ def test_person_unsubscribing_posts_mailchimps_form(
     assert member["status"] == "unsubscribed"
     assert member["unsubscribe_reason"] == "I no longer want to receive these emails"
     assert member["last_changed"] >= before["last_changed"]
+    assert sandbox.client.member(LIST, email)["opt_out_source"] == "user"  # type: ignore[index]
     # Twice is refused: the person is no longer subscribed.
     with pytest.raises(SandboxError, match="400"):
         sandbox.client.unsubscribe(LIST, email)
@@ -216,7 +217,9 @@ def test_complaint_and_admin_delete(api: Any, sandbox: SandboxServer, receiver: 
     forms = [dict(h.form) for h in receiver.posts()]
     assert [(f["data[reason]"], f["data[action]"]) for f in forms] == [
         ("abuse", "unsub"), ("manual", "delete")]
-    assert sandbox.client.member(LIST, "spam@mail.shop-demo.io")["status"] == "unsubscribed"  # type: ignore[index]
+    spam = sandbox.client.member(LIST, "spam@mail.shop-demo.io")
+    assert spam is not None
+    assert (spam["status"], spam["opt_out_source"]) == ("unsubscribed", "abuse")
     assert reply["member"]["status"] == "archived"
 
 
@@ -329,3 +332,19 @@ def test_failing_webhook_never_breaks_the_event(
         == [("broken", 500), ("fine", 200)]
     assert reply["member"]["status"] == "unsubscribed"
     assert len(sandbox.client.webhook_deliveries()) == 2
+
+
+def test_who_unsubscribed_decides_who_may_be_resubscribed(
+    mc3: MailChimp, sandbox: SandboxServer
+) -> None:
+    for email in ("self@mail.shop-demo.io", "admin@mail.shop-demo.io"):
+        seed(sandbox, email)
+    sandbox.client.unsubscribe(LIST, "self@mail.shop-demo.io", source="user")
+    sandbox.client.unsubscribe(LIST, "admin@mail.shop-demo.io", source="admin")
+    with pytest.raises(MailChimpError) as exc:
+        mc3.lists.members.update(LIST, subscriber_hash("self@mail.shop-demo.io"),
+                                 {"status": "subscribed"})
+    assert exc.value.args[0]["title"] == "Member In Compliance State"
+    back = mc3.lists.members.update(LIST, subscriber_hash("admin@mail.shop-demo.io"),
+                                    {"status": "subscribed"})
+    assert back["status"] == "subscribed" and "unsubscribe_reason" not in back
