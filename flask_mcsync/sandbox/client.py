@@ -201,3 +201,21 @@ class SandboxClient:
 
     def clear_webhook_deliveries(self) -> None:
         self._call("DELETE", "/webhook-deliveries")
+
+    def add_marketing_permission(
+        self, list_id: str, text: str, marketing_permission_id: str | None = None
+    ) -> list[dict[str, str]]:
+        """Give the audience a GDPR marketing permission (e.g. "Email"); returns them all."""
+        body: dict[str, str] = {"text": text}
+        if marketing_permission_id is not None:
+            body["marketing_permission_id"] = marketing_permission_id
+        result: list[dict[str, str]] = self._call(
+            "POST", f"/lists/{list_id}/marketing-permissions", body
+        )["marketing_permissions"]
+        return result
+
+    def marketing_permissions(self, list_id: str) -> list[dict[str, str]]:
+        result: list[dict[str, str]] = self._call("GET", f"/lists/{list_id}/marketing-permissions")[
+            "marketing_permissions"
+        ]
+        return result
