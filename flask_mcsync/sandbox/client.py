@@ -161,6 +161,11 @@ class SandboxClient:
         )
         return result
 
+    def confirm(self, list_id: str, email: str, *, ip_opt: str = "") -> dict[str, Any]:
+        """The person confirms a pending subscription (the link in Mailchimp's e-mail)."""
+        result: dict[str, Any] = self._member_event(list_id, email, "confirm", {"ip_opt": ip_opt})
+        return result
+
     def clean(
         self, list_id: str, email: str, *, reason: str = "hard", campaign_id: str = ""
     ) -> dict[str, Any]:

@@ -248,6 +248,16 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             ),
         )
 
+    @control.post("/lists/<list_id>/members/<key>/confirm")
+    def confirm(list_id: str, key: str) -> Response:
+        return fire(
+            list_id,
+            key,
+            lambda audience, member, body: events.confirm(
+                state, audience, member, ip_opt=_text(body, "ip_opt")
+            ),
+        )
+
     @control.post("/lists/<list_id>/members/<key>/clean")
     def clean(list_id: str, key: str) -> Response:
         return fire(

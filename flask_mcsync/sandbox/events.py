@@ -30,6 +30,7 @@ import requests
 from .compliance import enter_status
 from .errors import ApiError
 from .members import move_member
+from .state import subscriber_hash
 
 if TYPE_CHECKING:
     from .state import Audience, Member, SandboxState
@@ -96,6 +97,10 @@ def _member_data(audience: Audience, member: Member) -> list[tuple[str, str]]:
         *_flatten("data[merges]", _merges(audience, member)),
         ("data[list_id]", audience.id),
     ]
+
+
+def _subscribe_data(audience: Audience, member: Member) -> list[tuple[str, str]]:
+    return [*_member_data(audience, member), ("data[ip_signup]", member.ip_signup)]
 
 
 def notify(
@@ -166,6 +171,17 @@ def unsubscribe(
     if campaign_id:
         data.append(("data[campaign_id]", campaign_id))
     return notify(state, audience, "unsubscribe", source, data)
+
+
+def confirm(
+    state: SandboxState, audience: Audience, member: Member, *, ip_opt: str = ""
+) -> Notification:
+    """The person clicks the link in Mailchimp's confirmation e-mail: pending -> subscribed."""
+    if member.status != "pending":
+        raise EventError(f"{member.email_address} is {member.status}, not pending")
+    enter_status(audience, member, "subscribed", source="")
+    member.ip_opt = ip_opt or member.ip_opt
+    return notify(state, audience, "subscribe", "user", _subscribe_data(audience, member))
 
 
 def clean(
@@ -258,6 +274,27 @@ def snapshot(member: Member | None) -> Snapshot:
     )
 
 
+def snapshot_many(audience: Audience, body: object) -> list[tuple[str, Snapshot]]:
+    """Snapshots of the members a batch subscribe (``POST /lists/{id}``) names."""
+    raw = body.get("members") if isinstance(body, dict) else None
+    found: list[tuple[str, Snapshot]] = []
+    for item in raw if isinstance(raw, list) else []:
+        address = item.get("email_address") if isinstance(item, dict) else None
+        if isinstance(address, str):
+            key = subscriber_hash(address)
+            found.append((key, snapshot(audience.members.get(key))))
+    return found
+
+
+def api_changed_many(
+    state: SandboxState, audience: Audience, before: list[tuple[str, Snapshot]]
+) -> None:
+    for key, snap in before:
+        member = audience.members.get(key)
+        if member is not None:
+            api_changed(state, audience, snap, member)
+
+
 def api_changed(
     state: SandboxState, audience: Audience, before: Snapshot, member: Member
 ) -> list[Notification]:
@@ -271,8 +308,7 @@ def api_changed(
             notify(state, audience, "unsubscribe", "api", data + _member_data(audience, member))
         )
     elif member.status == "subscribed" and was in ("", "archived", "pending", "unsubscribed"):
-        data = [*_member_data(audience, member), ("data[ip_signup]", member.ip_signup)]
-        notes.append(notify(state, audience, "subscribe", "api", data))
+        notes.append(notify(state, audience, "subscribe", "api", _subscribe_data(audience, member)))
     if before.member is member and before.email != member.email_address:
         data = [
             ("data[list_id]", audience.id),

@@ -179,7 +179,10 @@ def _lists(
         _allow(method, ["GET", "POST"])
         if method == "GET":
             return Result(200, audience.to_json())
-        return Result(200, rules.batch_subscribe(audience, body))
+        before = events.snapshot_many(audience, body)
+        reply = rules.batch_subscribe(audience, body)
+        events.api_changed_many(state, audience, before)
+        return Result(200, reply)
     if seg[2] == "merge-fields" and n == 3:
         _allow(method, ["GET"])
         offset, count = _page(params, 10)

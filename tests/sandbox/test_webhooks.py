@@ -348,3 +348,34 @@ def test_who_unsubscribed_decides_who_may_be_resubscribed(
     back = mc3.lists.members.update(LIST, subscriber_hash("admin@mail.shop-demo.io"),
                                     {"status": "subscribed"})
     assert back["status"] == "subscribed" and "unsubscribe_reason" not in back
+
+
+def test_person_confirming_a_pending_opt_in(
+    official: Any, api: Any, sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    email = "again@mail.shop-demo.io"
+    sandbox.client.seed_members(LIST, [{"email_address": email, "status": "unsubscribed",
+                                        "merge_fields": {"FNAME": "Ada", "LNAME": "Byron"}}])
+    add_hook(api, f"{receiver.url}/hook", ALL_EVENTS, user=True)
+    # The shop asks for Mailchimp's confirmation e-mail; the person clicks its link.
+    assert official.lists.update_list_member(LIST, email, {"status": "pending"})["status"] == \
+        "pending"
+    reply = sandbox.client.confirm(LIST, email, ip_opt="203.0.113.7")
+    assert reply["member"]["status"] == "subscribed"
+    expected = member_fields(sandbox, email)
+    expected[3] = ("data[ip_opt]", "203.0.113.7")
+    check_form(receiver.posts()[0], "subscribe", [*expected, ("data[ip_signup]", "")])
+    with pytest.raises(SandboxError, match="not pending"):
+        sandbox.client.confirm(LIST, email)
+
+
+def test_batch_subscribe_calls_back_api_webhooks(
+    mc3: MailChimp, api: Any, sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    add_hook(api, f"{receiver.url}/api", ALL_EVENTS, api=True)
+    mc3.lists.update_members(LIST, {"members": [
+        {"email_address": "one@mail.shop-demo.io", "status": "subscribed"},
+        {"email_address": "bad@example.com", "status": "subscribed"}]})
+    deliveries = sandbox.client.webhook_deliveries()
+    assert [(d["type"], d["payload"]["data[email]"]) for d in deliveries] == [
+        ("subscribe", "one@mail.shop-demo.io")]
