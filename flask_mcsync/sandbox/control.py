@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from . import events
 from .batches import archive_bytes
 from .compliance import OPT_OUT_SOURCES
 from .faults import FaultConfigError, Faults
@@ -218,6 +220,104 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             return jsonify(
                 {"confirmation_emails": [{"email_address": e, "sent_at": t} for e, t in sent]}
             )
+
+    def fire(list_id: str, key: str, event: Callable[..., events.Notification]) -> Response:
+        """Apply one Mailchimp-side event, then wait for its webhook callbacks."""
+        body = request.get_json(silent=True) or {}
+        if not isinstance(body, dict):
+            _fail(400, "expected a JSON object")
+        with state.lock:
+            audience = audience_or_404(list_id)
+            found = find_member(audience, key)
+            if found is None:
+                _fail(404, f"no member {key} in list {list_id}")
+            try:
+                note = event(audience, found, body)
+            except (events.EventError, TypeError) as exc:
+                _fail(400, str(exc))
+            member_json = audience.member_json(found)
+        # Outside the lock: a receiver may call the API back while handling the callback.
+        note.done.wait(events.DELIVERY_TIMEOUT * (len(note.urls) + 1))
+        return jsonify({"member": member_json, "deliveries": note.deliveries})
+
+    def _text(body: dict[str, Any], name: str, default: str = "") -> str:
+        value = body.get(name, default)
+        if not isinstance(value, str):
+            _fail(400, f"{name} must be a string")
+        return value
+
+    @control.post("/lists/<list_id>/members/<key>/unsubscribe")
+    def unsubscribe(list_id: str, key: str) -> Response:
+        return fire(
+            list_id,
+            key,
+            lambda audience, member, body: events.unsubscribe(
+                state,
+                audience,
+                member,
+                reason=_text(body, "reason", "manual"),
+                action=_text(body, "action", "unsub"),
+                source=_text(body, "source", "user"),
+                campaign_id=_text(body, "campaign_id"),
+                unsubscribe_reason=_text(body, "unsubscribe_reason"),
+            ),
+        )
+
+    @control.post("/lists/<list_id>/members/<key>/clean")
+    def clean(list_id: str, key: str) -> Response:
+        return fire(
+            list_id,
+            key,
+            lambda audience, member, body: events.clean(
+                state,
+                audience,
+                member,
+                reason=_text(body, "reason", "hard"),
+                campaign_id=_text(body, "campaign_id"),
+            ),
+        )
+
+    @control.post("/lists/<list_id>/members/<key>/profile")
+    def profile(list_id: str, key: str) -> Response:
+        def edit(audience: Audience, member: Member, body: dict[str, Any]) -> events.Notification:
+            merge_fields = body.get("merge_fields")
+            if not isinstance(merge_fields, dict):
+                _fail(400, 'expected {"merge_fields": {...}}')
+            return events.edit_profile(
+                state, audience, member, merge_fields, source=_text(body, "source", "user")
+            )
+
+        return fire(list_id, key, edit)
+
+    @control.post("/lists/<list_id>/members/<key>/change-address")
+    def change_address(list_id: str, key: str) -> Response:
+        def change(audience: Audience, member: Member, body: dict[str, Any]) -> events.Notification:
+            new_email = _text(body, "new_email")
+            if "@" not in new_email:
+                _fail(400, 'expected {"new_email": "..."}')
+            return events.change_address(
+                state, audience, member, new_email, source=_text(body, "source", "user")
+            )
+
+        return fire(list_id, key, change)
+
+    @control.route("/webhook-deliveries", methods=["GET", "DELETE"])
+    def webhook_deliveries() -> Response:
+        if request.method == "DELETE":
+            events.settle(state)
+            with state.lock:
+                state.webhook_deliveries = []
+            return jsonify({"deliveries": []})
+        # By default, wait for callbacks still queued (e.g. from API calls just made).
+        if request.args.get("settle", "1") != "0":
+            events.settle(state)
+        with state.lock:
+            found = [
+                d
+                for d in state.webhook_deliveries
+                if request.args.get("list_id") in (None, d["list_id"])
+            ]
+        return Response(json.dumps({"deliveries": found}), content_type="application/json")
 
     @control.post("/lists/<list_id>/forgotten")
     def forgotten(list_id: str) -> Response:
