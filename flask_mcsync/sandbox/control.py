@@ -67,6 +67,7 @@ def _merge_fields(raw: object) -> list[MergeField] | None:
                 type=str(item.get("type") or "text"),
                 required=bool(item.get("required", False)),
                 default_value=str(item.get("default_value") or ""),
+                options=dict(item.get("options") or {}),
             )
         )
     return fields

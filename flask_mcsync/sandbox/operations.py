@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import events, webhooks
+from . import events, merge_fields_api, webhooks
 from . import members as rules
 from .batch_submit import batch_page, validate_operations
 from .errors import ApiError, invalid_resource, method_not_allowed, not_found, too_many_requests
@@ -184,8 +184,13 @@ def _lists(
         if method == "GET":
             return Result(200, audience.to_json())
         return Result(200, rules.batch_subscribe(audience, body))
+    if seg[2] == "merge-fields" and n > 3:
+        status, doc = merge_fields_api.handle(audience, method, seg[3:], body)
+        return Result(status, doc)
     if seg[2] == "merge-fields" and n == 3:
-        _allow(method, ["GET"])
+        _allow(method, ["GET", "POST"])
+        if method == "POST":
+            return Result(200, merge_fields_api.create(audience, body).to_json(audience.id))
         offset, count = _page(params, 10)
         fields = audience.merge_fields
         return Result(
