@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, jsonify, request
@@ -67,6 +68,7 @@ def _merge_fields(raw: object) -> list[MergeField] | None:
                 type=str(item.get("type") or "text"),
                 required=bool(item.get("required", False)),
                 default_value=str(item.get("default_value") or ""),
+                options=dict(item.get("options") or {}),
             )
         )
     return fields
@@ -79,6 +81,20 @@ def _opt_out_source(item: dict[str, Any], status: str) -> str:
     if source and source not in OPT_OUT_SOURCES:
         _fail(400, f"opt_out_source must be one of {', '.join(OPT_OUT_SOURCES)}")
     return str(source or "")
+
+
+def _seed_times(member: Member, item: dict[str, Any]) -> None:
+    """Seeded members may carry their history: last_changed, timestamp_opt, unsubscribed_at."""
+    for name in ("last_changed", "timestamp_opt", "unsubscribed_at"):
+        if name in item:
+            try:
+                stamp = datetime.fromisoformat(str(item[name]))
+            except ValueError:
+                _fail(400, f"{name} must be an ISO 8601 time with an offset")
+            if stamp.tzinfo is None:
+                _fail(400, f"{name} must be an ISO 8601 time with an offset")
+            utc = stamp.astimezone(timezone.utc).replace(microsecond=0)
+            setattr(member, name, utc.isoformat())
 
 
 def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
@@ -106,6 +122,7 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
                 existing.unsubscribed_at = existing.last_changed
             existing.merge_fields.update(merge)
             existing.touch()
+            _seed_times(existing, item)
             updated += 1
             continue
         audience.members[key] = Member(
@@ -121,6 +138,7 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
             language=str(item.get("language") or ""),
         )
         add_tags(audience, audience.members[key], [str(t) for t in item.get("tags") or []])
+        _seed_times(audience.members[key], item)
         created += 1
     return {"created": created, "updated": updated}
 

@@ -51,8 +51,16 @@ class MergeField:
     type: str = "text"
     required: bool = False
     default_value: str = ""
+    public: bool = True
+    display_order: int = 0
+    # Type-specific: size (text), choices (radio/dropdown), date_format, phone_format...
+    options: dict[str, Any] = field(default_factory=dict)
+    help_text: str = ""
 
     def to_json(self, list_id: str) -> dict[str, Any]:
+        options = dict(self.options)
+        if self.type == "text":
+            options.setdefault("size", 25)
         return {
             "merge_id": self.merge_id,
             "tag": self.tag,
@@ -60,10 +68,10 @@ class MergeField:
             "type": self.type,
             "required": self.required,
             "default_value": self.default_value,
-            "public": True,
-            "display_order": self.merge_id,
-            "options": {"size": 25} if self.type == "text" else {},
-            "help_text": "",
+            "public": self.public,
+            "display_order": self.display_order or self.merge_id,
+            "options": options,
+            "help_text": self.help_text,
             "list_id": list_id,
             "_links": [],
         }
