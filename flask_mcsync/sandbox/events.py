@@ -58,6 +58,8 @@ class Notification:
     source: str | None
     payload: list[tuple[str, str]]
     urls: list[str]
+    # SandboxState.webhook_generation when queued: a reset since makes it stale.
+    generation: int = 0
     done: threading.Event = field(default_factory=threading.Event)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
 
@@ -118,6 +120,7 @@ def notify(
         source=source,
         payload=[("type", event), ("fired_at", fired_at()), *data],
         urls=urls,
+        generation=state.webhook_generation,
     )
     if urls:
         state.webhook_outbox.append(note)
@@ -359,8 +362,10 @@ class WebhookDispatcher:
             for url in note.urls:
                 note.deliveries.append(self._deliver(note, url))
             with self.state.lock:
-                self.state.webhook_outbox.remove(note)
-                self.state.webhook_deliveries.extend(note.deliveries)
+                if note in self.state.webhook_outbox:
+                    self.state.webhook_outbox.remove(note)
+                if note.generation == self.state.webhook_generation:
+                    self.state.webhook_deliveries.extend(note.deliveries)
             note.done.set()
 
     def _deliver(self, note: Notification, url: str) -> dict[str, Any]:

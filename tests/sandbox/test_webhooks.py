@@ -42,6 +42,9 @@ class Receiver:
     hits: list[Hit] = field(default_factory=list)
     # path -> (status for GET, status for POST); unknown paths answer 200.
     answers: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # POSTs to these paths wait for the gate before answering.
+    gated: set[str] = field(default_factory=set)
+    gate: threading.Event = field(default_factory=threading.Event)
 
     def posts(self, path: str | None = None) -> list[Hit]:
         return [h for h in self.hits if h.method == "POST" and path in (None, h.path)]
@@ -58,6 +61,8 @@ def receiver() -> Iterator[Receiver]:
             found.hits.append(
                 Hit(method, self.path, dict(self.headers), parse_qsl(raw, keep_blank_values=True))
             )
+            if method == "POST" and self.path in found.gated:
+                found.gate.wait(10)
             get_code, post_code = found.answers.get(self.path, (200, 200))
             self.send_response(get_code if method == "GET" else post_code)
             self.send_header("Content-Length", "0")
@@ -379,3 +384,19 @@ def test_batch_subscribe_calls_back_api_webhooks(
     deliveries = sandbox.client.webhook_deliveries()
     assert [(d["type"], d["payload"]["data[email]"]) for d in deliveries] == [
         ("subscribe", "one@mail.shop-demo.io")]
+
+
+def test_reset_drops_callbacks_of_the_old_account(
+    api: Any, sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    receiver.gated.add("/slow")
+    add_hook(api, f"{receiver.url}/slow", ALL_EVENTS, api=True)
+    for i in range(3):
+        email = f"r{i}@mail.shop-demo.io"
+        api("PUT", f"lists/{LIST}/members/{email}",
+            json={"email_address": email, "status_if_new": "subscribed"})
+    sandbox.client.reset()
+    receiver.gate.set()
+    assert sandbox.client.webhook_deliveries() == []
+    # The first callback was already on its way; the two queued behind it never left.
+    assert len(receiver.posts("/slow")) <= 1
