@@ -7,6 +7,7 @@ member body entry is ``{"marketing_permission_id", "enabled"}`` and an id the au
 does not have is refused. Mailchimp's wording for that refusal, and whether it checks
 ``language`` against its list of codes, are not documented: this sandbox answers 400
 "Invalid marketing permission ID: '<id>'." and stores any language string.
+The old batch subscribe (``POST /lists/{id}``) does not apply them in this sandbox.
 """
 
 from __future__ import annotations

@@ -183,9 +183,15 @@ def test_url_that_does_not_answer_200_is_refused(
     assert mc3_exc.value.args[0]["detail"].endswith("HTTP Code: 0")
     reply = api("POST", f"lists/{LIST}/webhooks", json={"url": "ftp://shop.io/x"})
     assert reply.status_code == 400 and reply.json()["errors"][0]["field"] == "url"
-    add_hook(api, f"{receiver.url}/once", ALL_EVENTS, user=True)
+    hook = add_hook(api, f"{receiver.url}/once", ALL_EVENTS, user=True)
     again = api("POST", f"lists/{LIST}/webhooks", json={"url": f"{receiver.url}/once"})
     assert again.status_code == 400
+    # A new URL given to an existing webhook is checked the same way.
+    moved = api("PATCH", f"lists/{LIST}/webhooks/{hook['id']}",
+                json={"url": f"{receiver.url}/missing"})
+    assert moved.status_code == 400 and moved.json()["detail"].endswith("HTTP Code: 404")
+    assert api("GET", f"lists/{LIST}/webhooks/{hook['id']}").json()["url"] == \
+        f"{receiver.url}/once"
     assert api("GET", f"lists/{LIST}/webhooks").json()["total_items"] == 1
 
 
