@@ -406,3 +406,33 @@ def test_reset_drops_callbacks_of_the_old_account(
     assert sandbox.client.webhook_deliveries() == []
     # The first callback was already on its way; the two queued behind it never left.
     assert len(receiver.posts("/slow")) <= 1
+
+
+def test_payload_flattens_addresses_and_names_interest_groups(
+    official: Any, api: Any, sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    sandbox.client.create_list("Shop", [
+        {"tag": "FNAME", "name": "First name"},
+        {"tag": "ADDRESS", "name": "Address", "type": "address"}], list_id="add4e55000")
+    category = official.lists.create_list_interest_category(
+        "add4e55000", {"title": "Topics", "type": "checkboxes"})
+    shoes = official.lists.create_interest_category_interest(
+        "add4e55000", category["id"], {"name": "Shoes"})["id"]
+    official.lists.create_interest_category_interest(
+        "add4e55000", category["id"], {"name": "Hats"})
+    email = "home@mail.shop-demo.io"
+    address = {"addr1": "1 Main St", "city": "Lyon", "state": "ARA", "zip": "69001",
+               "country": "FR"}
+    official.lists.add_list_member("add4e55000", {
+        "email_address": email, "status": "subscribed", "interests": {shoes: True},
+        "merge_fields": {"FNAME": "Ada", "ADDRESS": address}})
+    reply = api("POST", "lists/add4e55000/webhooks", json={
+        "url": f"{receiver.url}/hook", "events": {"profile": True}, "sources": {"user": True}})
+    assert reply.status_code == 200
+    sandbox.client.edit_profile("add4e55000", email, {"FNAME": "Augusta"})
+    form = dict(receiver.posts()[0].form)
+    assert form["data[merges][FNAME]"] == "Augusta"
+    assert form["data[merges][ADDRESS][addr1]"] == "1 Main St"
+    assert form["data[merges][ADDRESS][city]"] == "Lyon"
+    assert form["data[merges][INTERESTS]"] == "Shoes"
+    assert form["data[list_id]"] == "add4e55000"
