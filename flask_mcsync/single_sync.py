@@ -61,10 +61,10 @@ def plan_for(ext: McSync, email: str, wants: str) -> Plan:
         )
     if rows and wants == "change":
         # In the shop but no longer a subscriber: they opted out of the newsletter.
-        return Plan("unsubscribe", email.strip(), "The customer opted out in the shop.")
+        return Plan("unsubscribe", email.strip(), N_("The customer opted out in the shop."))
     if rows:
-        return Plan("skip", email.strip(), "In the shop, but not a newsletter subscriber.")
-    return Plan("skip", email.strip(), "Not in the shop's subscriber source.")
+        return Plan("skip", email.strip(), N_("In the shop, but not a newsletter subscriber."))
+    return Plan("skip", email.strip(), N_("Not in the shop's subscriber source."))
 
 
 def perform(
@@ -80,7 +80,7 @@ def perform(
             member = gateway.unsubscribe_member(list_id, plan.email)
             if member is None:
                 return AddressOutcome(
-                    plan.email, Result.SKIPPED, skip_reason="Opted out; not in the audience."
+                    plan.email, Result.SKIPPED, skip_reason=N_("Opted out; not in the audience.")
                 )
             return AddressOutcome(
                 plan.email, Result.UNSUBSCRIBED, mailchimp_status=member.get("status"), sent=sent
