@@ -49,6 +49,7 @@ class AddressOutcome:
 
     def row(self, run_id: int, batch_id: int | None) -> dict[str, Any]:
         error = self.error
+        # "Skipped" is shown translated (pgettext "outcome"); Mailchimp's titles as they come.
         title = error.title[:200] if error else ("Skipped" if self.skip_reason else None)
         return {
             "run_id": run_id,
