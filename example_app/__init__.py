@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, session
 
 from flask_mcsync import MailchimpSync, SubscriberSource
@@ -57,7 +58,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(commands.seed)
     with app.app_context():
         db.create_all()
+        _add_language_column()
         from flask_mcsync.migrations import upgrade
 
         upgrade(db.engine)
     return app
+
+
+def _add_language_column() -> None:
+    """A shop database made before customers had a language gets the column (NULL: none)."""
+    columns = {c["name"] for c in sa.inspect(db.engine).get_columns("shop_customers")}
+    if "language" not in columns:
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text("ALTER TABLE shop_customers ADD COLUMN language VARCHAR(16)")
+            )
