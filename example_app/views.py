@@ -19,6 +19,20 @@ from werkzeug.wrappers import Response
 from flask_mcsync.signals import subscriber_changed, subscriber_signed_up
 
 from .models import Customer, db
+from .security import (
+    TOO_MANY,
+    check_csrf,
+    forget_failures,
+    login_paused,
+    record_failure,
+    safe_next,
+)
+
+NO_SECRET_KEY = (
+    "This shop has no SECRET_KEY, so it cannot keep anyone logged in: set the SECRET_KEY"
+    " environment variable to a long random string (python -c 'import secrets;"
+    " print(secrets.token_hex(32))') and restart it."
+)
 
 bp = Blueprint("shop", __name__)
 
@@ -49,19 +63,29 @@ def signup() -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | Response:
+def login() -> str | Response | tuple[str, int]:
+    if not current_app.secret_key:
+        # Without a secret key a session cannot be signed, so nobody can log in.
+        return render_template("login.html", error=NO_SECRET_KEY), 503
     if request.method == "POST":
+        check_csrf()
+        if login_paused():
+            return render_template("login.html", error=TOO_MANY), 429
         expected = str(current_app.config["SHOP_ADMIN_PASSWORD"])
         if hmac.compare_digest(request.form.get("password", ""), expected):
+            forget_failures()
+            session.clear()  # a fresh session (and CSRF token) for the logged-in admin
             session["shop_admin"] = True
-            return redirect(request.args.get("next") or url_for("mcsync.settings_page"))
+            return redirect(safe_next(request.args.get("next")))
+        record_failure()
         flash("Wrong password.")
     return render_template("login.html")
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    session.pop("shop_admin", None)
+    check_csrf()
+    session.clear()
     return redirect(url_for("shop.index"))
 
 

@@ -246,11 +246,12 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
 
     current = settings_mod.load(session, ext.config)
     if not current.auto_sync_active:
-        reason = (
-            "auto-sync is switched off"
-            if not current.auto_sync
-            else "no first export yet: new customers are part of the first export"
-        )
+        if not current.auto_sync:
+            reason = "auto-sync is switched off"
+        elif not current.list_id:
+            reason = "no audience is chosen in the settings"
+        else:
+            reason = "no first export yet: new customers are part of the first export"
         _close(session, [item, *siblings], "ignored", reason, None)
         return "ignored"
     closing = [item, *siblings]

@@ -390,4 +390,4 @@ def test_hostile_texts_are_kept_verbatim_in_json_and_cli(db_only_app: Flask, san
     hostile = json.loads(_cli(db_only_app, typed, "--json").output)
     assert hostile["email"] == typed and hostile["normalized"] == typed.lower()
     assert not hostile["valid"] and hostile["mailchimp"] is None
-    assert repr(typed) in _cli(db_only_app, typed).output
+    assert f"Address: {typed} " in _cli(db_only_app, typed).output
