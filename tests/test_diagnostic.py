@@ -6,6 +6,7 @@ SQLite and PostgreSQL, against the Mailchimp sandbox (and real workers for re-sy
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -129,6 +130,12 @@ def test_an_eligible_synced_address_shows_history_and_what_mailchimp_holds(
     # ago cannot be told from a new one (see gateway.was_created).
     assert data["resync"]["created"] + data["resync"]["updated"] == 1
     assert data["resync"]["errors"] == 0
+    # In text, the re-sync ends with the address's outcome, not only "run N finished".
+    text = _cli(app, "anne.synced@gmail.com", "--resync").output
+    assert re.search(
+        r"Re-sync \(run \d+\) finished: (created|updated) \(now subscribed in Mailchimp\)\.",
+        text,
+    ), text
 
     assert data["valid"] and not data["excluded"] and data["excluded_by"] is None
     assert data["subscriber"] and data["eligible"]
