@@ -36,6 +36,14 @@ NO_SECRET_KEY = (
 
 bp = Blueprint("shop", __name__)
 
+MAX_EMAIL = 254  # the longest address SMTP carries
+MAX_NAME = 100  # the name columns' size
+
+
+def _typed(value: str, limit: int) -> bool:
+    """Fits its column and holds no control character (PostgreSQL refuses NUL)."""
+    return len(value) <= limit and not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)
+
 
 @bp.get("/")
 def index() -> str:
@@ -45,13 +53,18 @@ def index() -> str:
 @bp.post("/signup")
 def signup() -> Response:
     email = request.form.get("email", "").strip()
-    if "@" not in email:
+    first_name = request.form.get("first_name", "").strip()
+    last_name = request.form.get("last_name", "").strip()
+    if "@" not in email or not _typed(email, MAX_EMAIL):
         flash("Please type your e-mail address.")
+        return redirect(url_for("shop.index"))
+    if not (_typed(first_name, MAX_NAME) and _typed(last_name, MAX_NAME)):
+        flash(f"Please type your name (at most {MAX_NAME} characters).")
         return redirect(url_for("shop.index"))
     customer = Customer(
         email=email,
-        first_name=request.form.get("first_name", "").strip(),
-        last_name=request.form.get("last_name", "").strip(),
+        first_name=first_name,
+        last_name=last_name,
         newsletter=bool(request.form.get("newsletter")),
     )
     db.session.add(customer)
@@ -95,6 +108,9 @@ def newsletter() -> str | Response:
     if request.method == "POST":
         email = request.form.get("email", "").strip()
         wanted = request.form.get("newsletter") == "1"
+        if not _typed(email, MAX_EMAIL):
+            flash("We do not know this address.")
+            return redirect(url_for("shop.newsletter"))
         customers = db.session.scalars(
             db.select(Customer).where(db.func.lower(Customer.email) == email.lower())
         ).all()

@@ -284,10 +284,9 @@ def _target_note(ext: McSync, list_id: str | None) -> str | None:
     current = settings.load(ext.session, ext.config)
     if current.list_id == list_id:
         return None
+    name = _audience_name(ext, list_id)  # an id the account does not have stops here
     if current.list_id is None:
-        settings.update(
-            ext.session, ext.config, list_id=list_id, list_name=_audience_name(ext, list_id)
-        )
+        settings.update(ext.session, ext.config, list_id=list_id, list_name=name)
         return (
             f"No audience was chosen, so {inert(list_id)} is now the target audience in the"
             " settings: auto-sync starts once this export has finished."

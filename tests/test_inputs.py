@@ -24,6 +24,7 @@ PREFIX = "/admin/mailchimp"
 HUGE = "999999999999999999999999999999"
 JUST_OVER = str(MAX_ID + 1)
 NUL = "a\x00b@gmail.com"
+LONG = "x" * 400  # longer than any mcsync text column
 
 
 def _web_cases() -> list[tuple[str, str, dict[str, Any] | None, int, str]]:
@@ -58,6 +59,11 @@ def _web_cases() -> list[tuple[str, str, dict[str, Any] | None, int, str]]:
         ("POST", "/settings", {**form, "list_id": "ab\x00c", "batch_size": "500"}, 400, "control"),
         ("POST", "/settings", {**form, "batch_size": "5\x000"}, 400, "control character"),
         ("JSON", "/sync/export.json", {"batch_size": "5\x000"}, 422, "whole number"),
+        ("POST", "/rules", {**form, "kind": "address", "value": LONG + "@gmail.com"}, 422, ""),
+        ("POST", "/rules", {**form, "kind": "pattern", "value": "*" + LONG}, 422, "at most"),
+        ("POST", "/settings", {**form, "list_id": LONG, "batch_size": "500"}, 422, "no audience"),
+        ("GET", f"/status?title={LONG * 10}", None, 200, "No error"),
+        ("GET", f"/status/diagnostic?email={LONG}@gmail.com", None, 200, "longer than 254"),
     ]
     return cases
 
@@ -121,6 +127,10 @@ def _cli_cases() -> list[tuple[list[str], int, str]]:
         (["diagnose", NUL], 2, "control character"),
         (["settings", "--list", "ab\x00c"], 2, "control character"),
         (["export", "--list", "ab\x00c"], 2, "control character"),
+        (["export", "--list", LONG], 1, "has no audience"),
+        (["settings", "--list", LONG], 1, "has no audience"),
+        (["rules", "add", "domain", LONG + ".com"], 1, "is not a valid domain"),
+        (["diagnose", LONG + "@gmail.com"], 0, "longer than 254 characters"),
     ]
     return cases
 

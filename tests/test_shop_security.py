@@ -173,3 +173,22 @@ def test_demo_help_describes_every_option(capsys: pytest.CaptureFixture[str]) ->
     }.items():
         assert option in text and words in text, (option, text)
     assert "MCSYNC_REDIS_URL" in text and "(default: 10000)" in text
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"email": "x" * 400 + "@gmail.com"},
+        {"email": "a\x00b@gmail.com"},
+        {"email": "ann@gmail.com", "first_name": "x" * 400},
+        {"email": "ann@gmail.com", "last_name": "\x00"},
+    ],
+)
+def test_signup_refuses_what_the_shop_cannot_store(shop: Flask, form: dict[str, str]) -> None:
+    from example_app.models import Customer, db
+
+    response = shop.test_client().post("/signup", data={**form, "newsletter": "1"})
+    assert response.status_code == 302
+    assert db.session.query(Customer).count() == 0
+    newsletter = shop.test_client().post("/newsletter", data={"email": form["email"]})
+    assert newsletter.status_code == 302
