@@ -356,7 +356,8 @@ def test_no_audience_chosen_is_said_and_a_resync_refused(db_only_app: Flask, san
 
     insert_customers(_db(), [_customer("kept@gmail.com")])
     answer = _diagnose(db_only_app, "kept@gmail.com")
-    assert answer["mailchimp_error"] == "No audience is chosen: pick one in General settings."
+    assert answer["mailchimp_error"].startswith("No audience is chosen: pick one in the General")
+    assert "'flask mcsync settings --list ID'" in answer["mailchimp_error"]
     assert answer["eligible"]
     with pytest.raises(ConfigError, match="No audience is chosen"):
         start_resync(_ext(db_only_app), "kept@gmail.com")
