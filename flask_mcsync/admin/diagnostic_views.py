@@ -20,6 +20,7 @@ from ..i18n import N_
 from ..i18n import gettext as _
 from ..models import Run
 from ..runs import RUN_ENDED
+from .request_input import query_id
 from .status_views import KIND_LABELS, STATUS_LABELS, parse_time, run_outcomes, translated
 
 STARTED_BY = N_("admin pages (diagnostic tool)")  # stored in English, shown translated
@@ -74,7 +75,7 @@ def diagnostic_page() -> str:
         except ConfigError as exc:
             session.rollback()
             error = str(exc)
-    resync_run = _resync_run(request.args.get("run", type=int))
+    resync_run = _resync_run(query_id("run"))
     session.commit()  # end the read transaction
     if answer is not None:
         for row in answer["history"]:
