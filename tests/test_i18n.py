@@ -327,3 +327,18 @@ def test_the_csv_stays_plain_in_english(app: Flask, client: FlaskClient) -> None
     rows: list[Any] = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["email"] == "zoé;x@gmail.com"
     assert rows[0]["detail"] == "Déjà vu, 1,5 fois"
+
+
+def test_bad_input_is_refused_in_the_pages_language_and_the_cli_stays_english(
+    app: Flask, client: FlaskClient
+) -> None:
+    too_big = "9" * 30
+    fr = client.get(f"{PREFIX}/status/runs/{too_big}", headers={"Accept-Language": "fr"})
+    assert fr.status_code == 404
+    assert "Le champ « numéro de synchronisation » doit être un nombre entier" in fr.get_data(
+        as_text=True
+    )
+    en = client.get(f"{PREFIX}/status/runs/{too_big}", headers={"Accept-Language": "en"})
+    assert "The run number must be a whole number from 1 to" in en.get_data(as_text=True)
+    result = app.test_cli_runner().invoke(args=["mcsync", "rules", "remove", too_big])
+    assert "must be a whole number" in result.output
