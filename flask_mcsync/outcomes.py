@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,29 +66,29 @@ class AddressOutcome:
         }
 
 
-def previously_synced(session: Session, list_id: str, emails: list[str]) -> set[str]:
-    """The subscriber hashes among ``emails`` that an earlier sync put in this audience.
+def synced_since(session: Session, list_id: str, emails: list[str], since: datetime) -> set[str]:
+    """The subscriber hashes among ``emails`` that a sync put in this audience since ``since``.
 
-    Mailchimp answers a created and an updated member alike; its timestamps tell them
-    apart only when the member is older than a few seconds. Our own history settles it
-    for every address we synced before (a re-run, a re-send after a crash).
+    Probes by address (``ix_mcsync_outcomes_hash_created``) and reads only the outcomes
+    recorded since then, so its cost does not grow with the history.
     """
     hashes = sorted({subscriber_hash(e) for e in emails})
+    wanted = (Result.CREATED.value, Result.UPDATED.value)
     found: set[str] = set()
     for start in range(0, len(hashes), 900):  # stay under SQLite's bound-parameter limit
         chunk = hashes[start : start + 900]
-        found.update(
-            session.execute(
-                sa.select(Outcome.email_hash)
-                .join(Run, Run.id == Outcome.run_id)
-                .where(
-                    Outcome.email_hash.in_(chunk),
-                    Outcome.outcome.in_((Result.CREATED.value, Result.UPDATED.value)),
-                    Run.list_id == list_id,
-                )
-                .distinct()
-            ).scalars()
+        rows = session.execute(
+            sa.select(Outcome.email_hash, Outcome.outcome)
+            .join(Run, Run.id == Outcome.run_id)
+            .where(
+                Outcome.email_hash.in_(chunk),
+                Outcome.created_at >= since,
+                Run.list_id == list_id,
+            )
         )
+        # The outcome is filtered here, not in SQL: a condition on it would lead SQLite
+        # (without statistics) to scan ix_mcsync_outcomes_outcome_created instead.
+        found.update(email_hash for email_hash, outcome in rows if outcome in wanted)
     return found
 
 
