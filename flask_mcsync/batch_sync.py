@@ -271,9 +271,7 @@ def _held(
     first sent, so only syncs recorded since then are looked up (a probe by address,
     whose cost does not grow with the history).
     """
-    maybe_new = [
-        email for email, body, _ in replies if was_created(body, run.status_if_new, since)
-    ]
+    maybe_new = [email for email, body, _ in replies if was_created(body, run.status_if_new, since)]
     recent = synced_since(ext.session, run.list_id, maybe_new, since) if maybe_new else set()
     return [
         AddressOutcome(

@@ -33,9 +33,7 @@ def _initial_schema(conn: Connection) -> None:
 
 
 def _batch_retry_budget(conn: Connection) -> None:
-    conn.exec_driver_sql(
-        "ALTER TABLE mcsync_batches ADD COLUMN resends INTEGER DEFAULT 0 NOT NULL"
-    )
+    conn.exec_driver_sql("ALTER TABLE mcsync_batches ADD COLUMN resends INTEGER DEFAULT 0 NOT NULL")
     conn.exec_driver_sql(
         "ALTER TABLE mcsync_batches ADD COLUMN retry_seconds FLOAT DEFAULT 0 NOT NULL"
     )

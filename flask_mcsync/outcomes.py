@@ -70,8 +70,10 @@ def synced_since(session: Session, list_id: str, emails: list[str], since: datet
     """The subscriber hashes among ``emails`` that a sync put in this audience since ``since``.
 
     Probes by address (``ix_mcsync_outcomes_hash_created``) and reads only the outcomes
-    recorded since then, so its cost does not grow with the history.
+    recorded since then, so its cost does not grow with the history. ``since`` is taken
+    to the whole second, like Mailchimp's timestamps that it is compared with.
     """
+    since = since.replace(microsecond=0)
     hashes = sorted({subscriber_hash(e) for e in emails})
     wanted = (Result.CREATED.value, Result.UPDATED.value)
     found: set[str] = set()

@@ -116,6 +116,10 @@ def stop_run(session: Session, run_id: int, message: str) -> None:
     run's message says to export again.
     """
     end_run(session, run_id, "failed", message)
+    # A planner still reading the shop loses its lease, so it adds no batch after this.
+    session.execute(
+        sa.update(Run).where(Run.id == run_id).values(lease_until=None, lease_token=None)
+    )
     session.execute(
         sa.update(Batch)
         .where(Batch.run_id == run_id, Batch.status.not_in(BATCH_ENDED))
