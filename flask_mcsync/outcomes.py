@@ -76,22 +76,29 @@ def synced_since(session: Session, list_id: str, emails: list[str], since: datet
     since = since.replace(microsecond=0)
     hashes = sorted({subscriber_hash(e) for e in emails})
     wanted = (Result.CREATED.value, Result.UPDATED.value)
-    found: set[str] = set()
+    found: dict[str, set[int]] = {}
     for start in range(0, len(hashes), 900):  # stay under SQLite's bound-parameter limit
         chunk = hashes[start : start + 900]
+        # No join and no condition on the outcome: either would lead a database without
+        # statistics (SQLite, or PostgreSQL before ANALYZE) to scan every earlier outcome
+        # of the run or of the outcome kind instead of probing by address.
         rows = session.execute(
-            sa.select(Outcome.email_hash, Outcome.outcome)
-            .join(Run, Run.id == Outcome.run_id)
-            .where(
-                Outcome.email_hash.in_(chunk),
-                Outcome.created_at >= since,
-                Run.list_id == list_id,
+            sa.select(Outcome.email_hash, Outcome.outcome, Outcome.run_id).where(
+                Outcome.email_hash.in_(chunk), Outcome.created_at >= since
             )
         )
-        # The outcome is filtered here, not in SQL: a condition on it would lead SQLite
-        # (without statistics) to scan ix_mcsync_outcomes_outcome_created instead.
-        found.update(email_hash for email_hash, outcome in rows if outcome in wanted)
-    return found
+        for email_hash, outcome, run_id in rows:
+            if outcome in wanted:
+                found.setdefault(email_hash, set()).add(run_id)
+    if not found:
+        return set()
+    run_ids = set().union(*found.values())
+    in_audience = set(
+        session.execute(
+            sa.select(Run.id).where(Run.id.in_(sorted(run_ids)), Run.list_id == list_id)
+        ).scalars()
+    )
+    return {email_hash for email_hash, runs in found.items() if runs & in_audience}
 
 
 def record(
