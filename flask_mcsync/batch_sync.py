@@ -271,13 +271,13 @@ def _held(
     first sent, so only syncs recorded since then are looked up (a probe by address,
     whose cost does not grow with the history).
     """
-    maybe_new = [email for email, body, _ in replies if was_created(body, run.status_if_new, since)]
-    recent = synced_since(ext.session, run.list_id, maybe_new, since) if maybe_new else set()
+    maybe_new = {email for email, body, _ in replies if was_created(body, run.status_if_new, since)}
+    recent = synced_since(ext.session, run.list_id, list(maybe_new), since) if maybe_new else set()
     return [
         AddressOutcome(
             email,
             Result.CREATED
-            if was_created(body, run.status_if_new, since) and subscriber_hash(email) not in recent
+            if email in maybe_new and subscriber_hash(email) not in recent
             else Result.UPDATED,
             mailchimp_status=body.get("status"),
             sent=sent,
