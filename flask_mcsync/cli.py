@@ -356,8 +356,9 @@ def summary_line(data: dict[str, Any]) -> str:
     )
     if data.get("retries"):
         line += (
-            f"\nPassing failures: {data['retries']} failed tries (at most"
-            f" {data['most_retries']} for one batch), {data['retry_seconds']:.0f}s of backoff."
+            f"\nPassing failures: {count(data['retries'], 'failed try', 'failed tries')} (at"
+            f" most {data['most_retries']} for one batch), {data['retry_seconds']:.0f}s of"
+            " backoff."
         )
     if data.get("message"):
         line += f"\n{inert(data['message'])}"

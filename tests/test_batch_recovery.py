@@ -217,12 +217,12 @@ def test_job_a_dead_worker_took_from_the_queue_is_requeued_by_one_sweep(
     runner = app.test_cli_runner()
     swept = runner.invoke(args=["mcsync", "sweep"])
     assert swept.exit_code == 0, swept.output
-    assert "Re-queued 1 planning job(s) and 0 batch(es)" in swept.output
+    assert "Re-queued 1 planning job and 0 batches" in swept.output
     assert queue.get_job_ids() == [job_id]
     assert ext.redis.lrange(queue.intermediate_queue_key, 0, -1) == []
     # Nothing more to do: the next sweep says so, and queues nothing twice.
     again = runner.invoke(args=["mcsync", "sweep"])
-    assert "Re-queued 0 planning job(s) and 0 batch(es)" in again.output, again.output
+    assert "Re-queued 0 planning jobs and 0 batches" in again.output, again.output
     assert queue.get_job_ids() == [job_id]
 
     workers.start(1)
