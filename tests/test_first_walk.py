@@ -236,20 +236,23 @@ def test_the_diagnostic_shows_an_excluded_address_still_in_the_audience(
 def test_the_batch_table_explains_retries_instead_of_a_column_of_zeros(
     client: FlaskClient,
 ) -> None:
+    """"Sends" showed 0 everywhere; now the failed tries and the time they added, explained."""
     from flask_mcsync.models import Batch, Run
 
     session = _db().session
     run = Run(kind="export", list_id=LIST_ID, status="finished", planning_done=True, total=2)
     session.add(run)
     session.flush()
-    session.add(Batch(run_id=run.id, seq=1, status="done", size=1, attempts=0))
-    session.add(Batch(run_id=run.id, seq=2, status="done", size=1, attempts=2))
+    session.add(Batch(run_id=run.id, seq=1, status="done", size=1))
+    session.add(Batch(run_id=run.id, seq=2, status="done", size=1, retries=2, retry_seconds=75))
     session.commit()
     html = client.get(f"{PREFIX}/status/runs/{run.id}").get_data(as_text=True)
     table = html[html.index('id="batches-table"') :]
     assert "Sends" not in table
-    assert table.count("passing failure") == 1
-    assert "2 passing failures, tried again" in table
+    assert 'title="Passing failures (429, 5xx, timeouts) after which the batch' in table
+    assert "1 min 15 s" in table
+    french = client.get(f"{PREFIX}/status/runs/{run.id}", headers={"Accept-Language": "fr"})
+    assert "Essais échoués" in french.get_data(as_text=True)
 
 
 def test_a_successful_resync_settles_the_stale_waiting_autosync(
