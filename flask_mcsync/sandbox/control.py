@@ -19,7 +19,7 @@ from . import events
 from .batches import archive_bytes
 from .compliance import OPT_OUT_SOURCES
 from .faults import FaultConfigError, Faults
-from .members import contact_id_for, find_member
+from .members import find_member
 from .state import (
     STATUSES,
     Audience,
@@ -134,7 +134,6 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
             tags=[{"id": i + 1, "name": str(t)} for i, t in enumerate(item.get("tags") or [])],
             opt_out_source=source,
             unsubscribed_at=stamp if status == "unsubscribed" else "",
-            contact_id=contact_id_for(audience, key),
         )
         _seed_times(audience.members[key], item)
         created += 1

@@ -33,9 +33,30 @@ STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional",
 SETTABLE_STATUSES = STATUSES[:-1]
 
 
+# The last timestamp string made: members changed in the same second share one string
+# object instead of a copy each (a 1M-member export keeps memory in check).
+_last_stamp: tuple[int, str] = (0, "")
+
+# Process-wide secret that turns a subscriber hash into a stable contact_id (no index).
+_CONTACT_KEY = secrets.randbits(128)
+
+
 def now_iso() -> str:
     """Mailchimp's timestamp format: ISO 8601, whole seconds, explicit UTC offset."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    global _last_stamp
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    second = int(now.timestamp())
+    cached = _last_stamp
+    if cached[0] == second:
+        return cached[1]
+    stamp = now.isoformat()
+    _last_stamp = (second, stamp)
+    return stamp
+
+
+def contact_id_for(key: str) -> str:
+    """The contact_id of the member with subscriber hash ``key`` (and back: an involution)."""
+    return f"{int(key, 16) ^ _CONTACT_KEY:032x}"
 
 
 def subscriber_hash(email: str) -> str:
@@ -77,7 +98,7 @@ class MergeField:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class Member:
     email_address: str
     status: str
@@ -100,13 +121,25 @@ class Member:
     # Mailchimp keeps this apart from the status and it decides who may be resubscribed.
     opt_out_source: str = ""
     unsubscribed_at: str = ""
-    unique_email_id: str = field(default_factory=lambda: secrets.token_hex(5))
-    contact_id: str = field(default_factory=lambda: secrets.token_hex(16))
-    web_id: int = field(default_factory=lambda: secrets.randbelow(10**9))
+    # Set when the address changes, so the contact_id stays the member's; otherwise the
+    # ids below are derived from the subscriber hash (nothing stored per member).
+    fixed_contact_id: str = ""
 
     @property
     def id(self) -> str:
         return subscriber_hash(self.email_address)
+
+    @property
+    def contact_id(self) -> str:
+        return self.fixed_contact_id or contact_id_for(self.id)
+
+    @property
+    def unique_email_id(self) -> str:
+        return self.contact_id[-10:]
+
+    @property
+    def web_id(self) -> int:
+        return int(self.contact_id[:8], 16) % 10**9
 
     def touch(self) -> None:
         """Every change moves last_changed (the since_last_changed filter relies on it)."""
@@ -137,8 +170,6 @@ class Audience:
     confirmation_emails: list[tuple[str, str]] = field(default_factory=list)
     # contact_id -> subscriber hash for members whose address changed (see members.py).
     contact_aliases: dict[str, str] = field(default_factory=dict)
-    # Per-audience secret that turns a subscriber hash into a stable contact_id.
-    contact_key: int = field(default_factory=lambda: secrets.randbits(128))
     web_id: int = field(default_factory=lambda: secrets.randbelow(10**6))
     # Tag name -> tag id (Mailchimp's tags are static segments with an id per audience).
     tags: dict[str, int] = field(default_factory=dict)
