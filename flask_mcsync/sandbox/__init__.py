@@ -24,6 +24,16 @@ reading. Uncertain points, one line each with the evidence:
   field names follow Mailchimp's "operations.item:N.params" (drewm/mailchimp-api #142).
 - The empty-body 403 comes with Content-Type text/html (only "no JSON" is reported).
 - Merge field creation errors (bad type, duplicate or long tag) use plausible wording.
+- Webhook URL check: the GET and "We couldn't verify the URL is working. Please double
+  check and try again. HTTP Code: N" are reported (mailchimp-client-lib-codegen #11,
+  veda mailchimp #101); the title "Invalid Resource" and code 0 for no answer are guesses.
+- Webhook events/sources left out of a create are off; a duplicate URL is refused
+  (reported in mailchimp-client-lib-codegen #11, wording unknown).
+- Callbacks: fired_at in UTC; cleaned ignores sources (Mailchimp makes it); an address
+  change sends only upemail; API archiving sends nothing; no delivery retries.
+- unsubscribe_reason texts per source and the marketing-permission refusal wording are
+  this sandbox's; "Invalid interest ID: '<id>'." is Mailchimp's (drewm/mailchimp-api #294).
+- Tag names match case-sensitively; tag changes move no last_changed and call no webhook.
 """
 
 from __future__ import annotations
