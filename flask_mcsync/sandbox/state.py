@@ -278,8 +278,9 @@ class Audience:
 @dataclass
 class Batch:
     id: str
-    # Each operation is dropped (None) once it ran, so a finished batch holds no bodies.
-    operations: list[dict[str, Any] | None]
+    # The operations, compressed (results.pack_operations); emptied once the batch ran.
+    packed_operations: bytes
+    total_operations: int
     # Root URL of the sandbox as the submitting client saw it, for response_body_url.
     base_url: str
     status: str = "pending"
@@ -301,7 +302,7 @@ class Batch:
         return {
             "id": self.id,
             "status": self.status,
-            "total_operations": len(self.operations),
+            "total_operations": self.total_operations,
             "finished_operations": self.finished_operations,
             "errored_operations": self.errored_operations,
             "submitted_at": self.submitted_at,
