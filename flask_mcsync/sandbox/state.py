@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .results import CompactResults
 
@@ -52,6 +52,31 @@ def now_iso() -> str:
     stamp = now.isoformat()
     _last_stamp = (second, stamp)
     return stamp
+
+
+class _FrozenList(list[Any]):
+    """The empty list new members share: changing it in place is a bug, so it raises."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("shared empty list: assign a new list instead of changing it")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
+class _FrozenDict(dict[str, Any]):
+    """The empty dict new members share: changing it in place is a bug, so it raises."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("shared empty dict: assign a new dict instead of changing it")
+
+    update = setdefault = pop = popitem = clear = _refuse
+    __setitem__ = __delitem__ = __ior__ = _refuse
+
+
+# 1M members with their own empty tags/interests/permissions would spend ~180 MB on them.
+_NO_TAGS: list[Any] = _FrozenList()
+_NO_FLAGS: dict[str, Any] = _FrozenDict()
 
 
 def contact_id_for(key: str) -> str:
@@ -110,12 +135,12 @@ class Member:
     source: str = "API - Generic"
     email_type: str = "html"
     # {"id", "name", "date_added"} per tag; ids come from the audience's tag registry.
-    tags: list[dict[str, Any]] = field(default_factory=list)
+    tags: list[dict[str, Any]] = field(default_factory=lambda: _NO_TAGS)
     language: str = ""
     ip_opt: str = ""
     # Interest id -> member is in it; marketing permission id -> enabled.
-    interests: dict[str, bool] = field(default_factory=dict)
-    marketing_permissions: dict[str, bool] = field(default_factory=dict)
+    interests: dict[str, bool] = field(default_factory=lambda: _NO_FLAGS)
+    marketing_permissions: dict[str, bool] = field(default_factory=lambda: _NO_FLAGS)
     unsubscribe_reason: str = ""
     # How the member left (see compliance.py): "user", "admin", "api", "abuse" or "" —
     # Mailchimp keeps this apart from the status and it decides who may be resubscribed.
