@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 from .results import CompactResults
 
@@ -123,32 +123,109 @@ class MergeField:
         }
 
 
-@dataclass(slots=True)
-class Member:
-    email_address: str
-    status: str
-    merge_fields: dict[str, Any]
-    timestamp_signup: str
-    last_changed: str
-    timestamp_opt: str = ""
-    ip_signup: str = ""
-    source: str = "API - Generic"
-    email_type: str = "html"
+# Member attributes most members never change from their default. They live in a small
+# per-member dict created only when one is set: with a slot each, 1M members would spend
+# ~130 MB on defaults (issue 10: the sandbox must stay under 1 GB for 1M addresses).
+_RARE_DEFAULTS: dict[str, Any] = {
+    "ip_signup": "",
+    "source": "API - Generic",
+    "email_type": "html",
     # {"id", "name", "date_added"} per tag; ids come from the audience's tag registry.
-    tags: list[dict[str, Any]] = field(default_factory=lambda: _NO_TAGS)
-    language: str = ""
-    ip_opt: str = ""
+    "tags": _NO_TAGS,
+    "language": "",
+    "ip_opt": "",
     # Interest id -> member is in it; marketing permission id -> enabled.
-    interests: dict[str, bool] = field(default_factory=lambda: _NO_FLAGS)
-    marketing_permissions: dict[str, bool] = field(default_factory=lambda: _NO_FLAGS)
-    unsubscribe_reason: str = ""
+    "interests": _NO_FLAGS,
+    "marketing_permissions": _NO_FLAGS,
+    "unsubscribe_reason": "",
     # How the member left (see compliance.py): "user", "admin", "api", "abuse" or "" —
     # Mailchimp keeps this apart from the status and it decides who may be resubscribed.
-    opt_out_source: str = ""
-    unsubscribed_at: str = ""
+    "opt_out_source": "",
+    "unsubscribed_at": "",
     # Set when the address changes, so the contact_id stays the member's; otherwise the
     # ids below are derived from the subscriber hash (nothing stored per member).
-    fixed_contact_id: str = ""
+    "fixed_contact_id": "",
+}
+
+
+T = TypeVar("T")
+
+
+class _Rare(Generic[T]):
+    """A descriptor for one of _RARE_DEFAULTS: read the default unless it was set."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.default = _RARE_DEFAULTS[name]
+
+    @overload
+    def __get__(self, member: None, owner: type) -> _Rare[T]: ...
+
+    @overload
+    def __get__(self, member: Member, owner: type) -> T: ...
+
+    def __get__(self, member: Member | None, owner: type) -> T | _Rare[T]:
+        if member is None:
+            return self
+        rare = member._rare
+        found: T = self.default if rare is None else rare.get(self.name, self.default)
+        return found
+
+    def __set__(self, member: Member, value: T) -> None:
+        if member._rare is None:
+            if value is self.default or (isinstance(value, str) and value == self.default):
+                return
+            member._rare = {}
+        member._rare[self.name] = value
+
+
+class Member:
+    """One contact of an audience (slotted: an export may hold a million of them)."""
+
+    __slots__ = (
+        "_rare",
+        "email_address",
+        "last_changed",
+        "merge_fields",
+        "status",
+        "timestamp_opt",
+        "timestamp_signup",
+    )
+
+    ip_signup = _Rare[str]()
+    source = _Rare[str]()
+    email_type = _Rare[str]()
+    tags = _Rare[list[dict[str, Any]]]()
+    language = _Rare[str]()
+    ip_opt = _Rare[str]()
+    interests = _Rare[dict[str, bool]]()
+    marketing_permissions = _Rare[dict[str, bool]]()
+    unsubscribe_reason = _Rare[str]()
+    opt_out_source = _Rare[str]()
+    unsubscribed_at = _Rare[str]()
+    fixed_contact_id = _Rare[str]()
+
+    def __init__(
+        self,
+        email_address: str,
+        status: str,
+        merge_fields: dict[str, Any],
+        timestamp_signup: str,
+        last_changed: str,
+        timestamp_opt: str = "",
+        **rare: Any,
+    ) -> None:
+        self.email_address = email_address
+        self.status = status
+        self.merge_fields = merge_fields
+        self.timestamp_signup = timestamp_signup
+        self.last_changed = last_changed
+        self.timestamp_opt = timestamp_opt
+        self._rare: dict[str, Any] | None = None
+        for name, value in rare.items():
+            if name not in _RARE_DEFAULTS:
+                raise TypeError(f"Member() got an unexpected keyword argument {name!r}")
+            setattr(self, name, value)
 
     @property
     def id(self) -> str:
