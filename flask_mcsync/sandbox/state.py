@@ -172,9 +172,12 @@ class _Rare(Generic[T]):
         return found
 
     def __set__(self, member: Member, value: T) -> None:
+        if value == self.default:
+            # Back to the default (an empty dict/list counts): nothing stored per member.
+            if member._rare is not None:
+                member._rare.pop(self.name, None)
+            return
         if member._rare is None:
-            if value is self.default or (isinstance(value, str) and value == self.default):
-                return
             member._rare = {}
         member._rare[self.name] = value
 
