@@ -34,7 +34,7 @@ from .gateway import (
     was_created,
 )
 from .models import Batch, Run, utcnow
-from .outcomes import AddressOutcome, Result, previously_synced, record
+from .outcomes import AddressOutcome, Result, archived_outcome, previously_synced, record
 from .retry import backoff_seconds
 from .runs import RUN_ENDED, end_run, finish_if_complete
 from .throttle import SlotTimeout
@@ -75,12 +75,16 @@ def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
 
 
 def _operations(run: Run, batch: Batch) -> list[dict[str, Any]]:
+    # The owner's choice in the export window: without it, Mailchimp refuses every
+    # member missing a required merge field, new or existing.
+    params = {"params": {"skip_merge_validation": "true"}} if run.skip_merge_validation else {}
     return [
         {
             "method": "PUT",
             "path": f"/lists/{run.list_id}/members/{subscriber_hash(email)}",
             "operation_id": str(index),
             "body": json.dumps(member_body(email, run.status_if_new, merge_fields)),
+            **params,
         }
         for index, (email, merge_fields) in enumerate(batch.payload)
     ]
@@ -154,6 +158,10 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
             retry.append([email, merge_fields])
             continue
         code, body = result["status_code"], result["response"]
+        if code < 400 and body.get("status") == "archived":
+            # status_if_new leaves an archived contact archived: say so, never "created".
+            outcomes.append(archived_outcome(email, sent))
+            continue
         if code < 400:
             created = subscriber_hash(email) not in known and was_created(
                 body, run.status_if_new, since
@@ -221,6 +229,7 @@ def _complete(
             created=counts.get("created", 0),
             updated=counts.get("updated", 0),
             errors=counts.get("errors", 0),
+            archived=counts.get("archived", 0),
             finished_at=utcnow(),
             lease_until=None,
             lease_token=None,

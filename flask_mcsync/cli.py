@@ -23,6 +23,7 @@ from .eligibility import tally
 from .extension import McSync, state
 from .gateway import MailchimpError
 from .migrations import upgrade
+from .outcomes import LABELS, run_label
 from .rules import InvalidRule
 from .runs import ExportError, progress, start_export
 from .status import InvalidPeriod
@@ -208,34 +209,58 @@ def rules_remove(rule_id: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_friendly
 def preview(as_json: bool) -> None:
-    """How many addresses an export would send, exclude and skip as invalid."""
+    """What an export would send, exclude and skip, and the required merge field check."""
+    from .preflight import preview as preflight
+
     ext = state()
-    session = ext.session
-    data = tally(session, ext.require_source(), exclusions.load_ruleset(session)).as_dict()
-    _emit(
-        data,
-        as_json,
-        lambda: click.echo(
+    answer = preflight(ext, settings.load(ext.session, ext.config).list_id)
+    data = {**answer["counts"], "merge_fields": answer["merge_fields"]}
+
+    def text() -> None:
+        click.echo(
             f"{data['to_export']} to export; {data['excluded']} excluded, {data['invalid']}"
             f" invalid, {data['duplicates']} duplicates (of {data['rows']} subscribers)."
-        ),
-    )
+        )
+        if data["merge_fields"]["message"]:
+            click.echo(data["merge_fields"]["message"])
+
+    _emit(data, as_json, text)
 
 
 @mcsync_cli.command("export")
 @click.option("--list", "list_id", help="Target audience (default: the one in settings).")
 @click.option("--batch-size", type=int, help="Addresses per batch (default: settings).")
 @click.option("--wait", is_flag=True, help="Follow the run with a progress bar until it ends.")
+@click.option(
+    "--skip-merge-validation",
+    is_flag=True,
+    help="Send even though the shop does not fill required merge fields (Mailchimp then"
+    " accepts members without them).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run (at the end with --wait).")
 @_friendly
-def export(list_id: str | None, batch_size: int | None, wait: bool, as_json: bool) -> None:
+def export(
+    list_id: str | None,
+    batch_size: int | None,
+    wait: bool,
+    skip_merge_validation: bool,
+    as_json: bool,
+) -> None:
     """Start a manual export in the workers (or join the one already running)."""
     ext = state()
-    started = start_export(ext, "cli", list_id=list_id, batch_size=batch_size)
+    started = start_export(
+        ext,
+        "cli",
+        list_id=list_id,
+        batch_size=batch_size,
+        skip_merge_validation=skip_merge_validation,
+    )
     run_id = started.run.id
     if not as_json:
         verb = "Started" if started.created else "Joined the running"
         click.echo(f"{verb} export run {run_id} to audience {started.run.list_id}.")
+        if started.run.skip_merge_validation:
+            click.echo("Required merge fields are not checked (skip_merge_validation).")
     if not wait:
         if as_json:
             click.echo(json.dumps(progress(ext.session, run_id), default=str))
@@ -296,9 +321,12 @@ def summary_line(data: dict[str, Any]) -> str:
     line = (
         f"Run {data['id']} {data['status']} in {data['elapsed']:.1f}s: exported"
         f" {data['created'] + data['updated']} ({data['created']} created,"
-        f" {data['updated']} updated), excluded {data['excluded']}, invalid"
+        f" {data['updated']} updated), archived in Mailchimp (left archived)"
+        f" {data.get('archived', 0)}, excluded {data['excluded']}, invalid"
         f" {data['invalid']}, duplicates {data['duplicates']}, errors {data['errors']}."
     )
+    if data.get("skip_merge_validation"):
+        line += " Required merge fields were not checked (skip_merge_validation)."
     if data.get("message"):
         line += f"\n{data['message']}"
     return line
@@ -374,13 +402,19 @@ def status_cmd(days: int, page: int, as_json: bool) -> None:
         t = data["totals"]
         click.echo(
             f"Last {data['days']} day(s): {t['runs']} sync(s); {t['created']} created,"
-            f" {t['updated']} updated, {t['skipped']} skipped, {t['errors']} errors."
+            f" {t['updated']} updated, {t['archived']} archived in Mailchimp (left"
+            f" archived), {t['confirmations']} confirmation e-mail(s) sent, {t['skipped']}"
+            f" skipped, {t['errors']} errors."
         )
         for r in data["runs"]:
             took = f"{r['duration']}s" if r["duration"] is not None else "-"
+            what = run_label(r["kind"], r["sync_reason"])
+            extra = f", archived {r['archived']}" if r["archived"] else ""
+            if r["confirmations"]:
+                extra += f", confirmation e-mail sent {r['confirmations']}"
             click.echo(
-                f"  #{r['id']:<6} {r['created_at'][:19]}  {r['kind']:<7} {r['status']:<9}"
-                f" {took:>8}  created {r['created']}, updated {r['updated']}, skipped"
+                f"  #{r['id']:<6} {r['created_at'][:19]}  {what:<28} {r['status']:<9}"
+                f" {took:>8}  created {r['created']}, updated {r['updated']}{extra}, skipped"
                 f" {r['skipped']}, errors {r['errors']}  ({r['started_by']})"
             )
             if r["message"]:
@@ -400,10 +434,17 @@ def status_cmd(days: int, page: int, as_json: bool) -> None:
 @_friendly
 def errors_cmd(days: int, run_id: int | None, kind: str | None, as_csv: bool) -> None:
     """Error outcomes with Mailchimp's title and detail."""
-    from .status import Period, check_days, errors, errors_csv
+    from .status import CSV_OUTCOMES, Period, check_days, errors, errors_csv
 
     period = None if run_id else Period.last(check_days(days))
-    rows = errors(state().session, run_id=run_id, period=period, kind=kind, limit=None)
+    rows = errors(
+        state().session,
+        run_id=run_id,
+        period=period,
+        kind=kind,
+        limit=None,
+        outcomes=CSV_OUTCOMES if as_csv else ("error",),
+    )
     if as_csv:
         for chunk in errors_csv(rows):
             click.echo(chunk, nl=False)
@@ -458,7 +499,8 @@ def diagnose_cmd(email: str, resync: bool, as_json: bool) -> None:
             click.echo("  Mailchimp: not in the audience")
         for h in data["history"]:
             extra = f" - {h['title']}: {h['detail']}" if h["title"] else ""
-            click.echo(f"  {h['at'][:19]}  {h['run_kind']:<7} {h['outcome']}{extra}")
+            what = run_label(h["run_kind"], h["sync_reason"])
+            click.echo(f"  {h['at'][:19]}  {what}: {LABELS.get(h['outcome'], h['outcome'])}{extra}")
         if resynced is not None:
             click.echo(f"Re-sync: run {resynced.id} {resynced.status}. {resynced.message or ''}")
 

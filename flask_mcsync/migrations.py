@@ -32,8 +32,35 @@ def _initial_schema(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _add_columns(table: str, columns: dict[str, str]) -> Callable[[Connection], None]:
+    def apply(conn: Connection) -> None:
+        for name, ddl in columns.items():
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+
+    return apply
+
+
+def _truth_columns(conn: Connection) -> None:
+    # "false" is a boolean literal on PostgreSQL and on SQLite (3.23+) alike.
+    _add_columns(
+        "mcsync_runs",
+        {
+            "sync_reason": "VARCHAR(24)",
+            "skip_merge_validation": "BOOLEAN NOT NULL DEFAULT false",
+            "archived": "INTEGER NOT NULL DEFAULT 0",
+            "confirmations": "INTEGER NOT NULL DEFAULT 0",
+        },
+    )(conn)
+    _add_columns("mcsync_batches", {"archived": "INTEGER NOT NULL DEFAULT 0"})(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
+    Migration(
+        2,
+        "runs: sync reason, skip_merge_validation, archived and confirmation counts",
+        _truth_columns,
+    ),
 ]
 
 HEAD = MIGRATIONS[-1].version
