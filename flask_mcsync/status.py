@@ -223,7 +223,7 @@ def errors_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
     writer.writeheader()
     for row in rows:
         # A leading =, +, - or @ would be a formula in a spreadsheet: neutralise it.
-        writer.writerow({k: _cell(row[k]) for k in CSV_COLUMNS})
+        writer.writerow({k: _cell(row.get(k, "")) for k in CSV_COLUMNS})
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
