@@ -62,7 +62,11 @@ class SandboxClient:
     def seed_members(
         self, list_id: str = DEFAULT_LIST_ID, members: list[dict[str, Any]] | None = None
     ) -> dict[str, int]:
-        """Insert members as given (any status, no validation)."""
+        """Insert members as given (any status, no validation).
+
+        Each member may carry ``opt_out_source`` ("user", "admin", "api", "abuse") to say
+        how an unsubscribed member left; it decides whether Mailchimp lets them back.
+        """
         result: dict[str, int] = self._call(
             "POST", f"/lists/{list_id}/members", {"members": members or []}
         )
@@ -88,6 +92,13 @@ class SandboxClient:
         if response.status_code >= 400:
             raise SandboxError(f"member {email}: {response.status_code} {response.text}")
         result: dict[str, Any] = response.json()
+        return result
+
+    def confirmation_emails(self, list_id: str = DEFAULT_LIST_ID) -> list[dict[str, str]]:
+        """Confirmation e-mails "sent" (a member set to pending): email_address, sent_at."""
+        result: list[dict[str, str]] = self._call("GET", f"/lists/{list_id}/confirmation-emails")[
+            "confirmation_emails"
+        ]
         return result
 
     def set_faults(self, **settings: Any) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from .batches import archive_bytes
+from .compliance import OPT_OUT_SOURCES
 from .faults import FaultConfigError, Faults
-from .members import resolve_hash
+from .members import contact_id_for, find_member
 from .state import (
     STATUSES,
     Audience,
@@ -67,8 +69,21 @@ def _merge_fields(raw: object) -> list[MergeField] | None:
     return fields
 
 
+def _opt_out_source(item: dict[str, Any], status: str) -> str:
+    # Seeded unsubscribed members left by themselves unless told otherwise: the common
+    # case, and the one Mailchimp protects (compliance state).
+    source = item.get("opt_out_source", "user" if status == "unsubscribed" else "")
+    if source and source not in OPT_OUT_SOURCES:
+        _fail(400, f"opt_out_source must be one of {', '.join(OPT_OUT_SOURCES)}")
+    return str(source or "")
+
+
 def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
-    """Insert or overwrite members as given: no validation, any status."""
+    """Insert or overwrite members as given: no validation, any status.
+
+    ``opt_out_source`` says how an unsubscribed member left: "user" (themselves, the
+    default), "admin", "api" or "abuse" (reported); see compliance.py.
+    """
     created = updated = 0
     stamp = now_iso()
     for item in items:
@@ -77,12 +92,17 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
         status = item.get("status", "subscribed")
         if status not in STATUSES:
             _fail(400, f"unknown status {status!r}")
+        source = _opt_out_source(item, status)
         key = subscriber_hash(item["email_address"])
         merge = dict(item.get("merge_fields") or {})
         existing = audience.members.get(key)
         if existing is not None:
             existing.set_status(status)
+            existing.opt_out_source = source
+            if status == "unsubscribed":
+                existing.unsubscribed_at = existing.last_changed
             existing.merge_fields.update(merge)
+            existing.touch()
             updated += 1
             continue
         audience.members[key] = Member(
@@ -93,6 +113,9 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
             last_changed=stamp,
             timestamp_opt=stamp if status == "subscribed" else "",
             tags=[{"id": i + 1, "name": str(t)} for i, t in enumerate(item.get("tags") or [])],
+            opt_out_source=source,
+            unsubscribed_at=stamp if status == "unsubscribed" else "",
+            contact_id=contact_id_for(audience, key),
         )
         created += 1
     return {"created": created, "updated": updated}
@@ -163,10 +186,21 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
     def member(list_id: str, key: str) -> Response:
         with state.lock:
             audience = audience_or_404(list_id)
-            found = audience.members.get(resolve_hash(key))
+            found = find_member(audience, key)
             if found is None:
                 _fail(404, f"no member {key} in list {list_id}")
-            return jsonify(audience.member_json(found))
+            data = audience.member_json(found)
+            data["opt_out_source"] = found.opt_out_source
+            return jsonify(data)
+
+    @control.get("/lists/<list_id>/confirmation-emails")
+    def confirmation_emails(list_id: str) -> Response:
+        """The confirmation e-mails Mailchimp would have sent (status pending), in order."""
+        with state.lock:
+            sent = audience_or_404(list_id).confirmation_emails
+            return jsonify(
+                {"confirmation_emails": [{"email_address": e, "sent_at": t} for e, t in sent]}
+            )
 
     @control.post("/lists/<list_id>/forgotten")
     def forgotten(list_id: str) -> Response:
@@ -226,20 +260,22 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
         rid = uuid.uuid4().hex[:16].upper()
         with state.lock:
             batch = state.batches.get(batch_id)
-            archive = batch.archive if batch is not None else None
-        if archive is None:
+            finished = batch is not None and batch.status == "finished"
+        if batch is None or not finished:
             return Response(
                 _S3_MISSING.format(key=f"{batch_id}.tar.gz", rid=rid),
                 status=404,
                 content_type="application/xml",
             )
-        if faults.expire_results:
+        if faults.results_expired(batch_id):
+            # Gone for good, as on S3: the memory goes too.
+            batch.results.clear()
             # What an expired S3 presigned URL answers.
             return Response(
                 _S3_EXPIRED.format(stamp=now_iso(), rid=rid),
                 status=403,
                 content_type="application/xml",
             )
-        return Response(archive, content_type="application/x-gzip")
+        return Response(archive_bytes(batch), content_type="application/x-gzip")
 
     return control

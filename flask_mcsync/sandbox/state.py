@@ -11,10 +11,13 @@ import hashlib
 import itertools
 import secrets
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from .results import CompactResults
 
 DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef-us1"
 DEFAULT_LIST_ID = "a1b2c3d4e5"
@@ -74,6 +77,10 @@ class Member:
     source: str = "API - Generic"
     email_type: str = "html"
     tags: list[dict[str, Any]] = field(default_factory=list)
+    # How the member left (see compliance.py): "user", "admin", "api", "abuse" or "" —
+    # Mailchimp keeps this apart from the status and it decides who may be resubscribed.
+    opt_out_source: str = ""
+    unsubscribed_at: str = ""
     unique_email_id: str = field(default_factory=lambda: secrets.token_hex(5))
     contact_id: str = field(default_factory=lambda: secrets.token_hex(16))
     web_id: int = field(default_factory=lambda: secrets.randbelow(10**9))
@@ -82,12 +89,17 @@ class Member:
     def id(self) -> str:
         return subscriber_hash(self.email_address)
 
+    def touch(self) -> None:
+        """Every change moves last_changed (the since_last_changed filter relies on it)."""
+        self.last_changed = now_iso()
+
     def set_status(self, status: str) -> None:
         if status != self.status:
             self.status = status
-            self.last_changed = now_iso()
+            self.touch()
             if status == "subscribed":
                 self.timestamp_opt = self.last_changed
+                self.opt_out_source = ""
 
 
 @dataclass
@@ -101,6 +113,12 @@ class Audience:
     members: dict[str, Member] = field(default_factory=dict)
     # Subscriber hashes of permanently deleted ("forgotten") addresses.
     forgotten: set[str] = field(default_factory=set)
+    # Confirmation e-mails Mailchimp would have sent: (address, sent_at), in order.
+    confirmation_emails: list[tuple[str, str]] = field(default_factory=list)
+    # contact_id -> subscriber hash for members whose address changed (see members.py).
+    contact_aliases: dict[str, str] = field(default_factory=dict)
+    # Per-audience secret that turns a subscriber hash into a stable contact_id.
+    contact_key: int = field(default_factory=lambda: secrets.randbits(128))
     web_id: int = field(default_factory=lambda: secrets.randbelow(10**6))
 
     def counts(self) -> dict[str, int]:
@@ -183,16 +201,18 @@ class Audience:
 @dataclass
 class Batch:
     id: str
-    operations: list[dict[str, Any]]
+    # Each operation is dropped (None) once it ran, so a finished batch holds no bodies.
+    operations: list[dict[str, Any] | None]
     # Root URL of the sandbox as the submitting client saw it, for response_body_url.
     base_url: str
     status: str = "pending"
     submitted_at: str = field(default_factory=now_iso)
+    # When it was submitted on the monotonic clock, for the batch start delay fault.
+    submitted_monotonic: float = field(default_factory=time.monotonic)
     completed_at: str = ""
     finished_operations: int = 0
     errored_operations: int = 0
-    results: list[dict[str, Any]] = field(default_factory=list)
-    archive: bytes | None = None
+    results: CompactResults = field(default_factory=CompactResults)
 
     @property
     def response_body_url(self) -> str:
