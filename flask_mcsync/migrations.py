@@ -33,9 +33,14 @@ def _initial_schema(conn: Connection) -> None:
 
 
 def _add_columns(table: str, columns: dict[str, str]) -> Callable[[Connection], None]:
+    """A step adding columns; one already there is left alone, so the step can be
+    renumbered (or re-run after a partial manual fix) safely."""
+
     def apply(conn: Connection) -> None:
+        existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
         for name, ddl in columns.items():
-            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+            if name not in existing:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
 
     return apply
 
