@@ -179,7 +179,15 @@ def test_runs_autosyncs_and_resyncs_appear_in_their_period_with_their_counts(
     assert run_ids(html) == [export.id, auto.id, failed_auto.id]  # newest first
     assert 'value="7"' in html
     totals = dict(re.findall(r'data-total="(\w+)">([\d,]+)<', html))
-    assert totals == {"runs": "3", "created": "11", "updated": "5", "skipped": "0", "errors": "3"}
+    assert totals == {
+        "runs": "3",
+        "created": "11",
+        "updated": "5",
+        "skipped": "0",
+        "errors": "3",
+        "archived": "0",
+        "confirmations": "0",
+    }
     row = html[html.index(f'data-run-id="{export.id}"') :]
     row = row[: row.index("</tr>")]
     assert "Manual export" in row and "admin pages" in row and "1 min 35 s" in row
