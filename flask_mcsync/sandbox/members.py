@@ -98,7 +98,6 @@ def _create(
         )
     merge = clean_merge_fields(audience, body.get("merge_fields"), current={}, skip_validation=skip)
     stamp = now_iso()
-    tags = [str(t) for t in body.get("tags") or [] if isinstance(t, str)]
     member = Member(
         email_address=address,
         status=status,
@@ -108,7 +107,6 @@ def _create(
         timestamp_opt=stamp if status == "subscribed" else "",
         ip_signup=str(body.get("ip_signup") or ""),
         email_type=str(body.get("email_type") or "html"),
-        tags=[{"id": i + 1, "name": name} for i, name in enumerate(tags)],
         contact_id=contact_id_for(audience, key),
     )
     if status == "unsubscribed":
@@ -211,19 +209,7 @@ def update_member(audience: Audience, key: str, raw: object, skip: bool) -> Memb
         audience, body.get("merge_fields"), current=member.merge_fields, skip_validation=skip
     )
     if "email_address" in body:
-        address = validate_email(body["email_address"])
-        new_key, old_key = subscriber_hash(address), member.id
-        if new_key != old_key:
-            if new_key in audience.members:
-                raise ApiError(400, "Member Exists", f"{address} is already a list member.")
-            # Rebuild to keep the member at its place in the paging order.
-            audience.members = {
-                (new_key if k == old_key else k): v for k, v in audience.members.items()
-            }
-            # The contact_id stays the member's: remember where it points now.
-            audience.contact_aliases[member.contact_id] = new_key
-            member.touch()
-        member.email_address = address
+        move_member(audience, member, validate_email(body["email_address"]))
     if status is not None:
         if member.status == "archived":
             enter_status(audience, member, status, source="api")
@@ -231,6 +217,22 @@ def update_member(audience: Audience, key: str, raw: object, skip: bool) -> Memb
             change_status(audience, member, status)
     _apply_merge(member, merge)
     return member
+
+
+def move_member(audience: Audience, member: Member, address: str) -> None:
+    """Give a member a new address: its subscriber hash changes, its contact_id stays."""
+    new_key, old_key = subscriber_hash(address), member.id
+    if new_key != old_key:
+        if new_key in audience.members:
+            raise ApiError(400, "Member Exists", f"{address} is already a list member.")
+        # Rebuild to keep the member at its place in the paging order.
+        audience.members = {
+            (new_key if k == old_key else k): v for k, v in audience.members.items()
+        }
+        # The contact_id stays the member's: remember where it points now.
+        audience.contact_aliases[member.contact_id] = new_key
+        member.touch()
+    member.email_address = address
 
 
 def _apply_merge(member: Member, merge: dict[str, Any]) -> None:
