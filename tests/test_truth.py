@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 import pytest
+import requests
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -358,3 +359,28 @@ def test_older_databases_upgrade_to_the_new_run_columns(db_only_app: Flask) -> N
         ).one()
     assert (row[0], row[1], bool(row[2]), row[3]) == (0, 0, False, None)
     assert upgrade(engine) == []
+
+
+def test_opt_out_and_confirmation_requests_pass_a_required_field_the_member_lacks(
+    db_only_app: Flask, sandbox: Any
+) -> None:
+    """An audience that gained a required field refuses a plain PATCH of a member without
+    it (Mailchimp validates the whole record): our opt-out and re-opt-in still pass."""
+    _seed_lived_in_audience(sandbox)
+    email = "no.phone@gmail.com"
+    sandbox.client.seed_members(LIVED_IN, [{"email_address": email, "status": "subscribed"}])
+    gateway = _ext(db_only_app).gateway()
+    member = gateway.unsubscribe_member(LIVED_IN, email)
+    assert member is not None and member["status"] == "unsubscribed"
+    member = gateway.ask_confirmation(LIVED_IN, email)
+    assert member is not None and member["status"] == "pending"
+    # Without skip_merge_validation the same PATCH is refused: the test above means it.
+    other = "no.phone.either@gmail.com"
+    sandbox.client.seed_members(LIVED_IN, [{"email_address": other, "status": "subscribed"}])
+    plain = requests.patch(
+        f"{sandbox.api_url}lists/{LIVED_IN}/members/{other}",
+        json={"status": "unsubscribed"},
+        auth=("any", sandbox.api_key),
+        timeout=10,
+    )
+    assert plain.status_code == 400 and "PHONE" in plain.text
