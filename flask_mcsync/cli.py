@@ -321,10 +321,12 @@ def summary_line(data: dict[str, Any]) -> str:
     line = (
         f"Run {data['id']} {data['status']} in {data['elapsed']:.1f}s: exported"
         f" {data['created'] + data['updated']} ({data['created']} created,"
-        f" {data['updated']} updated), archived in Mailchimp (left archived)"
-        f" {data.get('archived', 0)}, excluded {data['excluded']}, invalid"
+        f" {data['updated']} updated), excluded {data['excluded']}, invalid"
         f" {data['invalid']}, duplicates {data['duplicates']}, errors {data['errors']}."
     )
+    if data.get("archived"):
+        # Counted apart: neither created nor updated, and they receive nothing.
+        line += f" {data['archived']} archived in Mailchimp: left archived."
     if data.get("skip_merge_validation"):
         line += " Required merge fields were not checked (skip_merge_validation)."
     if data.get("message"):

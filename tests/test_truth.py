@@ -100,6 +100,7 @@ def _shop_rows() -> list[dict[str, Any]]:
 def test_export_into_a_lived_in_audience_gives_mailchimps_outcomes(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
+    from flask_mcsync.cli import summary_line
     from flask_mcsync.models import Batch, Outcome, Run
     from flask_mcsync.preflight import preview
     from flask_mcsync.runs import ExportError, start_export
@@ -164,6 +165,7 @@ def test_export_into_a_lived_in_audience_gives_mailchimps_outcomes(
     assert outcomes[FORGOTTEN].permanent
     assert outcomes[ARCHIVED].error_title == "Archived in Mailchimp: left archived"
     assert (data["created"], data["updated"], data["archived"], data["errors"]) == (6, 4, 1, 1)
+    assert "1 archived in Mailchimp: left archived." in summary_line(data)  # export --wait
     # The passing 400 made a retry batch; nothing was recorded for it.
     db.session.commit()
     retried = db.session.execute(
