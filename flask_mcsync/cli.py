@@ -24,7 +24,7 @@ from .extension import McSync, state
 from .gateway import MailchimpError
 from .inputs import RowIdParam, TextParam
 from .migrations import upgrade
-from .outcomes import LABELS, run_label
+from .outcomes import LABELS, REASON_LABELS, run_label
 from .rules import InvalidRule
 from .runs import ExportError, progress, start_export
 from .status import InvalidPeriod
@@ -469,13 +469,15 @@ def status_cmd(days: int, page: int, as_json: bool) -> None:
         )
         for r in data["runs"]:
             took = f"{r['duration']}s" if r["duration"] is not None else "-"
-            what = run_label(r["kind"], r["sync_reason"])
+            # What a single sync was (signup, opt-out...), after the kind scripts read.
+            reason = r["sync_reason"]
+            what = f"[{REASON_LABELS.get(reason, reason)}] " if reason else ""
             extra = f", archived {r['archived']}" if r["archived"] else ""
             if r["confirmations"]:
                 extra += f", confirmation e-mail sent {r['confirmations']}"
             say(
-                f"  #{r['id']:<6} {when(r['created_at'])}  {what:<28} {r['status']:<9}"
-                f" {took:>8}  created {r['created']}, updated {r['updated']}{extra}, skipped"
+                f"  #{r['id']:<6} {when(r['created_at'])}  {r['kind']:<7} {r['status']:<9}"
+                f" {took:>8}  {what}created {r['created']}, updated {r['updated']}{extra}, skipped"
                 f" {r['skipped']}, errors {r['errors']}  ({inert(r['started_by'])})"
             )
             if r["message"]:
