@@ -27,7 +27,9 @@ mcsync = MailchimpSync(
         email="email",
         # Only newsletter opt-ins are subscribers: the others never reach Mailchimp.
         filter=lambda: Customer.newsletter.is_(True),
-        merge_fields={"FNAME": "first_name", "LNAME": "last_name"},
+        # VIP is a boolean column: sent as the audience's VIP field type wants ("Yes"/"No"
+        # for text, 1/0 for number); an audience without a VIP field ignores it.
+        merge_fields={"FNAME": "first_name", "LNAME": "last_name", "VIP": "vip"},
     ),
     # The admin pages are for a logged-in shop admin only.
     authorize=lambda: bool(session.get("shop_admin")),

@@ -39,9 +39,41 @@ def _batch_retry_budget(conn: Connection) -> None:
     )
 
 
+def _add_columns(table: str, columns: dict[str, str]) -> Callable[[Connection], None]:
+    """A step adding columns; one already there is left alone, so the step can be
+    renumbered (or re-run after a partial manual fix) safely."""
+
+    def apply(conn: Connection) -> None:
+        existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        for name, ddl in columns.items():
+            if name not in existing:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}")
+
+    return apply
+
+
+def _truth_columns(conn: Connection) -> None:
+    # "false" is a boolean literal on PostgreSQL and on SQLite (3.23+) alike.
+    _add_columns(
+        "mcsync_runs",
+        {
+            "sync_reason": "VARCHAR(24)",
+            "skip_merge_validation": "BOOLEAN NOT NULL DEFAULT false",
+            "archived": "INTEGER NOT NULL DEFAULT 0",
+            "confirmations": "INTEGER NOT NULL DEFAULT 0",
+        },
+    )(conn)
+    _add_columns("mcsync_batches", {"archived": "INTEGER NOT NULL DEFAULT 0"})(conn)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "batches: re-sends and time added by retries", _batch_retry_budget),
+    Migration(
+        3,
+        "runs: sync reason, skip_merge_validation, archived and confirmation counts",
+        _truth_columns,
+    ),
 ]
 
 HEAD = MIGRATIONS[-1].version

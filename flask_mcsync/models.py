@@ -98,12 +98,17 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(16))  # export | auto | resync
+    # What a single sync was, in the shop's words: signup | optin | optout |
+    # address_change | resync (NULL for exports and runs older than the column).
+    sync_reason: Mapped[str | None] = mapped_column(sa.String(24))
     list_id: Mapped[str] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(16), default="queued")
     active_list_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     started_by: Mapped[str] = mapped_column(sa.String(120), default="")
     batch_size: Mapped[int] = mapped_column(default=0)
     status_if_new: Mapped[str] = mapped_column(sa.String(16), default="subscribed")
+    # The owner chose to send without Mailchimp's required merge field check.
+    skip_merge_validation: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Planning reads the source in primary-key order; the cursor lets a killed planner resume.
     planned_through: Mapped[str | None] = mapped_column(sa.String(64))
     planning_done: Mapped[bool] = mapped_column(default=False)
@@ -119,6 +124,10 @@ class Run(Base):
     updated: Mapped[int] = mapped_column(default=0)
     skipped: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
+    # Contacts Mailchimp holds archived: left archived, neither created nor updated.
+    archived: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Fresh opt-ins of unsubscribed members: Mailchimp sent its confirmation e-mail.
+    confirmations: Mapped[int] = mapped_column(default=0, server_default="0")
     message: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -154,6 +163,7 @@ class Batch(Base):
     created: Mapped[int] = mapped_column(default=0)
     updated: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
+    archived: Mapped[int] = mapped_column(default=0, server_default="0")
     # The retry budget counts failed tries of one step, each step on its own, so a storm
     # that makes every step fail now and then does not add up to a give-up:
     attempts: Mapped[int] = mapped_column(default=0)  # failed sends in a row
@@ -194,7 +204,7 @@ class Outcome(Base):
     )
     email: Mapped[str] = mapped_column(sa.String(320))
     email_hash: Mapped[str] = mapped_column(sa.String(32))
-    # created | updated | unsubscribed | skipped | error
+    # created | updated | unsubscribed | archived | confirmation | skipped | error
     outcome: Mapped[str] = mapped_column(sa.String(16))
     permanent: Mapped[bool] = mapped_column(default=False)
     error_title: Mapped[str | None] = mapped_column(sa.String(200))

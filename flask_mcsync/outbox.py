@@ -176,12 +176,15 @@ def drain(ext: McSync) -> dict[str, int]:
 def _receiver(action: str) -> Callable[..., None]:
     def receive(sender: Any, **kwargs: Any) -> None:
         app = sender if isinstance(sender, Flask) else current_app._get_current_object()  # type: ignore[attr-defined]
+        # ``newsletter=True/False`` says the change was a newsletter opt-in / opt-out: an
+        # opt-in may ask Mailchimp to e-mail a confirmation (see single_sync.perform).
+        newsletter = kwargs.get("newsletter")
         add(
             state(app),
             subscriber=kwargs.get("subscriber"),
             email=kwargs.get("email"),
             previous_email=kwargs.get("previous_email"),
-            action=action,
+            action=action if newsletter is None else ("optin" if newsletter else "optout"),
         )
 
     return receive

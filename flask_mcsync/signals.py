@@ -31,5 +31,8 @@ _signals = Namespace()
 subscriber_signed_up = _signals.signal("mcsync-subscriber-signed-up")
 
 #: A subscriber changed: newsletter opt-out or opt-in, new address, new name. Keywords:
-#: ``subscriber`` or ``email``, and ``previous_email`` when the address changed.
+#: ``subscriber`` or ``email``, ``previous_email`` when the address changed, and
+#: ``newsletter=True`` / ``False`` when the customer opted in / out of the newsletter.
+#: Only an explicit ``newsletter=True`` (or a signup) makes Mailchimp e-mail a
+#: confirmation to someone it holds unsubscribed; a plain change never alters a status.
 subscriber_changed = _signals.signal("mcsync-subscriber-changed")

@@ -22,7 +22,7 @@ MergeFieldSpec = str | Callable[[Any], Any]
 
 @dataclass(frozen=True)
 class SourceRow:
-    """One address as the shop holds it."""
+    """One address as the shop holds it (merge values as the shop's columns hold them)."""
 
     pk: Any
     email: str
@@ -109,7 +109,8 @@ class SubscriberSource:
                 value = getattr(instance, spec) if isinstance(spec, str) else spec(instance)
                 if value is not None:
                     merge[tag] = value
-        merge = {k: v if isinstance(v, (int, float)) else str(v) for k, v in merge.items()}
+        # Raw Python values (bool, date, Decimal...): :mod:`merge_values` converts them
+        # for the audience's field types before anything is sent.
         return SourceRow(pk=row[0], email=row[1] or "", merge_fields=merge)
 
     def pages(
