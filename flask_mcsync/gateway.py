@@ -251,6 +251,52 @@ class Gateway:
                 return None
             raise
 
+    # --- both ways: webhooks and reading the audience ---------------------------------------
+
+    def webhooks(self, list_id: str) -> list[dict[str, Any]]:
+        """The audience's webhooks (id, url, events, sources)."""
+        with self._call():
+            data = self.client.lists.webhooks.all(list_id)
+        return [dict(w) for w in data.get("webhooks", [])]
+
+    def create_webhook(
+        self, list_id: str, url: str, events: dict[str, bool], sources: dict[str, bool]
+    ) -> dict[str, Any]:
+        """Register a webhook; Mailchimp first checks the URL with a GET."""
+        with self._call():
+            return dict(
+                self.client.lists.webhooks.create(
+                    list_id, {"url": url, "events": events, "sources": sources}
+                )
+            )
+
+    def delete_webhook(self, list_id: str, webhook_id: str) -> bool:
+        """Remove a webhook; ``False`` when it was already gone."""
+        try:
+            with self._call():
+                self.client.lists.webhooks.delete(list_id, webhook_id)
+        except AccountError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def members_page(
+        self, list_id: str, *, offset: int, count: int, since_last_changed: str | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of members (only what reconcile reads) and the total to page through."""
+        params: dict[str, Any] = {
+            "count": count,
+            "offset": offset,
+            "fields": "members.id,members.email_address,members.status,members.merge_fields,"
+            "members.last_changed,members.contact_id,total_items",
+        }
+        if since_last_changed:
+            params["since_last_changed"] = since_last_changed
+        with self._call():
+            data = self.client.lists.members.all(list_id, **params)
+        return [dict(m) for m in data.get("members", [])], int(data.get("total_items") or 0)
+
     def submit_batch(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
         with self._call():
             return dict(self.client.batch_operations.create({"operations": operations}))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .models import SchemaVersion, metadata
+from .models import AudienceMember, SchemaVersion, Settings, WebhookEvent, metadata
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,30 @@ def _initial_schema(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _both_ways(conn: Connection) -> None:
+    # Webhook events, Mailchimp's view of the audience, and the webhook's secret and id.
+    tables = [metadata.tables[m.__tablename__] for m in (WebhookEvent, AudienceMember)]
+    metadata.create_all(conn, tables=tables)
+    _add_columns(conn, metadata.tables[Settings.__tablename__], ["webhook_secret", "webhook_id"])
+
+
+def _add_columns(conn: Connection, table: sa.Table, names: list[str]) -> None:
+    """ALTER TABLE ... ADD COLUMN for each new, nullable column of the model."""
+    existing = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    preparer = conn.dialect.identifier_preparer
+    for name in names:
+        if name in existing:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.exec_driver_sql(
+            f"ALTER TABLE {preparer.quote(table.name)} ADD COLUMN {preparer.quote(name)} {kind}"
+        )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
+    Migration(2, "both ways: webhook events, audience members, webhook settings", _both_ways),
 ]
 
 HEAD = MIGRATIONS[-1].version

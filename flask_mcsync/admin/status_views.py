@@ -31,7 +31,13 @@ UNPROCESSABLE = 422
 DEFAULT_DAYS = 7
 ERRORS_SHOWN = 200  # per page; the CSV has them all
 
-KIND_LABELS = {"export": "Manual export", "auto": "Auto-sync", "resync": "Re-sync"}
+KIND_LABELS = {
+    "export": "Manual export",
+    "auto": "Auto-sync",
+    "resync": "Re-sync",
+    "mailchimp": "From Mailchimp",
+    "reconcile": "From Mailchimp (reconcile)",
+}
 STATUS_LABELS = {
     "queued": "Queued",
     "running": "Running",
