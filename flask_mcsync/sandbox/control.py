@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from . import events
+from .batches import archive_bytes
+from .compliance import OPT_OUT_SOURCES
 from .faults import FaultConfigError, Faults
-from .members import resolve_hash
+from .members import contact_id_for, find_member
 from .state import (
     STATUSES,
     Audience,
@@ -67,8 +71,21 @@ def _merge_fields(raw: object) -> list[MergeField] | None:
     return fields
 
 
+def _opt_out_source(item: dict[str, Any], status: str) -> str:
+    # Seeded unsubscribed members left by themselves unless told otherwise: the common
+    # case, and the one Mailchimp protects (compliance state).
+    source = item.get("opt_out_source", "user" if status == "unsubscribed" else "")
+    if source and source not in OPT_OUT_SOURCES:
+        _fail(400, f"opt_out_source must be one of {', '.join(OPT_OUT_SOURCES)}")
+    return str(source or "")
+
+
 def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
-    """Insert or overwrite members as given: no validation, any status."""
+    """Insert or overwrite members as given: no validation, any status.
+
+    ``opt_out_source`` says how an unsubscribed member left: "user" (themselves, the
+    default), "admin", "api" or "abuse" (reported); see compliance.py.
+    """
     created = updated = 0
     stamp = now_iso()
     for item in items:
@@ -77,12 +94,17 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
         status = item.get("status", "subscribed")
         if status not in STATUSES:
             _fail(400, f"unknown status {status!r}")
+        source = _opt_out_source(item, status)
         key = subscriber_hash(item["email_address"])
         merge = dict(item.get("merge_fields") or {})
         existing = audience.members.get(key)
         if existing is not None:
             existing.set_status(status)
+            existing.opt_out_source = source
+            if status == "unsubscribed":
+                existing.unsubscribed_at = existing.last_changed
             existing.merge_fields.update(merge)
+            existing.touch()
             updated += 1
             continue
         audience.members[key] = Member(
@@ -93,6 +115,9 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
             last_changed=stamp,
             timestamp_opt=stamp if status == "subscribed" else "",
             tags=[{"id": i + 1, "name": str(t)} for i, t in enumerate(item.get("tags") or [])],
+            opt_out_source=source,
+            unsubscribed_at=stamp if status == "unsubscribed" else "",
+            contact_id=contact_id_for(audience, key),
         )
         created += 1
     return {"created": created, "updated": updated}
@@ -163,10 +188,119 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
     def member(list_id: str, key: str) -> Response:
         with state.lock:
             audience = audience_or_404(list_id)
-            found = audience.members.get(resolve_hash(key))
+            found = find_member(audience, key)
             if found is None:
                 _fail(404, f"no member {key} in list {list_id}")
-            return jsonify(audience.member_json(found))
+            data = audience.member_json(found)
+            data["opt_out_source"] = found.opt_out_source
+            return jsonify(data)
+
+    @control.get("/lists/<list_id>/confirmation-emails")
+    def confirmation_emails(list_id: str) -> Response:
+        """The confirmation e-mails Mailchimp would have sent (status pending), in order."""
+        with state.lock:
+            sent = audience_or_404(list_id).confirmation_emails
+            return jsonify(
+                {"confirmation_emails": [{"email_address": e, "sent_at": t} for e, t in sent]}
+            )
+
+    def fire(list_id: str, key: str, event: Callable[..., events.Notification]) -> Response:
+        """Apply one Mailchimp-side event, then wait for its webhook callbacks."""
+        body = request.get_json(silent=True) or {}
+        if not isinstance(body, dict):
+            _fail(400, "expected a JSON object")
+        with state.lock:
+            audience = audience_or_404(list_id)
+            found = find_member(audience, key)
+            if found is None:
+                _fail(404, f"no member {key} in list {list_id}")
+            try:
+                note = event(audience, found, body)
+            except (events.EventError, TypeError) as exc:
+                _fail(400, str(exc))
+            member_json = audience.member_json(found)
+        # Outside the lock: a receiver may call the API back while handling the callback.
+        note.done.wait(events.DELIVERY_TIMEOUT * (len(note.urls) + 1))
+        return jsonify({"member": member_json, "deliveries": note.deliveries})
+
+    def _text(body: dict[str, Any], name: str, default: str = "") -> str:
+        value = body.get(name, default)
+        if not isinstance(value, str):
+            _fail(400, f"{name} must be a string")
+        return value
+
+    @control.post("/lists/<list_id>/members/<key>/unsubscribe")
+    def unsubscribe(list_id: str, key: str) -> Response:
+        return fire(
+            list_id,
+            key,
+            lambda audience, member, body: events.unsubscribe(
+                state,
+                audience,
+                member,
+                reason=_text(body, "reason", "manual"),
+                action=_text(body, "action", "unsub"),
+                source=_text(body, "source", "user"),
+                campaign_id=_text(body, "campaign_id"),
+                unsubscribe_reason=_text(body, "unsubscribe_reason"),
+            ),
+        )
+
+    @control.post("/lists/<list_id>/members/<key>/clean")
+    def clean(list_id: str, key: str) -> Response:
+        return fire(
+            list_id,
+            key,
+            lambda audience, member, body: events.clean(
+                state,
+                audience,
+                member,
+                reason=_text(body, "reason", "hard"),
+                campaign_id=_text(body, "campaign_id"),
+            ),
+        )
+
+    @control.post("/lists/<list_id>/members/<key>/profile")
+    def profile(list_id: str, key: str) -> Response:
+        def edit(audience: Audience, member: Member, body: dict[str, Any]) -> events.Notification:
+            merge_fields = body.get("merge_fields")
+            if not isinstance(merge_fields, dict):
+                _fail(400, 'expected {"merge_fields": {...}}')
+            return events.edit_profile(
+                state, audience, member, merge_fields, source=_text(body, "source", "user")
+            )
+
+        return fire(list_id, key, edit)
+
+    @control.post("/lists/<list_id>/members/<key>/change-address")
+    def change_address(list_id: str, key: str) -> Response:
+        def change(audience: Audience, member: Member, body: dict[str, Any]) -> events.Notification:
+            new_email = _text(body, "new_email")
+            if "@" not in new_email:
+                _fail(400, 'expected {"new_email": "..."}')
+            return events.change_address(
+                state, audience, member, new_email, source=_text(body, "source", "user")
+            )
+
+        return fire(list_id, key, change)
+
+    @control.route("/webhook-deliveries", methods=["GET", "DELETE"])
+    def webhook_deliveries() -> Response:
+        if request.method == "DELETE":
+            events.settle(state)
+            with state.lock:
+                state.webhook_deliveries = []
+            return jsonify({"deliveries": []})
+        # By default, wait for callbacks still queued (e.g. from API calls just made).
+        if request.args.get("settle", "1") != "0":
+            events.settle(state)
+        with state.lock:
+            found = [
+                d
+                for d in state.webhook_deliveries
+                if request.args.get("list_id") in (None, d["list_id"])
+            ]
+        return Response(json.dumps({"deliveries": found}), content_type="application/json")
 
     @control.post("/lists/<list_id>/forgotten")
     def forgotten(list_id: str) -> Response:
@@ -226,20 +360,22 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
         rid = uuid.uuid4().hex[:16].upper()
         with state.lock:
             batch = state.batches.get(batch_id)
-            archive = batch.archive if batch is not None else None
-        if archive is None:
+            finished = batch is not None and batch.status == "finished"
+        if batch is None or not finished:
             return Response(
                 _S3_MISSING.format(key=f"{batch_id}.tar.gz", rid=rid),
                 status=404,
                 content_type="application/xml",
             )
-        if faults.expire_results:
+        if faults.results_expired(batch_id):
+            # Gone for good, as on S3: the memory goes too.
+            batch.results.clear()
             # What an expired S3 presigned URL answers.
             return Response(
                 _S3_EXPIRED.format(stamp=now_iso(), rid=rid),
                 status=403,
                 content_type="application/xml",
             )
-        return Response(archive, content_type="application/x-gzip")
+        return Response(archive_bytes(batch), content_type="application/x-gzip")
 
     return control

@@ -10,6 +10,10 @@ PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8"
 
 NOT_FOUND_DETAIL = "The requested resource could not be found."
 TOO_MANY_CONNECTIONS = "You have exceeded the limit of 10 simultaneous connections."
+SCHEMA_DETAIL = (
+    "The resource submitted could not be validated. For field-specific details, "
+    "see the 'errors' array."
+)
 
 
 class ApiError(Exception):
@@ -61,11 +65,7 @@ def invalid_resource(detail: str, errors: list[dict[str, str]] | None = None) ->
 
 def schema_error(field: str, message: str) -> ApiError:
     """A body that does not match the schema (missing or ill-typed field)."""
-    return invalid_resource(
-        "The resource submitted could not be validated. For field-specific details, "
-        "see the 'errors' array.",
-        [{"field": field, "message": message}],
-    )
+    return invalid_resource(SCHEMA_DETAIL, [{"field": field, "message": message}])
 
 
 def method_not_allowed(allowed: list[str]) -> ApiError:

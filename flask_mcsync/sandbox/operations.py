@@ -11,9 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import events, webhooks
 from . import members as rules
 from .errors import ApiError, invalid_resource, method_not_allowed, not_found, too_many_requests
-from .state import STATUSES, Audience, Batch, SandboxState
+from .state import STATUSES, Audience, Batch, SandboxState, subscriber_hash
 
 MAX_PAGE = 1000
 MAX_UNFINISHED_BATCHES = 500
@@ -102,8 +103,11 @@ def execute(
 ) -> Result:
     """Run one API call against the state; errors come back as problem documents."""
     try:
+        seg = split_path(path)
+        if webhooks.needs_url_check(method.upper(), seg, body):
+            webhooks.verify_url(body)  # a network call: never under the account lock
         with state.lock:
-            result = _dispatch(state, method.upper(), split_path(path), params, body, base_url)
+            result = _dispatch(state, method.upper(), seg, params, body, base_url)
     except ApiError as exc:
         return Result(exc.status, exc.body(), exc.headers)
     if result.body is not None and ("fields" in params or "exclude_fields" in params):
@@ -189,12 +193,19 @@ def _lists(
                 "_links": [],
             },
         )
+    if seg[2] == "webhooks":
+        return Result(*webhooks.handle(audience, method, seg[3:], body))
     if seg[2] != "members":
         raise not_found()
     if n == 3:
         _allow(method, ["GET", "POST"])
         if method == "POST":
+            address = body.get("email_address") if isinstance(body, dict) else None
+            before = events.snapshot(
+                audience.members.get(subscriber_hash(address)) if isinstance(address, str) else None
+            )
             member, _ = rules.add_member(audience, body, skip)
+            events.api_changed(state, audience, before, member)
             return Result(200, audience.member_json(member))
         return Result(200, _member_page(audience, params))
     key = seg[3]
@@ -202,10 +213,13 @@ def _lists(
         _allow(method, ["GET", "PUT", "PATCH", "DELETE"])
         if method == "GET":
             member = rules.get_member(audience, key)
-        elif method == "PUT":
-            member, _ = rules.upsert_member(audience, key, body, skip)
-        elif method == "PATCH":
-            member = rules.update_member(audience, key, body, skip)
+        elif method in ("PUT", "PATCH"):
+            before = events.snapshot(audience.members.get(rules.resolve_hash(key)))
+            if method == "PUT":
+                member, _ = rules.upsert_member(audience, key, body, skip)
+            else:
+                member = rules.update_member(audience, key, body, skip)
+            events.api_changed(state, audience, before, member)
         else:
             rules.archive_member(audience, key)
             return Result(204, None)
