@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, jsonify, request
@@ -80,6 +81,20 @@ def _opt_out_source(item: dict[str, Any], status: str) -> str:
     return str(source or "")
 
 
+def _seed_times(member: Member, item: dict[str, Any]) -> None:
+    """Seeded members may carry their history: last_changed, timestamp_opt, unsubscribed_at."""
+    for name in ("last_changed", "timestamp_opt", "unsubscribed_at"):
+        if name in item:
+            try:
+                stamp = datetime.fromisoformat(str(item[name]))
+            except ValueError:
+                _fail(400, f"{name} must be an ISO 8601 time with an offset")
+            if stamp.tzinfo is None:
+                _fail(400, f"{name} must be an ISO 8601 time with an offset")
+            utc = stamp.astimezone(timezone.utc).replace(microsecond=0)
+            setattr(member, name, utc.isoformat())
+
+
 def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
     """Insert or overwrite members as given: no validation, any status.
 
@@ -105,6 +120,7 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
                 existing.unsubscribed_at = existing.last_changed
             existing.merge_fields.update(merge)
             existing.touch()
+            _seed_times(existing, item)
             updated += 1
             continue
         audience.members[key] = Member(
@@ -119,6 +135,7 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
             unsubscribed_at=stamp if status == "unsubscribed" else "",
             contact_id=contact_id_for(audience, key),
         )
+        _seed_times(audience.members[key], item)
         created += 1
     return {"created": created, "updated": updated}
 

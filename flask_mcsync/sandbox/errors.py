@@ -55,6 +55,19 @@ def problem(
     return body
 
 
+def json_type_name(value: object) -> str:
+    """The JSON type of a value, spelled as Mailchimp's schema messages spell it."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
 def not_found() -> ApiError:
     return ApiError(404, "Resource Not Found", NOT_FOUND_DETAIL)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import SCHEMA_DETAIL, invalid_resource
+from .errors import SCHEMA_DETAIL, invalid_resource, json_type_name
 from .state import Audience
 
 ANY_OF = "Data did not match any of the schemas described in anyOf."
@@ -45,7 +45,7 @@ def check_schema(values: object) -> dict[str, Any]:
     if values is None:
         return {}
     if not isinstance(values, dict):
-        kind = "array" if isinstance(values, list) else type(values).__name__
+        kind = json_type_name(values)
         raise invalid_resource(
             SCHEMA_DETAIL,
             [

@@ -6,15 +6,16 @@ This is HTTP-free on purpose: the Flask view and the batch worker both call
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import events, webhooks
 from . import members as rules
+from .batch_submit import batch_page, validate_operations
 from .errors import ApiError, invalid_resource, method_not_allowed, not_found, too_many_requests
-from .state import STATUSES, Audience, Batch, SandboxState, subscriber_hash
+from .member_filters import member_page
+from .state import Audience, Batch, SandboxState, subscriber_hash
 
 MAX_PAGE = 1000
 MAX_UNFINISHED_BATCHES = 500
@@ -75,7 +76,10 @@ def _int_param(params: dict[str, str], name: str, default: int) -> int:
     return value
 
 
-def _page(params: dict[str, str], default_count: int) -> tuple[int, int]:
+Page = tuple[int, int]  # offset, count
+
+
+def _page(params: dict[str, str], default_count: int) -> Page:
     # Mailchimp caps pages at 1000 items.
     count = min(_int_param(params, "count", default_count), MAX_PAGE)
     return _int_param(params, "offset", 0), count
@@ -148,7 +152,7 @@ def _dispatch(
     if seg[0] == "lists":
         return _lists(state, method, seg, params, body)
     if seg[0] == "batches" and n <= 2:
-        return _batches(state, method, seg, body, base_url)
+        return _batches(state, method, seg, body, base_url, page=_page(params, 10))
     raise not_found()
 
 
@@ -207,7 +211,8 @@ def _lists(
             member, _ = rules.add_member(audience, body, skip)
             events.api_changed(state, audience, before, member)
             return Result(200, audience.member_json(member))
-        return Result(200, _member_page(audience, params))
+        offset, count = _page(params, 10)
+        return Result(200, member_page(audience, params, offset, count))
     key = seg[3]
     if n == 4:
         _allow(method, ["GET", "PUT", "PATCH", "DELETE"])
@@ -231,42 +236,13 @@ def _lists(
     raise not_found()
 
 
-def _member_page(audience: Audience, params: dict[str, str]) -> dict[str, Any]:
-    offset, count = _page(params, 10)
-    status = params.get("status") or None
-    if status is not None and status not in STATUSES:
-        raise invalid_resource(f"Invalid status filter: {status}.")
-    # Archived contacts only show up when asked for, as in Mailchimp's audience view.
-    if status is None:
-        wanted = (m for m in audience.members.values() if m.status != "archived")
-        total = sum(1 for m in audience.members.values() if m.status != "archived")
-    else:
-        wanted = (m for m in audience.members.values() if m.status == status)
-        total = sum(1 for m in audience.members.values() if m.status == status)
-    page = itertools.islice(wanted, offset, offset + count)
-    return {
-        "members": [audience.member_json(m) for m in page],
-        "list_id": audience.id,
-        "total_items": total,
-        "_links": [],
-    }
-
-
 def _batches(
-    state: SandboxState, method: str, seg: list[str], body: object, base_url: str
+    state: SandboxState, method: str, seg: list[str], body: object, base_url: str, page: Page
 ) -> Result:
     if len(seg) == 1:
         _allow(method, ["GET", "POST"])
         if method == "GET":
-            batches = list(state.batches.values())
-            return Result(
-                200,
-                {
-                    "batches": [b.to_json() for b in batches],
-                    "total_items": len(batches),
-                    "_links": [],
-                },
-            )
+            return Result(200, batch_page(state, *page))
         return Result(200, _submit_batch(state, body, base_url).to_json())
     batch = state.batches.get(seg[1])
     if batch is None:
@@ -279,18 +255,7 @@ def _batches(
 
 
 def _submit_batch(state: SandboxState, body: object, base_url: str) -> Batch:
-    operations = body.get("operations") if isinstance(body, dict) else None
-    if not isinstance(operations, list):
-        raise rules.schema_error("operations", "This value should not be blank.")
-    for index, op in enumerate(operations):
-        if not (
-            isinstance(op, dict)
-            and isinstance(op.get("method"), str)
-            and isinstance(op.get("path"), str)
-        ):
-            raise rules.schema_error(
-                f"operations.item:{index}", "Each operation needs a method and a path."
-            )
+    operations = validate_operations(body)
     if state.unfinished_batches() >= MAX_UNFINISHED_BATCHES:
         raise too_many_requests(f"You have more than {MAX_UNFINISHED_BATCHES} pending batches.", 60)
     batch = Batch(id=state.new_batch_id(), operations=operations, base_url=base_url)
@@ -303,13 +268,12 @@ def run_operation(state: SandboxState, op: dict[str, Any], base_url: str) -> dic
     """Execute one batch operation and return its entry for the results archive."""
     raw_body = op.get("body")
     body: object = None
+    # Submission already refused any body that is not a string.
     if isinstance(raw_body, str) and raw_body.strip():
         try:
             body = json.loads(raw_body)
         except ValueError:
             body = INVALID_JSON
-    elif isinstance(raw_body, dict):
-        body = raw_body
     raw_params = op.get("params")
     params = {str(k): str(v) for k, v in raw_params.items()} if isinstance(raw_params, dict) else {}
     try:
