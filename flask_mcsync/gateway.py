@@ -263,11 +263,14 @@ class Gateway:
         self, list_id: str, url: str, events: dict[str, bool], sources: dict[str, bool]
     ) -> dict[str, Any]:
         """Register a webhook; Mailchimp first checks the URL with a GET."""
+        webhooks = self.client.lists.webhooks
+        body = {"url": url, "events": events, "sources": sources}
+        # mailchimp3's create() runs its own URL regex first, which refuses loopback and
+        # private addresses (a shop tried on a LAN, the sandbox): Mailchimp's own check of
+        # the URL (its GET) is the one that counts, and its refusal says why.
         with self._call():
             return dict(
-                self.client.lists.webhooks.create(
-                    list_id, {"url": url, "events": events, "sources": sources}
-                )
+                webhooks._mc_client._post(url=webhooks._build_path(list_id, "webhooks"), data=body)
             )
 
     def delete_webhook(self, list_id: str, webhook_id: str) -> bool:
@@ -282,9 +285,18 @@ class Gateway:
         return True
 
     def members_page(
-        self, list_id: str, *, offset: int, count: int, since_last_changed: str | None = None
+        self,
+        list_id: str,
+        *,
+        offset: int,
+        count: int,
+        since_last_changed: str | None = None,
+        status: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """One page of members (only what reconcile reads) and the total to page through."""
+        """One page of members (only what reconcile reads) and the total to page through.
+
+        Archived contacts are left out unless ``status="archived"`` asks for them.
+        """
         params: dict[str, Any] = {
             "count": count,
             "offset": offset,
@@ -293,6 +305,8 @@ class Gateway:
         }
         if since_last_changed:
             params["since_last_changed"] = since_last_changed
+        if status:
+            params["status"] = status
         with self._call():
             data = self.client.lists.members.all(list_id, **params)
         return [dict(m) for m in data.get("members", [])], int(data.get("total_items") or 0)

@@ -194,6 +194,11 @@ def reconcile_if_due(ext: McSync) -> bool:
     interval = ext.config.reconcile_interval
     if interval <= 0 or not ext.redis.set(RECONCILE_GUARD_KEY, "1", nx=True, ex=interval):
         return False
+    return enqueue_reconcile(ext)
+
+
+def enqueue_reconcile(ext: McSync) -> bool:
+    """Queue a reconcile unless one is already waiting ("Reconcile now", the schedule)."""
     return _enqueue_once(ext, "mcsync-reconcile", reconcile_audience, timeout=RECONCILE_TIMEOUT)
 
 

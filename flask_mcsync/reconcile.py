@@ -141,20 +141,21 @@ def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) 
     )
     started = time.monotonic()
     gateway = ext.gateway()
-    offset = 0
     try:
-        while True:
-            members, total = _page(gateway, list_id, offset, page_size, since, result)
-            if not members:
-                break
-            _apply_page(ext, run, list_id, members, result)
-            run.lease_until = utcnow() + LEASE
-            run.total = result.read
-            run.planned_through = result.through
-            session.commit()
-            offset += len(members)
-            if offset >= total:
-                break
+        # Mailchimp lists archived contacts only when asked for them: a second pass.
+        for status in (None, "archived"):
+            offset = 0
+            while True:
+                members, total = _page(gateway, list_id, offset, page_size, since, status, result)
+                if not members:
+                    break
+                _apply_page(ext, run, list_id, members, result)
+                run.lease_until = utcnow() + LEASE
+                run.total = result.read
+                session.commit()
+                offset += len(members)
+                if offset >= total:
+                    break
     except BaseException as exc:
         session.rollback()
         run.status, run.active_list_id, run.finished_at = "failed", None, utcnow()
@@ -183,13 +184,19 @@ def _since(through: str | None) -> str | None:
 
 
 def _page(
-    gateway: Any, list_id: str, offset: int, count: int, since: str | None, result: ReconcileResult
+    gateway: Any,
+    list_id: str,
+    offset: int,
+    count: int,
+    since: str | None,
+    status: str | None,
+    result: ReconcileResult,
 ) -> tuple[list[dict[str, Any]], int]:
     for attempt in range(1, PAGE_TRIES + 1):
         result.requests += 1
         try:
             members, total = gateway.members_page(
-                list_id, offset=offset, count=count, since_last_changed=since
+                list_id, offset=offset, count=count, since_last_changed=since, status=status
             )
             return members, total
         except (TransientError, SlotTimeout) as exc:
