@@ -161,6 +161,11 @@ class SandboxClient:
         )
         return result
 
+    def confirm(self, list_id: str, email: str, *, ip_opt: str = "") -> dict[str, Any]:
+        """The person confirms a pending subscription (the link in Mailchimp's e-mail)."""
+        result: dict[str, Any] = self._member_event(list_id, email, "confirm", {"ip_opt": ip_opt})
+        return result
+
     def clean(
         self, list_id: str, email: str, *, reason: str = "hard", campaign_id: str = ""
     ) -> dict[str, Any]:
@@ -201,3 +206,21 @@ class SandboxClient:
 
     def clear_webhook_deliveries(self) -> None:
         self._call("DELETE", "/webhook-deliveries")
+
+    def add_marketing_permission(
+        self, list_id: str, text: str, marketing_permission_id: str | None = None
+    ) -> list[dict[str, str]]:
+        """Give the audience a GDPR marketing permission (e.g. "Email"); returns them all."""
+        body: dict[str, str] = {"text": text}
+        if marketing_permission_id is not None:
+            body["marketing_permission_id"] = marketing_permission_id
+        result: list[dict[str, str]] = self._call(
+            "POST", f"/lists/{list_id}/marketing-permissions", body
+        )["marketing_permissions"]
+        return result
+
+    def marketing_permissions(self, list_id: str) -> list[dict[str, str]]:
+        result: list[dict[str, str]] = self._call("GET", f"/lists/{list_id}/marketing-permissions")[
+            "marketing_permissions"
+        ]
+        return result

@@ -29,6 +29,7 @@ from .state import (
     now_iso,
     subscriber_hash,
 )
+from .tags import add_tags
 
 _S3_EXPIRED = """<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>AccessDenied</Code><Message>Request has expired</Message>\
@@ -67,6 +68,7 @@ def _merge_fields(raw: object) -> list[MergeField] | None:
                 type=str(item.get("type") or "text"),
                 required=bool(item.get("required", False)),
                 default_value=str(item.get("default_value") or ""),
+                options=dict(item.get("options") or {}),
             )
         )
     return fields
@@ -130,11 +132,12 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
             timestamp_signup=stamp,
             last_changed=stamp,
             timestamp_opt=stamp if status == "subscribed" else "",
-            tags=[{"id": i + 1, "name": str(t)} for i, t in enumerate(item.get("tags") or [])],
             opt_out_source=source,
             unsubscribed_at=stamp if status == "unsubscribed" else "",
             contact_id=contact_id_for(audience, key),
+            language=str(item.get("language") or ""),
         )
+        add_tags(audience, audience.members[key], [str(t) for t in item.get("tags") or []])
         _seed_times(audience.members[key], item)
         created += 1
     return {"created": created, "updated": updated}
@@ -263,6 +266,16 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             ),
         )
 
+    @control.post("/lists/<list_id>/members/<key>/confirm")
+    def confirm(list_id: str, key: str) -> Response:
+        return fire(
+            list_id,
+            key,
+            lambda audience, member, body: events.confirm(
+                state, audience, member, ip_opt=_text(body, "ip_opt")
+            ),
+        )
+
     @control.post("/lists/<list_id>/members/<key>/clean")
     def clean(list_id: str, key: str) -> Response:
         return fire(
@@ -318,6 +331,29 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
                 if request.args.get("list_id") in (None, d["list_id"])
             ]
         return Response(json.dumps({"deliveries": found}), content_type="application/json")
+
+    @control.route("/lists/<list_id>/marketing-permissions", methods=["GET", "POST"])
+    def marketing_permissions(list_id: str) -> Response | tuple[Response, int]:
+        """The audience's GDPR marketing permissions; adding one makes it GDPR-enabled."""
+        new: tuple[str, str] | None = None
+        if request.method == "POST":
+            body = _json_body()
+            text = body.get("text") if isinstance(body, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                _fail(400, 'expected {"text": "...", "marketing_permission_id"?: "..."}')
+            pid = body.get("marketing_permission_id") or uuid.uuid4().hex[:10]
+            if not isinstance(pid, str):
+                _fail(400, "marketing_permission_id must be a string")
+            new = (pid, text.strip())
+        with state.lock:
+            audience = audience_or_404(list_id)
+            if new is not None:
+                audience.marketing_permissions[new[0]] = new[1]
+            found = [
+                {"marketing_permission_id": p, "text": t}
+                for p, t in audience.marketing_permissions.items()
+            ]
+        return jsonify({"marketing_permissions": found}), 201 if request.method == "POST" else 200
 
     @control.post("/lists/<list_id>/forgotten")
     def forgotten(list_id: str) -> Response:

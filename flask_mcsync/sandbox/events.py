@@ -30,6 +30,7 @@ import requests
 from .compliance import enter_status
 from .errors import ApiError
 from .members import move_member
+from .state import subscriber_hash
 
 if TYPE_CHECKING:
     from .state import Audience, Member, SandboxState
@@ -57,6 +58,8 @@ class Notification:
     source: str | None
     payload: list[tuple[str, str]]
     urls: list[str]
+    # SandboxState.webhook_generation when queued: a reset since makes it stale.
+    generation: int = 0
     done: threading.Event = field(default_factory=threading.Event)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
 
@@ -98,6 +101,10 @@ def _member_data(audience: Audience, member: Member) -> list[tuple[str, str]]:
     ]
 
 
+def _subscribe_data(audience: Audience, member: Member) -> list[tuple[str, str]]:
+    return [*_member_data(audience, member), ("data[ip_signup]", member.ip_signup)]
+
+
 def notify(
     state: SandboxState,
     audience: Audience,
@@ -113,6 +120,7 @@ def notify(
         source=source,
         payload=[("type", event), ("fired_at", fired_at()), *data],
         urls=urls,
+        generation=state.webhook_generation,
     )
     if urls:
         state.webhook_outbox.append(note)
@@ -166,6 +174,17 @@ def unsubscribe(
     if campaign_id:
         data.append(("data[campaign_id]", campaign_id))
     return notify(state, audience, "unsubscribe", source, data)
+
+
+def confirm(
+    state: SandboxState, audience: Audience, member: Member, *, ip_opt: str = ""
+) -> Notification:
+    """The person clicks the link in Mailchimp's confirmation e-mail: pending -> subscribed."""
+    if member.status != "pending":
+        raise EventError(f"{member.email_address} is {member.status}, not pending")
+    enter_status(audience, member, "subscribed", source="")
+    member.ip_opt = ip_opt or member.ip_opt
+    return notify(state, audience, "subscribe", "user", _subscribe_data(audience, member))
 
 
 def clean(
@@ -258,6 +277,27 @@ def snapshot(member: Member | None) -> Snapshot:
     )
 
 
+def snapshot_many(audience: Audience, body: object) -> list[tuple[str, Snapshot]]:
+    """Snapshots of the members a batch subscribe (``POST /lists/{id}``) names."""
+    raw = body.get("members") if isinstance(body, dict) else None
+    found: list[tuple[str, Snapshot]] = []
+    for item in raw if isinstance(raw, list) else []:
+        address = item.get("email_address") if isinstance(item, dict) else None
+        if isinstance(address, str):
+            key = subscriber_hash(address)
+            found.append((key, snapshot(audience.members.get(key))))
+    return found
+
+
+def api_changed_many(
+    state: SandboxState, audience: Audience, before: list[tuple[str, Snapshot]]
+) -> None:
+    for key, snap in before:
+        member = audience.members.get(key)
+        if member is not None:
+            api_changed(state, audience, snap, member)
+
+
 def api_changed(
     state: SandboxState, audience: Audience, before: Snapshot, member: Member
 ) -> list[Notification]:
@@ -271,8 +311,7 @@ def api_changed(
             notify(state, audience, "unsubscribe", "api", data + _member_data(audience, member))
         )
     elif member.status == "subscribed" and was in ("", "archived", "pending", "unsubscribed"):
-        data = [*_member_data(audience, member), ("data[ip_signup]", member.ip_signup)]
-        notes.append(notify(state, audience, "subscribe", "api", data))
+        notes.append(notify(state, audience, "subscribe", "api", _subscribe_data(audience, member)))
     if before.member is member and before.email != member.email_address:
         data = [
             ("data[list_id]", audience.id),
@@ -323,8 +362,10 @@ class WebhookDispatcher:
             for url in note.urls:
                 note.deliveries.append(self._deliver(note, url))
             with self.state.lock:
-                self.state.webhook_outbox.remove(note)
-                self.state.webhook_deliveries.extend(note.deliveries)
+                if note in self.state.webhook_outbox:
+                    self.state.webhook_outbox.remove(note)
+                if note.generation == self.state.webhook_generation:
+                    self.state.webhook_deliveries.extend(note.deliveries)
             note.done.set()
 
     def _deliver(self, note: Notification, url: str) -> dict[str, Any]:

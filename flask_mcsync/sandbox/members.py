@@ -98,7 +98,6 @@ def _create(
         )
     merge = clean_merge_fields(audience, body.get("merge_fields"), current={}, skip_validation=skip)
     stamp = now_iso()
-    tags = [str(t) for t in body.get("tags") or [] if isinstance(t, str)]
     member = Member(
         email_address=address,
         status=status,
@@ -108,7 +107,6 @@ def _create(
         timestamp_opt=stamp if status == "subscribed" else "",
         ip_signup=str(body.get("ip_signup") or ""),
         email_type=str(body.get("email_type") or "html"),
-        tags=[{"id": i + 1, "name": name} for i, name in enumerate(tags)],
         contact_id=contact_id_for(audience, key),
     )
     if status == "unsubscribed":

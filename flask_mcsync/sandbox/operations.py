@@ -10,12 +10,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import events, webhooks
+from . import events, list_resources, merge_fields_api, profile, tags, webhooks
 from . import members as rules
 from .batch_submit import batch_page, validate_operations
 from .errors import ApiError, invalid_resource, method_not_allowed, not_found, too_many_requests
 from .member_filters import member_page
-from .state import Audience, Batch, SandboxState, subscriber_hash
+from .state import Audience, Batch, Member, SandboxState
 
 MAX_PAGE = 1000
 MAX_UNFINISHED_BATCHES = 500
@@ -183,9 +183,17 @@ def _lists(
         _allow(method, ["GET", "POST"])
         if method == "GET":
             return Result(200, audience.to_json())
-        return Result(200, rules.batch_subscribe(audience, body))
+        before = events.snapshot_many(audience, body)
+        reply = rules.batch_subscribe(audience, body)
+        events.api_changed_many(state, audience, before)
+        return Result(200, reply)
+    if seg[2] == "merge-fields" and n > 3:
+        status, doc = merge_fields_api.handle(audience, method, seg[3:], body)
+        return Result(status, doc)
     if seg[2] == "merge-fields" and n == 3:
-        _allow(method, ["GET"])
+        _allow(method, ["GET", "POST"])
+        if method == "POST":
+            return Result(200, merge_fields_api.create(audience, body).to_json(audience.id))
         offset, count = _page(params, 10)
         fields = audience.merge_fields
         return Result(
@@ -197,19 +205,15 @@ def _lists(
                 "_links": [],
             },
         )
-    if seg[2] == "webhooks":
-        return Result(*webhooks.handle(audience, method, seg[3:], body))
+    answer = list_resources.route(audience, method, seg[2:], params, body, _page(params, 10))
+    if answer is not None:
+        return Result(*answer)
     if seg[2] != "members":
         raise not_found()
     if n == 3:
         _allow(method, ["GET", "POST"])
         if method == "POST":
-            address = body.get("email_address") if isinstance(body, dict) else None
-            before = events.snapshot(
-                audience.members.get(subscriber_hash(address)) if isinstance(address, str) else None
-            )
-            member, _ = rules.add_member(audience, body, skip)
-            events.api_changed(state, audience, before, member)
+            member = _write_member(state, audience, method, None, body, skip)
             return Result(200, audience.member_json(member))
         offset, count = _page(params, 10)
         return Result(200, member_page(audience, params, offset, count))
@@ -219,12 +223,7 @@ def _lists(
         if method == "GET":
             member = rules.get_member(audience, key)
         elif method in ("PUT", "PATCH"):
-            before = events.snapshot(audience.members.get(rules.resolve_hash(key)))
-            if method == "PUT":
-                member, _ = rules.upsert_member(audience, key, body, skip)
-            else:
-                member = rules.update_member(audience, key, body, skip)
-            events.api_changed(state, audience, before, member)
+            member = _write_member(state, audience, method, key, body, skip)
         else:
             rules.archive_member(audience, key)
             return Result(204, None)
@@ -234,6 +233,33 @@ def _lists(
         rules.delete_permanent(audience, key)
         return Result(204, None)
     raise not_found()
+
+
+def _write_member(
+    state: SandboxState,
+    audience: Audience,
+    method: str,
+    key: str | None,
+    body: object,
+    skip: bool,
+) -> Member:
+    """POST, PUT or PATCH of one member, with its profile parts, tags and webhooks."""
+    if key is None:
+        address = body.get("email_address") if isinstance(body, dict) else None
+        key = address if isinstance(address, str) else ""
+    before = events.snapshot(rules.find_member(audience, key) if key else None)
+    change = profile.parse(audience, body)  # refuses bad values before anything changes
+    new_tags = tags.tags_on_create(body) if method == "POST" else []
+    if method == "POST":
+        member, _ = rules.add_member(audience, body, skip)
+        tags.add_tags(audience, member, new_tags)
+    elif method == "PUT":
+        member, _ = rules.upsert_member(audience, key, body, skip)
+    else:
+        member = rules.update_member(audience, key, body, skip)
+    profile.apply(member, change)
+    events.api_changed(state, audience, before, member)
+    return member
 
 
 def _batches(

@@ -51,8 +51,16 @@ class MergeField:
     type: str = "text"
     required: bool = False
     default_value: str = ""
+    public: bool = True
+    display_order: int = 0
+    # Type-specific: size (text), choices (radio/dropdown), date_format, phone_format...
+    options: dict[str, Any] = field(default_factory=dict)
+    help_text: str = ""
 
     def to_json(self, list_id: str) -> dict[str, Any]:
+        options = dict(self.options)
+        if self.type == "text":
+            options.setdefault("size", 25)
         return {
             "merge_id": self.merge_id,
             "tag": self.tag,
@@ -60,10 +68,10 @@ class MergeField:
             "type": self.type,
             "required": self.required,
             "default_value": self.default_value,
-            "public": True,
-            "display_order": self.merge_id,
-            "options": {"size": 25} if self.type == "text" else {},
-            "help_text": "",
+            "public": self.public,
+            "display_order": self.display_order or self.merge_id,
+            "options": options,
+            "help_text": self.help_text,
             "list_id": list_id,
             "_links": [],
         }
@@ -320,6 +328,7 @@ class SandboxState:
         self.webhook_outbox: list[Any] = []
         self.webhook_queued = threading.Event()
         self.webhook_deliveries: list[dict[str, Any]] = []
+        self.webhook_generation = 0
         self._ids = itertools.count(1)
         self.reset()
 
@@ -330,6 +339,12 @@ class SandboxState:
             self.batches = {}
             self.stats = Stats()
             self.webhook_deliveries = []
+            # Callbacks of the old account are not delivered (the one being delivered
+            # right now finishes, but is not recorded: see events.WebhookDispatcher).
+            for note in self.webhook_outbox[1:]:
+                note.done.set()
+            del self.webhook_outbox[1:]
+            self.webhook_generation += 1
             self.create_list(DEFAULT_LIST_NAME, default_merge_fields(), list_id=DEFAULT_LIST_ID)
 
     def create_list(

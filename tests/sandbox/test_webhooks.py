@@ -42,6 +42,9 @@ class Receiver:
     hits: list[Hit] = field(default_factory=list)
     # path -> (status for GET, status for POST); unknown paths answer 200.
     answers: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # POSTs to these paths wait for the gate before answering.
+    gated: set[str] = field(default_factory=set)
+    gate: threading.Event = field(default_factory=threading.Event)
 
     def posts(self, path: str | None = None) -> list[Hit]:
         return [h for h in self.hits if h.method == "POST" and path in (None, h.path)]
@@ -58,6 +61,8 @@ def receiver() -> Iterator[Receiver]:
             found.hits.append(
                 Hit(method, self.path, dict(self.headers), parse_qsl(raw, keep_blank_values=True))
             )
+            if method == "POST" and self.path in found.gated:
+                found.gate.wait(10)
             get_code, post_code = found.answers.get(self.path, (200, 200))
             self.send_response(get_code if method == "GET" else post_code)
             self.send_header("Content-Length", "0")
@@ -178,9 +183,15 @@ def test_url_that_does_not_answer_200_is_refused(
     assert mc3_exc.value.args[0]["detail"].endswith("HTTP Code: 0")
     reply = api("POST", f"lists/{LIST}/webhooks", json={"url": "ftp://shop.io/x"})
     assert reply.status_code == 400 and reply.json()["errors"][0]["field"] == "url"
-    add_hook(api, f"{receiver.url}/once", ALL_EVENTS, user=True)
+    hook = add_hook(api, f"{receiver.url}/once", ALL_EVENTS, user=True)
     again = api("POST", f"lists/{LIST}/webhooks", json={"url": f"{receiver.url}/once"})
     assert again.status_code == 400
+    # A new URL given to an existing webhook is checked the same way.
+    moved = api("PATCH", f"lists/{LIST}/webhooks/{hook['id']}",
+                json={"url": f"{receiver.url}/missing"})
+    assert moved.status_code == 400 and moved.json()["detail"].endswith("HTTP Code: 404")
+    assert api("GET", f"lists/{LIST}/webhooks/{hook['id']}").json()["url"] == \
+        f"{receiver.url}/once"
     assert api("GET", f"lists/{LIST}/webhooks").json()["total_items"] == 1
 
 
@@ -348,3 +359,80 @@ def test_who_unsubscribed_decides_who_may_be_resubscribed(
     back = mc3.lists.members.update(LIST, subscriber_hash("admin@mail.shop-demo.io"),
                                     {"status": "subscribed"})
     assert back["status"] == "subscribed" and "unsubscribe_reason" not in back
+
+
+def test_person_confirming_a_pending_opt_in(
+    official: Any, api: Any, sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    email = "again@mail.shop-demo.io"
+    sandbox.client.seed_members(LIST, [{"email_address": email, "status": "unsubscribed",
+                                        "merge_fields": {"FNAME": "Ada", "LNAME": "Byron"}}])
+    add_hook(api, f"{receiver.url}/hook", ALL_EVENTS, user=True)
+    # The shop asks for Mailchimp's confirmation e-mail; the person clicks its link.
+    assert official.lists.update_list_member(LIST, email, {"status": "pending"})["status"] == \
+        "pending"
+    reply = sandbox.client.confirm(LIST, email, ip_opt="203.0.113.7")
+    assert reply["member"]["status"] == "subscribed"
+    expected = member_fields(sandbox, email)
+    expected[3] = ("data[ip_opt]", "203.0.113.7")
+    check_form(receiver.posts()[0], "subscribe", [*expected, ("data[ip_signup]", "")])
+    with pytest.raises(SandboxError, match="not pending"):
+        sandbox.client.confirm(LIST, email)
+
+
+def test_batch_subscribe_calls_back_api_webhooks(
+    mc3: MailChimp, api: Any, sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    add_hook(api, f"{receiver.url}/api", ALL_EVENTS, api=True)
+    mc3.lists.update_members(LIST, {"members": [
+        {"email_address": "one@mail.shop-demo.io", "status": "subscribed"},
+        {"email_address": "bad@example.com", "status": "subscribed"}]})
+    deliveries = sandbox.client.webhook_deliveries()
+    assert [(d["type"], d["payload"]["data[email]"]) for d in deliveries] == [
+        ("subscribe", "one@mail.shop-demo.io")]
+
+
+def test_reset_drops_callbacks_of_the_old_account(
+    api: Any, sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    receiver.gated.add("/slow")
+    add_hook(api, f"{receiver.url}/slow", ALL_EVENTS, api=True)
+    for i in range(3):
+        email = f"r{i}@mail.shop-demo.io"
+        api("PUT", f"lists/{LIST}/members/{email}",
+            json={"email_address": email, "status_if_new": "subscribed"})
+    sandbox.client.reset()
+    receiver.gate.set()
+    assert sandbox.client.webhook_deliveries() == []
+    # The first callback was already on its way; the two queued behind it never left.
+    assert len(receiver.posts("/slow")) <= 1
+
+
+def test_payload_flattens_addresses_and_names_interest_groups(
+    official: Any, api: Any, sandbox: SandboxServer, receiver: Receiver
+) -> None:
+    sandbox.client.create_list("Shop", [
+        {"tag": "FNAME", "name": "First name"},
+        {"tag": "ADDRESS", "name": "Address", "type": "address"}], list_id="add4e55000")
+    category = official.lists.create_list_interest_category(
+        "add4e55000", {"title": "Topics", "type": "checkboxes"})
+    shoes = official.lists.create_interest_category_interest(
+        "add4e55000", category["id"], {"name": "Shoes"})["id"]
+    official.lists.create_interest_category_interest(
+        "add4e55000", category["id"], {"name": "Hats"})
+    email = "home@mail.shop-demo.io"
+    address = {"addr1": "1 Main St", "city": "Lyon", "state": "ARA", "zip": "69001",
+               "country": "FR"}
+    official.lists.add_list_member("add4e55000", {
+        "email_address": email, "status": "subscribed", "interests": {shoes: True},
+        "merge_fields": {"FNAME": "Ada", "ADDRESS": address}})
+    reply = api("POST", "lists/add4e55000/webhooks", json={
+        "url": f"{receiver.url}/hook", "events": {"profile": True}, "sources": {"user": True}})
+    assert reply.status_code == 200
+    sandbox.client.edit_profile("add4e55000", email, {"FNAME": "Augusta"})
+    form = dict(receiver.posts()[0].form)
+    assert form["data[merges][FNAME]"] == "Augusta"
+    assert form["data[merges][ADDRESS][addr1]"] == "1 Main St"
+    assert form["data[merges][ADDRESS][city]"] == "Lyon"
+    assert form["data[merges][INTERESTS]"] == "Shoes"
+    assert form["data[list_id]"] == "add4e55000"
