@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from helpers_export import LIST_ID, wait_run_ended
+from helpers_twoway import activate, customers, db, ext, outbox_count
 from support import Workers, app_config, wait_for
 from werkzeug.serving import make_server
 
@@ -55,31 +56,10 @@ def app(database_url: str, redis_url: str, sandbox: SandboxServer) -> Iterator[F
         db.engine.dispose()
 
 
-def _db() -> Any:
-    from example_app.models import db
-
-    return db
-
-
-def _ext(app: Flask) -> Any:
-    from flask_mcsync.extension import state
-
-    return state(app)
-
-
-def _activate(app: Flask) -> None:
-    from flask_mcsync import settings
-
-    ext = _ext(app)
-    settings.update(ext.session, ext.config, list_id=LIST_ID)
-    settings.mark_first_export_done(ext.session, ext.config)
-    ext.session.commit()
-
-
 def _shop(*rows: tuple[str, bool]) -> None:
     from example_app.models import Customer
 
-    session = _db().session
+    session = db().session
     for email, newsletter in rows:
         session.add(
             Customer(email=email, first_name="Ada", last_name="Lovelace", newsletter=newsletter)
@@ -102,30 +82,9 @@ def _audience(sandbox: SandboxServer, *rows: tuple[str, str]) -> None:
     )
 
 
-def _customers() -> dict[str, bool]:
-    from example_app.models import Customer
-
-    session = _db().session
-    session.commit()
-    session.expire_all()
-    found = dict(session.execute(sa.select(Customer.email, Customer.newsletter)).all())
-    session.commit()
-    return found
-
-
-def _outbox_rows() -> int:
-    from flask_mcsync.models import OutboxItem
-
-    session = _db().session
-    session.commit()
-    count = session.execute(sa.select(sa.func.count()).select_from(OutboxItem)).scalar_one()
-    session.commit()
-    return int(count)
-
-
 def _cli(app: Flask, *args: str) -> Any:
     result = app.test_cli_runner().invoke(args=["mcsync", *args])
-    _db().session.commit()
+    db().session.commit()
     return result
 
 
@@ -137,7 +96,7 @@ def test_each_mailchimp_event_reaches_the_running_shop_and_the_dashboard(
 ) -> None:
     from flask_mcsync import connect
 
-    _activate(app)
+    activate(app)
     _shop(("leaver@laposte.net", True), ("bounce@laposte.net", True))
     _shop(("profile@laposte.net", True), ("mover@laposte.net", True))
     _audience(
@@ -147,7 +106,7 @@ def test_each_mailchimp_event_reaches_the_running_shop_and_the_dashboard(
         ("profile@laposte.net", "subscribed"),
         ("mover@laposte.net", "subscribed"),
     )
-    found = connect.register(_ext(app))
+    found = connect.register(ext(app))
     assert found.in_place is True
     assert found.sources == {"user": True, "admin": True, "api": False}
     workers.start(1)
@@ -166,15 +125,15 @@ def test_each_mailchimp_event_reaches_the_running_shop_and_the_dashboard(
         "profile@laposte.net": True,
         "moved@laposte.net": True,
     }
-    wait_for(lambda: _customers() == expected, 30, "the shop to follow Mailchimp")
-    assert _outbox_rows() == 0  # nothing went back out
+    wait_for(lambda: customers() == expected, 30, "the shop to follow Mailchimp")
+    assert outbox_count() == 0  # nothing went back out
 
     page = client.get("/admin/mailchimp/status?days=1").get_data(as_text=True)
     assert page.count("From Mailchimp") >= 4
     assert "webhook: unsubscribe" in page and "webhook: upemail" in page
     settings_page = client.get("/admin/mailchimp/").get_data(as_text=True)
     assert "In place" in settings_page
-    assert _ext(app).config.public_url in settings_page
+    assert ext(app).config.public_url in settings_page
     secret = sandbox.client.webhook_deliveries(LIST_ID)[0]["url"].rsplit("/", 1)[1]
     assert secret not in settings_page  # never shown whole
 
@@ -185,8 +144,8 @@ def test_our_own_syncs_do_not_echo_back(
     from flask_mcsync import connect
     from flask_mcsync.models import WebhookEvent
 
-    _activate(app)
-    connect.register(_ext(app))
+    activate(app)
+    connect.register(ext(app))
     workers.start(1)
     response = app.test_client().post(
         "/signup", data={"email": "new@laposte.net", "first_name": "N", "newsletter": "1"}
@@ -195,13 +154,13 @@ def test_our_own_syncs_do_not_echo_back(
     wait_for(lambda: sandbox.client.member(LIST_ID, "new@laposte.net"), 30, "the auto-sync")
     # Mailchimp saw an API-made subscribe; the webhook leaves the api source out.
     assert sandbox.client.webhook_deliveries(LIST_ID) == []
-    session = _db().session
+    session = db().session
     session.commit()
     assert session.execute(sa.select(sa.func.count()).select_from(WebhookEvent)).scalar_one() == 0
 
 
 def test_status_register_and_remove_from_the_cli(app: Flask, sandbox: SandboxServer) -> None:
-    _activate(app)
+    activate(app)
     status = json.loads(_cli(app, "webhook", "status", "--json").output)
     assert status["in_place"] is False
     result = _cli(app, "webhook", "register")
@@ -211,9 +170,9 @@ def test_status_register_and_remove_from_the_cli(app: Flask, sandbox: SandboxSer
     assert status["in_place"] is True and "…" in status["url"]
     # Registering twice keeps the one webhook.
     assert _cli(app, "webhook", "register").exit_code == 0
-    assert len(_ext(app).gateway().webhooks(LIST_ID)) == 1
+    assert len(ext(app).gateway().webhooks(LIST_ID)) == 1
     assert "Removed 1 webhook" in _cli(app, "webhook", "remove").output
-    assert _ext(app).gateway().webhooks(LIST_ID) == []
+    assert ext(app).gateway().webhooks(LIST_ID) == []
     assert json.loads(_cli(app, "webhook", "status", "--json").output)["in_place"] is False
 
 
@@ -223,7 +182,7 @@ def test_without_a_public_url_the_card_points_to_reconcile(
     from flask_mcsync.admin.security import SESSION_KEY
 
     app = db_only_app
-    _activate(app)
+    activate(app)
     result = _cli(app, "webhook", "register")
     assert result.exit_code == 1
     assert "MCSYNC_PUBLIC_URL" in result.output and "reconcile" in result.output
@@ -242,7 +201,7 @@ def test_without_a_public_url_the_card_points_to_reconcile(
 def test_reconcile_picks_up_changes_made_while_the_webhook_was_not_registered(
     app: Flask, sandbox: SandboxServer
 ) -> None:
-    _activate(app)
+    activate(app)
     _shop(("a@laposte.net", True), ("b@laposte.net", True), ("c@laposte.net", True))
     _shop(("d@laposte.net", True))
     _audience(
@@ -264,7 +223,7 @@ def test_reconcile_picks_up_changes_made_while_the_webhook_was_not_registered(
     assert second["first"] is False
     assert second["applied"] == 3
     assert second["read"] < 5 + 3  # only what changed (and the last second again)
-    assert _customers() == {
+    assert customers() == {
         "a@laposte.net": False,
         "b@laposte.net": False,
         "c.new@laposte.net": True,
@@ -274,7 +233,7 @@ def test_reconcile_picks_up_changes_made_while_the_webhook_was_not_registered(
     assert third["applied"] == 0 and third["stale"] == 0
     text = _cli(app, "reconcile").output
     assert "applied 0 change(s)" in text
-    assert _outbox_rows() == 0
+    assert outbox_count() == 0
 
 
 def test_the_workers_reconcile_periodically_when_configured(
@@ -295,19 +254,19 @@ def test_the_workers_reconcile_periodically_when_configured(
     env.update({k: v for k, v in os.environ.items() if not k.startswith("MCSYNC_")})
     pool = Workers(env)
     with application.app_context():
-        _activate(application)
+        activate(application)
         _shop(("a@laposte.net", True))
         _audience(sandbox, ("a@laposte.net", "unsubscribed"))
         pool.start(1)
         try:
-            wait_for(lambda: _customers() == {"a@laposte.net": False}, 40, "a periodic reconcile")
+            wait_for(lambda: customers() == {"a@laposte.net": False}, 40, "a periodic reconcile")
         finally:
             pool.stop_all()
-        session = _db().session
+        session = db().session
         kinds = session.execute(sa.select(Run.kind, Run.started_by)).all()
         assert ("reconcile", "schedule") in kinds
         session.remove()
-        _db().engine.dispose()
+        db().engine.dispose()
 
 
 # --- the round trip -------------------------------------------------------------------------
@@ -319,20 +278,20 @@ def test_an_unsubscribe_in_mailchimp_survives_a_manual_export(
     from flask_mcsync import connect
     from flask_mcsync.runs import start_export
 
-    _activate(app)
+    activate(app)
     _shop(("stays@laposte.net", True), ("leaves@laposte.net", True))
     _audience(sandbox, ("stays@laposte.net", "subscribed"), ("leaves@laposte.net", "subscribed"))
-    connect.register(_ext(app))
+    connect.register(ext(app))
     workers.start(1)
     sandbox.client.unsubscribe(LIST_ID, "leaves@laposte.net")
-    wait_for(lambda: _customers()["leaves@laposte.net"] is False, 30, "the flag to go off")
+    wait_for(lambda: customers()["leaves@laposte.net"] is False, 30, "the flag to go off")
 
-    started = start_export(_ext(app), "test")
-    wait_run_ended(_db().session, started.run.id, 60)
+    started = start_export(ext(app), "test")
+    wait_run_ended(db().session, started.run.id, 60)
 
     assert sandbox.client.member(LIST_ID, "leaves@laposte.net")["status"] == "unsubscribed"
     assert sandbox.client.member(LIST_ID, "stays@laposte.net")["status"] == "subscribed"
-    assert _customers()["leaves@laposte.net"] is False
+    assert customers()["leaves@laposte.net"] is False
 
 
 # --- the drift report ----------------------------------------------------------------------
@@ -343,17 +302,17 @@ def test_drift_counts_match_an_independent_count(
 ) -> None:
     from example_app.models import Customer
 
-    _activate(app)
+    activate(app)
     shop = {f"s{i}@laposte.net": i % 3 != 0 for i in range(60)}  # every third: no newsletter
     names = {email: ("Ada" if i % 7 else "Grace") for i, email in enumerate(shop)}
-    _db().session.execute(
+    db().session.execute(
         sa.insert(Customer),
         [
             {"email": e, "first_name": names[e], "last_name": "Lovelace", "newsletter": flag}
             for e, flag in shop.items()
         ],
     )
-    _db().session.commit()
+    db().session.commit()
     statuses = ["subscribed", "unsubscribed", "cleaned", "subscribed", "archived"]
     audience = {email: statuses[i % 5] for i, email in enumerate(list(shop)[:50])}
     audience.update({f"mc{i}@laposte.net": "subscribed" for i in range(7)})
@@ -367,7 +326,7 @@ def test_drift_counts_match_an_independent_count(
     )
     # The reconcile would apply the unsubscribes to the shop: keep the shop as it is so
     # the drift is there to count (a host without the hook).
-    monkeypatch.setattr(_ext(app).source, "on_mailchimp_change", None)
+    monkeypatch.setattr(ext(app).source, "on_mailchimp_change", None)
     assert _cli(app, "reconcile").exit_code == 0
     monkeypatch.undo()
 

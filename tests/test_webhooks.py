@@ -15,51 +15,19 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from helpers_export import LIST_ID
+from helpers_twoway import activate, customers, db, ext, outbox_count
 
 HOSTILE = "<script>alert('mc')</script>"
-
-
-def _db() -> Any:
-    from example_app.models import db
-
-    return db
-
-
-def _ext(app: Flask) -> Any:
-    from flask_mcsync.extension import state
-
-    return state(app)
-
-
-def _activate(app: Flask) -> str:
-    from flask_mcsync import settings
-
-    ext = _ext(app)
-    settings.update(ext.session, ext.config, list_id=LIST_ID)
-    settings.mark_first_export_done(ext.session, ext.config)
-    ext.session.commit()
-    return settings.ensure_webhook_secret(ext.session, ext.config)
 
 
 def _customer(email: str, newsletter: bool = True, first: str = "Ada") -> None:
     from example_app.models import Customer
 
-    session = _db().session
+    session = db().session
     session.add(
         Customer(email=email, first_name=first, last_name="Lovelace", newsletter=newsletter)
     )
     session.commit()
-
-
-def _customers() -> dict[str, bool]:
-    from example_app.models import Customer
-
-    session = _db().session
-    session.commit()
-    session.expire_all()
-    rows = session.execute(sa.select(Customer.email, Customer.newsletter)).all()
-    session.commit()
-    return {email: flag for email, flag in rows}
 
 
 def payload(kind: str, email: str, fired_at: str, **extra: str) -> dict[str, str]:
@@ -109,14 +77,14 @@ def _post(app: Flask, secret: str, data: dict[str, str]) -> Any:
 def _apply(app: Flask) -> dict[str, int]:
     from flask_mcsync.webhooks import apply_due
 
-    counts: dict[str, int] = apply_due(_ext(app))
+    counts: dict[str, int] = apply_due(ext(app))
     return counts
 
 
 def _events() -> list[Any]:
     from flask_mcsync.models import WebhookEvent
 
-    session = _db().session
+    session = db().session
     session.commit()
     rows = session.execute(
         sa.select(WebhookEvent.type, WebhookEvent.status, WebhookEvent.message).order_by(
@@ -130,7 +98,7 @@ def _events() -> list[Any]:
 def _runs_from_mailchimp() -> list[Any]:
     from flask_mcsync.models import Outcome, Run
 
-    session = _db().session
+    session = db().session
     session.commit()
     rows = session.execute(
         sa.select(Run.kind, Run.started_by, Outcome.email, Outcome.outcome, Outcome.sent)
@@ -142,23 +110,13 @@ def _runs_from_mailchimp() -> list[Any]:
     return list(rows)
 
 
-def _outbox_count() -> int:
-    from flask_mcsync.models import OutboxItem
-
-    session = _db().session
-    session.commit()
-    count = session.execute(sa.select(sa.func.count()).select_from(OutboxItem)).scalar_one()
-    session.commit()
-    return int(count)
-
-
 # --- the change reaches the shop, through the host -----------------------------------------
 
 
 def test_an_unsubscribe_clears_the_flag_through_the_host_and_is_recorded(app: Flask) -> None:
     from flask_mcsync.signals import mailchimp_changed
 
-    secret = _activate(app)
+    secret = activate(app)
     _customer("ada@example.org")
     heard: list[dict[str, Any]] = []
 
@@ -170,10 +128,10 @@ def test_an_unsubscribe_clears_the_flag_through_the_host_and_is_recorded(app: Fl
             app, secret, payload("unsubscribe", "Ada@Example.org", "2026-11-20 10:00:00")
         )
         assert response.status_code == 200
-        assert _customers() == {"ada@example.org": True}  # recorded, not applied yet
+        assert customers() == {"ada@example.org": True}  # recorded, not applied yet
         assert _apply(app) == {"applied": 1}
 
-    assert _customers() == {"ada@example.org": False}
+    assert customers() == {"ada@example.org": False}
     assert [(h["email"], h["status"], h["reason"], h["new_email"]) for h in heard] == [
         ("Ada@Example.org", "unsubscribed", "manual", None)
     ]
@@ -183,11 +141,11 @@ def test_an_unsubscribe_clears_the_flag_through_the_host_and_is_recorded(app: Fl
     assert run.sent["shop"] == "1 customer: newsletter flag cleared."
     assert [e.status for e in _events()] == ["applied"]
     # The shop's change was made while auto-sync was muted: nothing goes back out.
-    assert _outbox_count() == 0
+    assert outbox_count() == 0
 
 
 def test_cleaned_clears_the_flag_and_upemail_moves_the_address(app: Flask) -> None:
-    secret = _activate(app)
+    secret = activate(app)
     _customer("bounce@example.org")
     _customer("old@example.org")
 
@@ -203,24 +161,24 @@ def test_cleaned_clears_the_flag_and_upemail_moves_the_address(app: Flask) -> No
     assert _post(app, secret, upemail).status_code == 200
     assert _apply(app) == {"applied": 2}
 
-    assert _customers() == {"bounce@example.org": False, "new@example.org": True}
-    assert _outbox_count() == 0
+    assert customers() == {"bounce@example.org": False, "new@example.org": True}
+    assert outbox_count() == 0
 
 
 def test_a_subscribe_from_mailchimp_sets_the_flag_and_does_not_echo(app: Flask) -> None:
-    secret = _activate(app)
+    secret = activate(app)
     _customer("late@example.org", newsletter=False)
     _post(app, secret, payload("subscribe", "late@example.org", "2026-11-20 10:00:00"))
     _apply(app)
-    assert _customers() == {"late@example.org": True}
-    assert _outbox_count() == 0
+    assert customers() == {"late@example.org": True}
+    assert outbox_count() == 0
 
 
 # --- guard, replay, order -------------------------------------------------------------------
 
 
 def test_a_wrong_or_missing_secret_is_refused_and_records_nothing(app: Flask) -> None:
-    secret = _activate(app)
+    secret = activate(app)
     _customer("ada@example.org")
     client = app.test_client()
     data = payload("unsubscribe", "ada@example.org", "2026-11-20 10:00:00")
@@ -229,7 +187,7 @@ def test_a_wrong_or_missing_secret_is_refused_and_records_nothing(app: Flask) ->
     assert client.post(f"/mcsync/webhook/{secret[:-1]}", data=data).status_code == 403
     assert client.get("/mcsync/webhook/nope").status_code == 403
     assert _events() == []
-    assert _customers() == {"ada@example.org": True}
+    assert customers() == {"ada@example.org": True}
     # Mailchimp's check of the URL, with the right secret.
     assert client.get(f"/mcsync/webhook/{secret}").status_code == 200
 
@@ -241,7 +199,7 @@ def test_no_secret_yet_means_every_call_is_refused(app: Flask) -> None:
 
 
 def test_a_replay_changes_nothing(app: Flask) -> None:
-    secret = _activate(app)
+    secret = activate(app)
     _customer("ada@example.org")
     data = payload("unsubscribe", "ada@example.org", "2026-11-20 10:00:00")
 
@@ -254,7 +212,7 @@ def test_a_replay_changes_nothing(app: Flask) -> None:
 
 
 def test_an_older_event_never_overrides_a_newer_state(app: Flask) -> None:
-    secret = _activate(app)
+    secret = activate(app)
     _customer("ada@example.org", newsletter=True)
     # The unsubscribe (newer) arrives first, the subscribe fired before it arrives late.
     _post(app, secret, payload("unsubscribe", "ada@example.org", "2026-11-20 10:00:05"))
@@ -262,20 +220,20 @@ def test_an_older_event_never_overrides_a_newer_state(app: Flask) -> None:
     _post(app, secret, payload("subscribe", "ada@example.org", "2026-11-20 10:00:01"))
     assert _apply(app) == {"stale": 1}
 
-    assert _customers() == {"ada@example.org": False}
+    assert customers() == {"ada@example.org": False}
     kinds = [(r.outcome, r.sent["from_mailchimp"]) for r in _runs_from_mailchimp()]
     assert kinds == [("updated", "unsubscribe"), ("skipped", "subscribe")]
 
 
 def test_events_waiting_together_are_applied_in_the_order_they_were_fired(app: Flask) -> None:
-    secret = _activate(app)
+    secret = activate(app)
     _customer("ada@example.org", newsletter=True)
     # Received in the wrong order, both still waiting (Redis down, say): the sweep
     # applies the older first, so the newer state wins.
     _post(app, secret, payload("subscribe", "ada@example.org", "2026-11-20 10:00:09"))
     _post(app, secret, payload("unsubscribe", "ada@example.org", "2026-11-20 10:00:02"))
     assert _apply(app) == {"applied": 2}
-    assert _customers() == {"ada@example.org": True}
+    assert customers() == {"ada@example.org": True}
 
 
 # --- hostile payloads -----------------------------------------------------------------------
@@ -315,7 +273,7 @@ def test_events_waiting_together_are_applied_in_the_order_they_were_fired(app: F
 def test_malformed_payloads_get_a_400_are_recorded_and_change_nothing(
     app: Flask, broken: dict[str, str], reason: str
 ) -> None:
-    secret = _activate(app)
+    secret = activate(app)
     _customer("ada@example.org")
     response = _post(app, secret, broken)
     assert response.status_code == 400
@@ -323,12 +281,12 @@ def test_malformed_payloads_get_a_400_are_recorded_and_change_nothing(
     [event] = _events()
     assert event.status == "invalid" and reason in event.message
     assert _apply(app) == {}
-    assert _customers() == {"ada@example.org": True}
+    assert customers() == {"ada@example.org": True}
     assert _runs_from_mailchimp() == []
 
 
 def test_a_huge_body_is_refused_without_reading_it_all(app: Flask) -> None:
-    secret = _activate(app)
+    secret = activate(app)
     data = payload("profile", "ada@example.org", "2026-11-20 10:00:00")
     data.update({f"data[merges][F{i}]": "y" * 900 for i in range(100)})
     response = _post(app, secret, data)
@@ -339,7 +297,7 @@ def test_a_huge_body_is_refused_without_reading_it_all(app: Flask) -> None:
 def test_html_in_merge_fields_is_kept_as_text_and_escaped_on_the_pages(
     app: Flask, client: Any
 ) -> None:
-    secret = _activate(app)
+    secret = activate(app)
     _customer("ada@example.org")
     data = payload("profile", "ada@example.org", "2026-11-20 10:00:00")
     data["data[merges][FNAME]"] = HOSTILE
@@ -362,25 +320,25 @@ def test_with_redis_down_the_event_is_recorded_and_applied_by_the_sweep(
 ) -> None:
     from flask_mcsync import outbox
 
-    secret = _activate(app)
+    secret = activate(app)
     _customer("ada@example.org")
-    ext = _ext(app)
+    mc = ext(app)
     monkeypatch.setattr(outbox.breaker, "_until", 0.0)
     # A Redis nobody listens on: the hand-off fails, Mailchimp still gets its 200.
     from redis import Redis
 
     monkeypatch.setattr(
-        ext, "_redis", Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2)
+        mc, "_redis", Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2)
     )
     response = _post(app, secret, payload("unsubscribe", "ada@example.org", "2026-11-20 10:00:00"))
     assert response.status_code == 200
     assert [e.status for e in _events()] == ["received"]
     monkeypatch.setattr(outbox.breaker, "_until", 0.0)
-    monkeypatch.setattr(ext, "_redis", None)
+    monkeypatch.setattr(mc, "_redis", None)
     # Redis is back: the sweep hands the waiting event to the workers' queue.
     from flask_mcsync.webhooks import due_events, hand_off
 
-    assert hand_off(ext, due_events(ext.session, idle_seconds=0)) == 1
-    assert len(ext.queue()) == 1
+    assert hand_off(mc, due_events(mc.session, idle_seconds=0)) == 1
+    assert len(mc.queue()) == 1
     assert _apply(app) == {"applied": 1}
-    assert _customers() == {"ada@example.org": False}
+    assert customers() == {"ada@example.org": False}
