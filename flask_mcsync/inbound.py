@@ -62,46 +62,51 @@ def from_mailchimp(session: Session) -> Iterator[None]:
             session.info[FROM_MAILCHIMP] = before
 
 
-def apply_change(ext: McSync, change: MailchimpChange, list_id: str, run_id: int) -> Applied:
+def apply_change(
+    ext: McSync,
+    change: MailchimpChange,
+    list_id: str,
+    run_id: int,
+    outcomes: list[AddressOutcome] | None = None,
+) -> Applied:
     """Apply one change if it is newer than what we know; record it under ``run_id``.
 
-    The caller commits (or rolls back: nothing then happened).
+    With ``outcomes`` the record is appended there for the caller to write with others
+    (reconcile writes a page's at once); else it is added to the session now. The caller
+    commits (or rolls back: nothing then happened).
     """
     session = ext.session
+    pending = outcomes if outcomes is not None else []
     previous_status = _advance(session, change, list_id)
     if previous_status is Applied.STALE:
-        record(
-            session,
-            run_id,
-            [
-                AddressOutcome(
-                    change.email,
-                    Result.SKIPPED,
-                    skip_reason=(
-                        f"Mailchimp {change.kind.value} of {change.changed_at:%Y-%m-%d %H:%M:%S}"
-                        " is older than the state already applied: ignored."
-                    ),
-                    mailchimp_status=change.status,
-                    sent=_described(change, None),
-                )
-            ],
+        pending.append(
+            AddressOutcome(
+                change.email,
+                Result.SKIPPED,
+                skip_reason=(
+                    f"Mailchimp {change.kind.value} of {change.changed_at:%Y-%m-%d %H:%M:%S}"
+                    " is older than the state already applied: ignored."
+                ),
+                mailchimp_status=change.status,
+                sent=_described(change, None),
+            )
         )
+        if outcomes is None:
+            record(session, run_id, pending)
         return Applied.STALE
     if change.status is None and previous_status:
         change = _with_status(change, previous_status)
     what = tell_host(ext, change)
-    record(
-        session,
-        run_id,
-        [
-            AddressOutcome(
-                change.email,
-                Result.UPDATED,
-                mailchimp_status=change.status,
-                sent=_described(change, what),
-            )
-        ],
+    pending.append(
+        AddressOutcome(
+            change.email,
+            Result.UPDATED,
+            mailchimp_status=change.status,
+            sent=_described(change, what),
+        )
     )
+    if outcomes is None:
+        record(session, run_id, pending)
     return Applied.APPLIED
 
 

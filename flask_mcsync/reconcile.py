@@ -33,6 +33,7 @@ from .gateway import TransientError
 from .gateway import _parse_time as _time
 from .inbound import RECONCILE_RUN, Applied, apply_change, close_run
 from .models import AudienceMember, Run, utcnow
+from .outcomes import AddressOutcome, record
 from .retry import backoff_seconds
 from .throttle import SlotTimeout
 
@@ -248,6 +249,7 @@ def _apply_page(
         else {}
     )
     fresh: list[dict[str, Any]] = []
+    outcomes: list[AddressOutcome] = []
     now = utcnow()
     for key, member in by_hash.items():
         result.read += 1
@@ -298,7 +300,7 @@ def _apply_page(
             origin="reconcile",
             list_id=list_id,
         )
-        if apply_change(ext, change, list_id, run.id) is Applied.APPLIED:
+        if apply_change(ext, change, list_id, run.id, outcomes) is Applied.APPLIED:
             result.applied += 1
             if member.get("contact_id"):
                 session.execute(
@@ -311,6 +313,8 @@ def _apply_page(
     if fresh:
         _insert_fresh(session, fresh)
         result.recorded += len(fresh)
+    # One insert and one counter update for the page's changes, not one per change.
+    record(session, run.id, outcomes)
 
 
 def _snapshot_row(
