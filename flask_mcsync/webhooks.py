@@ -69,12 +69,12 @@ def receive(secret: str) -> Response:
     if request.method != "POST":
         # Mailchimp checks the URL with a GET before it registers the webhook.
         return Response("ok", content_type="text/plain")
-    # A body sent without a length (chunked) is cut off at the limit too: 413.
-    request.max_content_length = MAX_BODY
     if (request.content_length or 0) > MAX_BODY:
         raw = request.stream.read(MAX_BODY)
         record_invalid(ext, raw, {}, f"The body is larger than {MAX_BODY} bytes.")
         return Response("payload too large", status=413, content_type="text/plain")
+    # A body sent without a length (chunked) is cut off at the limit too: 413.
+    request.max_content_length = MAX_BODY
     raw = request.get_data(cache=True)
     form = {k: v for k, v in request.form.items(multi=False)}
     status, text = record_and_hand_off(ext, raw, form)
