@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from .addresses import normalize, subscriber_hash
 from .changes import Kind, MailchimpChange
 from .extension import McSync
-from .models import AudienceMember, Run, utcnow
+from .models import AudienceMember, Run, metadata, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .signals import FROM_MAILCHIMP, mailchimp_changed
 
@@ -208,18 +208,44 @@ def _insert(
         "contact_id": None,
         **values,
     }
-    try:
-        with session.begin_nested():
-            session.execute(sa.insert(AudienceMember).values(row))
-    except IntegrityError:
+    if not insert_new(session, [row]):
         # Another worker inserted it meanwhile: go through the ordered update instead.
-        del row["email_hash"], row["list_id"], row["email"], row["email_lower"]
         session.execute(
             sa.update(AudienceMember)
             .where(AudienceMember.email_hash == key, AudienceMember.changed_at <= change.changed_at)
             .values(values)
             .execution_options(synchronize_session=False)
         )
+
+
+def insert_new(session: Session, rows: list[dict[str, Any]]) -> int:
+    """Insert member rows, skipping any address already there; returns how many were new.
+
+    ``ON CONFLICT DO NOTHING`` (SQLite and PostgreSQL) rather than a savepoint per row:
+    a first reconcile inserts a whole audience, and a savepoint costs a round trip.
+    """
+    table = metadata.tables[AudienceMember.__tablename__]
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement: Any = pg_insert(table).on_conflict_do_nothing(index_elements=["email_hash"])
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table).on_conflict_do_nothing(index_elements=["email_hash"])
+    else:  # another database: one savepoint per row
+        done = 0
+        for row in rows:
+            try:
+                with session.begin_nested():
+                    session.execute(sa.insert(table), [row])
+                done += 1
+            except IntegrityError:
+                continue
+        return done
+    result = session.execute(statement, rows)
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _move(session: Session, old_key: str, change: MailchimpChange, list_id: str) -> None:

@@ -31,7 +31,7 @@ from .config import ConfigError
 from .extension import McSync
 from .gateway import TransientError
 from .gateway import _parse_time as _time
-from .inbound import RECONCILE_RUN, Applied, apply_change, close_run
+from .inbound import RECONCILE_RUN, Applied, apply_change, close_run, insert_new
 from .models import AudienceMember, Run, utcnow
 from .outcomes import AddressOutcome, record
 from .retry import backoff_seconds
@@ -311,7 +311,7 @@ def _apply_page(
         else:
             result.stale += 1
     if fresh:
-        _insert_fresh(session, fresh)
+        insert_new(session, fresh)
         result.recorded += len(fresh)
     # One insert and one counter update for the page's changes, not one per change.
     record(session, run.id, outcomes)
@@ -337,17 +337,3 @@ def _snapshot_row(
         "changed_at": changed_at,
         "seen_at": utcnow(),
     }
-
-
-def _insert_fresh(session: Any, rows: list[dict[str, Any]]) -> None:
-    try:
-        with session.begin_nested():
-            session.execute(sa.insert(AudienceMember), rows)
-    except IntegrityError:
-        # A webhook event recorded one of them meanwhile: insert the others one by one.
-        for row in rows:
-            try:
-                with session.begin_nested():
-                    session.execute(sa.insert(AudienceMember), [row])
-            except IntegrityError:
-                continue
