@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_RUN = "mailchimp"  # a run per webhook event
 RECONCILE_RUN = "reconcile"  # a run per reconcile, an outcome per change it applied
+FROM_MAILCHIMP_RUNS = (WEBHOOK_RUN, RECONCILE_RUN)
 
 
 class Applied(str, enum.Enum):

@@ -142,6 +142,14 @@ def test_an_unsubscribe_clears_the_flag_through_the_host_and_is_recorded(app: Fl
     assert [e.status for e in _events()] == ["applied"]
     # The shop's change was made while auto-sync was muted: nothing goes back out.
     assert outbox_count() == 0
+    # The diagnostic history shows it; it is not something we sent.
+    from flask_mcsync.diagnostic import diagnose
+
+    answer = diagnose(ext(app), "ada@example.org", live=False)
+    assert [(h["run_kind"], h["mailchimp_status"]) for h in answer["history"]] == [
+        ("mailchimp", "unsubscribed")
+    ]
+    assert answer["last_sent"] is None
 
 
 def test_cleaned_clears_the_flag_and_upemail_moves_the_address(app: Flask) -> None:
