@@ -6,13 +6,16 @@ they are added to the ``mcsync`` group by :mod:`cli`.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from . import connect, drift
 from . import settings as settings_mod
-from .cli import _emit, _friendly, mcsync_cli
+from .cli import _emit, _friendly, mcsync_cli, say_csv
 from .extension import state
 from .reconcile import ReconcileBusy, reconcile
+from .terminal import say, when
 
 
 @mcsync_cli.group("webhook")
@@ -22,22 +25,22 @@ def webhook_cli() -> None:
 
 def _echo_status(found: connect.WebhookStatus) -> None:
     if found.in_place:
-        click.echo(f"The webhook is in place on audience {found.list_id}: {found.url}")
-        click.echo(
+        say(f"The webhook is in place on audience {found.list_id}: {found.url}")
+        say(
             "  sources: "
             + ", ".join(f"{k} {'on' if v else 'off'}" for k, v in sorted(found.sources.items()))
         )
     elif found.in_place is False:
-        click.echo(
+        say(
             f"No webhook of this shop on audience {found.list_id}: run"
             " 'flask mcsync webhook register'."
         )
     if found.error:
-        click.echo(found.error)
+        say(found.error)
     if found.last_event_at:
-        click.echo(f"Last event: {found.last_event_type} at {found.last_event_at}.")
+        say(f"Last event: {found.last_event_type} at {when(found.last_event_at)}.")
     else:
-        click.echo("No event has arrived yet.")
+        say("No event has arrived yet.")
 
 
 @webhook_cli.command("register")
@@ -63,9 +66,7 @@ def webhook_status(as_json: bool) -> None:
 def webhook_remove() -> None:
     """Remove the shop's webhook from the audience."""
     removed = connect.remove(state())
-    click.echo(
-        f"Removed {removed} webhook(s)." if removed else "No webhook of this shop was in place."
-    )
+    say(f"Removed {removed} webhook(s)." if removed else "No webhook of this shop was in place.")
 
 
 @mcsync_cli.command("reconcile")
@@ -80,7 +81,7 @@ def reconcile_cmd(as_json: bool) -> None:
 
     def text() -> None:
         what = "the whole audience" if result.first else f"changes since {result.since}"
-        click.echo(
+        say(
             f"Reconcile run {result.run_id}: read {result.read} member(s) ({what}) in"
             f" {result.requests} request(s), {result.seconds:g}s; applied {result.applied}"
             f" change(s) to the shop, {result.stale} older than what was known."
@@ -101,21 +102,23 @@ def drift_cmd(as_json: bool, as_csv: bool) -> None:
     list_id = settings_mod.load(session, ext.config).list_id
     if as_csv:
         if list_id:
+            # Redirected to a file the CSV stays byte for byte; on a terminal it is inert.
+            tty = sys.stdout.isatty()
             for chunk in drift.as_csv(drift.rows(session, source, list_id)):
-                click.echo(chunk, nl=False)
+                click.echo(say_csv(chunk) if tty else chunk, nl=False)
         return
     found = drift.report(session, source, list_id, limit=0 if not as_json else 10**9)
 
     def text() -> None:
         if not found.reconciled_at:
-            click.echo("No reconcile yet: run 'flask mcsync reconcile' first.")
+            say("No reconcile yet: run 'flask mcsync reconcile' first.")
         else:
-            click.echo(
-                f"From the last reconcile ({found.reconciled_at}), {found.members_known}"
+            say(
+                f"From the last reconcile ({when(found.reconciled_at)}), {found.members_known}"
                 " member(s) known:"
             )
         for kind in drift.DriftKind:
-            click.echo(
+            say(
                 f"  {found.counts.get(kind.value, 0):>8}  {drift.LABELS[kind]}"
                 f"  → {drift.ACTIONS[kind].value}"
             )
