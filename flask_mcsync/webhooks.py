@@ -33,7 +33,7 @@ from .addresses import subscriber_hash
 from .changes import InvalidPayload, from_webhook
 from .extension import McSync, state
 from .inbound import WEBHOOK_RUN, Applied, apply_change, close_run, new_run
-from .models import Run, WebhookEvent, utcnow
+from .models import WebhookEvent, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -236,14 +236,3 @@ def event_counts(session: Any) -> dict[str, int]:
         sa.select(WebhookEvent.status, sa.func.count()).group_by(WebhookEvent.status)
     ).all()
     return {status: int(n) for status, n in rows}
-
-
-def runs_from_mailchimp(session: Any, limit: int = 10) -> list[Run]:
-    return list(
-        session.execute(
-            sa.select(Run)
-            .where(Run.kind == WEBHOOK_RUN)
-            .order_by(Run.created_at.desc())
-            .limit(limit)
-        ).scalars()
-    )
