@@ -53,9 +53,17 @@ def _add_columns(conn: Connection, table: sa.Table, names: list[str]) -> None:
         )
 
 
+def _batch_retry_budget(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE mcsync_batches ADD COLUMN resends INTEGER DEFAULT 0 NOT NULL")
+    conn.exec_driver_sql(
+        "ALTER TABLE mcsync_batches ADD COLUMN retry_seconds FLOAT DEFAULT 0 NOT NULL"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
-    Migration(2, "both ways: webhook events, audience members, webhook settings", _both_ways),
+    Migration(2, "batches: re-sends and time added by retries", _batch_retry_budget),
+    Migration(3, "both ways: webhook events, audience members, webhook settings", _both_ways),
 ]
 
 HEAD = MIGRATIONS[-1].version

@@ -74,7 +74,7 @@ def test_too_many_fields_is_a_malformed_payload() -> None:
         from_webhook(form)
 
 
-def test_a_database_of_schema_1_is_upgraded_keeping_its_settings(tmp_path: Any) -> None:
+def test_a_database_of_schema_2_is_upgraded_keeping_its_settings(tmp_path: Any) -> None:
     from flask_mcsync.migrations import HEAD, upgrade
     from flask_mcsync.models import AudienceMember, SchemaVersion, WebhookEvent, metadata
 
@@ -86,14 +86,17 @@ def test_a_database_of_schema_1_is_upgraded_keeping_its_settings(tmp_path: Any) 
         )
         conn.exec_driver_sql("ALTER TABLE mcsync_settings DROP COLUMN webhook_secret")
         conn.exec_driver_sql("ALTER TABLE mcsync_settings DROP COLUMN webhook_id")
-        conn.execute(sa.insert(SchemaVersion).values(version=1, description="initial schema"))
+        conn.execute(
+            sa.insert(SchemaVersion),
+            [{"version": 1, "description": "initial"}, {"version": 2, "description": "batches"}],
+        )
         conn.exec_driver_sql(
             "INSERT INTO mcsync_settings (id, list_id, double_optin, batch_size, auto_sync,"
             " updated_at) VALUES (1, 'a1b2c3d4e5', 0, 250, 1, '2026-01-01 00:00:00')"
         )
 
     assert upgrade(engine) == [
-        "applied migration 2: both ways: webhook events, audience members, webhook settings"
+        "applied migration 3: both ways: webhook events, audience members, webhook settings"
     ]
     inspector = sa.inspect(engine)
     assert new_tables <= set(inspector.get_table_names())
