@@ -627,3 +627,7 @@ def sandbox(host: str, port: int) -> None:
     from .sandbox import serve
 
     serve(host, port)
+
+
+# Mailchimp's changes back to the shop: webhook, reconcile, drift (a module of their own).
+from . import cli_both_ways  # noqa: E402, F401

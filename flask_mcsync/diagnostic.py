@@ -20,6 +20,7 @@ from .eligibility import judge
 from .exclusions import load_ruleset
 from .extension import McSync
 from .gateway import MailchimpError
+from .inbound import FROM_MAILCHIMP_RUNS
 from .models import OutboxItem, Outcome, Run
 from .outcomes import LABELS, run_label
 from .throttle import SlotTimeout
@@ -59,7 +60,11 @@ def diagnose(ext: McSync, email: str, live: bool = True) -> dict[str, Any]:
         "mailchimp_error": None,
     }
     answer["last_error"] = next((h for h in answer["history"] if h["outcome"] == "error"), None)
-    answer["last_sent"] = next((h for h in answer["history"] if h["sent"]), None)
+    # What we sent; changes that came from Mailchimp are in the history, not sent by us.
+    answer["last_sent"] = next(
+        (h for h in answer["history"] if h["sent"] and h["run_kind"] not in FROM_MAILCHIMP_RUNS),
+        None,
+    )
     if live and typed and answer["valid"]:
         answer.update(lookup(ext, current.list_id, typed))
     return answer

@@ -308,6 +308,66 @@ class Gateway:
                 return None
             raise
 
+    # --- both ways: webhooks and reading the audience ---------------------------------------
+
+    def webhooks(self, list_id: str) -> list[dict[str, Any]]:
+        """The audience's webhooks (id, url, events, sources)."""
+        with self._call():
+            data = self.client.lists.webhooks.all(list_id)
+        return [dict(w) for w in data.get("webhooks", [])]
+
+    def create_webhook(
+        self, list_id: str, url: str, events: dict[str, bool], sources: dict[str, bool]
+    ) -> dict[str, Any]:
+        """Register a webhook; Mailchimp first checks the URL with a GET."""
+        webhooks = self.client.lists.webhooks
+        body = {"url": url, "events": events, "sources": sources}
+        # mailchimp3's create() runs its own URL regex first, which refuses loopback and
+        # private addresses (a shop tried on a LAN, the sandbox): Mailchimp's own check of
+        # the URL (its GET) is the one that counts, and its refusal says why.
+        with self._call():
+            return dict(
+                webhooks._mc_client._post(url=webhooks._build_path(list_id, "webhooks"), data=body)
+            )
+
+    def delete_webhook(self, list_id: str, webhook_id: str) -> bool:
+        """Remove a webhook; ``False`` when it was already gone."""
+        try:
+            with self._call():
+                self.client.lists.webhooks.delete(list_id, webhook_id)
+        except AccountError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def members_page(
+        self,
+        list_id: str,
+        *,
+        offset: int,
+        count: int,
+        since_last_changed: str | None = None,
+        status: str | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of members (only what reconcile reads) and the total to page through.
+
+        Archived contacts are left out unless ``status="archived"`` asks for them.
+        """
+        params: dict[str, Any] = {
+            "count": count,
+            "offset": offset,
+            "fields": "members.id,members.email_address,members.status,members.merge_fields,"
+            "members.last_changed,members.contact_id,total_items",
+        }
+        if since_last_changed:
+            params["since_last_changed"] = since_last_changed
+        if status:
+            params["status"] = status
+        with self._call():
+            data = self.client.lists.members.all(list_id, **params)
+        return [dict(m) for m in data.get("members", [])], int(data.get("total_items") or 0)
+
     def submit_batch(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
         with self._call():
             return dict(self.client.batch_operations.create({"operations": operations}))

@@ -36,7 +36,13 @@ def outcome_label(outcome: str) -> str:
     return LABELS.get(outcome, outcome.capitalize())
 
 
-KIND_LABELS = {"export": "Manual export", "auto": "Auto-sync", "resync": "Re-sync"}
+KIND_LABELS = {
+    "export": "Manual export",
+    "auto": "Auto-sync",
+    "resync": "Re-sync",
+    "mailchimp": "From Mailchimp",
+    "reconcile": "From Mailchimp (reconcile)",
+}
 REASON_LABELS = {
     "signup": "signup",
     "optin": "newsletter opt-in",
