@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     "MCSYNC_POLL_INTERVAL": 2.0,
     "MCSYNC_SWEEP_INTERVAL": 30,
     "MCSYNC_LOCALE": None,
+    "MCSYNC_PUBLIC_URL": None,
+    "MCSYNC_WEBHOOK_PATH": "/mcsync/webhook",
+    "MCSYNC_RECONCILE_INTERVAL": 0,
 }
 
 # Mailchimp keys are 32 hex digits, a dash and the datacenter (``...-us21``); mailchimp3
@@ -71,6 +74,11 @@ class Config:
     # The admin pages' language: a locale code or a callable returning one (per request);
     # None lets the host's Flask-Babel or the browser decide. See :mod:`.i18n`.
     locale: str | Callable[[], str | None] | None = None
+    # Both ways: the shop's public base URL (for Mailchimp's webhook), where the webhook
+    # endpoint lives under it, and seconds between periodic reconciles (0: off).
+    public_url: str | None = None
+    webhook_path: str = "/mcsync/webhook"
+    reconcile_interval: int = 0
 
     @property
     def datacenter(self) -> str | None:
@@ -167,6 +175,25 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
                 f" {', '.join(available_locales())}, a callable returning one, or leave it"
                 " unset to follow the browser (see the README to add a language)."
             )
+    public_url = get("MCSYNC_PUBLIC_URL")
+    if public_url is not None:
+        public_url = str(public_url).strip().rstrip("/")
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ConfigError(
+                f"MCSYNC_PUBLIC_URL={public_url!r} is not the shop's public base URL. Set it"
+                " to the address Mailchimp can reach, like 'https://shop.example.com', or"
+                " leave it unset and use 'flask mcsync reconcile' instead of the webhook."
+            )
+    webhook_path = str(get("MCSYNC_WEBHOOK_PATH")).rstrip("/")
+    if not webhook_path.startswith("/"):
+        raise ConfigError(f"MCSYNC_WEBHOOK_PATH must start with '/'; it is {webhook_path!r}.")
+    reconcile_interval = _number(get("MCSYNC_RECONCILE_INTERVAL"), "MCSYNC_RECONCILE_INTERVAL", int)
+    if reconcile_interval < 0:
+        raise ConfigError(
+            "MCSYNC_RECONCILE_INTERVAL is the number of seconds between two reconciles"
+            f" (0 switches them off); it is {reconcile_interval}."
+        )
 
     return Config(
         api_key=api_key,
@@ -183,6 +210,9 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
         poll_interval=_positive(get("MCSYNC_POLL_INTERVAL"), "MCSYNC_POLL_INTERVAL", float),
         sweep_interval=_positive(get("MCSYNC_SWEEP_INTERVAL"), "MCSYNC_SWEEP_INTERVAL", int),
         locale=locale,
+        public_url=public_url,
+        webhook_path=webhook_path,
+        reconcile_interval=reconcile_interval,
     )
 
 

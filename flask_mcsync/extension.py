@@ -173,6 +173,11 @@ class MailchimpSync:
         from .cli import mcsync_cli
 
         app.register_blueprint(make_blueprint(), url_prefix=config.url_prefix)
+        # Mailchimp's callbacks: outside the admin pages (no login, no CSRF token), and
+        # guarded by the secret in their URL instead.
+        from .webhooks import make_webhook_blueprint
+
+        app.register_blueprint(make_webhook_blueprint(), url_prefix=config.webhook_path)
         app.cli.add_command(mcsync_cli)
 
     def connect_signal(

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from .addresses import normalize, subscriber_hash
 from .extension import McSync, state
 from .models import OutboxItem, utcnow
-from .signals import subscriber_changed, subscriber_signed_up
+from .signals import FROM_MAILCHIMP, subscriber_changed, subscriber_signed_up
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,10 @@ def add(
     """Add an outbox row for this subscriber to the host's session (no I/O).
 
     Repeated calls for one address in one transaction are coalesced into one row.
+    Nothing is added while a change from Mailchimp is being applied (no echo).
     """
+    if ext.session.info.get(FROM_MAILCHIMP):
+        return None
     if email is None and subscriber is not None:
         email = getattr(subscriber, ext.require_source().email, None)
     if not email:
@@ -176,12 +179,15 @@ def drain(ext: McSync) -> dict[str, int]:
 def _receiver(action: str) -> Callable[..., None]:
     def receive(sender: Any, **kwargs: Any) -> None:
         app = sender if isinstance(sender, Flask) else current_app._get_current_object()  # type: ignore[attr-defined]
+        # ``newsletter=True/False`` says the change was a newsletter opt-in / opt-out: an
+        # opt-in may ask Mailchimp to e-mail a confirmation (see single_sync.perform).
+        newsletter = kwargs.get("newsletter")
         add(
             state(app),
             subscriber=kwargs.get("subscriber"),
             email=kwargs.get("email"),
             previous_email=kwargs.get("previous_email"),
-            action=action,
+            action=action if newsletter is None else ("optin" if newsletter else "optout"),
         )
 
     return receive

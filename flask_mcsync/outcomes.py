@@ -18,13 +18,64 @@ from sqlalchemy.orm import Session
 
 from .addresses import subscriber_hash
 from .gateway import MailchimpError
+from .i18n import N_, NP_, pgettext
+from .i18n import gettext as _
 from .models import Outcome, Run, utcnow
+
+# What the admin pages, the CSV and the CLI call each result.
+# English here (stored, and the CLI's words); the admin pages show them translated.
+LABELS = {
+    "created": NP_("outcome", "Created"),
+    "updated": NP_("outcome", "Updated"),
+    "unsubscribed": NP_("outcome", "Unsubscribed"),
+    "archived": NP_("outcome", "Archived in Mailchimp: left archived"),
+    "confirmation": NP_("outcome", "Confirmation e-mail sent"),
+    "skipped": NP_("outcome", "Skipped"),
+    "error": NP_("outcome", "Error"),
+}
+
+
+def outcome_label(outcome: str) -> str:
+    """An outcome's label, in the page's language (English outside a request)."""
+    label = LABELS.get(outcome)
+    return pgettext("outcome", label) if label else outcome.capitalize()
+
+
+KIND_LABELS = {
+    "export": N_("Manual export"),
+    "auto": N_("Auto-sync"),
+    "resync": N_("Re-sync"),
+    "mailchimp": N_("From Mailchimp"),
+    "reconcile": N_("From Mailchimp (reconcile)"),
+}
+REASON_LABELS = {
+    "signup": N_("signup"),
+    "optin": N_("newsletter opt-in"),
+    "optout": N_("opt-out"),
+    "address_change": N_("address change"),
+    "update": N_("profile change"),
+    "resync": N_("re-sync"),
+}
+
+
+def run_label(kind: str, reason: str | None) -> str:
+    """What a sync was, e.g. "Auto-sync · opt-out" (the dashboard, diagnostic and CLI)."""
+    label = _(KIND_LABELS.get(kind, kind))
+    if reason and not (kind == "resync" and reason == "resync"):
+        label += f" · {_(REASON_LABELS.get(reason, reason))}"
+    return label
 
 
 class Result(str, enum.Enum):
     CREATED = "created"
     UPDATED = "updated"
     UNSUBSCRIBED = "unsubscribed"
+    # Mailchimp holds the contact archived and left it so (only an explicit status would
+    # un-archive it, which no sync sends): neither created nor updated.
+    ARCHIVED = "archived"
+    # A fresh opt-in in the shop of someone Mailchimp held unsubscribed: set to pending,
+    # so Mailchimp sent its confirmation e-mail.
+    CONFIRMATION = "confirmation"
     SKIPPED = "skipped"
     ERROR = "error"
 
@@ -34,6 +85,8 @@ COUNTER = {
     Result.CREATED: "created",
     Result.UPDATED: "updated",
     Result.UNSUBSCRIBED: "updated",
+    Result.ARCHIVED: "archived",
+    Result.CONFIRMATION: "confirmations",
     Result.SKIPPED: "skipped",
     Result.ERROR: "errors",
 }
@@ -44,14 +97,20 @@ class AddressOutcome:
     email: str
     result: Result
     error: MailchimpError | None = None
-    skip_reason: str | None = None
+    skip_reason: str | None = None  # why skipped, or a note (archived, confirmation)
     mailchimp_status: str | None = None
     sent: dict[str, Any] | None = None
 
     def row(self, run_id: int, batch_id: int | None) -> dict[str, Any]:
         error = self.error
-        # "Skipped" is shown translated (pgettext "outcome"); Mailchimp's titles as they come.
-        title = error.title[:200] if error else ("Skipped" if self.skip_reason else None)
+        # "Skipped" and the labels are shown translated (pgettext "outcome"); Mailchimp's
+        # titles as they come.
+        if error:
+            title: str | None = error.title[:200]
+        elif self.result is Result.SKIPPED and self.skip_reason:
+            title = "Skipped"
+        else:  # archived, confirmation: the label titles the note
+            title = LABELS[self.result.value] if self.skip_reason else None
         return {
             "run_id": run_id,
             "batch_id": batch_id,
@@ -65,6 +124,20 @@ class AddressOutcome:
             "sent": self.sent,
             "created_at": utcnow(),
         }
+
+
+def archived_outcome(email: str, sent: dict[str, Any] | None) -> AddressOutcome:
+    """A contact Mailchimp holds archived and kept so (it gets no e-mail from the audience)."""
+    return AddressOutcome(
+        email,
+        Result.ARCHIVED,
+        mailchimp_status="archived",
+        sent=sent,
+        skip_reason=(
+            "Archived in Mailchimp: left archived. Restore the contact in Mailchimp if it"
+            " should receive e-mails again."
+        ),
+    )
 
 
 def synced_since(session: Session, list_id: str, emails: list[str], since: datetime) -> set[str]:

@@ -45,11 +45,18 @@ def start_export(
     started_by: str,
     list_id: str | None = None,
     batch_size: Any = None,
+    skip_merge_validation: bool = False,
 ) -> Started:
     """Start a manual export (or return the one already running for the audience).
 
-    :raises ExportError: when no audience is chosen, the batch size is out of range, or
-        the job queue cannot be reached.
+    Before a new run, the audience's required merge fields are compared with the shop's
+    mapping (:func:`preflight.unmapped_required`): when the shop fills none of some
+    required field, Mailchimp would refuse the addresses, so the export starts only if
+    the owner chose ``skip_merge_validation`` (recorded on the run).
+
+    :raises ExportError: when no audience is chosen, the batch size is out of range,
+        required merge fields are not filled and not skipped, or the job queue cannot be
+        reached.
     """
     session = ext.session
     current = settings_mod.load(session, ext.config)
@@ -70,7 +77,13 @@ def start_export(
         )
     except InvalidSetting as exc:
         raise ExportError(str(exc)) from None
-    ext.require_source()
+    source = ext.require_source()
+    if not skip_merge_validation:
+        from .preflight import refusal_message, unmapped_required
+
+        missing = unmapped_required(ext, source, list_id)
+        if missing:
+            raise ExportError(refusal_message(missing))
     run = Run(
         kind="export",
         list_id=list_id,
@@ -79,6 +92,7 @@ def start_export(
         started_by=started_by[:120],
         batch_size=size,
         status_if_new=current.status_if_new,
+        skip_merge_validation=bool(skip_merge_validation),
     )
     session.add(run)
     try:
@@ -234,6 +248,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
             Batch.created,
             Batch.updated,
             Batch.errors,
+            Batch.archived,
             Batch.attempts,
             Batch.retries,
             Batch.retry_seconds,
@@ -243,7 +258,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         .where(Batch.run_id == run_id)
         .order_by(Batch.seq)
     ).all()
-    done_addresses = run.created + run.updated + run.errors
+    done_addresses = run.created + run.updated + run.archived + run.confirmations + run.errors
     now = utcnow()
     elapsed = ((run.finished_at or now) - run.started_at).total_seconds() if run.started_at else 0
     rate = done_addresses / elapsed if elapsed > 0 else 0.0
@@ -272,7 +287,9 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         "created": run.created,
         "updated": run.updated,
         "errors": run.errors,
+        "archived": run.archived,
         "skipped": run.skipped,
+        "skip_merge_validation": run.skip_merge_validation,
         "excluded": run.excluded,
         "invalid": run.invalid,
         "duplicates": run.duplicates,
@@ -301,6 +318,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
                 "created": b.created,
                 "updated": b.updated,
                 "errors": b.errors,
+                "archived": b.archived,
                 "attempts": b.attempts,
                 "retries": b.retries,
                 "retry_seconds": round(b.retry_seconds or 0.0, 1),

@@ -133,3 +133,31 @@ def mark_first_export_done(session: Session, config: Config, list_id: str | None
         return
     if row.first_export_at is None:
         row.first_export_at = utcnow()
+
+
+def webhook_secret(session: Session) -> str | None:
+    """The secret in the webhook's URL, or ``None`` before one was made."""
+    row = session.get(Settings, 1)
+    return row.webhook_secret if row is not None else None
+
+
+def ensure_webhook_secret(session: Session, config: Config) -> str:
+    """The webhook's secret, made (and committed) on first use: 256 random bits."""
+    import secrets
+
+    row = _row(session, config)
+    if not row.webhook_secret:
+        row.webhook_secret = secrets.token_urlsafe(32)
+        session.commit()
+    return str(row.webhook_secret)
+
+
+def set_webhook_id(session: Session, config: Config, webhook_id: str | None) -> None:
+    row = _row(session, config)
+    row.webhook_id = webhook_id
+    session.commit()
+
+
+def stored_webhook_id(session: Session) -> str | None:
+    row = session.get(Settings, 1)
+    return row.webhook_id if row is not None else None

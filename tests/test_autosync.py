@@ -297,7 +297,7 @@ def test_nothing_is_sent_before_the_first_export(
 # --- 3. opt-out, and nobody is resubscribed -------------------------------------------------
 
 
-def test_opt_out_unsubscribes_and_a_returning_unsubscriber_stays_unsubscribed(
+def test_opt_out_unsubscribes_and_a_returning_unsubscriber_is_asked_to_confirm(
     app: Flask, sandbox: Any, workers: Workers
 ) -> None:
     _activate(app)
@@ -333,21 +333,26 @@ def test_opt_out_unsubscribes_and_a_returning_unsubscriber_stays_unsubscribed(
     wait_for(lambda: len(_outcomes(email)) == 2, 30, "the opt-out's outcome")
     assert [o.outcome for o in _outcomes(email)] == ["created", "unsubscribed"]
 
+    # A fresh signup of someone Mailchimp holds unsubscribed: never a silent
+    # resubscription; Mailchimp is asked to e-mail a confirmation (pending).
     _signup(client, returning, "Former", "Reader")
     rows = wait_for(lambda: _settled(returning), 30, "the returning signup to be handled")
     assert [r.status for r in rows] == ["sent"]
     member = _member(sandbox, returning)
-    assert member is not None and member["status"] == "unsubscribed"
-    assert member["merge_fields"]["FNAME"] == "Former"  # the data is updated, not the status
+    assert member is not None and member["status"] == "pending"
+    assert member["merge_fields"]["FNAME"] == "Former"
     outcomes = _outcomes(returning)
-    assert [(o.outcome, o.mailchimp_status) for o in outcomes] == [("updated", "unsubscribed")]
+    assert [(o.outcome, o.mailchimp_status) for o in outcomes] == [("confirmation", "pending")]
+    sent = [e["email_address"] for e in sandbox.client.confirmation_emails(LIST_ID)]
+    assert sent == [returning.lower()] or sent == [returning]
 
-    # The unsubscriber opts in again on the newsletter page: still no resubscription.
+    # Opting in again while the confirmation is pending asks nothing more of Mailchimp.
     response = client.post("/newsletter", data={"email": returning, "newsletter": "1"})
     assert response.status_code == 302
     wait_for(lambda: len(_outcomes(returning)) == 2, 30, "the opt-in to be handled")
     member = _member(sandbox, returning)
-    assert member is not None and member["status"] == "unsubscribed"
+    assert member is not None and member["status"] == "pending"
+    assert len(sandbox.client.confirmation_emails(LIST_ID)) == 1
 
 
 # --- 4. Redis down ----------------------------------------------------------------------------

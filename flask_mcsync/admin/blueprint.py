@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response
 from .. import i18n
 from ..extension import state
 from ..i18n import N_
+from .both_ways_views import register as register_both_ways_views
 from .diagnostic_views import register as register_diagnostic_views
 from .request_input import check_request
 from .security import check_access, check_csrf, csrf_token
@@ -74,6 +75,7 @@ def make_blueprint() -> Blueprint:
     register_sync_views(bp)
     register_status_views(bp)
     register_diagnostic_views(bp)
+    register_both_ways_views(bp)
     return bp
 
 

@@ -28,13 +28,13 @@ from ..extension import state
 from ..i18n import N_, NP_, csv_dialect, format_day
 from ..i18n import gettext as _
 from ..models import Outcome, Run
+from ..outcomes import KIND_LABELS, outcome_label, run_label
 from .request_input import query_id
 
 UNPROCESSABLE = 422
 DEFAULT_DAYS = 7
 ERRORS_SHOWN = 200  # per page; the CSV has them all
 
-KIND_LABELS = {"export": N_("Manual export"), "auto": N_("Auto-sync"), "resync": N_("Re-sync")}
 STATUS_LABELS = {
     "queued": N_("Queued"),
     "running": N_("Running"),
@@ -53,6 +53,15 @@ BATCH_LABELS = {
     "done": N_("Done"),
     "failed": N_("Failed"),
 }
+# The actions of waiting auto-syncs (status.html translates them by these words).
+WAITING_ACTIONS = (
+    N_("Add or update"),
+    N_("Unsubscribe"),
+    N_("Signup"),
+    N_("Profile change"),
+    N_("Newsletter opt-in"),
+    N_("Opt-out"),
+)
 # One address's outcome (a badge): translated with pgettext("outcome", ...).
 OUTCOME_LABELS = {
     "created": NP_("outcome", "Created"),
@@ -93,6 +102,8 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/status/runs/<int:run_id>.json", "run_status", run_status, methods=["GET"])
     bp.add_url_rule("/status/errors.csv", "errors_csv", errors_csv, methods=["GET"])
     bp.app_template_filter("mcsync_time")(parse_time)
+    bp.app_template_global("mcsync_run_label")(run_label)
+    bp.app_template_global("mcsync_outcome_label")(outcome_label)
 
 
 # --- query string ---------------------------------------------------------------------------
@@ -208,7 +219,12 @@ def errors_csv() -> Response:
     run_id = query_id("run")
     if run_id is not None:
         rows = status.errors(
-            session, run_id=run_id, kind=kind or None, title=title or None, limit=None
+            session,
+            run_id=run_id,
+            kind=kind or None,
+            title=title or None,
+            limit=None,
+            outcomes=status.CSV_OUTCOMES,
         )
         name = f"mailchimp-errors-run-{run_id}"
     else:
@@ -221,6 +237,7 @@ def errors_csv() -> Response:
             kind=kind or None,
             title=title or None,
             limit=None,
+            outcomes=status.CSV_OUTCOMES,
         )
         name = f"mailchimp-errors-last-{days}-days"
     session.commit()

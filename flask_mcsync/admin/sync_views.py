@@ -12,10 +12,9 @@ from typing import Any
 from flask import Blueprint, jsonify, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import exclusions, i18n, runs
+from .. import i18n, preflight, runs
 from .. import settings as settings_mod
 from ..config import ConfigError
-from ..eligibility import tally
 from ..extension import state
 from ..i18n import N_, plural_forms
 from ..i18n import gettext as _
@@ -124,6 +123,7 @@ def export_window() -> Response:
         "unreachable": connection_problem(ext),
         "run": None,
         "counts": None,
+        "merge_fields": None,
         "error": None,
     }
     if current.list_id:
@@ -133,8 +133,8 @@ def export_window() -> Response:
             data["run"] = _progress(active.id)
         else:
             try:
-                ruleset = exclusions.load_ruleset(session)
-                data["counts"] = tally(session, ext.require_source(), ruleset).as_dict()
+                # The counts and the required merge field check, as `flask mcsync preview`.
+                data.update(preflight.preview(ext, current.list_id))
             except ConfigError as exc:
                 data["error"] = str(exc)
     session.commit()
@@ -152,8 +152,16 @@ def export_start() -> tuple[Response, int]:
         )
     except settings_mod.InvalidSetting as exc:
         return jsonify(error=str(exc), field="batch_size"), UNPROCESSABLE
+    raw_skip = (
+        body.get("skip_merge_validation")
+        if isinstance(body, dict)
+        else request.form.get("skip_merge_validation")
+    )
+    skip = raw_skip is True or str(raw_skip).lower() in ("1", "true", "on", "yes")
     try:
-        started = runs.start_export(ext, STARTED_BY, batch_size=batch_size)
+        started = runs.start_export(
+            ext, STARTED_BY, batch_size=batch_size, skip_merge_validation=skip
+        )
     except (runs.ExportError, ConfigError) as exc:
         ext.session.rollback()
         return jsonify(error=str(exc)), UNPROCESSABLE
