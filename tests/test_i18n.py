@@ -312,11 +312,12 @@ def test_the_csv_opens_in_a_french_spreadsheet(app: Flask, client: FlaskClient) 
         "synchronisation",
         "date (UTC)",
         "adresse e-mail",
+        "résultat",
         "erreur Mailchimp",
         "détail",
         "définitive",
     ]
-    assert rows[1][2] == "zoé;x@gmail.com" and rows[1][4] == "Déjà vu, 1,5 fois"
+    assert rows[1][2] == "zoé;x@gmail.com" and rows[1][5] == "Déjà vu, 1,5 fois"
 
 
 def test_the_csv_stays_plain_in_english(app: Flask, client: FlaskClient) -> None:

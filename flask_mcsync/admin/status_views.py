@@ -85,6 +85,7 @@ CSV_HEADERS = {
     "run_id": N_("run_id"),
     "at": N_("at"),
     "email": N_("email"),
+    "outcome": N_("outcome"),
     "title": N_("title"),
     "detail": N_("detail"),
     "permanent": N_("permanent"),
