@@ -154,6 +154,12 @@ def test_flash_messages_and_error_sentences_of_the_admin_are_marked() -> None:
                 texts = [node.args[1]]
             elif name == "jsonify":
                 texts = [k.value for k in node.keywords if k.arg == "error"]
+            # A conditional message is marked when both of its branches are.
+            texts = [
+                part
+                for t in texts
+                for part in ((t.body, t.orelse) if isinstance(t, ast.IfExp) else (t,))
+            ]
             for text in texts:
                 # A Name is a constant marked with N_() (upper case), the error page's
                 # translated sentence, or a domain sentence (InvalidPeriod uses _()).
