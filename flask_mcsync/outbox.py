@@ -2,11 +2,15 @@
 
 On the signup's request the hook only adds an :class:`OutboxItem` to the host's session.
 SQLAlchemy session events then do the rest: after the flush they note the new row ids,
-after the commit they queue one job per row; a rollback forgets them, so a signup that
-did not happen sends nothing. If Redis does not answer, the signup is not disturbed: the
-rows wait in the database and the workers' sweep (or ``flask mcsync flush``) sends them
-later. After a Redis failure the hook stops trying for a short while, so a dead Redis
-does not cost every signup a connection timeout.
+after the commit they drop them into the app's :mod:`handoff` queue; a rollback forgets
+them, so a signup that did not happen sends nothing. No network on the signup's path:
+a background thread hands the ids to Redis, so a dead or hung Redis costs a signup
+nothing. When Redis does not answer, the rows wait in the database and the workers'
+sweep (or ``flask mcsync flush``) sends them later; after a Redis failure the thread
+stops trying for a short while, so a backlog is not paid one socket timeout at a time.
+
+Whether a row is sent, waits for the first export, or was covered by it is decided when
+it is sent, by :mod:`first_export`.
 """
 
 from __future__ import annotations
@@ -15,17 +19,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from blinker import Signal
 from flask import Flask, current_app
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from .addresses import normalize, subscriber_hash
 from .extension import McSync, state
+from .handoff import handoff_for
 from .models import OutboxItem, utcnow
 from .signals import subscriber_changed, subscriber_signed_up
 
@@ -37,7 +45,7 @@ REDIS_PAUSE_SECONDS = 15.0
 
 
 class _Breaker:
-    """Skip enqueueing for a while after Redis failed, so signups stay fast."""
+    """Skip enqueueing for a while after Redis failed, so a backlog drains fast."""
 
     def __init__(self) -> None:
         self._until = 0.0
@@ -107,7 +115,7 @@ def _enqueue_committed(session: Session) -> None:
     ids = session.info.pop(IDS_KEY, None)
     session.info.pop(PENDING_KEY, None)
     if ids:
-        enqueue_items(state(), sorted(ids))
+        handoff_for(state(), enqueue_items).submit(sorted(ids))
 
 
 @event.listens_for(Session, "after_rollback")
@@ -119,9 +127,10 @@ def _forget(session: Session) -> None:
 def enqueue_items(ext: McSync, ids: list[int]) -> int:
     """Hand rows to the workers; on any Redis trouble leave them waiting. Never raises.
 
-    A signup pays one Redis round trip: its row id goes into a sorted set (which also
-    de-duplicates, so the sweep can add a row again without doubling work), and a
-    drain job is queued only when none is waiting already.
+    Called by the hand-off thread, never on a signup's request: one Redis round trip
+    puts the row ids into a sorted set (which also de-duplicates, so the sweep can add a
+    row again without doubling work), and a drain job is queued only when none is
+    waiting already.
     """
     if not ext.config.redis_url or breaker.open():
         return 0
@@ -223,6 +232,91 @@ def due_items(session: Session, limit: int = 1000, idle_seconds: float = 0) -> l
         .limit(limit)
     )
     return list(session.execute(query).scalars())
+
+
+#: How long ``flush`` waits for Redis to answer before sending without it.
+FLUSH_REDIS_PROBE_SECONDS = 2.0
+
+
+@dataclass
+class FlushResult:
+    """What ``flask mcsync flush`` did: outcomes by kind, and whether it had Redis."""
+
+    results: dict[str, int] = field(default_factory=dict)
+    still_waiting: int = 0
+    redis_problem: str | None = None  # why it sent without the shared connection slots
+
+    def count(self, outcome: str) -> int:
+        return self.results.get(outcome, 0)
+
+
+def redis_problem(ext: McSync, timeout: float = FLUSH_REDIS_PROBE_SECONDS) -> str | None:
+    """None when Redis answers a PING within ``timeout``; else what went wrong."""
+    if not ext.config.redis_url:
+        return None
+    probe = Redis.from_url(
+        ext.config.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
+    )
+    try:
+        probe.ping()
+    except RedisError as exc:
+        return f"Redis did not answer within {timeout:g} s ({exc.__class__.__name__}: {exc})"
+    finally:
+        probe.close()
+    return None
+
+
+def flush(ext: McSync) -> FlushResult:
+    """Send the waiting rows right here, oldest first (``flask mcsync flush``).
+
+    Redis is needed only for the shared connection slots (at most 10 connections to
+    Mailchimp across all workers). When it does not answer (down, or hung: it accepts
+    the connection and never replies), the rows are sent all the same, one at a time
+    from this process, without slots or jobs: one connection at most, and the workers
+    cannot take slots either while Redis is silent. If Redis stops answering midway,
+    the row in hand is given back and the rest go out the same way.
+    """
+    from .single_sync import send_outbox_item
+
+    session = ext.session
+    done = FlushResult(redis_problem=redis_problem(ext))
+    was_offline = ext.redis_offline
+    ext.redis_offline = was_offline or done.redis_problem is not None
+    try:
+        while ids := due_items(session):
+            for item_id in ids:
+                try:
+                    outcome = send_outbox_item(ext, item_id)
+                except RedisError as exc:
+                    if ext.redis_offline:
+                        raise
+                    session.rollback()
+                    done.redis_problem = f"Redis stopped answering ({exc})"
+                    ext.redis_offline = True
+                    _give_back(session, item_id)
+                    outcome = send_outbox_item(ext, item_id)
+                done.results[outcome] = done.count(outcome) + 1
+            if done.count("retry") + done.count("busy") + done.count("held") >= len(ids):
+                break  # what is left is held by a worker or waits for a later try
+    finally:
+        ext.redis_offline = was_offline
+    done.still_waiting = waiting_count(session)
+    return done
+
+
+def _give_back(session: Session, item_id: int) -> None:
+    """Undo our claim on a row whose send broke on Redis (nothing was recorded)."""
+    session.execute(
+        sa.update(OutboxItem)
+        .where(OutboxItem.id == item_id, OutboxItem.status == "sending")
+        .values(
+            status="pending",
+            attempts=OutboxItem.attempts - 1,  # the claim counted a try that never went out
+            next_attempt_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def waiting_count(session: Session) -> int:

@@ -111,7 +111,15 @@ def update(
     return load(session, config)
 
 
-def mark_first_export_done(session: Session, config: Config) -> None:
+def mark_first_export_done(session: Session, config: Config, list_id: str | None = None) -> None:
+    """Record that a first export completed, which starts auto-sync. The caller commits.
+
+    ``list_id`` is the audience the export went to: an export to another audience than
+    the chosen one (``export --list``, or the owner switched audience meanwhile) is not
+    this audience's first export.
+    """
     row = _row(session, config)
+    if list_id is not None and list_id != row.list_id:
+        return
     if row.first_export_at is None:
         row.first_export_at = utcnow()

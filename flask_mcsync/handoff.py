@@ -1,0 +1,142 @@
+"""The after-commit hand-off of new outbox rows to the workers, off the request path.
+
+A signup's transaction commits its outbox row; telling the workers about it needs Redis,
+and Redis may be slow, dead, or hung (it accepts the connection and never answers, so a
+call waits for the whole socket timeout). None of that may reach the signup. So the
+request thread only drops the new row ids into a small bounded queue (no I/O, no lock
+held across I/O, microseconds); a background thread of this process hands them to Redis
+(:func:`outbox.enqueue_items`), with every wait and every failure on its side.
+
+Nothing is lost by this: the rows are already committed. When the queue is full (Redis
+hung for long under heavy signups) or the process exits before the thread ran, the ids
+are dropped and the rows wait in ``mcsync_outbox`` for the workers' sweep, which queues
+every row that stayed due for a sweep interval, and for ``flask mcsync flush``.
+
+One thread per app (its Redis), started on first use and again in a forked child (a
+thread does not survive ``fork``, e.g. gunicorn's ``--preload``); it ends after a minute
+without work, so short-lived apps (tests, scripts) do not accumulate threads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+from .extension import McSync
+
+log = logging.getLogger(__name__)
+
+#: Row-id lists waiting for the thread. At a few ids each, this bounds memory to a few
+#: hundred kB while Redis hangs; beyond it, the sweep picks the rows up.
+QUEUE_SIZE = 10_000
+IDLE_EXIT_SECONDS = 60.0
+#: How long an exiting process waits for the thread to hand over what it has.
+EXIT_WAIT_SECONDS = 1.0
+
+
+class Handoff:
+    """One app's queue of committed row ids and the thread that hands them to Redis."""
+
+    def __init__(self, ext: McSync, deliver: Callable[[McSync, list[int]], int]) -> None:
+        self._ext = weakref.ref(ext)
+        self._deliver = deliver
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._queue: queue.Queue[list[int]] = queue.Queue(QUEUE_SIZE)
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    def submit(self, ids: list[int]) -> bool:
+        """Queue ``ids`` for the thread; never blocks. False when they were dropped."""
+        if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+            self._start()
+        try:
+            self._queue.put_nowait(ids)
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything queued was handed over (for process exit and tests)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                # A forked child: the parent's queue and thread are not ours.
+                self._queue = queue.Queue(QUEUE_SIZE)
+                self._thread = None
+                self._pid = os.getpid()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="mcsync-handoff", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        while True:
+            try:
+                ids = self._queue.get(timeout=IDLE_EXIT_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    # Exit only if nothing slipped in between the timeout and the lock;
+                    # ``submit`` starts a new thread once this one is gone.
+                    if self._queue.empty() and self._thread is me:
+                        self._thread = None
+                        return
+                continue
+            # Everything queued meanwhile goes in the same Redis round trip.
+            batch, done = list(ids), 1
+            while len(batch) < 1000:
+                try:
+                    batch.extend(self._queue.get_nowait())
+                    done += 1
+                except queue.Empty:
+                    break
+            try:
+                ext = self._ext()
+                if ext is not None:
+                    self._deliver(ext, sorted(set(batch)))
+            except Exception:  # the thread must outlive anything; the rows wait in the DB
+                log.exception("mcsync: handing outbox rows to Redis failed; the sweep sends them")
+            finally:
+                for _ in range(done):
+                    self._queue.task_done()
+
+
+_handoffs: weakref.WeakKeyDictionary[McSync, Handoff] = weakref.WeakKeyDictionary()
+_registry_lock = threading.Lock()
+
+
+def handoff_for(ext: McSync, deliver: Callable[[McSync, list[int]], int]) -> Handoff:
+    """The app's hand-off (made on first use), whose thread calls ``deliver(ext, ids)``."""
+    found = _handoffs.get(ext)
+    if found is None:
+        with _registry_lock:
+            found = _handoffs.get(ext)
+            if found is None:
+                found = _handoffs[ext] = Handoff(ext, deliver)
+    return found
+
+
+@atexit.register
+def _drain_at_exit() -> None:
+    # A script that signs customers up and exits: give the thread a moment, so its rows
+    # go out now rather than at the next sweep. Bounded: a hung Redis cannot hold exit.
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    for handoff in list(_handoffs.values()):
+        if handoff._pid == os.getpid():
+            handoff.wait_idle(max(0.0, deadline - time.monotonic()))
