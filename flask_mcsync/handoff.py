@@ -3,9 +3,10 @@
 A signup's transaction commits its outbox row; telling the workers about it needs Redis,
 and Redis may be slow, dead, or hung (it accepts the connection and never answers, so a
 call waits for the whole socket timeout). None of that may reach the signup. So the
-request thread only drops the new row ids into a small bounded queue (no I/O, no lock
-held across I/O, microseconds); a background thread of this process hands them to Redis
-(:func:`outbox.enqueue_items`), with every wait and every failure on its side.
+request thread only appends the new row ids to a bounded in-memory queue (no I/O, no
+lock, no wake-up: microseconds); a background thread of this process looks at it every
+``POLL_SECONDS`` and hands what it finds to Redis (:func:`outbox.enqueue_items`) in one
+round trip, with every wait and every failure on its side.
 
 Nothing is lost by this: the rows are already committed. When the queue is full (Redis
 hung for long under heavy signups) or the process exits before the thread ran, the ids
@@ -22,10 +23,10 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import queue
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 
 from .extension import McSync
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 #: hundred kB while Redis hangs; beyond it, the sweep picks the rows up.
 QUEUE_SIZE = 10_000
 IDLE_EXIT_SECONDS = 60.0
+#: How often the thread looks for new ids: the signup-to-Mailchimp latency it adds
+#: (half of it on average), against a wake-up that costs a few microseconds.
+POLL_SECONDS = 0.05
 #: How long an exiting process waits for the thread to hand over what it has.
 EXIT_WAIT_SECONDS = 1.0
 
@@ -48,25 +52,29 @@ class Handoff:
         self._deliver = deliver
         self._lock = threading.Lock()
         self._pid = -1
-        self._queue: queue.Queue[list[int]] = queue.Queue(QUEUE_SIZE)
+        self._ids: deque[list[int]] = deque()
         self._thread: threading.Thread | None = None
+        self._busy = False
         self.dropped = 0
 
     def submit(self, ids: list[int]) -> bool:
-        """Queue ``ids`` for the thread; never blocks. False when they were dropped."""
-        if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
+        """Queue ``ids`` for the thread; never blocks. False when they were dropped.
+
+        A plain append, no wake-up: waking the thread here would hand it the GIL (and,
+        on a busy machine, the CPU) in the middle of the signup's request.
+        """
+        if self._pid != os.getpid() or self._thread is None:
             self._start()
-        try:
-            self._queue.put_nowait(ids)
-        except queue.Full:
+        if len(self._ids) >= QUEUE_SIZE:
             self.dropped += 1
             return False
+        self._ids.append(ids)
         return True
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until everything queued was handed over (for process exit and tests)."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
+        while self._ids or self._busy:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.005)
@@ -76,45 +84,43 @@ class Handoff:
         with self._lock:
             if self._pid != os.getpid():
                 # A forked child: the parent's queue and thread are not ours.
-                self._queue = queue.Queue(QUEUE_SIZE)
+                self._ids = deque()
                 self._thread = None
                 self._pid = os.getpid()
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="mcsync-handoff", daemon=True
                 )
                 self._thread.start()
 
     def _run(self) -> None:
-        me = threading.current_thread()
+        idle_since = time.monotonic()
         while True:
-            try:
-                ids = self._queue.get(timeout=IDLE_EXIT_SECONDS)
-            except queue.Empty:
+            time.sleep(POLL_SECONDS)
+            if not self._ids:
+                if time.monotonic() - idle_since < IDLE_EXIT_SECONDS:
+                    continue
                 with self._lock:
-                    # Exit only if nothing slipped in between the timeout and the lock;
-                    # ``submit`` starts a new thread once this one is gone.
-                    if self._queue.empty() and self._thread is me:
+                    # ``submit`` starts a new thread once this one has let go.
+                    if not self._ids:
                         self._thread = None
                         return
-                continue
-            # Everything queued meanwhile goes in the same Redis round trip.
-            batch, done = list(ids), 1
-            while len(batch) < 1000:
-                try:
-                    batch.extend(self._queue.get_nowait())
-                    done += 1
-                except queue.Empty:
-                    break
+            idle_since = time.monotonic()
+            self._busy = True
+            batch: list[int] = []
             try:
+                while self._ids and len(batch) < 1000:
+                    batch.extend(self._ids.popleft())
                 ext = self._ext()
-                if ext is not None:
-                    self._deliver(ext, sorted(set(batch)))
+                if ext is None:
+                    self._ids.clear()
+                    self._thread = None
+                    return
+                self._deliver(ext, sorted(set(batch)))
             except Exception:  # the thread must outlive anything; the rows wait in the DB
                 log.exception("mcsync: handing outbox rows to Redis failed; the sweep sends them")
             finally:
-                for _ in range(done):
-                    self._queue.task_done()
+                self._busy = False
 
 
 _handoffs: weakref.WeakKeyDictionary[McSync, Handoff] = weakref.WeakKeyDictionary()

@@ -1,11 +1,12 @@
 """Auto-sync's outbox: the signup side (cheap, transactional) and the sending side.
 
-On the signup's request the hook only adds an :class:`OutboxItem` to the host's session.
-SQLAlchemy session events then do the rest: after the flush they note the new row ids,
-after the commit they drop them into the app's :mod:`handoff` queue; a rollback forgets
-them, so a signup that did not happen sends nothing. No network on the signup's path:
-a background thread hands the ids to Redis, so a dead or hung Redis costs a signup
-nothing. When Redis does not answer, the rows wait in the database and the workers'
+On the signup's request the hook only notes the change in the host's session. SQLAlchemy
+session events then do the rest: just before the commit one INSERT writes the outbox
+rows in the host's transaction, after the commit their ids go into the app's
+:mod:`handoff` queue; a rollback (of the transaction, or of the savepoint the signal
+came in) forgets them, so a signup that did not happen sends nothing. No network on
+the signup's path: a background thread hands the ids to Redis, so a dead or hung Redis
+costs a signup nothing. When Redis does not answer, the rows wait in the database and the workers'
 sweep (or ``flask mcsync flush``) sends them later; after a Redis failure the thread
 stops trying for a short while, so a backlog is not paid one socket timeout at a time.
 
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from blinker import Signal
@@ -29,7 +30,7 @@ from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from .addresses import normalize, subscriber_hash
 from .extension import McSync, state
@@ -62,6 +63,18 @@ class _Breaker:
 breaker = _Breaker()
 
 
+@dataclass
+class Pending:
+    """A change to write to the outbox when the host's transaction commits."""
+
+    action: str
+    email: str
+    email_hash: str
+    previous_email: str | None
+    # The innermost savepoint open when the signal came: rolling it back forgets us.
+    savepoint: SessionTransaction | None
+
+
 def add(
     ext: McSync,
     *,
@@ -69,53 +82,84 @@ def add(
     email: str | None = None,
     previous_email: str | None = None,
     action: str = "signup",
-) -> OutboxItem | None:
-    """Add an outbox row for this subscriber to the host's session (no I/O).
+) -> Pending | None:
+    """Note an outbox row for this subscriber in the host's session (no I/O).
 
-    Repeated calls for one address in one transaction are coalesced into one row.
+    The row is written by one INSERT just before the host's commit, inside its
+    transaction (:func:`_write_rows`). Repeated calls for one address in one transaction
+    are coalesced into one row.
     """
     if email is None and subscriber is not None:
         email = getattr(subscriber, ext.require_source().email, None)
     if not email:
         log.warning("mcsync: a %s signal came without an address; nothing to sync.", action)
         return None
-    session = ext.session
-    pending: dict[str, OutboxItem] = session.info.setdefault(PENDING_KEY, {})
+    # The scoped session's current Session (the proxy has no get_nested_transaction).
+    session: Session = ext.db.session()
+    pending: dict[str, Pending] = session.info.setdefault(PENDING_KEY, {})
     key = normalize(email)
     item = pending.get(key)
-    # A row rolled back with a savepoint is no longer in the session: make a new one.
-    if item is not None and item in session:
+    if item is not None:
         # A change after a signup in the same transaction is still a signup.
         item.previous_email = item.previous_email or previous_email
         return item
-    item = OutboxItem(
+    item = pending[key] = Pending(
         action=action,
         email=email.strip(),
         email_hash=subscriber_hash(email),
         previous_email=previous_email.strip() if previous_email else None,
+        savepoint=session.get_nested_transaction(),
     )
-    session.add(item)
-    pending[key] = item
     return item
 
 
-@event.listens_for(Session, "after_flush")
-def _note_ids(session: Session, _context: Any) -> None:
-    # Ids are read here, not after the commit, where reading them would cost a query.
-    # The address map stays for the whole transaction, so a signal after an autoflush
-    # still finds its row.
-    pending = session.info.get(PENDING_KEY)
-    if pending:
-        ids: set[int] = session.info.setdefault(IDS_KEY, set())
-        ids.update(item.id for item in pending.values() if item.id is not None)
+_OUTBOX = cast(sa.Table, OutboxItem.__table__)
+_INSERT_ROWS = sa.insert(_OUTBOX).returning(_OUTBOX.c.id)  # built once: it is on every signup
+
+
+@event.listens_for(Session, "before_commit")
+def _write_rows(session: Session) -> None:
+    # One Core INSERT in the host's transaction, just before its COMMIT: the signup and
+    # its outbox row commit or roll back together. Core, not ORM objects: the unit of
+    # work's bookkeeping for a second mapper cost a signup more than the INSERT itself.
+    pending: dict[str, Pending] | None = session.info.pop(PENDING_KEY, None)
+    if not pending:
+        return
+    rows = [
+        {
+            "action": item.action,
+            "email": item.email,
+            "email_hash": item.email_hash,
+            "previous_email": item.previous_email,
+        }
+        for item in pending.values()
+    ]
+    # On the session's connection: the ORM execution path adds nothing for a Core INSERT.
+    written = session.connection().execute(_INSERT_ROWS, rows)
+    ids: list[int] = session.info.setdefault(IDS_KEY, [])
+    ids.extend(written.scalars())
 
 
 @event.listens_for(Session, "after_commit")
 def _enqueue_committed(session: Session) -> None:
     ids = session.info.pop(IDS_KEY, None)
-    session.info.pop(PENDING_KEY, None)
     if ids:
         handoff_for(state(), enqueue_items).submit(sorted(ids))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_savepoint(session: Session, previous_transaction: SessionTransaction) -> None:
+    # A savepoint rolled back (e.g. a host retrying after an IntegrityError): forget the
+    # signals sent inside it. A whole-transaction rollback is handled below.
+    pending: dict[str, Pending] | None = session.info.get(PENDING_KEY)
+    if not pending or not previous_transaction.nested:
+        return
+    for key, item in list(pending.items()):
+        savepoint = item.savepoint
+        while savepoint is not None and savepoint is not previous_transaction:
+            savepoint = savepoint.parent
+        if savepoint is not None:
+            del pending[key]
 
 
 @event.listens_for(Session, "after_rollback")
