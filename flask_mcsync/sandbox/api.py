@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from flask import Blueprint, Response, g, request
 
 from .errors import PROBLEM_CONTENT_TYPE, TOO_MANY_CONNECTIONS, ApiError, too_many_requests
-from .faults import Faults, injected_error
+from .faults import Faults, injected_error, signup_limit_error
 from .operations import INVALID_JSON, Result, execute, route_kind, split_path
 from .state import SandboxState
 
@@ -138,6 +138,13 @@ def create_api_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
                 # The call still happens afterwards, as on a slow server: a client that
                 # timed out cannot know whether its write was applied.
                 faults.sleep(faults.timeout_seconds)
+            elif decision is not None and decision.kind == "empty_403":
+                # Seen at very high volume: a 403 with no JSON (no body at all).
+                return Response(b"", status=403, content_type="text/html; charset=utf-8")
+            elif decision is not None and decision.kind == "signup_limit":
+                body = request_body()
+                address = body.get("email_address") if isinstance(body, dict) else None
+                raise signup_limit_error(str(address or subpath.rstrip("/").rsplit("/", 1)[-1]))
             elif decision is not None:
                 if decision.status == 429:
                     with state.lock:

@@ -7,41 +7,26 @@ paced at ``batch_ops_per_second`` so tests can watch a batch progress or stall.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import threading
 import time
 from typing import Any
 
-from .faults import Faults
+from .faults import Faults, signup_limit_error
 from .operations import run_operation
+from .results import build_archive, tar_gz
 from .state import Batch, SandboxState, now_iso
 
-RESULTS_PER_FILE = 500
+__all__ = ["BatchWorker", "archive_bytes", "build_archive"]
+
+
+def archive_bytes(batch: Batch) -> bytes:
+    """The results tar.gz of a finished batch, built now from its compact results."""
+    return tar_gz(batch.id, batch.results.json_files())
+
+
 # Longest single sleep, so rate changes, deletes, resets and stop() are noticed quickly.
 _TICK = 0.05
-
-
-def build_archive(batch_id: str, results: list[dict[str, Any]]) -> bytes:
-    """A tar.gz like Mailchimp's: a './' directory and './<name>.json' result files."""
-    buffer = io.BytesIO()
-    stamp = time.time()
-    # compresslevel 1: archives of 100k results must be quick to build; size is secondary.
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
-        directory = tarfile.TarInfo(".")
-        directory.type = tarfile.DIRTYPE
-        directory.mode = 0o755
-        directory.mtime = stamp
-        tar.addfile(directory)
-        for number, start in enumerate(range(0, len(results), RESULTS_PER_FILE)):
-            data = json.dumps(results[start : start + RESULTS_PER_FILE]).encode("utf-8")
-            info = tarfile.TarInfo(f"./{batch_id}-{number}.json")
-            info.size = len(data)
-            info.mode = 0o644
-            info.mtime = stamp
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 class BatchWorker:
@@ -84,12 +69,41 @@ class BatchWorker:
             batch.status = status
             return True
 
+    def _wait_start(self, batch: Batch) -> bool:
+        """The batch start delay fault: stay "pending" until it is due (False if gone)."""
+        while True:
+            due = batch.submitted_monotonic + self.faults.batch_start_delay
+            left = due - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, _TICK))
+            if not self._alive(batch):
+                return False
+
+    def _run_one(self, op: dict[str, Any], base_url: str) -> dict[str, Any]:
+        method, path = str(op.get("method", "")), str(op.get("path", ""))
+        if self.faults.decide_operation(method, path):
+            body = op.get("body")
+            try:
+                address = json.loads(body).get("email_address") if isinstance(body, str) else None
+            except (ValueError, AttributeError):
+                address = None
+            error = signup_limit_error(str(address or path.rstrip("/").rsplit("/", 1)[-1]))
+            return {
+                "status_code": error.status,
+                "operation_id": op.get("operation_id"),
+                "response": json.dumps(error.body()),
+            }
+        return run_operation(self.state, op, base_url)
+
     def _process(self, batch: Batch) -> None:
+        if not self._wait_start(batch):
+            return
         if not (self._set_status(batch, "preprocessing") and self._set_status(batch, "started")):
             return
         rate = -1.0
         rate_start, rate_index = 0.0, 0
-        index = len(batch.results)
+        index = batch.finished_operations
         while index < len(batch.operations):
             current = self.faults.batch_ops_per_second
             if current != rate:
@@ -104,11 +118,13 @@ class BatchWorker:
                     if not self._alive(batch):
                         return
                     continue
-            entry = run_operation(self.state, batch.operations[index], batch.base_url)
+            op = batch.operations[index]
+            entry = self._run_one(op or {}, batch.base_url)
             with self.state.lock:
                 if not self._alive(batch):
                     return
                 batch.results.append(entry)
+                batch.operations[index] = None  # its body is no longer needed
                 batch.finished_operations += 1
                 if entry["status_code"] >= 400:
                     batch.errored_operations += 1
@@ -116,10 +132,9 @@ class BatchWorker:
             index += 1
         if not self._set_status(batch, "finalizing"):
             return
-        archive = build_archive(batch.id, batch.results)
         with self.state.lock:
             if self._alive(batch):
-                batch.archive = archive
+                batch.results.close()
                 batch.completed_at = now_iso()
                 batch.status = "finished"
                 self.state.stats.batches_processed += 1

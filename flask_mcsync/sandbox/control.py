@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any, NoReturn
 
 from flask import Blueprint, Response, abort, jsonify, request
 
+from . import events
+from .batches import archive_bytes
+from .compliance import OPT_OUT_SOURCES
 from .faults import FaultConfigError, Faults
-from .members import resolve_hash
+from .members import contact_id_for, find_member
 from .state import (
     STATUSES,
     Audience,
@@ -24,6 +29,7 @@ from .state import (
     now_iso,
     subscriber_hash,
 )
+from .tags import add_tags
 
 _S3_EXPIRED = """<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>AccessDenied</Code><Message>Request has expired</Message>\
@@ -62,13 +68,41 @@ def _merge_fields(raw: object) -> list[MergeField] | None:
                 type=str(item.get("type") or "text"),
                 required=bool(item.get("required", False)),
                 default_value=str(item.get("default_value") or ""),
+                options=dict(item.get("options") or {}),
             )
         )
     return fields
 
 
+def _opt_out_source(item: dict[str, Any], status: str) -> str:
+    # Seeded unsubscribed members left by themselves unless told otherwise: the common
+    # case, and the one Mailchimp protects (compliance state).
+    source = item.get("opt_out_source", "user" if status == "unsubscribed" else "")
+    if source and source not in OPT_OUT_SOURCES:
+        _fail(400, f"opt_out_source must be one of {', '.join(OPT_OUT_SOURCES)}")
+    return str(source or "")
+
+
+def _seed_times(member: Member, item: dict[str, Any]) -> None:
+    """Seeded members may carry their history: last_changed, timestamp_opt, unsubscribed_at."""
+    for name in ("last_changed", "timestamp_opt", "unsubscribed_at"):
+        if name in item:
+            try:
+                stamp = datetime.fromisoformat(str(item[name]))
+            except ValueError:
+                _fail(400, f"{name} must be an ISO 8601 time with an offset")
+            if stamp.tzinfo is None:
+                _fail(400, f"{name} must be an ISO 8601 time with an offset")
+            utc = stamp.astimezone(timezone.utc).replace(microsecond=0)
+            setattr(member, name, utc.isoformat())
+
+
 def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
-    """Insert or overwrite members as given: no validation, any status."""
+    """Insert or overwrite members as given: no validation, any status.
+
+    ``opt_out_source`` says how an unsubscribed member left: "user" (themselves, the
+    default), "admin", "api" or "abuse" (reported); see compliance.py.
+    """
     created = updated = 0
     stamp = now_iso()
     for item in items:
@@ -77,12 +111,18 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
         status = item.get("status", "subscribed")
         if status not in STATUSES:
             _fail(400, f"unknown status {status!r}")
+        source = _opt_out_source(item, status)
         key = subscriber_hash(item["email_address"])
         merge = dict(item.get("merge_fields") or {})
         existing = audience.members.get(key)
         if existing is not None:
             existing.set_status(status)
+            existing.opt_out_source = source
+            if status == "unsubscribed":
+                existing.unsubscribed_at = existing.last_changed
             existing.merge_fields.update(merge)
+            existing.touch()
+            _seed_times(existing, item)
             updated += 1
             continue
         audience.members[key] = Member(
@@ -92,8 +132,13 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
             timestamp_signup=stamp,
             last_changed=stamp,
             timestamp_opt=stamp if status == "subscribed" else "",
-            tags=[{"id": i + 1, "name": str(t)} for i, t in enumerate(item.get("tags") or [])],
+            opt_out_source=source,
+            unsubscribed_at=stamp if status == "unsubscribed" else "",
+            contact_id=contact_id_for(audience, key),
+            language=str(item.get("language") or ""),
         )
+        add_tags(audience, audience.members[key], [str(t) for t in item.get("tags") or []])
+        _seed_times(audience.members[key], item)
         created += 1
     return {"created": created, "updated": updated}
 
@@ -163,10 +208,152 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
     def member(list_id: str, key: str) -> Response:
         with state.lock:
             audience = audience_or_404(list_id)
-            found = audience.members.get(resolve_hash(key))
+            found = find_member(audience, key)
             if found is None:
                 _fail(404, f"no member {key} in list {list_id}")
-            return jsonify(audience.member_json(found))
+            data = audience.member_json(found)
+            data["opt_out_source"] = found.opt_out_source
+            return jsonify(data)
+
+    @control.get("/lists/<list_id>/confirmation-emails")
+    def confirmation_emails(list_id: str) -> Response:
+        """The confirmation e-mails Mailchimp would have sent (status pending), in order."""
+        with state.lock:
+            sent = audience_or_404(list_id).confirmation_emails
+            return jsonify(
+                {"confirmation_emails": [{"email_address": e, "sent_at": t} for e, t in sent]}
+            )
+
+    def fire(list_id: str, key: str, event: Callable[..., events.Notification]) -> Response:
+        """Apply one Mailchimp-side event, then wait for its webhook callbacks."""
+        body = request.get_json(silent=True) or {}
+        if not isinstance(body, dict):
+            _fail(400, "expected a JSON object")
+        with state.lock:
+            audience = audience_or_404(list_id)
+            found = find_member(audience, key)
+            if found is None:
+                _fail(404, f"no member {key} in list {list_id}")
+            try:
+                note = event(audience, found, body)
+            except (events.EventError, TypeError) as exc:
+                _fail(400, str(exc))
+            member_json = audience.member_json(found)
+        # Outside the lock: a receiver may call the API back while handling the callback.
+        note.done.wait(events.DELIVERY_TIMEOUT * (len(note.urls) + 1))
+        return jsonify({"member": member_json, "deliveries": note.deliveries})
+
+    def _text(body: dict[str, Any], name: str, default: str = "") -> str:
+        value = body.get(name, default)
+        if not isinstance(value, str):
+            _fail(400, f"{name} must be a string")
+        return value
+
+    @control.post("/lists/<list_id>/members/<key>/unsubscribe")
+    def unsubscribe(list_id: str, key: str) -> Response:
+        return fire(
+            list_id,
+            key,
+            lambda audience, member, body: events.unsubscribe(
+                state,
+                audience,
+                member,
+                reason=_text(body, "reason", "manual"),
+                action=_text(body, "action", "unsub"),
+                source=_text(body, "source", "user"),
+                campaign_id=_text(body, "campaign_id"),
+                unsubscribe_reason=_text(body, "unsubscribe_reason"),
+            ),
+        )
+
+    @control.post("/lists/<list_id>/members/<key>/confirm")
+    def confirm(list_id: str, key: str) -> Response:
+        return fire(
+            list_id,
+            key,
+            lambda audience, member, body: events.confirm(
+                state, audience, member, ip_opt=_text(body, "ip_opt")
+            ),
+        )
+
+    @control.post("/lists/<list_id>/members/<key>/clean")
+    def clean(list_id: str, key: str) -> Response:
+        return fire(
+            list_id,
+            key,
+            lambda audience, member, body: events.clean(
+                state,
+                audience,
+                member,
+                reason=_text(body, "reason", "hard"),
+                campaign_id=_text(body, "campaign_id"),
+            ),
+        )
+
+    @control.post("/lists/<list_id>/members/<key>/profile")
+    def profile(list_id: str, key: str) -> Response:
+        def edit(audience: Audience, member: Member, body: dict[str, Any]) -> events.Notification:
+            merge_fields = body.get("merge_fields")
+            if not isinstance(merge_fields, dict):
+                _fail(400, 'expected {"merge_fields": {...}}')
+            return events.edit_profile(
+                state, audience, member, merge_fields, source=_text(body, "source", "user")
+            )
+
+        return fire(list_id, key, edit)
+
+    @control.post("/lists/<list_id>/members/<key>/change-address")
+    def change_address(list_id: str, key: str) -> Response:
+        def change(audience: Audience, member: Member, body: dict[str, Any]) -> events.Notification:
+            new_email = _text(body, "new_email")
+            if "@" not in new_email:
+                _fail(400, 'expected {"new_email": "..."}')
+            return events.change_address(
+                state, audience, member, new_email, source=_text(body, "source", "user")
+            )
+
+        return fire(list_id, key, change)
+
+    @control.route("/webhook-deliveries", methods=["GET", "DELETE"])
+    def webhook_deliveries() -> Response:
+        if request.method == "DELETE":
+            events.settle(state)
+            with state.lock:
+                state.webhook_deliveries = []
+            return jsonify({"deliveries": []})
+        # By default, wait for callbacks still queued (e.g. from API calls just made).
+        if request.args.get("settle", "1") != "0":
+            events.settle(state)
+        with state.lock:
+            found = [
+                d
+                for d in state.webhook_deliveries
+                if request.args.get("list_id") in (None, d["list_id"])
+            ]
+        return Response(json.dumps({"deliveries": found}), content_type="application/json")
+
+    @control.route("/lists/<list_id>/marketing-permissions", methods=["GET", "POST"])
+    def marketing_permissions(list_id: str) -> Response | tuple[Response, int]:
+        """The audience's GDPR marketing permissions; adding one makes it GDPR-enabled."""
+        new: tuple[str, str] | None = None
+        if request.method == "POST":
+            body = _json_body()
+            text = body.get("text") if isinstance(body, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                _fail(400, 'expected {"text": "...", "marketing_permission_id"?: "..."}')
+            pid = body.get("marketing_permission_id") or uuid.uuid4().hex[:10]
+            if not isinstance(pid, str):
+                _fail(400, "marketing_permission_id must be a string")
+            new = (pid, text.strip())
+        with state.lock:
+            audience = audience_or_404(list_id)
+            if new is not None:
+                audience.marketing_permissions[new[0]] = new[1]
+            found = [
+                {"marketing_permission_id": p, "text": t}
+                for p, t in audience.marketing_permissions.items()
+            ]
+        return jsonify({"marketing_permissions": found}), 201 if request.method == "POST" else 200
 
     @control.post("/lists/<list_id>/forgotten")
     def forgotten(list_id: str) -> Response:
@@ -226,20 +413,22 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
         rid = uuid.uuid4().hex[:16].upper()
         with state.lock:
             batch = state.batches.get(batch_id)
-            archive = batch.archive if batch is not None else None
-        if archive is None:
+            finished = batch is not None and batch.status == "finished"
+        if batch is None or not finished:
             return Response(
                 _S3_MISSING.format(key=f"{batch_id}.tar.gz", rid=rid),
                 status=404,
                 content_type="application/xml",
             )
-        if faults.expire_results:
+        if faults.results_expired(batch_id):
+            # Gone for good, as on S3: the memory goes too.
+            batch.results.clear()
             # What an expired S3 presigned URL answers.
             return Response(
                 _S3_EXPIRED.format(stamp=now_iso(), rid=rid),
                 status=403,
                 content_type="application/xml",
             )
-        return Response(archive, content_type="application/x-gzip")
+        return Response(archive_bytes(batch), content_type="application/x-gzip")
 
     return control

@@ -10,6 +10,10 @@ PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8"
 
 NOT_FOUND_DETAIL = "The requested resource could not be found."
 TOO_MANY_CONNECTIONS = "You have exceeded the limit of 10 simultaneous connections."
+SCHEMA_DETAIL = (
+    "The resource submitted could not be validated. For field-specific details, "
+    "see the 'errors' array."
+)
 
 
 class ApiError(Exception):
@@ -51,6 +55,19 @@ def problem(
     return body
 
 
+def json_type_name(value: object) -> str:
+    """The JSON type of a value, spelled as Mailchimp's schema messages spell it."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
 def not_found() -> ApiError:
     return ApiError(404, "Resource Not Found", NOT_FOUND_DETAIL)
 
@@ -61,11 +78,7 @@ def invalid_resource(detail: str, errors: list[dict[str, str]] | None = None) ->
 
 def schema_error(field: str, message: str) -> ApiError:
     """A body that does not match the schema (missing or ill-typed field)."""
-    return invalid_resource(
-        "The resource submitted could not be validated. For field-specific details, "
-        "see the 'errors' array.",
-        [{"field": field, "message": message}],
-    )
+    return invalid_resource(SCHEMA_DETAIL, [{"field": field, "message": message}])
 
 
 def method_not_allowed(allowed: list[str]) -> ApiError:

@@ -33,6 +33,33 @@ _ERROR_DETAILS = {
 }
 
 
+# Faults that are not a plain HTTP status (one-shot rules may name them too).
+SPECIAL_FAULTS = ("timeout", "drop", "signup_limit", "empty_403")
+
+
+def signup_limit_error(address: str) -> ApiError:
+    """Mailchimp's temporary refusal of an address that joined many lists lately."""
+    return ApiError(
+        400,
+        "Invalid Resource",
+        f"{address} has signed up to a lot of lists very recently; we're not allowing "
+        "more signups for now",
+    )
+
+
+def is_member_write(method: str, path: str) -> bool:
+    """A request that may sign someone up: POST/PUT on a list's members."""
+    segments = [s for s in path.split("?", 1)[0].split("/") if s]
+    if segments[:1] == ["3.0"]:
+        segments = segments[1:]
+    return (
+        method.upper() in ("POST", "PUT")
+        and len(segments) in (3, 4)
+        and segments[0] == "lists"
+        and segments[2] == "members"
+    )
+
+
 class FaultConfigError(ValueError):
     """The control API was given a fault configuration it cannot apply."""
 
@@ -41,12 +68,14 @@ class FaultConfigError(ValueError):
 class Rule:
     """A one-shot fault: applies to the next ``count`` requests that match it."""
 
-    status: int | str  # an HTTP status, "timeout" or "drop"
+    status: int | str  # an HTTP status or one of SPECIAL_FAULTS
     count: int = 1
     method: str | None = None
     path_contains: str | None = None
 
     def matches(self, method: str, path: str) -> bool:
+        if self.status == "signup_limit" and not is_member_write(method, path):
+            return False
         if self.method is not None and self.method.upper() != method.upper():
             return False
         return self.path_contains is None or self.path_contains in path
@@ -64,7 +93,7 @@ class Rule:
 class Decision:
     """What to do to one request: answer with ``status``, time out, or drop."""
 
-    kind: str  # "error", "timeout" or "drop"
+    kind: str  # "error", "timeout", "drop", "signup_limit" or "empty_403"
     status: int = 0
 
 
@@ -92,7 +121,7 @@ def _non_negative(config: dict[str, Any], key: str) -> float:
 
 
 def _status(value: object) -> int | str:
-    if value in ("timeout", "drop"):
+    if value in SPECIAL_FAULTS:
         return str(value)
     try:
         status = int(value)  # type: ignore[call-overload]
@@ -125,6 +154,11 @@ class Faults:
             "drop_rate",
             "batch_ops_per_second",
             "expire_results",
+            "expire_batches",
+            "expire_results_rate",
+            "batch_start_delay",
+            "signup_limit_rate",
+            "empty_403_rate",
             "next",
             "seed",
         }
@@ -147,6 +181,13 @@ class Faults:
             self.drop_rate = 0.0
             self.batch_ops_per_second = DEFAULT_BATCH_OPS_PER_SECOND
             self.expire_results = False
+            # Results of these batches (ids) expire; and this fraction of all batches.
+            self.expire_batches: set[str] = set()
+            self.expire_results_rate = 0.0
+            # Seconds a batch stays "pending" after submission before it starts.
+            self.batch_start_delay = 0.0
+            self.signup_limit_rate = 0.0
+            self.empty_403_rate = 0.0
             self.rules: list[Rule] = []
             self.seed: int | None = None
             self._random = random.Random()
@@ -159,10 +200,19 @@ class Faults:
         if unknown:
             raise FaultConfigError(f"unknown fault settings: {', '.join(sorted(unknown))}")
         updates: dict[str, Any] = {}
-        for key in ("latency_ms", "retry_after", "timeout_seconds", "batch_ops_per_second"):
+        for key in (
+            "latency_ms",
+            "retry_after",
+            "timeout_seconds",
+            "batch_ops_per_second",
+            "batch_start_delay",
+        ):
             if key in config:
                 updates[key] = _non_negative(config, key)
-        for key in ("timeout_rate", "drop_rate"):
+        for key in ("timeout_rate", "drop_rate", "expire_results_rate"):
+            if key in config:
+                updates[key] = _rate(config, key)
+        for key in ("signup_limit_rate", "empty_403_rate"):
             if key in config:
                 updates[key] = _rate(config, key)
         if "error_rates" in config:
@@ -172,6 +222,11 @@ class Faults:
             updates["error_rates"] = {int(_status(code)): _rate(rates, code) for code in rates}
         if "expire_results" in config:
             updates["expire_results"] = bool(config["expire_results"])
+        if "expire_batches" in config:
+            ids = config["expire_batches"]
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise FaultConfigError("expire_batches must be a list of batch ids")
+            updates["expire_batches"] = set(ids)
         if "next" in config:
             if not isinstance(config["next"], list):
                 raise FaultConfigError("next must be a list of rules")
@@ -181,12 +236,12 @@ class Faults:
                 "timeout_rate": self.timeout_rate,
                 "drop_rate": self.drop_rate,
                 "error_rates": self.error_rates,
+                "signup_limit_rate": self.signup_limit_rate,
+                "empty_403_rate": self.empty_403_rate,
                 **updates,
             }
-            if (
-                merged["timeout_rate"] + merged["drop_rate"] + sum(merged["error_rates"].values())
-                > 1
-            ):
+            rates = ("timeout_rate", "drop_rate", "signup_limit_rate", "empty_403_rate")
+            if sum(merged[k] for k in rates) + sum(merged["error_rates"].values()) > 1:
                 raise FaultConfigError("the fault probabilities add up to more than 1")
             for key, value in updates.items():
                 setattr(self, key, value)
@@ -205,6 +260,11 @@ class Faults:
                 "drop_rate": self.drop_rate,
                 "batch_ops_per_second": self.batch_ops_per_second,
                 "expire_results": self.expire_results,
+                "expire_batches": sorted(self.expire_batches),
+                "expire_results_rate": self.expire_results_rate,
+                "batch_start_delay": self.batch_start_delay,
+                "signup_limit_rate": self.signup_limit_rate,
+                "empty_403_rate": self.empty_403_rate,
                 "next": [rule.to_json() for rule in self.rules],
                 "seed": self.seed,
             }
@@ -225,7 +285,10 @@ class Faults:
             chances: list[tuple[Decision, float]] = [
                 (Decision("timeout"), self.timeout_rate),
                 (Decision("drop"), self.drop_rate),
+                (Decision("empty_403"), self.empty_403_rate),
             ]
+            if is_member_write(method, path):
+                chances.append((Decision("signup_limit"), self.signup_limit_rate))
             chances += [(Decision("error", s), p) for s, p in sorted(self.error_rates.items())]
             if not any(p for _, p in chances):
                 return None
@@ -235,6 +298,34 @@ class Faults:
                     return decision
                 draw -= probability
             return None
+
+    def decide_operation(self, method: str, path: str) -> bool:
+        """True when a batched member write meets the "signed up to a lot of lists" 400.
+
+        Only that fault reaches batch operations (it is about the address, not the HTTP
+        call); one-shot ``signup_limit`` rules at the head of the queue apply too.
+        """
+        if not is_member_write(method, path):
+            return False
+        with self._lock:
+            head = self.rules[0] if self.rules else None
+            if head is not None and head.status == "signup_limit" and head.matches(method, path):
+                head.count -= 1
+                if head.count <= 0:
+                    self.rules.pop(0)
+                return True
+            return bool(self.signup_limit_rate) and self._random.random() < self.signup_limit_rate
+
+    def results_expired(self, batch_id: str) -> bool:
+        """Whether one batch's results are gone (all, listed ids, or a stable fraction)."""
+        with self._lock:
+            if self.expire_results or batch_id in self.expire_batches:
+                return True
+            if not self.expire_results_rate:
+                return False
+            # Drawn from the batch id (and seed), so a batch's answer never flips.
+            draw = random.Random(f"{self.seed}:{batch_id}").random()
+            return draw < self.expire_results_rate
 
     def sleep(self, seconds: float) -> bool:
         """Sleep unless the faults are cleared meanwhile; True if it slept fully."""

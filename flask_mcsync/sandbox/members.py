@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .compliance import change_status, enter_status, send_confirmation
 from .errors import ApiError, invalid_resource, not_found, schema_error
+from .merge_values import clean_merge_fields
 from .state import SETTABLE_STATUSES, Audience, Member, now_iso, subscriber_hash
 
 # Deliberately close to what Mailchimp accepts: ASCII local part with the usual
@@ -48,69 +50,39 @@ def validate_email(value: object) -> str:
     return address
 
 
-def parse_status(body: dict[str, Any], key: str) -> str | None:
+def parse_status(
+    body: dict[str, Any], key: str, allowed: tuple[str, ...] = SETTABLE_STATUSES
+) -> str | None:
     value = body.get(key)
     if value is None:
         return None
-    if value not in SETTABLE_STATUSES:
-        raise schema_error(key, f"Value must be one of: {', '.join(SETTABLE_STATUSES)}.")
+    if value not in allowed:
+        raise schema_error(key, f"Value must be one of: {', '.join(allowed)}.")
     return str(value)
-
-
-def clean_merge_fields(
-    audience: Audience, values: object, *, new: bool, skip_validation: bool
-) -> dict[str, Any]:
-    """Check merge field values against the audience's definitions.
-
-    Unknown tags are dropped, as Mailchimp does. Required fields are enforced on new
-    members (unless skip_merge_validation) and whenever a request blanks one out.
-    """
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise schema_error("merge_fields", "Expected an object.")
-    cleaned: dict[str, Any] = {}
-    errors: list[dict[str, str]] = []
-    for definition in audience.merge_fields:
-        present = definition.tag in values
-        value = values.get(definition.tag)
-        blank = value is None or (isinstance(value, str) and not value.strip())
-        if definition.required and not skip_validation and blank and (new or present):
-            errors.append({"field": definition.tag, "message": "Please enter a value"})
-            continue
-        if not present:
-            continue
-        if definition.type == "number" and not blank:
-            try:
-                float(value)  # type: ignore[arg-type]
-            except (TypeError, ValueError):
-                errors.append({"field": definition.tag, "message": "Please enter a number"})
-                continue
-        cleaned[definition.tag] = "" if value is None else value
-    if errors:
-        raise invalid_resource("Your merge fields were invalid.", errors)
-    return cleaned
-
-
-def change_status(member: Member, target: str) -> None:
-    """Apply a status change the way Mailchimp's compliance rules allow it."""
-    blocked = (target == "subscribed" and member.status in ("unsubscribed", "cleaned")) or (
-        target == "pending" and member.status == "cleaned"
-    )
-    if blocked:
-        raise ApiError(
-            400,
-            "Member In Compliance State",
-            f"{member.email_address} is in a compliance state due to unsubscribe, bounce, "
-            "or compliance review and cannot be subscribed.",
-        )
-    member.set_status(target)
 
 
 def _require_object(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise schema_error("body", "Expected a JSON object.")
     return body
+
+
+def contact_id_for(audience: Audience, key: str) -> str:
+    """A stable 32-hex contact_id derived from the subscriber hash (no extra index)."""
+    return f"{int(key, 16) ^ audience.contact_key:032x}"
+
+
+def find_member(audience: Audience, key: str) -> Member | None:
+    """The member a path key names: subscriber hash, address or contact_id."""
+    resolved = resolve_hash(key)
+    member = audience.members.get(resolved)
+    if member is not None or not _HASH_RE.match(key):
+        return member
+    alias = audience.contact_aliases.get(key.lower())
+    if alias is not None:
+        return audience.members.get(alias)
+    member = audience.members.get(contact_id_for(audience, key.lower()))
+    return member if member is not None and member.contact_id == key.lower() else None
 
 
 def _create(
@@ -124,9 +96,8 @@ def _create(
             f"{address} was permanently deleted and cannot be re-imported. The contact must "
             "re-subscribe to get back on the list.",
         )
-    merge = clean_merge_fields(audience, body.get("merge_fields"), new=True, skip_validation=skip)
+    merge = clean_merge_fields(audience, body.get("merge_fields"), current={}, skip_validation=skip)
     stamp = now_iso()
-    tags = [str(t) for t in body.get("tags") or [] if isinstance(t, str)]
     member = Member(
         email_address=address,
         status=status,
@@ -136,24 +107,29 @@ def _create(
         timestamp_opt=stamp if status == "subscribed" else "",
         ip_signup=str(body.get("ip_signup") or ""),
         email_type=str(body.get("email_type") or "html"),
-        tags=[{"id": i + 1, "name": name} for i, name in enumerate(tags)],
+        contact_id=contact_id_for(audience, key),
     )
+    if status == "unsubscribed":
+        member.opt_out_source, member.unsubscribed_at = "api", stamp
     audience.members[key] = member
+    if status == "pending":
+        send_confirmation(audience, member)
     return member
 
 
-def _revive(
+def _unarchive(
     audience: Audience, member: Member, status: str, body: dict[str, Any], skip: bool
 ) -> None:
-    # An archived contact comes back like a new one: status_if_new applies and the
-    # required merge fields are checked again.
-    merge = clean_merge_fields(audience, body.get("merge_fields"), new=True, skip_validation=skip)
-    member.merge_fields.update(merge)
-    member.set_status(status)
+    # An explicit status brings an archived contact back; the whole record is checked.
+    merge = clean_merge_fields(
+        audience, body.get("merge_fields"), current=member.merge_fields, skip_validation=skip
+    )
+    _apply_merge(member, merge)
+    enter_status(audience, member, status, source="api")
 
 
 def get_member(audience: Audience, key: str) -> Member:
-    member = audience.members.get(resolve_hash(key))
+    member = find_member(audience, key)
     if member is None:
         raise not_found()
     return member
@@ -174,80 +150,119 @@ def add_member(audience: Audience, raw: object, skip: bool) -> tuple[Member, boo
             f"{address} is already a list member. Use PUT to insert or update list members.",
         )
     if existing is not None:
-        _revive(audience, existing, status, body, skip)
+        _unarchive(audience, existing, status, body, skip)
         return existing, False
     return _create(audience, address, status, body, skip), True
 
 
 def upsert_member(audience: Audience, key: str, raw: object, skip: bool) -> tuple[Member, bool]:
-    """PUT /lists/{id}/members/{hash}: create with status_if_new or update in place."""
+    """PUT /lists/{id}/members/{hash}: create with status_if_new or update in place.
+
+    ``email_address`` is needed only to create; when given it must match the key.
+    An archived contact counts as existing: ``status_if_new`` leaves it archived (its
+    merge fields are still updated), only an explicit ``status`` un-archives it.
+    """
     body = _require_object(raw)
-    address = validate_email(body.get("email_address"))
-    path_hash = resolve_hash(key)
-    if subscriber_hash(address) != path_hash:
-        raise invalid_resource(
-            f"The subscriber hash in the URL ({key}) does not belong to the email address "
-            f"in the body ({address}); it must be the MD5 of the lower-cased address."
-        )
+    member = find_member(audience, key)
+    address: str | None = None
+    if "email_address" in body or member is None:
+        address = validate_email(body.get("email_address"))
+        wanted = member.id if member is not None else resolve_hash(key)
+        if subscriber_hash(address) != wanted:
+            raise invalid_resource(
+                f"The subscriber hash in the URL ({key}) does not belong to the email address "
+                f"in the body ({address}); it must be the MD5 of the lower-cased address."
+            )
     status_if_new = parse_status(body, "status_if_new")
     status = parse_status(body, "status")
-    member = audience.members.get(path_hash)
-    if member is None or member.status == "archived":
+    if member is None:
         initial = status_if_new or status
         if initial is None:
             raise schema_error(
                 "status_if_new", "status_if_new or status is required to create a member."
             )
-        if member is not None:
-            _revive(audience, member, initial, body, skip)
-            return member, False
+        assert address is not None
         return _create(audience, address, initial, body, skip), True
-    # Existing member: status_if_new is ignored; only an explicit status moves it.
-    merge = clean_merge_fields(audience, body.get("merge_fields"), new=False, skip_validation=skip)
+    if member.status == "archived" and status is not None:
+        _unarchive(audience, member, status, body, skip)
+        return member, False
+    # Existing (or archived) member: status_if_new is ignored; only an explicit status moves it.
+    merge = clean_merge_fields(
+        audience, body.get("merge_fields"), current=member.merge_fields, skip_validation=skip
+    )
     if status is not None:
-        change_status(member, status)
+        change_status(audience, member, status)
     _apply_merge(member, merge)
     return member, False
+
+
+# PATCH's status enum in Mailchimp's API description has no "transactional".
+PATCH_STATUSES = tuple(s for s in SETTABLE_STATUSES if s != "transactional")
 
 
 def update_member(audience: Audience, key: str, raw: object, skip: bool) -> Member:
     """PATCH /lists/{id}/members/{hash}: the member must exist; may change address."""
     body = _require_object(raw)
     member = get_member(audience, key)
-    status = parse_status(body, "status")
-    merge = clean_merge_fields(audience, body.get("merge_fields"), new=False, skip_validation=skip)
+    status = parse_status(body, "status", PATCH_STATUSES)
+    merge = clean_merge_fields(
+        audience, body.get("merge_fields"), current=member.merge_fields, skip_validation=skip
+    )
     if "email_address" in body:
-        address = validate_email(body["email_address"])
-        new_key, old_key = subscriber_hash(address), member.id
-        if new_key != old_key:
-            if new_key in audience.members:
-                raise ApiError(400, "Member Exists", f"{address} is already a list member.")
-            # Rebuild to keep the member at its place in the paging order.
-            audience.members = {
-                (new_key if k == old_key else k): v for k, v in audience.members.items()
-            }
-        member.email_address = address
+        move_member(audience, member, validate_email(body["email_address"]))
     if status is not None:
-        change_status(member, status)
+        if member.status == "archived":
+            enter_status(audience, member, status, source="api")
+        else:
+            change_status(audience, member, status)
     _apply_merge(member, merge)
     return member
+
+
+def move_member(audience: Audience, member: Member, address: str) -> None:
+    """Give a member a new address: its subscriber hash changes, its contact_id stays."""
+    new_key, old_key = subscriber_hash(address), member.id
+    if new_key != old_key:
+        if new_key in audience.members:
+            raise ApiError(400, "Member Exists", f"{address} is already a list member.")
+        # Rebuild to keep the member at its place in the paging order.
+        audience.members = {
+            (new_key if k == old_key else k): v for k, v in audience.members.items()
+        }
+        # The contact_id stays the member's: remember where it points now.
+        audience.contact_aliases[member.contact_id] = new_key
+        member.touch()
+    member.email_address = address
 
 
 def _apply_merge(member: Member, merge: dict[str, Any]) -> None:
     changed = {k: v for k, v in merge.items() if member.merge_fields.get(k) != v}
     if changed:
         member.merge_fields.update(changed)
-        member.last_changed = now_iso()
+        member.touch()
+
+
+# Statuses Mailchimp refuses to archive (DELETE answers 405).
+_NOT_ARCHIVABLE = ("cleaned", "pending", "archived")
 
 
 def archive_member(audience: Audience, key: str) -> None:
-    """DELETE: Mailchimp archives rather than deletes."""
-    get_member(audience, key).set_status("archived")
+    """DELETE: Mailchimp archives rather than deletes, and not every contact."""
+    member = get_member(audience, key)
+    if member.status in _NOT_ARCHIVABLE:
+        raise ApiError(
+            405,
+            "Method Not Allowed",
+            "This list member cannot be removed. Can not archive a contact that is "
+            "bounced, pending or archived",
+        )
+    member.set_status("archived")
 
 
 def delete_permanent(audience: Audience, key: str) -> None:
     member = get_member(audience, key)
     del audience.members[member.id]
+    audience.contact_aliases.pop(member.contact_id, None)
     audience.forgotten.add(member.id)
 
 
@@ -287,19 +302,22 @@ def batch_subscribe(audience: Audience, raw: object) -> dict[str, Any]:
                     )
                     continue
                 merge = clean_merge_fields(
-                    audience, entry.get("merge_fields"), new=False, skip_validation=False
+                    audience,
+                    entry.get("merge_fields"),
+                    current=existing.merge_fields,
+                    skip_validation=False,
                 )
                 # Unlike PUT, batch subscribe with update_existing really does move
                 # unsubscribed people back to "subscribed" (no compliance check).
                 if status is not None:
-                    existing.set_status(status)
+                    enter_status(audience, existing, status, source="api")
                 _apply_merge(existing, merge)
                 updated.append(audience.member_json(existing))
                 continue
             if status is None:
                 raise schema_error("status", "This value should not be blank.")
             if existing is not None:
-                _revive(audience, existing, status, entry, False)
+                _unarchive(audience, existing, status, entry, False)
                 member = existing
             else:
                 member = _create(audience, address, status, entry, False)

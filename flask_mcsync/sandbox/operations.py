@@ -6,14 +6,16 @@ This is HTTP-free on purpose: the Flask view and the batch worker both call
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import events, list_resources, merge_fields_api, profile, tags, webhooks
 from . import members as rules
+from .batch_submit import batch_page, validate_operations
 from .errors import ApiError, invalid_resource, method_not_allowed, not_found, too_many_requests
-from .state import STATUSES, Audience, Batch, SandboxState
+from .member_filters import member_page
+from .state import Audience, Batch, Member, SandboxState
 
 MAX_PAGE = 1000
 MAX_UNFINISHED_BATCHES = 500
@@ -74,7 +76,10 @@ def _int_param(params: dict[str, str], name: str, default: int) -> int:
     return value
 
 
-def _page(params: dict[str, str], default_count: int) -> tuple[int, int]:
+Page = tuple[int, int]  # offset, count
+
+
+def _page(params: dict[str, str], default_count: int) -> Page:
     # Mailchimp caps pages at 1000 items.
     count = min(_int_param(params, "count", default_count), MAX_PAGE)
     return _int_param(params, "offset", 0), count
@@ -102,8 +107,11 @@ def execute(
 ) -> Result:
     """Run one API call against the state; errors come back as problem documents."""
     try:
+        seg = split_path(path)
+        if webhooks.needs_url_check(method.upper(), seg, body):
+            webhooks.verify_url(body)  # a network call: never under the account lock
         with state.lock:
-            result = _dispatch(state, method.upper(), split_path(path), params, body, base_url)
+            result = _dispatch(state, method.upper(), seg, params, body, base_url)
     except ApiError as exc:
         return Result(exc.status, exc.body(), exc.headers)
     if result.body is not None and ("fields" in params or "exclude_fields" in params):
@@ -144,7 +152,7 @@ def _dispatch(
     if seg[0] == "lists":
         return _lists(state, method, seg, params, body)
     if seg[0] == "batches" and n <= 2:
-        return _batches(state, method, seg, body, base_url)
+        return _batches(state, method, seg, body, base_url, page=_page(params, 10))
     raise not_found()
 
 
@@ -175,9 +183,17 @@ def _lists(
         _allow(method, ["GET", "POST"])
         if method == "GET":
             return Result(200, audience.to_json())
-        return Result(200, rules.batch_subscribe(audience, body))
+        before = events.snapshot_many(audience, body)
+        reply = rules.batch_subscribe(audience, body)
+        events.api_changed_many(state, audience, before)
+        return Result(200, reply)
+    if seg[2] == "merge-fields" and n > 3:
+        status, doc = merge_fields_api.handle(audience, method, seg[3:], body)
+        return Result(status, doc)
     if seg[2] == "merge-fields" and n == 3:
-        _allow(method, ["GET"])
+        _allow(method, ["GET", "POST"])
+        if method == "POST":
+            return Result(200, merge_fields_api.create(audience, body).to_json(audience.id))
         offset, count = _page(params, 10)
         fields = audience.merge_fields
         return Result(
@@ -189,23 +205,25 @@ def _lists(
                 "_links": [],
             },
         )
+    answer = list_resources.route(audience, method, seg[2:], params, body, _page(params, 10))
+    if answer is not None:
+        return Result(*answer)
     if seg[2] != "members":
         raise not_found()
     if n == 3:
         _allow(method, ["GET", "POST"])
         if method == "POST":
-            member, _ = rules.add_member(audience, body, skip)
+            member = _write_member(state, audience, method, None, body, skip)
             return Result(200, audience.member_json(member))
-        return Result(200, _member_page(audience, params))
+        offset, count = _page(params, 10)
+        return Result(200, member_page(audience, params, offset, count))
     key = seg[3]
     if n == 4:
         _allow(method, ["GET", "PUT", "PATCH", "DELETE"])
         if method == "GET":
             member = rules.get_member(audience, key)
-        elif method == "PUT":
-            member, _ = rules.upsert_member(audience, key, body, skip)
-        elif method == "PATCH":
-            member = rules.update_member(audience, key, body, skip)
+        elif method in ("PUT", "PATCH"):
+            member = _write_member(state, audience, method, key, body, skip)
         else:
             rules.archive_member(audience, key)
             return Result(204, None)
@@ -217,42 +235,40 @@ def _lists(
     raise not_found()
 
 
-def _member_page(audience: Audience, params: dict[str, str]) -> dict[str, Any]:
-    offset, count = _page(params, 10)
-    status = params.get("status") or None
-    if status is not None and status not in STATUSES:
-        raise invalid_resource(f"Invalid status filter: {status}.")
-    # Archived contacts only show up when asked for, as in Mailchimp's audience view.
-    if status is None:
-        wanted = (m for m in audience.members.values() if m.status != "archived")
-        total = sum(1 for m in audience.members.values() if m.status != "archived")
+def _write_member(
+    state: SandboxState,
+    audience: Audience,
+    method: str,
+    key: str | None,
+    body: object,
+    skip: bool,
+) -> Member:
+    """POST, PUT or PATCH of one member, with its profile parts, tags and webhooks."""
+    if key is None:
+        address = body.get("email_address") if isinstance(body, dict) else None
+        key = address if isinstance(address, str) else ""
+    before = events.snapshot(rules.find_member(audience, key) if key else None)
+    change = profile.parse(audience, body)  # refuses bad values before anything changes
+    new_tags = tags.tags_on_create(body) if method == "POST" else []
+    if method == "POST":
+        member, _ = rules.add_member(audience, body, skip)
+        tags.add_tags(audience, member, new_tags)
+    elif method == "PUT":
+        member, _ = rules.upsert_member(audience, key, body, skip)
     else:
-        wanted = (m for m in audience.members.values() if m.status == status)
-        total = sum(1 for m in audience.members.values() if m.status == status)
-    page = itertools.islice(wanted, offset, offset + count)
-    return {
-        "members": [audience.member_json(m) for m in page],
-        "list_id": audience.id,
-        "total_items": total,
-        "_links": [],
-    }
+        member = rules.update_member(audience, key, body, skip)
+    profile.apply(member, change)
+    events.api_changed(state, audience, before, member)
+    return member
 
 
 def _batches(
-    state: SandboxState, method: str, seg: list[str], body: object, base_url: str
+    state: SandboxState, method: str, seg: list[str], body: object, base_url: str, page: Page
 ) -> Result:
     if len(seg) == 1:
         _allow(method, ["GET", "POST"])
         if method == "GET":
-            batches = list(state.batches.values())
-            return Result(
-                200,
-                {
-                    "batches": [b.to_json() for b in batches],
-                    "total_items": len(batches),
-                    "_links": [],
-                },
-            )
+            return Result(200, batch_page(state, *page))
         return Result(200, _submit_batch(state, body, base_url).to_json())
     batch = state.batches.get(seg[1])
     if batch is None:
@@ -265,18 +281,7 @@ def _batches(
 
 
 def _submit_batch(state: SandboxState, body: object, base_url: str) -> Batch:
-    operations = body.get("operations") if isinstance(body, dict) else None
-    if not isinstance(operations, list):
-        raise rules.schema_error("operations", "This value should not be blank.")
-    for index, op in enumerate(operations):
-        if not (
-            isinstance(op, dict)
-            and isinstance(op.get("method"), str)
-            and isinstance(op.get("path"), str)
-        ):
-            raise rules.schema_error(
-                f"operations.item:{index}", "Each operation needs a method and a path."
-            )
+    operations = validate_operations(body)
     if state.unfinished_batches() >= MAX_UNFINISHED_BATCHES:
         raise too_many_requests(f"You have more than {MAX_UNFINISHED_BATCHES} pending batches.", 60)
     batch = Batch(id=state.new_batch_id(), operations=operations, base_url=base_url)
@@ -289,13 +294,12 @@ def run_operation(state: SandboxState, op: dict[str, Any], base_url: str) -> dic
     """Execute one batch operation and return its entry for the results archive."""
     raw_body = op.get("body")
     body: object = None
+    # Submission already refused any body that is not a string.
     if isinstance(raw_body, str) and raw_body.strip():
         try:
             body = json.loads(raw_body)
         except ValueError:
             body = INVALID_JSON
-    elif isinstance(raw_body, dict):
-        body = raw_body
     raw_params = op.get("params")
     params = {str(k): str(v) for k, v in raw_params.items()} if isinstance(raw_params, dict) else {}
     try:

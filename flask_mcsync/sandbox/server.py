@@ -17,6 +17,7 @@ from .batches import BatchWorker
 from .client import SandboxClient
 from .control import create_control_blueprint
 from .errors import PROBLEM_CONTENT_TYPE, problem
+from .events import WebhookDispatcher
 from .faults import Faults
 from .state import DEFAULT_API_KEY, SandboxState
 
@@ -30,6 +31,7 @@ class Sandbox:
     state: SandboxState
     faults: Faults
     worker: BatchWorker
+    dispatcher: WebhookDispatcher
 
 
 def create_sandbox_app() -> Flask:
@@ -38,7 +40,8 @@ def create_sandbox_app() -> Flask:
     state = SandboxState()
     faults = Faults()
     worker = BatchWorker(state, faults)
-    app.extensions[EXTENSION_KEY] = Sandbox(state, faults, worker)
+    dispatcher = WebhookDispatcher(state)
+    app.extensions[EXTENSION_KEY] = Sandbox(state, faults, worker, dispatcher)
     app.register_blueprint(create_api_blueprint(state, faults))
     app.register_blueprint(create_control_blueprint(state, faults))
 
@@ -54,6 +57,7 @@ def create_sandbox_app() -> Flask:
         return response
 
     worker.start()
+    dispatcher.start()
     return app
 
 
@@ -112,6 +116,7 @@ class SandboxServer:
             self._thread = None
         self.sandbox.faults.clear()  # wakes requests still sleeping on injected latency
         self.sandbox.worker.stop()
+        self.sandbox.dispatcher.stop()
 
     def __enter__(self) -> SandboxServer:
         return self.start()

@@ -11,10 +11,17 @@ import hashlib
 import itertools
 import secrets
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .results import CompactResults
+
+if TYPE_CHECKING:
+    from .interests import Interest, InterestCategory
+    from .webhooks import Webhook
 
 DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef-us1"
 DEFAULT_LIST_ID = "a1b2c3d4e5"
@@ -44,8 +51,16 @@ class MergeField:
     type: str = "text"
     required: bool = False
     default_value: str = ""
+    public: bool = True
+    display_order: int = 0
+    # Type-specific: size (text), choices (radio/dropdown), date_format, phone_format...
+    options: dict[str, Any] = field(default_factory=dict)
+    help_text: str = ""
 
     def to_json(self, list_id: str) -> dict[str, Any]:
+        options = dict(self.options)
+        if self.type == "text":
+            options.setdefault("size", 25)
         return {
             "merge_id": self.merge_id,
             "tag": self.tag,
@@ -53,10 +68,10 @@ class MergeField:
             "type": self.type,
             "required": self.required,
             "default_value": self.default_value,
-            "public": True,
-            "display_order": self.merge_id,
-            "options": {"size": 25} if self.type == "text" else {},
-            "help_text": "",
+            "public": self.public,
+            "display_order": self.display_order or self.merge_id,
+            "options": options,
+            "help_text": self.help_text,
             "list_id": list_id,
             "_links": [],
         }
@@ -73,7 +88,18 @@ class Member:
     ip_signup: str = ""
     source: str = "API - Generic"
     email_type: str = "html"
+    # {"id", "name", "date_added"} per tag; ids come from the audience's tag registry.
     tags: list[dict[str, Any]] = field(default_factory=list)
+    language: str = ""
+    ip_opt: str = ""
+    # Interest id -> member is in it; marketing permission id -> enabled.
+    interests: dict[str, bool] = field(default_factory=dict)
+    marketing_permissions: dict[str, bool] = field(default_factory=dict)
+    unsubscribe_reason: str = ""
+    # How the member left (see compliance.py): "user", "admin", "api", "abuse" or "" —
+    # Mailchimp keeps this apart from the status and it decides who may be resubscribed.
+    opt_out_source: str = ""
+    unsubscribed_at: str = ""
     unique_email_id: str = field(default_factory=lambda: secrets.token_hex(5))
     contact_id: str = field(default_factory=lambda: secrets.token_hex(16))
     web_id: int = field(default_factory=lambda: secrets.randbelow(10**9))
@@ -82,12 +108,18 @@ class Member:
     def id(self) -> str:
         return subscriber_hash(self.email_address)
 
+    def touch(self) -> None:
+        """Every change moves last_changed (the since_last_changed filter relies on it)."""
+        self.last_changed = now_iso()
+
     def set_status(self, status: str) -> None:
         if status != self.status:
             self.status = status
-            self.last_changed = now_iso()
+            self.touch()
             if status == "subscribed":
                 self.timestamp_opt = self.last_changed
+                self.opt_out_source = ""
+                self.unsubscribe_reason = ""
 
 
 @dataclass
@@ -101,7 +133,20 @@ class Audience:
     members: dict[str, Member] = field(default_factory=dict)
     # Subscriber hashes of permanently deleted ("forgotten") addresses.
     forgotten: set[str] = field(default_factory=set)
+    # Confirmation e-mails Mailchimp would have sent: (address, sent_at), in order.
+    confirmation_emails: list[tuple[str, str]] = field(default_factory=list)
+    # contact_id -> subscriber hash for members whose address changed (see members.py).
+    contact_aliases: dict[str, str] = field(default_factory=dict)
+    # Per-audience secret that turns a subscriber hash into a stable contact_id.
+    contact_key: int = field(default_factory=lambda: secrets.randbits(128))
     web_id: int = field(default_factory=lambda: secrets.randbelow(10**6))
+    # Tag name -> tag id (Mailchimp's tags are static segments with an id per audience).
+    tags: dict[str, int] = field(default_factory=dict)
+    interest_categories: dict[str, InterestCategory] = field(default_factory=dict)
+    interests: dict[str, Interest] = field(default_factory=dict)
+    # GDPR fields: marketing_permission_id -> text. An audience with any is GDPR-enabled.
+    marketing_permissions: dict[str, str] = field(default_factory=dict)
+    webhooks: dict[str, Webhook] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         found = Counter(member.status for member in self.members.values())
@@ -119,7 +164,7 @@ class Audience:
             "campaign_defaults": {"from_name": "Sandbox shop", "language": "en"},
             "email_type_option": False,
             "double_optin": self.double_optin,
-            "marketing_permissions": False,
+            "marketing_permissions": bool(self.marketing_permissions),
             "list_rating": 0,
             "date_created": self.date_created,
             "visibility": "prv",
@@ -157,11 +202,11 @@ class Audience:
             "stats": {"avg_open_rate": 0, "avg_click_rate": 0},
             "ip_signup": member.ip_signup,
             "timestamp_signup": member.timestamp_signup,
-            "ip_opt": "",
+            "ip_opt": member.ip_opt,
             "timestamp_opt": member.timestamp_opt,
             "member_rating": 2,
             "last_changed": member.last_changed,
-            "language": "",
+            "language": member.language,
             "vip": False,
             "email_client": "",
             "location": {
@@ -174,25 +219,46 @@ class Audience:
             },
             "source": member.source,
             "tags_count": len(member.tags),
-            "tags": list(member.tags),
+            "tags": [{"id": tag["id"], "name": tag["name"]} for tag in member.tags],
             "list_id": self.id,
             "_links": [],
+            **self._member_extras(member),
         }
+
+    def _member_extras(self, member: Member) -> dict[str, Any]:
+        # Mailchimp shows these keys only where the audience has such things.
+        extras: dict[str, Any] = {}
+        if self.interests:
+            extras["interests"] = {i: member.interests.get(i, False) for i in self.interests}
+        if self.marketing_permissions:
+            extras["marketing_permissions"] = [
+                {
+                    "marketing_permission_id": pid,
+                    "text": text,
+                    "enabled": member.marketing_permissions.get(pid, False),
+                }
+                for pid, text in self.marketing_permissions.items()
+            ]
+        if member.status == "unsubscribed" and member.unsubscribe_reason:
+            extras["unsubscribe_reason"] = member.unsubscribe_reason
+        return extras
 
 
 @dataclass
 class Batch:
     id: str
-    operations: list[dict[str, Any]]
+    # Each operation is dropped (None) once it ran, so a finished batch holds no bodies.
+    operations: list[dict[str, Any] | None]
     # Root URL of the sandbox as the submitting client saw it, for response_body_url.
     base_url: str
     status: str = "pending"
     submitted_at: str = field(default_factory=now_iso)
+    # When it was submitted on the monotonic clock, for the batch start delay fault.
+    submitted_monotonic: float = field(default_factory=time.monotonic)
     completed_at: str = ""
     finished_operations: int = 0
     errored_operations: int = 0
-    results: list[dict[str, Any]] = field(default_factory=list)
-    archive: bytes | None = None
+    results: CompactResults = field(default_factory=CompactResults)
 
     @property
     def response_body_url(self) -> str:
@@ -258,6 +324,11 @@ class SandboxState:
         # In-flight requests per API key; deliberately NOT reset by reset(): requests
         # that are still running will decrement their own count when they finish.
         self.in_flight: Counter[str] = Counter()
+        # Webhook callbacks waiting for the dispatcher thread, and those it has made.
+        self.webhook_outbox: list[Any] = []
+        self.webhook_queued = threading.Event()
+        self.webhook_deliveries: list[dict[str, Any]] = []
+        self.webhook_generation = 0
         self._ids = itertools.count(1)
         self.reset()
 
@@ -267,6 +338,13 @@ class SandboxState:
             self.lists = {}
             self.batches = {}
             self.stats = Stats()
+            self.webhook_deliveries = []
+            # Callbacks of the old account are not delivered (the one being delivered
+            # right now finishes, but is not recorded: see events.WebhookDispatcher).
+            for note in self.webhook_outbox[1:]:
+                note.done.set()
+            del self.webhook_outbox[1:]
+            self.webhook_generation += 1
             self.create_list(DEFAULT_LIST_NAME, default_merge_fields(), list_id=DEFAULT_LIST_ID)
 
     def create_list(

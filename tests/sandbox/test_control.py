@@ -123,6 +123,7 @@ def test_app_factory_without_a_server() -> None:
         assert web.get("/3.0/ping").status_code == 401
     finally:
         app.extensions["mcsync_sandbox"].worker.stop()
+        app.extensions["mcsync_sandbox"].dispatcher.stop()
 
 
 def test_server_context_manager_and_client() -> None:
