@@ -63,7 +63,8 @@ class Handoff:
         A plain append, no wake-up: waking the thread here would hand it the GIL (and,
         on a busy machine, the CPU) in the middle of the signup's request.
         """
-        if self._pid != os.getpid() or self._thread is None:
+        thread = self._thread
+        if self._pid != os.getpid() or thread is None or not thread.is_alive():
             self._start()
         if len(self._ids) >= QUEUE_SIZE:
             self.dropped += 1
@@ -87,7 +88,7 @@ class Handoff:
                 self._ids = deque()
                 self._thread = None
                 self._pid = os.getpid()
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="mcsync-handoff", daemon=True
                 )
