@@ -135,7 +135,9 @@ def run_single(
     current = settings_mod.load(session, ext.config)
     if not current.list_id:
         raise AccountError(
-            "No audience chosen", "Pick the target audience in General settings first."
+            "No audience chosen",
+            "Pick the target audience in the General settings (or run 'flask mcsync"
+            " settings --list ID') first.",
         )
     started = utcnow()
     if run_id is not None:

@@ -513,7 +513,7 @@ def test_signups_wait_while_redis_is_down_and_flush_sends_them(
     own_redis.start()
     result = app.test_cli_runner().invoke(args=["mcsync", "flush"])
     assert result.exit_code == 0, result.output
-    assert f"Sent {len(down)} waiting row(s)" in result.output, result.output
+    assert f"Sent {len(down)} waiting rows" in result.output, result.output
     assert "0 still waiting" in result.output, result.output
     assert {r.status for r in _outbox()} == {"sent"}
     assert sandbox.client.members(LIST_ID)["counts"]["subscribed"] == len(down)
@@ -555,7 +555,7 @@ def test_a_hung_redis_costs_signups_nothing_and_their_rows_are_sent(
     flushed_in = time.monotonic() - started
     assert result.exit_code == 0 and result.exception is None, result.output
     assert "Redis did not answer" in result.output, result.output
-    assert f"Sent {len(first)} waiting row(s)" in result.output, result.output
+    assert f"Sent {len(first)} waiting rows" in result.output, result.output
     assert flushed_in < 30, f"flush took {flushed_in:.1f} s with a hung Redis"
     for email in first:
         assert _member(sandbox, email) is not None, email
@@ -644,7 +644,7 @@ def test_a_thousand_signups_through_a_redis_crash_none_lost_none_twice(
     assert set(created) == set(many)
     assert _puts(sandbox) == len(many)  # one PUT per address: none was sent twice
     assert slow is None, slow
-    assert "Sent 0 waiting row(s)" in result.output, result.output
+    assert "Sent 0 waiting rows" in result.output, result.output
 
 
 # --- 5. Mailchimp failing for a while -------------------------------------------------------
