@@ -93,12 +93,17 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
         covered = _export_outcome(session, current.list_id, items)
         if covered is not None:
             run_id, outcome = covered
+            status = _COVERED_STATUS.get(outcome, "sent")
+            said = {
+                "sent": f"Already sent by export run {run_id} ({outcome})",
+                "skipped": f"Already recorded as skipped by export run {run_id}",
+                "failed": f"Already tried by export run {run_id}, which recorded an error",
+            }[status]
             return Decision(
                 "covered",
-                f"Already sent by export run {run_id}, which read this customer after the"
-                f" signup ({outcome}).",
+                f"{said}: it read this customer after the signup.",
                 run_id=run_id,
-                status=_COVERED_STATUS.get(outcome, "sent"),
+                status=status,
             )
     return Decision("send")
 
