@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -60,7 +61,15 @@ class _Breaker:
             self._until = time.monotonic() + REDIS_PAUSE_SECONDS
 
 
-breaker = _Breaker()
+# One per app: a Redis that fails for one app (or one test) must not pause another's.
+_breakers: weakref.WeakKeyDictionary[McSync, _Breaker] = weakref.WeakKeyDictionary()
+
+
+def breaker_for(ext: McSync) -> _Breaker:
+    found = _breakers.get(ext)
+    if found is None:
+        found = _breakers[ext] = _Breaker()
+    return found
 
 
 @dataclass
@@ -176,6 +185,7 @@ def enqueue_items(ext: McSync, ids: list[int]) -> int:
     row again without doubling work), and a drain job is queued only when none is
     waiting already.
     """
+    breaker = breaker_for(ext)
     if not ext.config.redis_url or breaker.open():
         return 0
     try:

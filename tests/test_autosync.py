@@ -450,10 +450,10 @@ def own_workers(own_app: Flask) -> Iterator[Workers]:
 
 @pytest.fixture
 def fresh_breaker(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The hook's Redis breaker is process-wide: give this test its own."""
+    """The hand-off's Redis breaker is per app; start this test with none tripped."""
     from flask_mcsync import outbox
 
-    monkeypatch.setattr(outbox, "breaker", outbox._Breaker())
+    monkeypatch.setattr(outbox, "_breakers", outbox.weakref.WeakKeyDictionary())
     return outbox
 
 
