@@ -425,29 +425,29 @@ def sweep_cmd() -> None:
 @_friendly
 def flush(as_json: bool) -> None:
     """Send the auto-sync rows that are waiting (e.g. after Redis was down), right here."""
-    from .outbox import due_items, waiting_count
-    from .single_sync import send_outbox_item
+    from .outbox import flush as flush_outbox
 
-    ext = state()
-    results: dict[str, int] = {}
-    while ids := due_items(ext.session):
-        for item_id in ids:
-            outcome = send_outbox_item(ext, item_id)
-            results[outcome] = results.get(outcome, 0) + 1
-        if results.get("retry", 0) + results.get("busy", 0) >= len(ids):
-            break  # what is left is held by a worker or waits for a later try
+    done = flush_outbox(state())
     data = {
-        "handled": sum(results.values()),
-        **results,
-        "still_waiting": waiting_count(ext.session),
+        "handled": sum(done.results.values()),
+        **done.results,
+        "still_waiting": done.still_waiting,
+        "redis_problem": done.redis_problem,
     }
 
     def text() -> None:
+        if done.redis_problem:
+            say(
+                f"{inert(done.redis_problem)}: sending one at a time from here, without the"
+                " shared connection slots. Check MCSYNC_REDIS_URL and that Redis is"
+                " running; the workers need it."
+            )
         say(
-            f"Sent {count(results.get('sent', 0), 'waiting row')}; skipped"
-            f" {results.get('skipped', 0)}, failed {results.get('failed', 0)}, ignored"
-            f" {results.get('ignored', 0)}, to retry later {results.get('retry', 0)};"
-            f" {data['still_waiting']} still waiting."
+            f"Sent {count(done.count('sent'), 'waiting row')}; skipped {done.count('skipped')},"
+            f" failed {done.count('failed')}, ignored {done.count('ignored')},"
+            f" already sent by an export {done.count('covered')},"
+            f" waiting for the first export {done.count('held')},"
+            f" to retry later {done.count('retry')}; {done.still_waiting} still waiting."
         )
 
     _emit(data, as_json, text)

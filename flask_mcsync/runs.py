@@ -15,11 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import first_export
 from . import settings as settings_mod
 from .extension import McSync
 from .i18n import N_
 from .i18n import gettext as _
 from .models import Batch, Run, utcnow
+from .outbox import enqueue_items
 from .settings import InvalidSetting
 
 BATCH_ENDED = ("done", "failed")
@@ -122,12 +124,17 @@ def start_export(
 
 
 def end_run(session: Session, run_id: int, status: str, message: str | None = None) -> None:
-    """Mark a run ended and free its audience for the next export. The caller commits."""
+    """Mark a run ended and free its audience for the next export. The caller commits.
+
+    The signups that waited for it are due again in the same transaction (see
+    :mod:`first_export`); the sweep hands them to the workers.
+    """
     session.execute(
         sa.update(Run)
         .where(Run.id == run_id, Run.status.not_in(RUN_ENDED))
         .values(status=status, active_list_id=None, finished_at=utcnow(), message=message)
     )
+    first_export.release(session, run_id)
 
 
 def stop_run(session: Session, run_id: int, message: str) -> None:
@@ -189,10 +196,19 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
         if status == "finished":
             list_id = session.execute(sa.select(Run.list_id).where(Run.id == run_id)).scalar()
             settings_mod.mark_first_export_done(session, ext.config, list_id)
+        # The signups that waited for this export go out now, in this transaction.
+        waiting = first_export.release(session, run_id)
         session.commit()
+        _wake(ext, waiting)
         return True
     session.commit()
     return False
+
+
+def _wake(ext: McSync, ids: list[int]) -> None:
+    """Tell the workers about released rows; without Redis the sweep finds them."""
+    if ids:
+        enqueue_items(ext, ids)
 
 
 # An estimate needs this much steady running behind it, else it is a guess.

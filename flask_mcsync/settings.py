@@ -123,10 +123,11 @@ def update(
 
 
 def mark_first_export_done(session: Session, config: Config, list_id: str | None = None) -> None:
-    """Auto-sync may start: a first export to the chosen audience has finished.
+    """Record that a first export completed, which starts auto-sync. The caller commits.
 
-    An export to another audience (``flask mcsync export --list``) does not count: new
-    subscribers go to the chosen one, which has still not had its first export.
+    ``list_id`` is the audience the export went to: an export to another audience than
+    the chosen one (``export --list``, or the owner switched audience meanwhile) is not
+    this audience's first export.
     """
     row = _row(session, config)
     if list_id is not None and list_id != row.list_id:

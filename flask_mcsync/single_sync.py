@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import first_export
 from . import settings as settings_mod
 from .addresses import normalize, subscriber_hash
 from .eligibility import judge
@@ -297,8 +298,9 @@ def fail_run(
 def send_outbox_item(ext: McSync, item_id: int) -> str:
     """Send one waiting outbox row (and any other waiting rows for the same address).
 
-    Returns what happened: sent, skipped, retry, failed, ignored, or busy (another worker
-    holds it). Safe to call twice: the row is claimed with a conditional UPDATE first.
+    Returns what happened: sent, skipped, retry, failed, ignored, held (it waits for the
+    first export), covered (an export sent it), or busy (another worker holds it). Safe
+    to call twice: the row is claimed with a conditional UPDATE first.
     """
     session = ext.session
     now = utcnow()
@@ -338,17 +340,16 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
     previous = next((i.previous_email for i in [item, *siblings] if i.previous_email), None)
     latest_email = siblings[-1].email if siblings else item.email
 
-    current = settings_mod.load(session, ext.config)
-    if not current.auto_sync_active:
-        if not current.auto_sync:
-            reason = "auto-sync is switched off"
-        elif not current.list_id:
-            reason = "no audience is chosen in the settings"
-        else:
-            reason = "no first export yet: new customers are part of the first export"
-        _close(session, [item, *siblings], "ignored", reason, None)
-        return "ignored"
     closing = [item, *siblings]
+    decision = first_export.decide(session, settings_mod.load(session, ext.config), closing)
+    if decision.action == "hold":
+        first_export.hold(closing, decision, ext.config.lease_seconds)
+        session.commit()
+        return "held"
+    if decision.action != "send":
+        status = decision.status if decision.action == "covered" else "ignored"
+        _close(session, closing, status or "ignored", decision.reason, decision.run_id)
+        return "covered" if decision.action == "covered" else "ignored"
     try:
         run = run_single(
             ext,
@@ -383,9 +384,10 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         item.last_error = f"Attempt {item.attempts}: {error}"
         item.next_attempt_at = utcnow() + timedelta(seconds=delay)
         session.commit()
-        from .jobs import enqueue_outbox_item
+        if not ext.redis_offline:  # else the row waits, due again after its backoff
+            from .jobs import enqueue_outbox_item
 
-        enqueue_outbox_item(ext, item.id, delay=delay)
+            enqueue_outbox_item(ext, item.id, delay=delay)
         return "retry"
     except AccountError as exc:
         session.rollback()

@@ -133,8 +133,9 @@ def record_invalid(ext: McSync, raw: bytes, form: dict[str, str], reason: str) -
 
 def hand_off(ext: McSync, ids: list[int]) -> int:
     """Queue a job per event; on any Redis trouble leave them for the sweep. Never raises."""
-    from .outbox import breaker
+    from .outbox import breaker_for
 
+    breaker = breaker_for(ext)
     if not ext.config.redis_url or breaker.open():
         return 0
     try:

@@ -74,7 +74,7 @@ def test_too_many_fields_is_a_malformed_payload() -> None:
         from_webhook(form)
 
 
-def test_a_database_of_schema_2_is_upgraded_keeping_its_settings(tmp_path: Any) -> None:
+def test_a_database_of_schema_3_is_upgraded_keeping_its_settings(tmp_path: Any) -> None:
     from flask_mcsync.migrations import HEAD, upgrade
     from flask_mcsync.models import AudienceMember, SchemaVersion, WebhookEvent, metadata
 
@@ -88,7 +88,11 @@ def test_a_database_of_schema_2_is_upgraded_keeping_its_settings(tmp_path: Any) 
         conn.exec_driver_sql("ALTER TABLE mcsync_settings DROP COLUMN webhook_id")
         conn.execute(
             sa.insert(SchemaVersion),
-            [{"version": 1, "description": "initial"}, {"version": 2, "description": "batches"}],
+            [
+                {"version": 1, "description": "initial"},
+                {"version": 2, "description": "batches"},
+                {"version": 3, "description": "runs"},
+            ],
         )
         conn.exec_driver_sql(
             "INSERT INTO mcsync_settings (id, list_id, double_optin, batch_size, auto_sync,"
@@ -96,7 +100,7 @@ def test_a_database_of_schema_2_is_upgraded_keeping_its_settings(tmp_path: Any) 
         )
 
     assert upgrade(engine) == [
-        "applied migration 3: both ways: webhook events, audience members, webhook settings"
+        "applied migration 4: both ways: webhook events, audience members, webhook settings"
     ]
     inspector = sa.inspect(engine)
     assert new_tables <= set(inspector.get_table_names())
