@@ -331,7 +331,7 @@ def test_with_redis_down_the_event_is_recorded_and_applied_by_the_sweep(
     secret = activate(app)
     _customer("ada@example.org")
     mc = ext(app)
-    monkeypatch.setattr(outbox.breaker, "_until", 0.0)
+    monkeypatch.setattr(outbox.breaker_for(mc), "_until", 0.0)
     # A Redis nobody listens on: the hand-off fails, Mailchimp still gets its 200.
     from redis import Redis
 
@@ -341,7 +341,7 @@ def test_with_redis_down_the_event_is_recorded_and_applied_by_the_sweep(
     response = _post(app, secret, payload("unsubscribe", "ada@example.org", "2026-11-20 10:00:00"))
     assert response.status_code == 200
     assert [e.status for e in _events()] == ["received"]
-    monkeypatch.setattr(outbox.breaker, "_until", 0.0)
+    monkeypatch.setattr(outbox.breaker_for(mc), "_until", 0.0)
     monkeypatch.setattr(mc, "_redis", None)
     # Redis is back: the sweep hands the waiting event to the workers' queue.
     from flask_mcsync.webhooks import due_events, hand_off
