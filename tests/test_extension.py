@@ -44,6 +44,15 @@ def create_tables(app: Flask, db: SQLAlchemy) -> None:
         upgrade(db.engine)
 
 
+def registered_host(
+    database_url: str, db: SQLAlchemy, customer: type, hosts: list[Any]
+) -> tuple[Flask, MailchimpSync]:
+    """The plain case: one app, registered through the constructor."""
+    app = make_host("host", database_url, db)
+    hosts.append((app, db))
+    return app, MailchimpSync(app, db=db, source=SubscriberSource(model=customer))
+
+
 @pytest.fixture
 def hosts() -> Iterator[list[tuple[Flask, SQLAlchemy]]]:
     """Apps made by a test, their engines disposed of at the end."""
@@ -59,9 +68,7 @@ def test_constructor_with_app_registers_it(
     database_url: str, shop_db: tuple[SQLAlchemy, type], hosts: list[Any]
 ) -> None:
     db, customer = shop_db
-    app = make_host("host", database_url, db)
-    hosts.append((app, db))
-    mcsync = MailchimpSync(app, db=db, source=SubscriberSource(model=customer))
+    app, mcsync = registered_host(database_url, db, customer, hosts)
 
     assert isinstance(app.extensions["mcsync"], McSync)
     with app.app_context():
@@ -76,9 +83,7 @@ def test_init_app_twice_on_one_app_is_refused(
     database_url: str, shop_db: tuple[SQLAlchemy, type], hosts: list[Any]
 ) -> None:
     db, customer = shop_db
-    app = make_host("host", database_url, db)
-    hosts.append((app, db))
-    mcsync = MailchimpSync(app, db=db, source=SubscriberSource(model=customer))
+    app, mcsync = registered_host(database_url, db, customer, hosts)
     first = app.extensions["mcsync"]
 
     with pytest.raises(RuntimeError, match="already registered on this app"):
