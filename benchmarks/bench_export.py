@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -76,6 +77,10 @@ class BatchResult:
     errors: int
     sandbox_members: int
     status: str
+    jobs_enqueued: int  # export jobs queued over the run (plans and batch steps)
+    failed_tries: int  # passing failures met by the batches (retried)
+    most_failed_tries: int  # the most for one batch
+    backoff_seconds: float  # time those retries added, summed over the batches
 
 
 @dataclass
@@ -194,13 +199,15 @@ def export_in_batches(
     args: argparse.Namespace, env: dict[str, str], sandbox: Any, list_id: str, folder: Path
 ) -> BatchResult:
     from flask_mcsync import state
+    from flask_mcsync.jobs import enqueued_count
     from flask_mcsync.runs import progress, start_export
 
     ext = state()
     session = ext.session
-    with worker_processes(env, args.workers, folder) as reports:
+    with worker_processes(env, args.workers, folder) as reports, storm(sandbox, args.storm):
         wait_for_workers(env["MCSYNC_REDIS_URL"], ext.config.queue_name, args.workers)
         sandbox.reset_stats()
+        jobs_before = enqueued_count(ext)
         started = time.perf_counter()
         run_id = start_export(ext, "bench", batch_size=args.batch_size).run.id
         planned_at: float | None = None
@@ -216,6 +223,7 @@ def export_in_batches(
             time.sleep(0.25)
         seconds = time.perf_counter() - started
         stats = sandbox.stats()
+        jobs = enqueued_count(ext) - jobs_before
     # The workers have stopped (warm shutdown): their reports are written.
     usage = read_reports(reports)
     return BatchResult(
@@ -236,7 +244,49 @@ def export_in_batches(
         errors=data["errors"],
         sandbox_members=member_count(sandbox, list_id),
         status=data["status"],
+        jobs_enqueued=jobs,
+        failed_tries=data["retries"],
+        most_failed_tries=data["most_retries"],
+        backoff_seconds=data["retry_seconds"],
     )
+
+
+# The fault storm of issue 9.7: what Mailchimp's own clients survive.
+STORM = {
+    "error_rates": {"429": 0.10, "500": 0.05},
+    "timeout_rate": 0.02,
+    "timeout_seconds": 6,  # past the workers' MCSYNC_REQUEST_TIMEOUT under --storm
+    "drop_rate": 0.01,
+}
+STORM_TIMEOUT = "5"
+# Results expire for one second out of every five.
+EXPIRY_ON, EXPIRY_OFF = 1.0, 4.0
+
+
+@contextlib.contextmanager
+def storm(sandbox: Any, enabled: bool) -> Iterator[None]:
+    """Under ``--storm``: random 429/500/timeouts/drops, and results expiring now and then."""
+    if not enabled:
+        yield
+        return
+    sandbox.set_faults(**STORM)
+    stop = threading.Event()
+
+    def expire_now_and_then() -> None:
+        while not stop.is_set():
+            sandbox.set_faults(expire_results=True)
+            stop.wait(EXPIRY_ON)
+            sandbox.set_faults(expire_results=False)
+            stop.wait(EXPIRY_OFF)
+
+    thread = threading.Thread(target=expire_now_and_then, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        sandbox.clear_faults()
 
 
 def export_one_by_one(args: argparse.Namespace, sandbox: Any, list_id: str) -> NaiveResult:
@@ -303,7 +353,8 @@ def bench_backend(
         # Applies to every /3.0 request: the round trip to Mailchimp.
         sandbox.set_faults(latency_ms=args.latency_ms)
 
-    config = mcsync_config(sandbox, redis_url, MCSYNC_POLL_INTERVAL=POLL_INTERVAL)
+    extra = {"MCSYNC_REQUEST_TIMEOUT": STORM_TIMEOUT} if args.storm else {}
+    config = mcsync_config(sandbox, redis_url, MCSYNC_POLL_INTERVAL=POLL_INTERVAL, **extra)
     app = shop_app(url, **config)
     env = worker_env(config, url)
     with app.app_context():
@@ -376,6 +427,17 @@ def table(result: BackendResult) -> str:
         ),
         ("  by kind", kinds(b.requests_by_kind), kinds(n.requests_by_kind)),
         ("batches", str(b.batches), "-"),
+        (
+            "jobs enqueued",
+            f"{b.jobs_enqueued:,} (polls: {b.requests_by_kind.get('batch', 0):,})",
+            "-",
+        ),
+        (
+            "failed tries",
+            f"{b.failed_tries:,} (at most {b.most_failed_tries} for one batch),"
+            f" {b.backoff_seconds:,.0f} s of backoff",
+            "-",
+        ),
         ("max in flight", str(b.max_in_flight), "1"),
         ("worker peak RSS", " / ".join(f"{m:.0f} MB" for m in b.worker_peak_rss_mb), "-"),
         ("work horse peak RSS", " / ".join(f"{m:.0f} MB" for m in b.horse_peak_rss_mb), "-"),
@@ -439,6 +501,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="one PUT per address without the Redis connection slot the"
         " gateway takes for each call (closer to a typical plugin)",
+    )
+    parser.add_argument(
+        "--storm",
+        action="store_true",
+        help="run the batch export in a fault storm (10%% 429, 5%% 500, 2%% timeouts,"
+        " 1%% dropped connections, results expiring 1 s in 5)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)

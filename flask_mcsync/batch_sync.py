@@ -6,17 +6,27 @@ follow-up job, not a sleeping worker: a worker is busy only while it talks to Ma
 
 Failures, by kind:
 
-* transient (429, 5xx, timeout, results expired or missing) on the whole batch: re-sent
-  after a backoff that honours Retry-After, up to ``MCSYNC_MAX_ATTEMPTS`` times;
+* transient (429, 5xx, timeout) on a step (send, poll): that step is tried again after a
+  backoff that honours Retry-After. The budget, ``MCSYNC_MAX_ATTEMPTS``, counts failed
+  tries of the same step in a row, so a storm that fails each step now and then, which
+  Mailchimp's own clients survive, never adds up to a give-up;
+* the batch or its results lost at Mailchimp (``BatchLost``: results expired, or
+  ``GET /batches/{id}`` answers 404): the batch is sent again, at most
+  ``MCSYNC_MAX_ATTEMPTS`` times over its life;
 * transient on some operations: those addresses go into a retry batch of the same run;
 * permanent on an operation: recorded for that address, the rest go on;
-* account-wide (bad key, audience gone): the run stops with Mailchimp's message.
+* account-wide (bad key, audience gone): the run stops with Mailchimp's message, and
+  none of its batches is left in progress.
+
+A batch that does use up a budget asks Mailchimp, address by address, whether it holds
+what we sent: an address Mailchimp holds is never recorded as failed.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +36,7 @@ from .addresses import subscriber_hash
 from .extension import McSync
 from .gateway import (
     AccountError,
+    BatchLost,
     Gateway,
     MailchimpError,
     TransientError,
@@ -34,14 +45,16 @@ from .gateway import (
     was_created,
 )
 from .models import Batch, Run, utcnow
-from .outcomes import AddressOutcome, Result, previously_synced, record
+from .outcomes import AddressOutcome, Result, record, synced_since
 from .retry import backoff_seconds
-from .runs import RUN_ENDED, end_run, finish_if_complete
+from .runs import RUN_ENDED, finish_if_complete, stop_run
 from .throttle import SlotTimeout
 
 # Mailchimp may stamp a new member a little before our clock says we sent it. Kept small:
 # a member that existed more than this before the first send must count as updated.
 CLOCK_SKEW = timedelta(seconds=2)
+# Looking up one address after a give-up: a few quick tries (the batch already waited).
+LOOKUP_TRIES = 3
 
 
 def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
@@ -61,10 +74,9 @@ def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
             _poll(ext, gateway, run, batch, token)
     except AccountError as exc:
         session.rollback()
-        end_run(
+        stop_run(
             session,
             run.id,
-            "failed",
             f"Mailchimp refused the account or audience: {exc.title}. {exc.detail} Check"
             " MCSYNC_API_KEY and the audience in General settings, then export again.",
         )
@@ -104,6 +116,7 @@ def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -
         mailchimp_batch_id=answer["id"],
         status="processing",
         submitted_at=submitted_at,
+        attempts=0,  # the send step succeeded: its budget starts over
         finished_operations=0,
         total_operations=len(batch.payload),
     )
@@ -112,7 +125,7 @@ def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -
 def _schedule_poll(ext: McSync, batch_id: int, token: str, **values: Any) -> None:
     delay = ext.config.poll_interval
     session = ext.session
-    session.execute(
+    held = session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch_id, token))
         .values(
@@ -122,7 +135,8 @@ def _schedule_poll(ext: McSync, batch_id: int, token: str, **values: Any) -> Non
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    jobs.schedule_batch(ext, batch_id, token, delay)
+    if getattr(held, "rowcount", 0):  # else another worker took the batch over
+        jobs.schedule_batch(ext, batch_id, token, delay)
 
 
 def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
@@ -140,12 +154,10 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
         return
     results = gateway.batch_results(str(status.get("response_body_url") or ""))
     by_op = {str(r["operation_id"]): r for r in results if r.get("operation_id") is not None}
-    # From the FIRST send: a re-send (after expired results) finds the members it created
-    # the first time, and they are still "created".
-    since = (batch.started_at or batch.submitted_at or utcnow()) - CLOCK_SKEW
+    since = _first_sent(batch)
     outcomes: list[AddressOutcome] = []
     retry: list[list[Any]] = []
-    known = previously_synced(ext.session, run.list_id, [email for email, _ in batch.payload])
+    replies: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     for index, (email, merge_fields) in enumerate(batch.payload):
         sent = {"merge_fields": merge_fields, "status_if_new": run.status_if_new}
         result = by_op.get(str(index))
@@ -155,23 +167,14 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
             continue
         code, body = result["status_code"], result["response"]
         if code < 400:
-            created = subscriber_hash(email) not in known and was_created(
-                body, run.status_if_new, since
-            )
-            outcomes.append(
-                AddressOutcome(
-                    email,
-                    Result.CREATED if created else Result.UPDATED,
-                    mailchimp_status=body.get("status"),
-                    sent=sent,
-                )
-            )
+            replies.append((email, body, sent))
             continue
         error = error_from_response(code, body)
-        if isinstance(error, TransientError) and batch.attempts < ext.config.max_attempts:
+        if isinstance(error, TransientError) and batch.resends + 1 < ext.config.max_attempts:
             retry.append([email, merge_fields])
         else:
             outcomes.append(AddressOutcome(email, Result.ERROR, error=error, sent=sent))
+    outcomes += _held(ext, run, since, replies)
     _complete(ext, run, batch, token, outcomes, retry)
 
 
@@ -199,11 +202,13 @@ def _complete(
             last_address=retry[-1][0][:254],
             payload=retry,
             total_operations=len(retry),
-            attempts=batch.attempts,
+            resends=batch.resends + 1,
+            started_at=_first_sent(batch) + CLOCK_SKEW,
         )
         # Held for the backoff by the token its scheduled job carries, so the sweep does
         # not send it early.
-        retry_delay = backoff_seconds(batch.attempts, None)
+        retry_delay = backoff_seconds(retry_batch.resends, None)
+        retry_batch.retry_seconds = retry_delay
         retry_batch.lease_token = retry_token = leases.new_token()
         retry_batch.lease_until = utcnow() + timedelta(
             seconds=retry_delay + ext.config.lease_seconds
@@ -242,45 +247,89 @@ def _complete(
     finish_if_complete(ext, run.id)
 
 
+def _first_sent(batch: Batch) -> datetime:
+    """When the batch's addresses were first sent, less the clock skew.
+
+    From the FIRST send: a re-send (after Mailchimp lost the batch or its results)
+    finds the members the first send created, and they are still "created".
+    """
+    return (batch.started_at or batch.submitted_at or utcnow()) - CLOCK_SKEW
+
+
+def _held(
+    ext: McSync,
+    run: Run,
+    since: datetime,
+    replies: list[tuple[str, dict[str, Any], dict[str, Any]]],
+) -> list[AddressOutcome]:
+    """Outcomes of the addresses Mailchimp answered with the member it holds.
+
+    Mailchimp's answer decides created or updated (:func:`was_created`): after Mailchimp
+    lost its members (a restart of the sandbox, a deleted contact), what it created
+    again is "created", whatever our history says. Our history only settles the one
+    case the answer cannot: a member another sync created a moment before this batch was
+    first sent, so only syncs recorded since then are looked up (a probe by address,
+    whose cost does not grow with the history).
+    """
+    maybe_new = {email for email, body, _ in replies if was_created(body, run.status_if_new, since)}
+    recent = synced_since(ext.session, run.list_id, list(maybe_new), since) if maybe_new else set()
+    return [
+        AddressOutcome(
+            email,
+            Result.CREATED
+            if email in maybe_new and subscriber_hash(email) not in recent
+            else Result.UPDATED,
+            mailchimp_status=body.get("status"),
+            sent=sent,
+        )
+        for email, body, sent in replies
+    ]
+
+
 def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None:
     """Try the batch's step again after a backoff, or give up after too many tries.
 
-    Sending (and re-sending after results expired) is bounded by ``attempts``; a batch
-    already at Mailchimp whose polls fail counts ``poll_failures`` instead, reset by
-    every poll that gets an answer, so a long batch is not failed by occasional 5xx.
+    Each step has its own budget: ``attempts`` counts failed sends in a row (reset when
+    Mailchimp accepts the batch), ``poll_failures`` failed polls in a row (reset by every
+    poll that gets an answer), and ``resends`` the times Mailchimp lost the batch or its
+    results (never reset, so a batch whose results always expire still ends).
     """
     session = ext.session
     batch = session.get(Batch, batch_id)
     if batch is None:
         return
     session.refresh(batch)
-    expired = isinstance(exc, MailchimpError) and exc.title == "Batch results expired"
-    polling = batch.mailchimp_batch_id is not None and not expired
-    tries = (batch.poll_failures if polling else batch.attempts) + 1
-    message = f"{'Poll' if polling else 'Attempt'} {tries}: {exc}"
-    counter = {"poll_failures": tries} if polling else {"attempts": tries}
+    if isinstance(exc, BatchLost):
+        step, label, tries = "resends", "Re-send", batch.resends + 1
+    elif batch.mailchimp_batch_id is not None:
+        step, label, tries = "poll_failures", "Poll", batch.poll_failures + 1
+    else:
+        step, label, tries = "attempts", "Attempt", batch.attempts + 1
+    message = f"{label} {tries}: {exc}"
     if tries >= ext.config.max_attempts:
-        _give_up(ext, batch, token, exc, tries, message, counter)
+        _give_up(ext, batch, token, exc, tries, message, {step: tries})
         return
     retry_after = exc.retry_after if isinstance(exc, MailchimpError) else None
     delay = backoff_seconds(tries, retry_after)
     values: dict[str, Any] = {
-        **counter,
+        step: tries,
         "retries": Batch.retries + 1,
+        "retry_seconds": Batch.retry_seconds + delay,
         "last_error": message,
         "lease_until": utcnow() + timedelta(seconds=delay + ext.config.lease_seconds),
     }
-    if not polling:
-        # Not accepted by Mailchimp (or its results are gone): send it again from scratch.
+    if step != "poll_failures":
+        # Not accepted by Mailchimp (or lost there): send it again from scratch.
         values.update(status="waiting", mailchimp_batch_id=None, poll_failures=0)
-    session.execute(
+    held = session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch_id, token))
         .values(values)
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    jobs.schedule_batch(ext, batch_id, token, delay)
+    if getattr(held, "rowcount", 0):  # else another worker took the batch over
+        jobs.schedule_batch(ext, batch_id, token, delay)
 
 
 def _give_up(
@@ -292,18 +341,51 @@ def _give_up(
     message: str,
     counter: dict[str, int],
 ) -> None:
-    """Record every address of the batch as an error that was retried in vain."""
+    """End a batch whose step failed too often, recording every address truthfully.
+
+    Earlier sends may have reached Mailchimp (a send that timed out, a batch whose
+    results were lost), so each address is looked up: one Mailchimp holds with what we
+    sent is created or updated; only the others are errors that were retried in vain.
+    """
     session = ext.session
+    run = session.get(Run, batch.run_id)
+    if run is None:
+        return
     error = exc if isinstance(exc, MailchimpError) else TransientError(type(exc).__name__, str(exc))
     gave_up = TransientError(f"Gave up after {tries} tries", f"{error.title}: {error.detail}")
-    failed = session.execute(
+    since = _first_sent(batch)
+    gateway = ext.gateway()
+    replies: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    outcomes: list[AddressOutcome] = []
+    for email, merge_fields in batch.payload:
+        sent = {"merge_fields": merge_fields, "status_if_new": run.status_if_new}
+        member, lookup_error = _look_up(gateway, run.list_id, email)
+        if member is not None and _holds_what_we_sent(member, merge_fields):
+            replies.append((email, member, sent))
+            continue
+        failure = gave_up
+        if lookup_error is not None:
+            failure = TransientError(
+                gave_up.title,
+                f"{gave_up.detail} (Mailchimp could not say whether it holds the address:"
+                f" {lookup_error})",
+            )
+        outcomes.append(AddressOutcome(email, Result.ERROR, error=failure, sent=sent))
+    session.rollback()  # the lookups read nothing we write; start a fresh transaction
+    outcomes = _held(ext, run, since, replies) + outcomes
+    errors = sum(1 for o in outcomes if o.result is Result.ERROR)
+    if errors:
+        last_error = message
+    else:
+        last_error = f"{message} Mailchimp holds every address of it: none failed."
+    ended = session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch.id, token))
         .values(
-            status="failed",
+            status="failed" if errors else "done",
             retries=Batch.retries + 1,
-            errors=len(batch.payload),
-            last_error=message,
+            finished_operations=len(batch.payload),
+            last_error=last_error,
             finished_at=utcnow(),
             lease_until=None,
             lease_token=None,
@@ -311,10 +393,38 @@ def _give_up(
         )
         .execution_options(synchronize_session=False)
     )
-    if getattr(failed, "rowcount", 0) != 1:
+    if getattr(ended, "rowcount", 0) != 1:
         session.rollback()
         return  # another worker holds the batch now
-    outcomes = [AddressOutcome(email, Result.ERROR, error=gave_up) for email, _ in batch.payload]
-    record(session, batch.run_id, outcomes, batch.id)
+    counts = record(session, batch.run_id, outcomes, batch.id)
+    session.execute(
+        sa.update(Batch)
+        .where(Batch.id == batch.id)
+        .values(
+            created=counts.get("created", 0),
+            updated=counts.get("updated", 0),
+            errors=counts.get("errors", 0),
+        )
+    )
     session.commit()
     finish_if_complete(ext, batch.run_id)
+
+
+def _look_up(gateway: Gateway, list_id: str, email: str) -> tuple[dict[str, Any] | None, Any]:
+    """The member Mailchimp holds (or None), with the error if it could not be asked."""
+    for attempt in range(1, LOOKUP_TRIES + 1):
+        try:
+            return gateway.get_member(list_id, email), None
+        except (TransientError, SlotTimeout) as exc:
+            if attempt == LOOKUP_TRIES:
+                return None, exc
+            retry_after = exc.retry_after if isinstance(exc, MailchimpError) else None
+            time.sleep(min(backoff_seconds(attempt, retry_after), 10.0))
+        except MailchimpError as exc:
+            return None, exc
+    return None, None
+
+
+def _holds_what_we_sent(member: dict[str, Any], merge_fields: dict[str, Any] | None) -> bool:
+    held = member.get("merge_fields") or {}
+    return all(str(held.get(tag, "")) == str(value) for tag, value in (merge_fields or {}).items())

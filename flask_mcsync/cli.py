@@ -354,6 +354,12 @@ def summary_line(data: dict[str, Any]) -> str:
         f" {data['updated']} updated), excluded {data['excluded']}, invalid"
         f" {data['invalid']}, duplicates {data['duplicates']}, errors {data['errors']}."
     )
+    if data.get("retries"):
+        line += (
+            f"\nPassing failures: {count(data['retries'], 'failed try', 'failed tries')} (at"
+            f" most {data['most_retries']} for one batch), {data['retry_seconds']:.0f}s of"
+            " backoff."
+        )
     if data.get("message"):
         line += f"\n{inert(data['message'])}"
     return line

@@ -4,8 +4,10 @@ errors sorted into what to do about them.
 
 Errors come out as three classes, because each asks for a different reaction:
 
-* :class:`TransientError` (429, 5xx, 403 without a body, timeouts, dropped connections,
-  expired batch results): try again later, honouring ``retry_after``.
+* :class:`TransientError` (429, 5xx, 403 without a body, timeouts, dropped connections):
+  try again later, honouring ``retry_after``. Its subclass :class:`BatchLost` says a
+  batch Mailchimp accepted is gone (``GET /batches/{id}`` answers 404) or its results
+  expired: nothing is wrong with the account, the batch must be sent again.
 * :class:`AddressError` (400s about one member: compliance state, forgotten, invalid or
   fake-looking address, invalid merge fields): record it for that address and move on;
   retrying cannot help.
@@ -74,6 +76,14 @@ class MailchimpError(Exception):
 
 class TransientError(MailchimpError):
     permanent = False
+
+
+class BatchLost(TransientError):
+    """Mailchimp no longer has a batch we sent, or its results: send the batch again.
+
+    Not an account problem: the key and the audience are fine (the same key was just
+    accepted), only this batch's record is gone.
+    """
 
 
 class AddressError(MailchimpError):
@@ -298,8 +308,23 @@ class Gateway:
             return dict(self.client.batch_operations.create({"operations": operations}))
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
-        with self._call():
-            return dict(self.client.batch_operations.get(batch_id))
+        """The batch's status; :class:`BatchLost` when Mailchimp no longer knows it.
+
+        A 404 here is not "audience not found": a bad key answers 401, and the batch id
+        is ours, so the batch itself is gone (deleted, or lost by Mailchimp).
+        """
+        try:
+            with self._call():
+                return dict(self.client.batch_operations.get(batch_id))
+        except AccountError as exc:
+            if exc.status == 404:
+                raise BatchLost(
+                    "Batch gone",
+                    f"Mailchimp no longer knows batch {batch_id} ({exc.title}); the batch"
+                    " will be re-sent.",
+                    status=404,
+                ) from exc
+            raise
 
     def batch_results(self, url: str) -> list[dict[str, Any]]:
         """Every operation result of a finished batch, ``response`` decoded from JSON.
@@ -311,7 +336,7 @@ class Gateway:
         with _translated():
             response = self.session.get(url, timeout=self.timeouts)
         if response.status_code in (403, 404, 410):
-            raise TransientError(
+            raise BatchLost(
                 "Batch results expired",
                 "Mailchimp no longer has this batch's results; the batch will be re-sent.",
                 status=response.status_code,

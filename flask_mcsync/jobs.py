@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from rq import Queue
 from rq.job import Job, JobStatus
 
 from .extension import McSync, state
@@ -27,7 +28,6 @@ BATCH_TIMEOUT = 15 * 60
 FAILURE_TTL = 7 * 24 * 3600
 RESYNC_TRIES = 3
 OUTBOX_KEEP = timedelta(days=7)  # handled rows live on as outcomes after that
-WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 
 # --- job functions (run in a worker, inside the app context) -------------------------
@@ -93,39 +93,98 @@ def resync_address(run_id: int, email: str) -> None:
 
 # --- queueing ---------------------------------------------------------------------------
 
+# How many export jobs (plans and batch steps) this app queued, ever: the benchmark and
+# the tests read it to check that no batch is queued twice. Auto-sync jobs are not
+# counted: a signup must not pay a round trip for a statistic.
+ENQUEUED_KEY = "mcsync:jobs:export-enqueued:{queue}"
+
+
+def batch_job_id(batch_id: int, token: str | None) -> str:
+    """The id of the job that takes a batch's next step.
+
+    Deterministic, so the sweep can see whether that job still waits instead of queueing
+    another: a planned batch's first job has no token; every later step's job carries
+    the lease token the batch row holds (each step takes a fresh one), so it never
+    collides with the job that scheduled it.
+    """
+    return f"mcsync-batch-{batch_id}" if token is None else f"mcsync-batch-{batch_id}-{token}"
+
+
+def enqueued_count(ext: McSync) -> int:
+    """Export jobs (plans and batch steps, scheduled ones included) queued so far."""
+    return int(ext.redis.get(ENQUEUED_KEY.format(queue=ext.config.queue_name)) or 0)
+
+
+def _counted(ext: McSync) -> None:
+    ext.redis.incr(ENQUEUED_KEY.format(queue=ext.config.queue_name))
+
 
 def _enqueue_once(ext: McSync, job_id: str, func: Any, *args: Any, timeout: int) -> bool:
-    """Queue ``func(*args)`` under a fixed id unless that job is already waiting."""
+    """Queue ``func(*args)`` under a fixed id unless that job still waits; True if queued.
+
+    A job waits when its id is in the queue, or scheduled for a time still to come. A
+    job that says "queued" but is not in the queue was taken by a worker that died
+    before starting it (it sits in RQ's intermediate list, which RQ clears only after a
+    minute or more): it is queued again now. A scheduled job whose time has passed is
+    moved to the queue, as RQ's scheduler would, since that scheduler may have died too.
+    """
     queue = ext.queue()
     job = queue.fetch_job(job_id)
     if job is not None:
-        if job.get_status(refresh=True) in WAITING:
+        status = job.get_status(refresh=True)
+        if status == JobStatus.DEFERRED:
             return False
-        job.delete()  # finished, failed, or started by a worker that is gone
+        if status == JobStatus.SCHEDULED:
+            return _enqueue_if_overdue(ext, queue, job)
+        if status == JobStatus.QUEUED and ext.redis.lpos(queue.key, job_id) is not None:
+            return False
+        ext.redis.lrem(queue.intermediate_queue_key, 0, job_id)
+        job.delete()  # finished, failed, started by a worker that is gone, or lost
     queue.enqueue(
         func, *args, job_id=job_id, job_timeout=timeout, result_ttl=0, failure_ttl=FAILURE_TTL
     )
+    _counted(ext)
     return True
 
 
-def enqueue_plan(ext: McSync, run_id: int) -> None:
-    _enqueue_once(ext, f"mcsync-plan-{run_id}", plan_run, run_id, timeout=PLAN_TIMEOUT)
+def _enqueue_if_overdue(ext: McSync, queue: Queue, job: Job) -> bool:
+    registry = queue.scheduled_job_registry
+    due = ext.redis.zscore(registry.key, job.id)
+    if due is not None and due > time.time():
+        return False
+    # Whoever removes it from the registry queues it: never the scheduler and us both.
+    if due is not None and not registry.remove(job):
+        return False
+    queue.enqueue_job(job)
+    return True
 
 
-def enqueue_batch(ext: McSync, batch_id: int) -> bool:
+def enqueue_plan(ext: McSync, run_id: int) -> bool:
+    return _enqueue_once(ext, f"mcsync-plan-{run_id}", plan_run, run_id, timeout=PLAN_TIMEOUT)
+
+
+def enqueue_batch(ext: McSync, batch_id: int, token: str | None = None) -> bool:
+    """Queue the batch's next step unless its job already waits (see :func:`batch_job_id`)."""
     return _enqueue_once(
-        ext, f"mcsync-batch-{batch_id}", advance_batch, batch_id, timeout=BATCH_TIMEOUT
+        ext,
+        batch_job_id(batch_id, token),
+        advance_batch,
+        batch_id,
+        token,
+        timeout=BATCH_TIMEOUT,
     )
 
 
-def schedule_batch(ext: McSync, batch_id: int, token: str | None, delay: float) -> Job:
+def schedule_batch(ext: McSync, batch_id: int, token: str, delay: float) -> Job:
     """Run the batch's next step after ``delay`` seconds (needs a worker with scheduler)."""
     queue = ext.queue()
     options: dict[str, Any] = {
+        "job_id": batch_job_id(batch_id, token),
         "job_timeout": BATCH_TIMEOUT,
         "result_ttl": 0,
         "failure_ttl": FAILURE_TTL,
     }
+    _counted(ext)
     if delay <= 0:
         return queue.enqueue(advance_batch, batch_id, token, **options)
     return queue.enqueue_in(_not_before(delay), advance_batch, batch_id, token, **options)
@@ -189,10 +248,11 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     )
     for run_id, planning_done, lease_until in session.execute(live).all():
         if not planning_done and (lease_until is None or lease_until < now):
-            enqueue_plan(ext, run_id)
-            counts["plans"] += 1
+            counts["plans"] += int(enqueue_plan(ext, run_id))
+    # The job a stalled batch waits for is named by its row (see batch_job_id): one that
+    # still waits in the queue (a long queue outlives a lease) is left alone.
     stalled = (
-        sa.select(Batch.id, Batch.lease_until)
+        sa.select(Batch.id, Batch.lease_token)
         .join(Run, Run.id == Batch.run_id)
         .where(
             Run.status == "running",
@@ -200,12 +260,8 @@ def sweep_once(ext: McSync) -> dict[str, int]:
             sa.or_(Batch.lease_until.is_(None), Batch.lease_until < now),
         )
     )
-    for batch_id, lease_until in session.execute(stalled).all():
-        if lease_until is None:
-            counts["batches"] += int(enqueue_batch(ext, batch_id))
-        else:
-            schedule_batch(ext, batch_id, None, 0)
-            counts["batches"] += 1
+    for batch_id, token in session.execute(stalled).all():
+        counts["batches"] += int(enqueue_batch(ext, batch_id, token))
     from .runs import finish_if_complete
 
     running = sa.select(Run.id).where(

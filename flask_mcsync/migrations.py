@@ -32,8 +32,16 @@ def _initial_schema(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _batch_retry_budget(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE mcsync_batches ADD COLUMN resends INTEGER DEFAULT 0 NOT NULL")
+    conn.exec_driver_sql(
+        "ALTER TABLE mcsync_batches ADD COLUMN retry_seconds FLOAT DEFAULT 0 NOT NULL"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
+    Migration(2, "batches: re-sends and time added by retries", _batch_retry_budget),
 ]
 
 HEAD = MIGRATIONS[-1].version

@@ -154,9 +154,16 @@ class Batch(Base):
     created: Mapped[int] = mapped_column(default=0)
     updated: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
-    attempts: Mapped[int] = mapped_column(default=0)  # sends of this batch to Mailchimp
+    # The retry budget counts failed tries of one step, each step on its own, so a storm
+    # that makes every step fail now and then does not add up to a give-up:
+    attempts: Mapped[int] = mapped_column(default=0)  # failed sends in a row
     poll_failures: Mapped[int] = mapped_column(default=0)  # failed polls in a row
+    # Mailchimp lost the batch or its results, so it was sent again; never reset. A
+    # retry batch starts from its parent's count: it is the same addresses' next round.
+    resends: Mapped[int] = mapped_column(default=0, server_default="0")
     retries: Mapped[int] = mapped_column(default=0)  # every passing failure, for the record
+    # Seconds of backoff those failures added, for the record.
+    retry_seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
     # A worker holds a batch until lease_until; past it, the sweep hands it to another.
     lease_until: Mapped[datetime | None]
     # The job holding the lease passes this token to the job it schedules (the next poll),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,30 +66,39 @@ class AddressOutcome:
         }
 
 
-def previously_synced(session: Session, list_id: str, emails: list[str]) -> set[str]:
-    """The subscriber hashes among ``emails`` that an earlier sync put in this audience.
+def synced_since(session: Session, list_id: str, emails: list[str], since: datetime) -> set[str]:
+    """The subscriber hashes among ``emails`` that a sync put in this audience since ``since``.
 
-    Mailchimp answers a created and an updated member alike; its timestamps tell them
-    apart only when the member is older than a few seconds. Our own history settles it
-    for every address we synced before (a re-run, a re-send after a crash).
+    Probes by address (``ix_mcsync_outcomes_hash_created``) and reads only the outcomes
+    recorded since then, so its cost does not grow with the history. ``since`` is taken
+    to the whole second, like Mailchimp's timestamps that it is compared with.
     """
+    since = since.replace(microsecond=0)
     hashes = sorted({subscriber_hash(e) for e in emails})
-    found: set[str] = set()
+    wanted = (Result.CREATED.value, Result.UPDATED.value)
+    found: dict[str, set[int]] = {}
     for start in range(0, len(hashes), 900):  # stay under SQLite's bound-parameter limit
         chunk = hashes[start : start + 900]
-        found.update(
-            session.execute(
-                sa.select(Outcome.email_hash)
-                .join(Run, Run.id == Outcome.run_id)
-                .where(
-                    Outcome.email_hash.in_(chunk),
-                    Outcome.outcome.in_((Result.CREATED.value, Result.UPDATED.value)),
-                    Run.list_id == list_id,
-                )
-                .distinct()
-            ).scalars()
+        # No join and no condition on the outcome: either would lead a database without
+        # statistics (SQLite, or PostgreSQL before ANALYZE) to scan every earlier outcome
+        # of the run or of the outcome kind instead of probing by address.
+        rows = session.execute(
+            sa.select(Outcome.email_hash, Outcome.outcome, Outcome.run_id).where(
+                Outcome.email_hash.in_(chunk), Outcome.created_at >= since
+            )
         )
-    return found
+        for email_hash, outcome, run_id in rows:
+            if outcome in wanted:
+                found.setdefault(email_hash, set()).add(run_id)
+    if not found:
+        return set()
+    run_ids = set().union(*found.values())
+    in_audience = set(
+        session.execute(
+            sa.select(Run.id).where(Run.id.in_(sorted(run_ids)), Run.list_id == list_id)
+        ).scalars()
+    )
+    return {email_hash for email_hash, runs in found.items() if runs & in_audience}
 
 
 def record(

@@ -108,6 +108,33 @@ def end_run(session: Session, run_id: int, status: str, message: str | None = No
     )
 
 
+def stop_run(session: Session, run_id: int, message: str) -> None:
+    """End a run as failed and leave none of its batches in progress. The caller commits.
+
+    For a cause no batch can get past (Mailchimp refusing the account or the audience):
+    the batches not ended are marked failed with the reason, so nothing shows "waiting"
+    or "processing" for a run that has stopped. Their addresses got no outcome, and the
+    run's message says to export again.
+    """
+    end_run(session, run_id, "failed", message)
+    # A planner still reading the shop loses its lease, so it adds no batch after this.
+    session.execute(
+        sa.update(Run).where(Run.id == run_id).values(lease_until=None, lease_token=None)
+    )
+    session.execute(
+        sa.update(Batch)
+        .where(Batch.run_id == run_id, Batch.status.not_in(BATCH_ENDED))
+        .values(
+            status="failed",
+            finished_at=utcnow(),
+            lease_until=None,
+            lease_token=None,
+            last_error="Not finished: the run stopped (see its message).",
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
 def finish_if_complete(ext: McSync, run_id: int) -> bool:
     """End the run when it is fully planned and every batch is done or failed.
 
@@ -166,6 +193,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
             Batch.errors,
             Batch.attempts,
             Batch.retries,
+            Batch.retry_seconds,
             Batch.last_error,
         )
         .where(Batch.run_id == run_id)
@@ -194,6 +222,10 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         "excluded": run.excluded,
         "invalid": run.invalid,
         "duplicates": run.duplicates,
+        # What passing failures cost: tries that failed, and the backoff they added.
+        "retries": sum(b.retries for b in batches),
+        "most_retries": max((b.retries for b in batches), default=0),
+        "retry_seconds": round(sum(b.retry_seconds or 0.0 for b in batches), 1),
         "percent": round(100.0 * done_addresses / run.total, 1)
         if run.total
         else (100.0 if run.status in RUN_ENDED else 0.0),
@@ -217,6 +249,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
                 "errors": b.errors,
                 "attempts": b.attempts,
                 "retries": b.retries,
+                "retry_seconds": round(b.retry_seconds or 0.0, 1),
                 "last_error": b.last_error,
             }
             for b in batches

@@ -23,7 +23,7 @@ from .exclusions import load_ruleset
 from .extension import McSync
 from .gateway import AccountError, AddressError, MailchimpError, TransientError, was_created
 from .models import OutboxItem, Run, utcnow
-from .outcomes import AddressOutcome, Result, previously_synced, record
+from .outcomes import AddressOutcome, Result, record, synced_since
 from .retry import backoff_seconds
 from .throttle import SlotTimeout
 
@@ -86,8 +86,9 @@ def perform(
         member = gateway.upsert_member(list_id, plan.email, status_if_new, plan.merge_fields)
     except AddressError as exc:
         return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)
-    created = not previously_synced(ext.session, list_id, [plan.email]) and was_created(
-        member, status_if_new, since
+    # Mailchimp's answer decides; our history only for a sync a moment before this one.
+    created = was_created(member, status_if_new, since) and not synced_since(
+        ext.session, list_id, [plan.email], since
     )
     return AddressOutcome(
         plan.email,

@@ -1,0 +1,326 @@
+"""Batches that Mailchimp or RQ lose, and a storm of passing failures, with real workers:
+
+* a storm that fails each step now and then does not add up to a give-up: the retry
+  budget counts failed tries of one step, and what it costs is reported;
+* a batch Mailchimp no longer knows (``GET /batches/{id}`` answers 404) is sent again,
+  it is not an account error; a real account error stops the run with no batch left in
+  progress;
+* Mailchimp's answer, not our history, says created or updated;
+* a job a worker took from the queue and died holding is queued again by one sweep;
+* the sweep never queues a second job for a batch whose job still waits.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+from flask import Flask
+from helpers_export import (
+    LIST_ID,
+    assert_one_outcome_each,
+    audience_members,
+    choose_audience,
+    expected_export,
+    insert_customers,
+    shop_rows,
+    wait_run_ended,
+)
+from support import wait_for
+
+pytestmark = pytest.mark.slow
+
+SUBMIT = {"method": "POST", "path_contains": "/batches"}
+POLL = {"method": "GET", "path_contains": "/batches/"}
+
+
+def _db() -> Any:
+    from example_app.models import db
+
+    return db
+
+
+def _prepare(app: Flask, count: int, seed: int = 31) -> Any:
+    rows = [r for r in shop_rows(count, seed=seed) if r["first_name"] != "Edge"]
+    insert_customers(_db(), rows)
+    choose_audience(app)
+    return expected_export(rows, rules=False)
+
+
+def _start(app: Flask, batch_size: int) -> int:
+    from flask_mcsync.extension import state
+    from flask_mcsync.runs import start_export
+
+    return int(start_export(state(app), "test", batch_size=batch_size).run.id)
+
+
+def _batches(run_id: int) -> list[Any]:
+    from flask_mcsync.models import Batch
+
+    session = _db().session
+    session.commit()
+    session.expire_all()
+    rows = list(
+        session.execute(sa.select(Batch).where(Batch.run_id == run_id).order_by(Batch.seq))
+        .scalars()
+        .all()
+    )
+    session.commit()
+    return rows
+
+
+def _assert_all_recorded(sandbox: Any, run_id: int, expected: Any, data: dict[str, Any]) -> None:
+    assert data["status"] == "finished", (data["message"], data["batches"])
+    assert data["errors"] == 0, [b["last_error"] for b in data["batches"]]
+    assert set(audience_members(sandbox)) == set(expected.send)
+    assert_one_outcome_each(_db().session, run_id, expected.send)
+
+
+def test_fault_storm_at_batch_size_100_ends_with_every_address_recorded(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    """Each batch meets failed sends and expired results (twice each at least, so four
+    failed tries of the whole batch), in a random storm of 429, 500, timeouts and
+    dropped connections. None of its steps failed four times in a row: it must end."""
+    expected = _prepare(app, 200)
+    sandbox.client.set_faults(
+        seed=9,
+        retry_after=0,
+        timeout_seconds=4,  # past MCSYNC_REQUEST_TIMEOUT (3 s)
+        error_rates={"429": 0.1, "500": 0.05},
+        timeout_rate=0.02,
+        drop_rate=0.02,
+        expire_results=True,
+        # The next six sends fail: with two batches, one of them meets at least three.
+        next=[{"status": 503, **SUBMIT, "count": 6}],
+    )
+    workers.env["MCSYNC_MAX_ATTEMPTS"] = "5"
+    workers.start(2)
+    run_id = _start(app, batch_size=100)
+
+    def every_batch_resent_twice() -> bool:
+        batches = _batches(run_id)
+        return len(batches) == 2 and all(b.resends >= 2 for b in batches)
+
+    wait_for(every_batch_resent_twice, timeout=90, what="each batch to meet expired results twice")
+    sandbox.client.set_faults(expire_results=False)
+    data = wait_run_ended(_db().session, run_id, timeout=120)
+    sandbox.client.clear_faults()
+
+    _assert_all_recorded(sandbox, run_id, expected, data)
+    # Mailchimp created everybody (the first send did): all are "created".
+    assert data["created"] == len(expected.send)
+    # What the storm cost is reported, per batch and for the run.
+    assert data["retries"] >= 2 * 2 + 3
+    assert data["most_retries"] >= 5 and data["retry_seconds"] > 0
+    for batch in data["batches"]:
+        assert batch["retries"] >= 4 and batch["retry_seconds"] > 0
+    print(
+        f"storm: {data['retries']} failed tries, at most {data['most_retries']} per batch,"
+        f" {data['retry_seconds']}s of backoff added"
+    )
+
+
+def _mailchimp_batch(sandbox: Any, wanted: str) -> str:
+    def find() -> str | None:
+        found = [i for i, status in sandbox.client.stats()["batches"].items() if status == wanted]
+        return found[0] if found else None
+
+    return str(wait_for(find, timeout=30, what=f"a Mailchimp batch {wanted}"))
+
+
+def test_batch_mailchimp_no_longer_knows_is_sent_again(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    expected = _prepare(app, 150)
+    # Slow enough that a batch is deleted half done: some of its members exist already.
+    sandbox.client.set_faults(batch_ops_per_second=20)
+    workers.start(2)
+    run_id = _start(app, batch_size=50)
+    gone = _mailchimp_batch(sandbox, "started")
+    wait_for(lambda: len(sandbox.client.members(LIST_ID)["members"]) >= 5, timeout=20)
+    deleted = requests.delete(
+        f"{sandbox.api_url}batches/{gone}", auth=("shop", sandbox.api_key), timeout=5
+    )
+    assert deleted.status_code == 204
+    sandbox.client.set_faults(batch_ops_per_second=20_000)
+    data = wait_run_ended(_db().session, run_id, timeout=60)
+
+    _assert_all_recorded(sandbox, run_id, expected, data)
+    # Members the deleted batch had created before it went are still "created".
+    assert data["created"] == len(expected.send) and data["updated"] == 0
+    assert any("Batch gone" in (b.last_error or "") or b.resends for b in _batches(run_id))
+    assert sum(b.resends for b in _batches(run_id)) == 1
+
+
+def test_account_error_stops_the_run_with_no_batch_in_progress(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    _prepare(app, 150)
+    sandbox.client.set_faults(batch_ops_per_second=20, next=[{"status": 401, **POLL}])
+    workers.start(2)
+    run_id = _start(app, batch_size=30)
+    data = wait_run_ended(_db().session, run_id, timeout=40)
+
+    assert data["status"] == "failed"
+    assert "Mailchimp refused the account or audience" in (data["message"] or "")
+    statuses = Counter(b.status for b in _batches(run_id))
+    assert set(statuses) <= {"done", "failed"}, statuses
+    assert all(b.lease_token is None for b in _batches(run_id))
+
+
+def test_reexport_after_mailchimp_lost_its_members_counts_them_created(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    """A sandbox restart (Mailchimp losing members) between two exports: the second
+    creates everybody again, and must say so whatever our history holds."""
+    from flask_mcsync.models import utcnow
+
+    expected = _prepare(app, 120)
+    workers.start(2)
+    first = wait_run_ended(_db().session, _start(app, batch_size=40), timeout=40)
+    assert first["created"] == len(expected.send)
+    sandbox.client.reset()
+    # Later than the clock skew allowed between our clock and Mailchimp's stamps.
+    ended_at = datetime.fromisoformat(first["finished_at"])
+    wait_for(lambda: utcnow() - ended_at > timedelta(seconds=3), timeout=10)
+    second = wait_run_ended(_db().session, _start(app, batch_size=40), timeout=40)
+
+    assert second["status"] == "finished"
+    assert second["created"] == len(expected.send), "members Mailchimp just created"
+    assert second["updated"] == 0
+    # And a third export, right after, finds them all: updated.
+    third = wait_run_ended(_db().session, _start(app, batch_size=40), timeout=40)
+    assert third["updated"] == len(expected.send) and third["created"] == 0
+
+
+def test_job_a_dead_worker_took_from_the_queue_is_requeued_by_one_sweep(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    from flask_mcsync.extension import state
+
+    expected = _prepare(app, 60)
+    ext = state(app)
+    queue = ext.queue()
+    run_id = _start(app, batch_size=30)  # no worker yet: the plan job waits in the queue
+    job_id = f"mcsync-plan-{run_id}"
+    assert queue.get_job_ids() == [job_id]
+    # What RQ does when a worker takes a job (BLMOVE), then the worker dies at once.
+    ext.redis.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")
+    assert queue.get_job_ids() == []
+    assert queue.fetch_job(job_id).get_status() == "queued"
+
+    runner = app.test_cli_runner()
+    swept = runner.invoke(args=["mcsync", "sweep"])
+    assert swept.exit_code == 0, swept.output
+    assert "Re-queued 1 planning job and 0 batches" in swept.output
+    assert queue.get_job_ids() == [job_id]
+    assert ext.redis.lrange(queue.intermediate_queue_key, 0, -1) == []
+    # Nothing more to do: the next sweep says so, and queues nothing twice.
+    again = runner.invoke(args=["mcsync", "sweep"])
+    assert "Re-queued 0 planning jobs and 0 batches" in again.output, again.output
+    assert queue.get_job_ids() == [job_id]
+
+    workers.start(1)
+    data = wait_run_ended(_db().session, run_id, timeout=30)
+    _assert_all_recorded(sandbox, run_id, expected, data)
+
+
+def _waiting_jobs_per_batch(ext: Any) -> Counter[int]:
+    from flask_mcsync.jobs import advance_batch
+
+    queue = ext.queue()
+    ids = queue.get_job_ids() + queue.scheduled_job_registry.get_job_ids()
+    per_batch: Counter[int] = Counter()
+    for job_id in ids:
+        job = queue.fetch_job(job_id)
+        if job is not None and job.func_name.endswith(advance_batch.__name__):
+            per_batch[int(job.args[0])] += 1
+    return per_batch
+
+
+def test_sweep_never_queues_a_second_job_for_a_batch(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    from flask_mcsync.extension import state
+    from flask_mcsync.jobs import enqueued_count, sweep_once
+    from flask_mcsync.models import utcnow
+
+    expected = _prepare(app, 90)
+    ext = state(app)
+    sandbox.client.set_faults(batch_ops_per_second=3)  # the batches stay "processing"
+    (worker,) = workers.start(1)
+    run_id = _start(app, batch_size=30)
+    wait_for(
+        lambda: (
+            len(_batches(run_id)) == 3 and all(b.status == "processing" for b in _batches(run_id))
+        ),
+        timeout=30,
+        what="every batch sent to Mailchimp",
+    )
+    workers.kill(worker)  # its scheduler goes with it: the polls it scheduled wait
+    latest = max(b.lease_until for b in _batches(run_id))
+    wait_for(lambda: utcnow() > latest, timeout=30, what="the batches' leases to run out")
+    for _ in range(3):
+        sweep_once(ext)
+        per_batch = _waiting_jobs_per_batch(ext)
+        assert set(per_batch.values()) == {1}, per_batch
+        assert set(per_batch) == {b.id for b in _batches(run_id)}
+
+    sandbox.client.set_faults(batch_ops_per_second=20_000)
+    workers.start(2)
+    data = wait_run_ended(_db().session, run_id, timeout=60)
+    _assert_all_recorded(sandbox, run_id, expected, data)
+    polls = sandbox.client.stats()["requests_by_kind"].get("batch", 0)
+    jobs = enqueued_count(ext)
+    print(f"jobs enqueued: {jobs} for {len(data['batches'])} batches and {polls} polls")
+    assert jobs <= len(data["batches"]) + polls + 5
+
+
+def test_batch_that_gives_up_records_what_mailchimp_holds_as_synced(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    """Results that always expire use up the re-send budget, but every send reached
+    Mailchimp: each address is looked up, and none is recorded as failed."""
+    from flask_mcsync.models import Outcome
+
+    expected = _prepare(app, 40)
+    sandbox.client.set_faults(expire_results=True)
+    workers.env["MCSYNC_MAX_ATTEMPTS"] = "2"
+    workers.start(1)
+    run_id = _start(app, batch_size=50)
+    data = wait_run_ended(_db().session, run_id, timeout=40)
+
+    _assert_all_recorded(sandbox, run_id, expected, data)
+    assert data["created"] == len(expected.send)
+    (batch,) = _batches(run_id)
+    assert batch.resends == 2 and "Mailchimp holds every address" in (batch.last_error or "")
+    session = _db().session
+    assert not session.execute(
+        sa.select(Outcome.id).where(Outcome.run_id == run_id, Outcome.outcome == "error")
+    ).all()
+
+
+def test_batch_that_never_reached_mailchimp_gives_up_with_errors(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    from flask_mcsync.models import Outcome
+
+    expected = _prepare(app, 30)
+    sandbox.client.set_faults(retry_after=0, next=[{"status": 503, **SUBMIT, "count": 2}])
+    workers.env["MCSYNC_MAX_ATTEMPTS"] = "2"
+    workers.start(1)
+    run_id = _start(app, batch_size=50)
+    data = wait_run_ended(_db().session, run_id, timeout=40)
+
+    assert data["status"] == "failed"
+    assert data["errors"] == len(expected.send) and audience_members(sandbox) == {}
+    session = _db().session
+    titles = set(
+        session.execute(sa.select(Outcome.error_title).where(Outcome.run_id == run_id)).scalars()
+    )
+    assert titles == {"Gave up after 2 tries"}
