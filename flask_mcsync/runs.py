@@ -14,9 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import first_export
 from . import settings as settings_mod
 from .extension import McSync
 from .models import Batch, Run, utcnow
+from .outbox import enqueue_items
 from .settings import InvalidSetting
 
 BATCH_ENDED = ("done", "failed")
@@ -42,11 +44,18 @@ def start_export(
     started_by: str,
     list_id: str | None = None,
     batch_size: Any = None,
+    skip_merge_validation: bool = False,
 ) -> Started:
     """Start a manual export (or return the one already running for the audience).
 
-    :raises ExportError: when no audience is chosen, the batch size is out of range, or
-        the job queue cannot be reached.
+    Before a new run, the audience's required merge fields are compared with the shop's
+    mapping (:func:`preflight.unmapped_required`): when the shop fills none of some
+    required field, Mailchimp would refuse the addresses, so the export starts only if
+    the owner chose ``skip_merge_validation`` (recorded on the run).
+
+    :raises ExportError: when no audience is chosen, the batch size is out of range,
+        required merge fields are not filled and not skipped, or the job queue cannot be
+        reached.
     """
     session = ext.session
     current = settings_mod.load(session, ext.config)
@@ -65,7 +74,13 @@ def start_export(
         )
     except InvalidSetting as exc:
         raise ExportError(str(exc)) from None
-    ext.require_source()
+    source = ext.require_source()
+    if not skip_merge_validation:
+        from .preflight import refusal_message, unmapped_required
+
+        missing = unmapped_required(ext, source, list_id)
+        if missing:
+            raise ExportError(refusal_message(missing))
     run = Run(
         kind="export",
         list_id=list_id,
@@ -74,6 +89,7 @@ def start_export(
         started_by=started_by[:120],
         batch_size=size,
         status_if_new=current.status_if_new,
+        skip_merge_validation=bool(skip_merge_validation),
     )
     session.add(run)
     try:
@@ -100,12 +116,17 @@ def start_export(
 
 
 def end_run(session: Session, run_id: int, status: str, message: str | None = None) -> None:
-    """Mark a run ended and free its audience for the next export. The caller commits."""
+    """Mark a run ended and free its audience for the next export. The caller commits.
+
+    The signups that waited for it are due again in the same transaction (see
+    :mod:`first_export`); the sweep hands them to the workers.
+    """
     session.execute(
         sa.update(Run)
         .where(Run.id == run_id, Run.status.not_in(RUN_ENDED))
         .values(status=status, active_list_id=None, finished_at=utcnow(), message=message)
     )
+    first_export.release(session, run_id)
 
 
 def stop_run(session: Session, run_id: int, message: str) -> None:
@@ -167,10 +188,19 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
         if status == "finished":
             list_id = session.execute(sa.select(Run.list_id).where(Run.id == run_id)).scalar()
             settings_mod.mark_first_export_done(session, ext.config, list_id)
+        # The signups that waited for this export go out now, in this transaction.
+        waiting = first_export.release(session, run_id)
         session.commit()
+        _wake(ext, waiting)
         return True
     session.commit()
     return False
+
+
+def _wake(ext: McSync, ids: list[int]) -> None:
+    """Tell the workers about released rows; without Redis the sweep finds them."""
+    if ids:
+        enqueue_items(ext, ids)
 
 
 def progress(session: Session, run_id: int) -> dict[str, Any] | None:
@@ -191,6 +221,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
             Batch.created,
             Batch.updated,
             Batch.errors,
+            Batch.archived,
             Batch.attempts,
             Batch.retries,
             Batch.retry_seconds,
@@ -199,7 +230,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         .where(Batch.run_id == run_id)
         .order_by(Batch.seq)
     ).all()
-    done_addresses = run.created + run.updated + run.errors
+    done_addresses = run.created + run.updated + run.archived + run.confirmations + run.errors
     now = utcnow()
     elapsed = ((run.finished_at or now) - run.started_at).total_seconds() if run.started_at else 0
     rate = done_addresses / elapsed if elapsed > 0 else 0.0
@@ -218,7 +249,9 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         "created": run.created,
         "updated": run.updated,
         "errors": run.errors,
+        "archived": run.archived,
         "skipped": run.skipped,
+        "skip_merge_validation": run.skip_merge_validation,
         "excluded": run.excluded,
         "invalid": run.invalid,
         "duplicates": run.duplicates,
@@ -247,6 +280,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
                 "created": b.created,
                 "updated": b.updated,
                 "errors": b.errors,
+                "archived": b.archived,
                 "attempts": b.attempts,
                 "retries": b.retries,
                 "retry_seconds": round(b.retry_seconds or 0.0, 1),
