@@ -25,6 +25,9 @@ So the rule is decided per outbox row, when a worker picks it up, from committed
   the export read the customer after the signup, so sending it again would only
   record a second outcome. Otherwise the row is **sent**. Rows about a change (new
   address, opt-out, new name) are always sent: the export may have read older data.
+  A signup the export found unsubscribed or cleaned in Mailchimp is sent too: an
+  export never asks for ``pending``, so only auto-sync can send the confirmation
+  e-mail a fresh opt-in of that person calls for (:func:`single_sync.perform`).
 
 Every signup is therefore covered by the export or by auto-sync, and by exactly one of
 them, whatever the timing; a failed first export leaves auto-sync off (its rows are
@@ -53,6 +56,11 @@ _COVERED_STATUS = {
     "skipped": "skipped",
     "error": "failed",
 }
+
+
+# Mailchimp statuses after which a fresh signup asks for a confirmation e-mail, which an
+# export never does (see single_sync.perform).
+NEEDS_CONFIRMATION = ("unsubscribed", "cleaned")
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,8 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
         )
     if all(item.action == "signup" for item in items):
         covered = _export_outcome(session, current.list_id, items)
-        if covered is not None:
-            run_id, outcome = covered
+        if covered is not None and covered[2] not in NEEDS_CONFIRMATION:
+            run_id, outcome, _ = covered
             status = _COVERED_STATUS.get(outcome, "sent")
             said = {
                 "sent": f"Already sent by export run {run_id} ({outcome})",
@@ -110,8 +118,9 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
 
 def _export_outcome(
     session: Session, list_id: str, items: Sequence[OutboxItem]
-) -> tuple[int, str] | None:
-    """The outcome an export to ``list_id`` recorded for the address after its signups.
+) -> tuple[int, str, str | None] | None:
+    """The outcome (and Mailchimp's status) an export to ``list_id`` recorded for the
+    address after its signups.
 
     A probe of ``ix_mcsync_outcomes_hash_created``: the address's outcomes since the
     latest row was written, a handful at most. An outcome stamped earlier than the signup by a
@@ -119,7 +128,7 @@ def _export_outcome(
     records a second outcome but loses nothing.
     """
     found = session.execute(
-        sa.select(Outcome.run_id, Outcome.outcome)
+        sa.select(Outcome.run_id, Outcome.outcome, Outcome.mailchimp_status)
         .join(Run, Run.id == Outcome.run_id)
         .where(
             Outcome.email_hash == items[0].email_hash,
@@ -130,7 +139,9 @@ def _export_outcome(
         .order_by(Outcome.id.desc())
         .limit(1)
     ).first()
-    return (int(found[0]), str(found[1])) if found is not None else None
+    if found is None:
+        return None
+    return int(found[0]), str(found[1]), found[2]
 
 
 def hold(items: Sequence[OutboxItem], decision: Decision, lease_seconds: float) -> None:

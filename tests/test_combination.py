@@ -1,0 +1,78 @@
+"""Where the branches merged for issues 8, 9 and 11 meet: re-opt-in against the outbox's
+coalescing and the first-export rule, and the webhook against a hung Redis. Real
+workers, the sandbox, SQLite and PostgreSQL, a redis-server of the test's own.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended
+from helpers_twoway import activate, db, ext
+from test_autosync import OwnRedis, fresh_breaker, own_app, own_redis  # noqa: F401
+from test_webhook_endpoint import payload
+
+from flask_mcsync.addresses import subscriber_hash
+
+
+def test_an_export_does_not_cover_a_signup_that_needs_a_confirmation_email(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    """A customer Mailchimp holds unsubscribed (by an admin) signs up again; an export
+    reads them after the signup (it never asks for ``pending``). Their signup row must
+    still be sent, so Mailchimp e-mails the confirmation: not closed as "covered"."""
+    from flask_mcsync import settings
+    from flask_mcsync.models import OutboxItem, Run
+    from flask_mcsync.runs import start_export
+    from flask_mcsync.single_sync import send_outbox_item
+
+    email = "back.again@gmail.com"
+    choose_audience(app)
+    mc = ext(app)
+    settings.mark_first_export_done(mc.session, mc.config)
+    mc.session.commit()
+    sandbox.client.seed_members(
+        LIST_ID, [{"email_address": email, "status": "unsubscribed", "opt_out_source": "admin"}]
+    )
+    insert_customers(
+        db(), [{"email": email, "first_name": "Back", "last_name": "Again", "newsletter": True}]
+    )
+    # The signup's row, not yet due (its job is late), written before the export runs.
+    session = mc.session
+    item = OutboxItem(
+        action="signup",
+        email=email,
+        email_hash=subscriber_hash(email),
+        created_at=mc_now() - timedelta(seconds=5),
+        next_attempt_at=mc_now() + timedelta(hours=1),
+    )
+    session.add(item)
+    session.commit()
+    item_id = item.id
+
+    workers.start(1)
+    run_id = int(start_export(mc, "test").run.id)
+    progress = wait_run_ended(session, run_id)
+    assert progress["status"] == "finished", progress
+    assert sandbox.client.member(LIST_ID, email)["status"] == "unsubscribed"
+
+    session.execute(
+        sa.update(OutboxItem).where(OutboxItem.id == item_id).values(next_attempt_at=mc_now())
+    )
+    session.commit()
+    assert send_outbox_item(mc, item_id) == "sent"
+    assert sandbox.client.member(LIST_ID, email)["status"] == "pending"
+    run = session.execute(sa.select(Run).where(Run.kind == "auto")).scalar_one()
+    assert (run.confirmations, run.sync_reason) == (1, "signup")
+
+
+def mc_now() -> Any:
+    from flask_mcsync.models import utcnow
+
+    return utcnow()
+
+
