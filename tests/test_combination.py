@@ -19,6 +19,32 @@ from test_webhook_endpoint import payload
 from flask_mcsync.addresses import subscriber_hash
 
 
+def test_a_profile_change_after_an_opt_in_keeps_the_opt_in() -> None:
+    """Coalesced rows: an opt-in then a name change must still ask for confirmation."""
+    from flask_mcsync.single_sync import wanted
+
+    assert wanted(["optin", "change"]) == "optin"
+    assert wanted(["signup", "change"]) == "optin"
+    assert wanted(["optout", "optin", "change"]) == "optin"
+    assert wanted(["optin", "optout", "change"]) == "change"
+    assert wanted(["signup", "optout"]) == "optout"
+    assert wanted(["signup"]) == "signup"
+    assert wanted(["change", "change"]) == "change"
+
+
+def test_an_opt_in_after_a_change_in_one_transaction_is_an_opt_in(app: Flask) -> None:
+    from flask_mcsync.models import OutboxItem
+    from flask_mcsync.signals import subscriber_changed
+
+    activate(app)
+    email = "same.transaction@gmail.com"
+    subscriber_changed.send(app, email=email)
+    subscriber_changed.send(app, email=email, newsletter=True)
+    db().session.commit()
+    actions = db().session.execute(sa.select(OutboxItem.action)).scalars().all()
+    assert actions == ["optin"]
+
+
 def test_an_export_does_not_cover_a_signup_that_needs_a_confirmation_email(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
