@@ -102,3 +102,31 @@ def mc_now() -> Any:
     return utcnow()
 
 
+def test_a_webhook_never_waits_on_a_hung_redis(
+    own_app: Flask,  # noqa: F811
+    own_redis: OwnRedis,  # noqa: F811
+    fresh_breaker: Any,  # noqa: F811
+) -> None:
+    """Mailchimp's callback answers at once while Redis accepts and never replies; the
+    event waits in the database for the sweep."""
+    from flask_mcsync.models import WebhookEvent
+
+    secret = activate(own_app)
+    own_redis.hang()
+    try:
+        client = own_app.test_client()
+        started = time.monotonic()
+        for i in range(3):
+            response = client.post(
+                f"/mcsync/webhook/{secret}",
+                data=payload("unsubscribe", f"hung.{i}@gmail.com", f"2026-01-0{i + 1} 10:00:00"),
+            )
+            assert response.status_code == 200, response.get_data(as_text=True)
+        took = time.monotonic() - started
+    finally:
+        own_redis.resume()
+    assert took < 2, f"three webhook callbacks took {took:.1f} s with a hung Redis"
+    statuses = db().session.execute(sa.select(WebhookEvent.status)).scalars().all()
+    assert statuses == ["received"] * 3
+
+
