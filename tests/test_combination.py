@@ -130,3 +130,25 @@ def test_a_webhook_never_waits_on_a_hung_redis(
     assert statuses == ["received"] * 3
 
 
+def test_a_late_unsubscribe_from_mailchimp_does_not_undo_a_newer_opt_in(app: Flask) -> None:
+    """The customer unsubscribed from an e-mail, then opted in again in the shop; the
+    unsubscribe's webhook arrives after that (Mailchimp retries late ones). The shop's
+    newer choice stands: its flag stays on, so auto-sync asks for the confirmation."""
+    from example_app.models import Customer
+    from flask_mcsync.signals import subscriber_changed
+    from flask_mcsync.webhooks import apply_due
+
+    secret = activate(app)
+    email = "changed.mind@gmail.com"
+    session = db().session
+    session.add(Customer(email=email, first_name="Changed", last_name="Mind", newsletter=True))
+    subscriber_changed.send(app, email=email, newsletter=True)
+    session.commit()
+    fired = (mc_now() - timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%S")
+    response = app.test_client().post(
+        f"/mcsync/webhook/{secret}", data=payload("unsubscribe", email, fired)
+    )
+    assert response.status_code == 200
+    assert apply_due(ext(app)) == {"stale": 1}
+    session.expire_all()
+    assert session.execute(sa.select(Customer.newsletter)).scalars().all() == [True]
