@@ -152,3 +152,43 @@ def test_a_late_unsubscribe_from_mailchimp_does_not_undo_a_newer_opt_in(app: Fla
     assert apply_due(ext(app)) == {"stale": 1}
     session.expire_all()
     assert session.execute(sa.select(Customer.newsletter)).scalars().all() == [True]
+
+
+def test_a_batch_that_gives_up_leaves_an_archived_contact_archived_not_failed(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    """batchfix's give-up looks each address up; truth's archived outcome must win there
+    too. The batch never reached Mailchimp, so the archived contact does not hold the
+    shop's merge fields; a retry would leave it archived all the same: never "Gave up"."""
+    from flask_mcsync.models import Outcome
+    from flask_mcsync.runs import start_export
+
+    email = "kept.archived@gmail.com"
+    choose_audience(app)
+    insert_customers(
+        db(),
+        [
+            {"email": email, "first_name": "Kept", "last_name": "Archived", "newsletter": True},
+            {
+                "email": "fresh.one@gmail.com",
+                "first_name": "Fresh",
+                "last_name": "One",
+                "newsletter": True,
+            },
+        ],
+    )
+    sandbox.client.seed_members(LIST_ID, [{"email_address": email, "status": "archived"}])
+    submit = {"method": "POST", "path_contains": "/batches"}
+    sandbox.client.set_faults(retry_after=0, next=[{"status": 503, **submit, "count": 2}])
+    workers.env["MCSYNC_MAX_ATTEMPTS"] = "2"
+    workers.start(1)
+    run_id = int(start_export(ext(app), "test").run.id)
+    data = wait_run_ended(db().session, run_id, timeout=40)
+
+    outcomes = dict(
+        db()
+        .session.execute(sa.select(Outcome.email, Outcome.outcome).where(Outcome.run_id == run_id))
+        .all()
+    )
+    assert outcomes == {email: "archived", "fresh.one@gmail.com": "error"}
+    assert (data["archived"], data["errors"], data["done"]) == (1, 1, 2)
