@@ -45,7 +45,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .models import OutboxItem, Outcome, Run, utcnow
+from .models import OutboxItem, Outcome, Run, Settings, utcnow
 from .settings import SyncSettings
 
 # An export's outcome, as the outbox row it covers records it.
@@ -92,11 +92,15 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
                 " then sent, unless that export already sent it.",
                 run_id=running,
             )
-        return Decision(
-            "ignore",
-            "No first export to this audience yet: the first export will read this"
-            " customer from the shop, and auto-sync starts once it has completed.",
-        )
+        # ``current`` was read before that query: on PostgreSQL (read committed) the
+        # export may have ended, and auto-sync started, in between. Read the flag again
+        # after it, or a signup the export never read would be ignored and lost.
+        if not _first_export_done_now(session, current.list_id):
+            return Decision(
+                "ignore",
+                "No first export to this audience yet: the first export will read this"
+                " customer from the shop, and auto-sync starts once it has completed.",
+            )
     if all(item.action == "signup" for item in items):
         covered = _export_outcome(session, current.list_id, items)
         if covered is not None and covered[2] not in NEEDS_CONFIRMATION:
@@ -114,6 +118,15 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
                 status=status,
             )
     return Decision("send")
+
+
+def _first_export_done_now(session: Session, list_id: str) -> bool:
+    """Whether a first export to ``list_id`` has completed, read from the database now
+    (a column, not the session's possibly older Settings object)."""
+    found = session.execute(
+        sa.select(Settings.first_export_at).where(Settings.list_id == list_id)
+    ).first()
+    return found is not None and found[0] is not None
 
 
 def _export_outcome(

@@ -192,3 +192,27 @@ def test_a_batch_that_gives_up_leaves_an_archived_contact_archived_not_failed(
     )
     assert outcomes == {email: "archived", "fresh.one@gmail.com": "error"}
     assert (data["archived"], data["errors"], data["done"]) == (1, 1, 2)
+
+
+def test_a_first_export_that_ends_while_a_row_is_decided_does_not_lose_it(app: Flask) -> None:
+    """PostgreSQL race seen in test_first_export: the row's worker read the settings
+    (no first export yet), then the export ended (audience freed, auto-sync started),
+    then it looked for a running export and found none: the row was "ignored", and a
+    signup the export never read would be lost. The decision must read the flag again."""
+    from dataclasses import replace
+
+    from flask_mcsync import first_export, settings
+    from flask_mcsync.models import OutboxItem
+
+    mc = ext(app)
+    choose_audience(app)
+    before = settings.load(mc.session, mc.config)  # read before the export ended
+    assert not before.first_export_done
+    settings.mark_first_export_done(mc.session, mc.config)
+    mc.session.commit()
+    email = "raced.signup@gmail.com"
+    item = OutboxItem(action="signup", email=email, email_hash=subscriber_hash(email))
+    mc.session.add(item)
+    mc.session.commit()
+    decision = first_export.decide(mc.session, replace(before), [item])
+    assert decision.action == "send", decision
