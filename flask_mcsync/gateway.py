@@ -504,6 +504,10 @@ def was_created(member: dict[str, Any], status_if_new: str, since: datetime) -> 
     Mailchimp answers both with 200 and the member. A member we just created has the
     status we asked for and an opt-in (subscribed) or last-change (pending) time at or
     after the request; an existing member keeps its older times or another status.
+    A subscribed member changed after it opted in (``last_changed`` later than
+    ``timestamp_opt``) existed before the write that answered: a create stamps both at
+    once. That settles a member who opted in just before the send, whose opt-in time alone
+    looks new (the seconds of clock skew we allow).
     A pending member that already existed and had its merge fields changed is counted as
     created: Mailchimp gives no way to tell the two apart.
     """
@@ -511,7 +515,10 @@ def was_created(member: dict[str, Any], status_if_new: str, since: datetime) -> 
         return False
     field = "timestamp_opt" if status_if_new == "subscribed" else "last_changed"
     stamp = _parse_time(member.get(field)) or _parse_time(member.get("timestamp_signup"))
-    return stamp is not None and stamp >= since.replace(microsecond=0)
+    if stamp is None or stamp < since.replace(microsecond=0):
+        return False
+    changed = _parse_time(member.get("last_changed"))
+    return field == "last_changed" or changed is None or changed <= stamp
 
 
 def _parse_time(value: Any) -> datetime | None:

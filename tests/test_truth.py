@@ -393,3 +393,80 @@ def test_opt_out_and_confirmation_requests_pass_a_required_field_the_member_lack
         timeout=10,
     )
     assert plain.status_code == 400 and "PHONE" in plain.text
+
+
+def test_a_member_mailchimp_held_stays_updated_through_the_passing_faults(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    """The lived-in export's passing faults aimed at the subscriber Mailchimp already
+    holds: the empty 403 on its batch's submissions (re-sent) and the "signed up to a lot
+    of lists" 400 on its own write (a retry batch). Mailchimp answers with the member it
+    held since 2025, so it is "updated" on every path, and its opt-in time is kept."""
+    from flask_mcsync.addresses import subscriber_hash
+    from flask_mcsync.models import Batch, Outcome
+    from flask_mcsync.runs import start_export
+
+    db = _db()
+    ext = _ext(app)
+    _seed_lived_in_audience(sandbox)
+    insert_customers(db, _shop_rows())
+    choose_audience(app, LIVED_IN)
+    # Rules form a queue (only the head applies): first every batch's submission is
+    # refused once or twice, then the 400 waits for the subscriber's own write.
+    sandbox.client.set_faults(
+        next=[
+            {"status": "empty_403", "method": "POST", "count": 2},
+            {"status": "signup_limit", "count": 1, "path_contains": subscriber_hash(SUBSCRIBED)},
+        ]
+    )
+    workers.start(1)
+    run_id = int(start_export(ext, "test", batch_size=5, skip_merge_validation=True).run.id)
+    data = wait_run_ended(db.session, run_id, timeout=90)
+    assert data["status"] == "finished", data["message"]
+    assert sandbox.client.faults()["next"] == []  # both faults really happened
+
+    outcome = db.session.execute(
+        sa.select(Outcome).where(Outcome.run_id == run_id, Outcome.email == SUBSCRIBED)
+    ).scalar_one()
+    assert outcome.outcome == "updated"
+    retry = db.session.execute(sa.select(Batch).where(Batch.retry_of.is_not(None))).scalar_one()
+    assert [entry[0] for entry in retry.payload] == [SUBSCRIBED]
+    member = sandbox.client.member(LIVED_IN, SUBSCRIBED)
+    assert member is not None and member["status"] == "subscribed"
+    assert member["timestamp_opt"] == "2025-03-01T09:00:00+00:00"
+
+
+def test_a_member_who_opted_in_just_before_the_export_is_updated(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    """Mailchimp held the subscriber, opted in a second before the export: within the
+    clock skew the export allows, so its opt-in time alone looks new. Our write changed it
+    after that opt-in (last_changed moved, timestamp_opt did not): it existed, "updated"."""
+    from datetime import datetime, timedelta, timezone
+
+    from flask_mcsync.models import Outcome
+    from flask_mcsync.runs import start_export
+
+    workers.start(1)  # ready before the seed, so the export follows it closely
+    db = _db()
+    insert_customers(db, _shop_rows()[5:6])  # SUBSCRIBED
+    choose_audience(app, LIVED_IN)
+    sandbox.client.create_list("Lived-in audience", FIELDS, list_id=LIVED_IN)
+    a_second_ago = (datetime.now(timezone.utc) - timedelta(seconds=1)).replace(microsecond=0)
+    sandbox.client.seed_members(
+        LIVED_IN,
+        [
+            {
+                "email_address": SUBSCRIBED,
+                "status": "subscribed",
+                "merge_fields": {"PHONE": "1"},
+                "timestamp_opt": a_second_ago.isoformat(),
+                "last_changed": a_second_ago.isoformat(),
+            }
+        ],
+    )
+    run_id = int(start_export(_ext(app), "test", skip_merge_validation=True).run.id)
+    data = wait_run_ended(db.session, run_id, timeout=90)
+    assert data["status"] == "finished", data["message"]
+    outcome = db.session.execute(sa.select(Outcome).where(Outcome.run_id == run_id)).scalar_one()
+    assert (outcome.email, outcome.outcome) == (SUBSCRIBED, "updated")

@@ -50,6 +50,23 @@ def test_was_created_counts_the_same_second_as_the_request() -> None:
     assert was_created(member, "subscribed", SINCE)
 
 
+def test_was_created_is_false_for_a_subscriber_changed_after_its_recent_opt_in() -> None:
+    # Opted in a second before the send (inside the clock skew), then changed by our
+    # write: a create stamps both times at once, so Mailchimp held it before.
+    member = {
+        "status": "subscribed",
+        "timestamp_opt": iso(SINCE + timedelta(seconds=1)),
+        "last_changed": iso(SINCE + timedelta(seconds=2)),
+    }
+    assert not was_created(member, "subscribed", SINCE)
+
+
+def test_was_created_for_a_new_subscriber_stamped_once() -> None:
+    stamp = iso(SINCE + timedelta(seconds=1))
+    member = {"status": "subscribed", "timestamp_opt": stamp, "last_changed": stamp}
+    assert was_created(member, "subscribed", SINCE)
+
+
 def test_was_created_reads_zulu_times() -> None:
     member = {"status": "subscribed", "timestamp_opt": "2026-03-01T12:00:05Z"}
     assert was_created(member, "subscribed", SINCE)
