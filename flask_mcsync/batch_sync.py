@@ -47,7 +47,7 @@ from .gateway import (
 from .models import Batch, Run, utcnow
 from .outcomes import AddressOutcome, Result, record, synced_since
 from .retry import backoff_seconds
-from .runs import RUN_ENDED, finish_if_complete, stop_run
+from .runs import RUN_ENDED, count_ended, count_retry, finish_if_complete, stop_run
 from .throttle import SlotTimeout
 
 # Mailchimp may stamp a new member a little before our clock says we sent it. Kept small:
@@ -241,6 +241,9 @@ def _complete(
     if not getattr(done, "rowcount", 0):
         session.rollback()
         return  # another worker took the batch over; it records the outcomes
+    count_ended(session, run.id, done=1)
+    if retry:
+        count_retry(session, run.id, retry_delay)
     session.commit()
     if retry:
         jobs.schedule_batch(ext, retry_batch.id, retry_token, retry_delay)
@@ -327,9 +330,12 @@ def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None
         .values(values)
         .execution_options(synchronize_session=False)
     )
+    if not getattr(held, "rowcount", 0):  # another worker took the batch over
+        session.rollback()
+        return
+    count_retry(session, batch.run_id, delay, batch.retries + 1)
     session.commit()
-    if getattr(held, "rowcount", 0):  # else another worker took the batch over
-        jobs.schedule_batch(ext, batch_id, token, delay)
+    jobs.schedule_batch(ext, batch_id, token, delay)
 
 
 def _give_up(
@@ -397,6 +403,8 @@ def _give_up(
         session.rollback()
         return  # another worker holds the batch now
     counts = record(session, batch.run_id, outcomes, batch.id)
+    count_ended(session, batch.run_id, **{"failed" if errors else "done": 1})
+    count_retry(session, batch.run_id, 0.0, batch.retries + 1)
     session.execute(
         sa.update(Batch)
         .where(Batch.id == batch.id)

@@ -266,7 +266,7 @@ def follow(ext: McSync, run_id: int, quiet: bool = False, interval: float = 0.5)
             if not quiet:
                 click.echo("", err=True)
             return data
-        marker = (data["done"], data["total"], tuple(b["status"] for b in data["batches"]))
+        marker = (data["done"], data["total"], tuple(data["batch_counts"].values()))
         if marker != seen:
             seen, last_change = marker, time.monotonic()
         elif time.monotonic() - last_change > 120 and not quiet:
@@ -281,13 +281,13 @@ def follow(ext: McSync, run_id: int, quiet: bool = False, interval: float = 0.5)
 
 def bar_line(data: dict[str, Any], width: int = 30) -> str:
     filled = int(width * data["percent"] / 100)
-    batches = data["batches"]
-    done = sum(1 for b in batches if b["status"] in ("done", "failed"))
+    counts = data["batch_counts"]
+    done = counts["done"] + counts["failed"]
     eta = f" ETA {data['seconds_left']}s" if data["seconds_left"] else ""
     planning = "" if data["planning_done"] else " (reading the shop...)"
     return (
         f"[{'#' * filled}{'.' * (width - filled)}] {data['percent']:5.1f}%"
-        f"  {data['done']}/{data['total']} addresses  batches {done}/{len(batches)}"
+        f"  {data['done']}/{data['total']} addresses  batches {done}/{data['batch_count']}"
         f"  {data['rate']:.0f}/s{eta}{planning}   "
     )
 
