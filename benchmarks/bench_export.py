@@ -120,6 +120,7 @@ class BackendResult:
     ceiling: Ceiling
     batch: BatchResult
     again: list[BatchResult]  # the same audience exported again (outcomes recorded)
+    variants: dict[str, BatchResult]  # more re-exports: other worker counts or modes
     naive: NaiveResult
     ratio: float  # batch addresses/s divided by naive addresses/s
     ceiling_ratio: float  # batch addresses/s divided by the ceiling's
@@ -210,7 +211,12 @@ def read_reports(reports: list[Path]) -> list[dict[str, Any]]:
 
 
 def export_in_batches(
-    args: argparse.Namespace, env: dict[str, str], sandbox: Any, list_id: str, folder: Path
+    args: argparse.Namespace,
+    env: dict[str, str],
+    sandbox: Any,
+    list_id: str,
+    folder: Path,
+    workers: int | None = None,
 ) -> BatchResult:
     from flask_mcsync import state
     from flask_mcsync.jobs import enqueued_count
@@ -221,8 +227,9 @@ def export_in_batches(
     for old in folder.glob("worker-*.json"):
         old.unlink()  # a report of the previous export must not count in this one
     poll_ms: list[float] = []
-    with worker_processes(env, args.workers, folder) as reports, storm(sandbox, args.storm):
-        wait_for_workers(env["MCSYNC_REDIS_URL"], ext.config.queue_name, args.workers)
+    workers = workers or args.workers
+    with worker_processes(env, workers, folder) as reports, storm(sandbox, args.storm):
+        wait_for_workers(env["MCSYNC_REDIS_URL"], ext.config.queue_name, workers)
         sandbox.reset_stats()
         jobs_before = enqueued_count(ext)
         load_before = load_average()
@@ -416,6 +423,14 @@ def bench_backend(
             for n in range(2, args.exports + 1):
                 note(f"{backend}: export {n} (the same audience, its outcomes recorded)")
                 again.append(export_in_batches(args, env, sandbox, DEFAULT_LIST_ID, folder))
+            variants = {}
+            for variant in args.variants:
+                count, mode = variant.split(":")
+                note(f"{backend}: re-export with {count} worker(s), {mode}")
+                variant_env = {**env, "MCSYNC_FORK_PER_JOB": "1" if mode == "fork" else "0"}
+                variants[f"re-export, {count} worker(s), {mode}"] = export_in_batches(
+                    args, variant_env, sandbox, DEFAULT_LIST_ID, folder, workers=int(count)
+                )
             sandbox.reset()  # same sandbox, empty audience: the naive way also creates
             if args.latency_ms:
                 sandbox.set_faults(latency_ms=args.latency_ms)
@@ -448,6 +463,7 @@ def bench_backend(
         ceiling=ceiling,
         batch=batch,
         again=again,
+        variants=variants,
         naive=naive,
         ratio=round(batch.addresses_per_second / naive.addresses_per_second, 1)
         if naive.addresses_per_second
@@ -491,7 +507,7 @@ def export_column(b: BatchResult, addresses: int) -> dict[str, str]:
         "max in flight": str(b.max_in_flight),
         "worker peak RSS": mb(b.worker_peak_rss_mb),
         "work horse peak RSS": mb(b.horse_peak_rss_mb),
-        "  by job": by_job,
+        "peak RSS by job": by_job,
         "worker CPU": " / ".join(f"{c:.1f} s" for c in b.worker_cpu_s),
         "worker CPU per address": f"{b.cpu_ms_per_address:.3f} ms",
         "progress() call": f"median {b.progress_ms_median:.1f} ms, max {b.progress_ms_max:.1f}",
@@ -526,6 +542,7 @@ def table(result: BackendResult) -> str:
         (f"export {i}", export_column(r, result.addresses))
         for i, r in enumerate(result.again, start=2)
     ]
+    columns += [(name, export_column(r, result.addresses)) for name, r in result.variants.items()]
     columns.append(
         (
             "one PUT each",
@@ -616,9 +633,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="export the same audience this many times (the 2nd and later find every"
         " outcome of the earlier ones recorded): cost per address against history",
     )
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="after the exports, re-export the audience with other workers, e.g."
+        " '1:inprocess,2:fork' (workers:inprocess|fork), one column each",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     args.backends = backends(parser, args.backends)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for variant in args.variants:
+        count, _, mode = variant.partition(":")
+        if not count.isdigit() or mode not in ("inprocess", "fork"):
+            parser.error(f"--variants: {variant!r} is not WORKERS:inprocess or WORKERS:fork")
     return args
 
 

@@ -158,8 +158,9 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
     outcomes: list[AddressOutcome] = []
     retry: list[list[Any]] = []
     replies: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    status_if_new = run.status_if_new
     for index, (email, merge_fields) in enumerate(batch.payload):
-        sent = {"merge_fields": merge_fields, "status_if_new": run.status_if_new}
+        sent = {"merge_fields": merge_fields, "status_if_new": status_if_new}
         result = by_op.get(str(index))
         if result is None:
             # Lost from the archive: Mailchimp did not say what happened. Send it again.
@@ -274,18 +275,30 @@ def _held(
     first sent, so only syncs recorded since then are looked up (a probe by address,
     whose cost does not grow with the history).
     """
-    maybe_new = [email for email, body, _ in replies if was_created(body, run.status_if_new, since)]
-    recent = synced_since(ext.session, run.list_id, maybe_new, since) if maybe_new else set()
+    # Each address hashed once, each answer read once.
+    hashes = [subscriber_hash(email) for email, _, _ in replies]
+    new = [was_created(body, run.status_if_new, since) for _, body, _ in replies]
+    maybe_new = [reply[0] for reply, is_new in zip(replies, new, strict=True) if is_new]
+    recent = (
+        synced_since(
+            ext.session,
+            run.list_id,
+            maybe_new,
+            since,
+            hashes=[h for h, is_new in zip(hashes, new, strict=True) if is_new],
+        )
+        if maybe_new
+        else set()
+    )
     return [
         AddressOutcome(
             email,
-            Result.CREATED
-            if was_created(body, run.status_if_new, since) and subscriber_hash(email) not in recent
-            else Result.UPDATED,
+            Result.CREATED if is_new and email_hash not in recent else Result.UPDATED,
             mailchimp_status=body.get("status"),
             sent=sent,
+            email_hash=email_hash,
         )
-        for email, body, sent in replies
+        for (email, body, sent), email_hash, is_new in zip(replies, hashes, new, strict=True)
     ]
 
 
