@@ -5,7 +5,8 @@ developer's shell:
 
 * ``DATABASE_URL`` (default: SQLite in the instance folder),
 * ``MCSYNC_API_KEY``, ``MCSYNC_API_URL``, ``MCSYNC_REDIS_URL`` and any other ``MCSYNC_*``,
-* ``SHOP_ADMIN_PASSWORD`` (default ``admin``), ``SECRET_KEY``.
+* ``SHOP_ADMIN_PASSWORD`` (default ``admin``), ``SECRET_KEY`` (no default: without
+  one the shop and the CLI work but nobody can log in; the demo makes one per run).
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(
-        SECRET_KEY=os.environ.get("SECRET_KEY", "dev-only-change-me"),
+        # No default: a key written here would be in every copy of this code, and anyone
+        # could sign an admin session with it.
+        SECRET_KEY=os.environ.get("SECRET_KEY") or None,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
         SQLALCHEMY_DATABASE_URI=os.environ.get(
             "DATABASE_URL", f"sqlite:///{os.path.join(app.instance_path, 'shop.db')}"
         ),
@@ -50,9 +55,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     mcsync.init_app(app)
 
-    from . import commands, views
+    from . import commands, security, views
 
     app.register_blueprint(views.bp)
+    app.after_request(security.frame_headers)
+    app.context_processor(lambda: {"shop_csrf_token": security.csrf_token})
     app.cli.add_command(commands.seed)
     with app.app_context():
         db.create_all()

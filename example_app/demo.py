@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -24,6 +26,8 @@ from typing import Any
 import click
 
 ROOT = Path(__file__).resolve().parent.parent
+# What points the CLI at the demo's sandbox and Redis.
+CLI_ENVIRONMENT = ("MCSYNC_API_URL", "MCSYNC_API_KEY", "MCSYNC_REDIS_URL")
 DISPOSABLE_RULES = [
     ("domain", "mailinator.com"),
     ("domain", "yopmail.com"),
@@ -81,12 +85,31 @@ def services(instance: Path) -> Iterator[dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--no-serve", action="store_true", help="Stop after the export.")
+    parser = argparse.ArgumentParser(
+        prog="python -m example_app.demo",
+        description=(
+            "Seed the example shop, start the Mailchimp sandbox, an embedded Redis and RQ"
+            " workers, run a manual export with a progress bar, then serve the shop and its"
+            " admin pages. Uses MCSYNC_REDIS_URL and MCSYNC_API_KEY instead when they are set"
+            " (a real key means a real export to your real audience)."
+        ),
+        epilog=(
+            "While it runs it prints the environment lines (MCSYNC_API_URL, MCSYNC_API_KEY,"
+            " MCSYNC_REDIS_URL) that point 'flask --app example_app mcsync ...' at it."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--customers", type=int, default=10_000, help="Customers to seed into the shop."
+    )
+    parser.add_argument("--workers", type=int, default=2, help="RQ worker processes to start.")
+    parser.add_argument(
+        "--batch-size", type=int, default=500, help="Addresses per Mailchimp batch."
+    )
+    parser.add_argument("--port", type=int, default=5000, help="Port the shop is served on.")
+    parser.add_argument(
+        "--no-serve", action="store_true", help="Stop after the export instead of serving."
+    )
     args = parser.parse_args(argv)
     # A plain `kill` must clean up like Ctrl+C does (workers, embedded Redis, sandbox):
     # Python's default SIGTERM ends the process without running any `finally`.
@@ -98,8 +121,13 @@ def main(argv: list[str] | None = None) -> None:
     instance = ROOT / "instance"
     instance.mkdir(exist_ok=True)
     with services(instance) as env:
+        # A fresh secret per run: a key written in the code would sign anyone's session.
+        env.setdefault("SECRET_KEY", os.environ.get("SECRET_KEY") or secrets.token_hex(32))
+        # Only what the demo made up (sandbox, embedded Redis): a key of yours is not shown.
+        made = {name: env[name] for name in CLI_ENVIRONMENT if not os.environ.get(name)}
         os.environ.update(env)
         password = os.environ.setdefault("SHOP_ADMIN_PASSWORD", "admin")
+        click.echo(cli_environment(made))
         app = create_app()
         with app.app_context():
             summary = prepare_and_export(app, env, args)
@@ -115,6 +143,16 @@ def main(argv: list[str] | None = None) -> None:
         )
         with worker_processes(env, args.workers):
             app.run(host="127.0.0.1", port=args.port, threaded=True, use_reloader=False)
+
+
+def cli_environment(made: dict[str, str]) -> str:
+    """The lines to paste in another shell so ``flask mcsync ...`` works on this demo."""
+    lines = [
+        "To use the CLI on this demo from another shell (in this folder), run:",
+        *(f"  export {name}={shlex.quote(value)}" for name, value in made.items() if value),
+        "  flask --app example_app mcsync status",
+    ]
+    return "\n".join(lines)
 
 
 def _stop(signum: int, _frame: Any) -> None:

@@ -26,3 +26,13 @@ class Customer(db.Model):  # type: ignore[name-defined,misc]
     last_name: Mapped[str] = mapped_column(db.String(100), default="")
     newsletter: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
+
+
+class LoginFailure(db.Model):  # type: ignore[name-defined,misc]
+    """A wrong admin password: the login throttle counts these (see ``security.py``)."""
+
+    __tablename__ = "shop_login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client: Mapped[str] = mapped_column(db.String(64), index=True)
+    at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), index=True)

@@ -19,8 +19,30 @@ from werkzeug.wrappers import Response
 from flask_mcsync.signals import subscriber_changed, subscriber_signed_up
 
 from .models import Customer, db
+from .security import (
+    TOO_MANY,
+    check_csrf,
+    forget_failures,
+    login_paused,
+    record_failure,
+    safe_next,
+)
+
+NO_SECRET_KEY = (
+    "This shop has no SECRET_KEY, so it cannot keep anyone logged in: set the SECRET_KEY"
+    " environment variable to a long random string (python -c 'import secrets;"
+    " print(secrets.token_hex(32))') and restart it."
+)
 
 bp = Blueprint("shop", __name__)
+
+MAX_EMAIL = 254  # the longest address SMTP carries
+MAX_NAME = 100  # the name columns' size
+
+
+def _typed(value: str, limit: int) -> bool:
+    """Fits its column and holds no control character (PostgreSQL refuses NUL)."""
+    return len(value) <= limit and not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)
 
 
 @bp.get("/")
@@ -31,13 +53,18 @@ def index() -> str:
 @bp.post("/signup")
 def signup() -> Response:
     email = request.form.get("email", "").strip()
-    if "@" not in email:
+    first_name = request.form.get("first_name", "").strip()
+    last_name = request.form.get("last_name", "").strip()
+    if "@" not in email or not _typed(email, MAX_EMAIL):
         flash("Please type your e-mail address.")
+        return redirect(url_for("shop.index"))
+    if not (_typed(first_name, MAX_NAME) and _typed(last_name, MAX_NAME)):
+        flash(f"Please type your name (at most {MAX_NAME} characters).")
         return redirect(url_for("shop.index"))
     customer = Customer(
         email=email,
-        first_name=request.form.get("first_name", "").strip(),
-        last_name=request.form.get("last_name", "").strip(),
+        first_name=first_name,
+        last_name=last_name,
         newsletter=bool(request.form.get("newsletter")),
     )
     db.session.add(customer)
@@ -49,19 +76,29 @@ def signup() -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> str | Response:
+def login() -> str | Response | tuple[str, int]:
+    if not current_app.secret_key:
+        # Without a secret key a session cannot be signed, so nobody can log in.
+        return render_template("login.html", error=NO_SECRET_KEY), 503
     if request.method == "POST":
+        check_csrf()
+        if login_paused():
+            return render_template("login.html", error=TOO_MANY), 429
         expected = str(current_app.config["SHOP_ADMIN_PASSWORD"])
         if hmac.compare_digest(request.form.get("password", ""), expected):
+            forget_failures()
+            session.clear()  # a fresh session (and CSRF token) for the logged-in admin
             session["shop_admin"] = True
-            return redirect(request.args.get("next") or url_for("mcsync.settings_page"))
+            return redirect(safe_next(request.args.get("next")))
+        record_failure()
         flash("Wrong password.")
     return render_template("login.html")
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    session.pop("shop_admin", None)
+    check_csrf()
+    session.clear()
     return redirect(url_for("shop.index"))
 
 
@@ -71,6 +108,9 @@ def newsletter() -> str | Response:
     if request.method == "POST":
         email = request.form.get("email", "").strip()
         wanted = request.form.get("newsletter") == "1"
+        if not _typed(email, MAX_EMAIL):
+            flash("We do not know this address.")
+            return redirect(url_for("shop.newsletter"))
         customers = db.session.scalars(
             db.select(Customer).where(db.func.lower(Customer.email) == email.lower())
         ).all()

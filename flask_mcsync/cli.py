@@ -22,10 +22,12 @@ from .config import ConfigError
 from .eligibility import tally
 from .extension import McSync, state
 from .gateway import MailchimpError
+from .inputs import RowIdParam, TextParam
 from .migrations import upgrade
 from .rules import InvalidRule
 from .runs import ExportError, progress, start_export
 from .status import InvalidPeriod
+from .terminal import ProgressLine, count, inert, say, when
 
 mcsync_cli = AppGroup("mcsync", help="Keep the shop's addresses in a Mailchimp audience.")
 
@@ -47,9 +49,11 @@ def _friendly(func: F) -> F:
             settings.InvalidSetting,
             InvalidPeriod,
         ) as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(inert(exc)) from None
         except MailchimpError as exc:
-            raise click.ClickException(f"Mailchimp said: {exc.title}. {exc.full_detail}") from None
+            raise click.ClickException(
+                inert(f"Mailchimp said: {exc.title}. {exc.full_detail}")
+            ) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -59,6 +63,9 @@ def _emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         text()
+
+
+AUDIENCE_ID = TextParam("audience id")
 
 
 @mcsync_cli.command("init-db")
@@ -75,7 +82,7 @@ def ping() -> None:
     """Check that the Mailchimp API answers with the configured key."""
     ext = state()
     answer = ext.gateway().ping()
-    click.echo(f"{answer.get('health_status', answer)} ({ext.config.api_url})")
+    say(f"{inert(answer.get('health_status', answer))} ({inert(ext.config.api_url)})")
 
 
 @mcsync_cli.command("lists")
@@ -89,16 +96,19 @@ def lists(as_json: bool) -> None:
 
     def text() -> None:
         if not audiences:
-            click.echo("The account has no audience: create one in Mailchimp first.")
+            say("The account has no audience: create one in Mailchimp first.")
         for a in audiences:
             mark = "*" if a["id"] == chosen else " "
-            click.echo(f"{mark} {a['id']}  {a['name']}  ({a['member_count']} members)")
+            members = count(a["member_count"], "member")
+            say(f"{mark} {inert(a['id'])}  {inert(a['name'])}  ({members})")
 
     _emit(audiences, as_json, text)
 
 
 @mcsync_cli.command("settings")
-@click.option("--list", "list_id", help="Target audience id (see 'flask mcsync lists').")
+@click.option(
+    "--list", "list_id", type=AUDIENCE_ID, help="Target audience id (see 'flask mcsync lists')."
+)
 @click.option("--double-optin/--no-double-optin", default=None, help="New contacts pending.")
 @click.option("--batch-size", type=int, help="Addresses per batch.")
 @click.option("--auto-sync/--no-auto-sync", default=None, help="Sync new subscribers.")
@@ -114,6 +124,11 @@ def settings_cmd(
     """Show the settings, or change the ones given."""
     ext = state()
     session = ext.session
+    if list_id is not None and not list_id.strip():
+        raise click.ClickException(
+            "--list needs an audience id (see 'flask mcsync lists'): an empty one would"
+            " clear the target audience and stop auto-sync. Nothing was changed."
+        )
     if any(v is not None for v in (list_id, double_optin, batch_size, auto_sync)):
         name = None
         if list_id:
@@ -142,7 +157,7 @@ def settings_cmd(
 
     def text() -> None:
         for key, value in data.items():
-            click.echo(f"{key}: {value}")
+            say(f"{key}: {inert(value)}")
 
     _emit(data, as_json, text)
 
@@ -177,31 +192,32 @@ def rules_list(as_json: bool) -> None:
 
     def text() -> None:
         if not data:
-            click.echo("No exclusion rules.")
+            say("No exclusion rules.")
         for r in data:
-            click.echo(f"{r['id']:>4}  {r['kind']:<8} {r['value']}  ({r['excludes']} addresses)")
+            excludes = count(int(r["excludes"] or 0), "address", "addresses")
+            say(f"{r['id']:>4}  {r['kind']:<8} {inert(r['value'])}  ({excludes})")
 
     _emit(data, as_json, text)
 
 
 @rules_cli.command("add")
 @click.argument("kind", type=click.Choice(["address", "domain", "pattern"]))
-@click.argument("value")
+@click.argument("value", type=TextParam("rule value"))
 @_friendly
 def rules_add(kind: str, value: str) -> None:
     """Add a rule: KIND is address, domain or pattern (shell-style, like '*@mailinator.com')."""
     rule = exclusions.add_rule(state().session, kind, value)
-    click.echo(f"Added rule {rule.id}: {rule.describe()}.")
+    say(f"Added rule {rule.id}: {inert(rule.describe())}.")
 
 
 @rules_cli.command("remove")
-@click.argument("rule_id", type=int)
+@click.argument("rule_id", type=RowIdParam("rule number"))
 @_friendly
 def rules_remove(rule_id: int) -> None:
     """Remove the rule with this id (see 'flask mcsync rules list')."""
     if not exclusions.remove_rule(state().session, rule_id):
         raise click.ClickException(f"There is no rule {rule_id}: see 'flask mcsync rules list'.")
-    click.echo(f"Removed rule {rule_id}.")
+    say(f"Removed rule {rule_id}.")
 
 
 @mcsync_cli.command("preview")
@@ -215,7 +231,7 @@ def preview(as_json: bool) -> None:
     _emit(
         data,
         as_json,
-        lambda: click.echo(
+        lambda: say(
             f"{data['to_export']} to export; {data['excluded']} excluded, {data['invalid']}"
             f" invalid, {data['duplicates']} duplicates (of {data['rows']} subscribers)."
         ),
@@ -223,7 +239,9 @@ def preview(as_json: bool) -> None:
 
 
 @mcsync_cli.command("export")
-@click.option("--list", "list_id", help="Target audience (default: the one in settings).")
+@click.option(
+    "--list", "list_id", type=AUDIENCE_ID, help="Target audience (default: the one in settings)."
+)
 @click.option("--batch-size", type=int, help="Addresses per batch (default: settings).")
 @click.option("--wait", is_flag=True, help="Follow the run with a progress bar until it ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run (at the end with --wait).")
@@ -231,24 +249,54 @@ def preview(as_json: bool) -> None:
 def export(list_id: str | None, batch_size: int | None, wait: bool, as_json: bool) -> None:
     """Start a manual export in the workers (or join the one already running)."""
     ext = state()
+    note = _target_note(ext, list_id)
     started = start_export(ext, "cli", list_id=list_id, batch_size=batch_size)
     run_id = started.run.id
     if not as_json:
         verb = "Started" if started.created else "Joined the running"
-        click.echo(f"{verb} export run {run_id} to audience {started.run.list_id}.")
+        say(f"{verb} export run {run_id} to audience {inert(started.run.list_id)}.")
+        if note:
+            say(note)
     if not wait:
         if as_json:
             click.echo(json.dumps(progress(ext.session, run_id), default=str))
         else:
-            click.echo("Workers do the work: start one with 'flask mcsync worker'.")
+            say("Workers do the work: start one with 'flask mcsync worker'.")
         return
     final = follow(ext, run_id, quiet=as_json)
     if as_json:
         click.echo(json.dumps(final, indent=2, default=str))
     else:
-        click.echo(summary_line(final))
+        say(summary_line(final))
     if final["status"] != "finished":
         sys.exit(1)
+
+
+def _target_note(ext: McSync, list_id: str | None) -> str | None:
+    """Make ``--list`` the chosen audience when none is; say what auto-sync will do.
+
+    Auto-sync sends new subscribers to the audience chosen in the settings once its first
+    export has finished, so an export elsewhere must not leave the owner believing it
+    started.
+    """
+    if not list_id:
+        return None
+    current = settings.load(ext.session, ext.config)
+    if current.list_id == list_id:
+        return None
+    name = _audience_name(ext, list_id)  # an id the account does not have stops here
+    if current.list_id is None:
+        settings.update(ext.session, ext.config, list_id=list_id, list_name=name)
+        return (
+            f"No audience was chosen, so {inert(list_id)} is now the target audience in the"
+            " settings: auto-sync starts once this export has finished."
+        )
+    return (
+        f"This export goes to {inert(list_id)}, not to the audience chosen in the settings"
+        f" ({inert(current.list_id)}): auto-sync keeps sending new subscribers there. To"
+        f" make {inert(list_id)} the target, run 'flask mcsync settings --list"
+        f" {inert(list_id)}' and export again."
+    )
 
 
 def follow(ext: McSync, run_id: int, quiet: bool = False, interval: float = 0.5) -> dict[str, Any]:
@@ -256,22 +304,28 @@ def follow(ext: McSync, run_id: int, quiet: bool = False, interval: float = 0.5)
     session = ext.session
     last_change = time.monotonic()
     seen: tuple[Any, ...] = ()
+    line = ProgressLine()
     while True:
         data = progress(session, run_id)
         session.commit()  # end the read transaction so the next poll sees new rows
         assert data is not None
+        marker = (
+            data["done"],
+            data["total"],
+            data["planning_done"],
+            tuple(data["batch_counts"].values()),
+        )
         if not quiet:
-            click.echo("\r" + bar_line(data), nl=False, err=True)
+            line.show(bar_line(data), step=marker)
         if data["ended"]:
-            if not quiet:
-                click.echo("", err=True)
+            line.end()
             return data
-        marker = (data["done"], data["total"], tuple(data["batch_counts"].values()))
         if marker != seen:
             seen, last_change = marker, time.monotonic()
         elif time.monotonic() - last_change > 120 and not quiet:
-            click.echo(
-                "\nNothing has moved for 2 minutes: is a worker running? Start one with"
+            line.end()
+            say(
+                "Nothing has moved for 2 minutes: is a worker running? Start one with"
                 " 'flask mcsync worker'.",
                 err=True,
             )
@@ -287,7 +341,8 @@ def bar_line(data: dict[str, Any], width: int = 30) -> str:
     planning = "" if data["planning_done"] else " (reading the shop...)"
     return (
         f"[{'#' * filled}{'.' * (width - filled)}] {data['percent']:5.1f}%"
-        f"  {data['done']}/{data['total']} addresses  batches {done}/{data['batch_count']}"
+        f"  {data['done']}/{count(data['total'], 'address', 'addresses')}"
+        f"  batches {done}/{data['batch_count']}"
         f"  {data['rate']:.0f}/s{eta}{planning}   "
     )
 
@@ -301,11 +356,12 @@ def summary_line(data: dict[str, Any]) -> str:
     )
     if data.get("retries"):
         line += (
-            f"\nPassing failures: {data['retries']} failed tries (at most"
-            f" {data['most_retries']} for one batch), {data['retry_seconds']:.0f}s of backoff."
+            f"\nPassing failures: {count(data['retries'], 'failed try', 'failed tries')} (at"
+            f" most {data['most_retries']} for one batch), {data['retry_seconds']:.0f}s of"
+            " backoff."
         )
     if data.get("message"):
-        line += f"\n{data['message']}"
+        line += f"\n{inert(data['message'])}"
     return line
 
 
@@ -326,9 +382,10 @@ def sweep_cmd() -> None:
     from .jobs import sweep_once
 
     counts = sweep_once(state())
-    click.echo(
-        f"Re-queued {counts['plans']} planning job(s) and {counts['batches']} batch(es);"
-        f" closed {counts['runs_closed']} finished run(s)."
+    say(
+        f"Re-queued {count(counts['plans'], 'planning job')} and"
+        f" {count(counts['batches'], 'batch', 'batches')};"
+        f" closed {count(counts['runs_closed'], 'finished run')}."
     )
 
 
@@ -355,10 +412,11 @@ def flush(as_json: bool) -> None:
     }
 
     def text() -> None:
-        click.echo(
-            f"Sent {results.get('sent', 0)} waiting row(s); skipped {results.get('skipped', 0)},"
-            f" failed {results.get('failed', 0)}, ignored {results.get('ignored', 0)},"
-            f" to retry later {results.get('retry', 0)}; {data['still_waiting']} still waiting."
+        say(
+            f"Sent {count(results.get('sent', 0), 'waiting row')}; skipped"
+            f" {results.get('skipped', 0)}, failed {results.get('failed', 0)}, ignored"
+            f" {results.get('ignored', 0)}, to retry later {results.get('retry', 0)};"
+            f" {data['still_waiting']} still waiting."
         )
 
     _emit(data, as_json, text)
@@ -366,7 +424,9 @@ def flush(as_json: bool) -> None:
 
 @mcsync_cli.command("status")
 @click.option("--days", default=7, show_default=True, help="Period to report, 1 to 365 days.")
-@click.option("--page", default=1, show_default=True, help="Page of the run list.")
+@click.option(
+    "--page", type=RowIdParam("page"), default=1, show_default=True, help="Page of the run list."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_friendly
 def status_cmd(days: int, page: int, as_json: bool) -> None:
@@ -377,29 +437,30 @@ def status_cmd(days: int, page: int, as_json: bool) -> None:
 
     def text() -> None:
         t = data["totals"]
-        click.echo(
-            f"Last {data['days']} day(s): {t['runs']} sync(s); {t['created']} created,"
-            f" {t['updated']} updated, {t['skipped']} skipped, {t['errors']} errors."
+        say(
+            f"Last {count(data['days'], 'day')}: {count(t['runs'], 'sync')}; {t['created']}"
+            f" created, {t['updated']} updated, {t['skipped']} skipped,"
+            f" {count(t['errors'], 'error')}."
         )
         for r in data["runs"]:
             took = f"{r['duration']}s" if r["duration"] is not None else "-"
-            click.echo(
-                f"  #{r['id']:<6} {r['created_at'][:19]}  {r['kind']:<7} {r['status']:<9}"
+            say(
+                f"  #{r['id']:<6} {when(r['created_at'])}  {r['kind']:<7} {r['status']:<9}"
                 f" {took:>8}  created {r['created']}, updated {r['updated']}, skipped"
-                f" {r['skipped']}, errors {r['errors']}  ({r['started_by']})"
+                f" {r['skipped']}, errors {r['errors']}  ({inert(r['started_by'])})"
             )
             if r["message"]:
-                click.echo(f"          {r['message']}")
-        click.echo(f"Page {data['page']} of {data['pages']}.")
+                say(f"          {inert(r['message'])}")
+        say(f"Page {data['page']} of {data['pages']}.")
         if data["waiting"]["count"]:
-            click.echo(f"{data['waiting']['count']} auto-sync row(s) waiting to be sent.")
+            say(f"{count(data['waiting']['count'], 'auto-sync row')} waiting to be sent.")
 
     _emit(data, as_json, text)
 
 
 @mcsync_cli.command("errors")
 @click.option("--days", default=7, show_default=True, help="Period, 1 to 365 days.")
-@click.option("--run", "run_id", type=int, help="Only this run's errors.")
+@click.option("--run", "run_id", type=RowIdParam("run number"), help="Only this run's errors.")
 @click.option("--kind", type=click.Choice(["permanent", "retried"]), help="Filter by kind.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
 @_friendly
@@ -410,18 +471,25 @@ def errors_cmd(days: int, run_id: int | None, kind: str | None, as_csv: bool) ->
     period = None if run_id else Period.last(check_days(days))
     rows = errors(state().session, run_id=run_id, period=period, kind=kind, limit=None)
     if as_csv:
+        # Redirected to a file the CSV stays byte for byte; on a terminal it is made inert.
+        tty = sys.stdout.isatty()
         for chunk in errors_csv(rows):
-            click.echo(chunk, nl=False)
+            click.echo(say_csv(chunk) if tty else chunk, nl=False)
         return
     for row in rows:
-        mark = "permanent" if row["permanent"] else "gave up "
-        click.echo(f"{row['at'][:19]}  run {row['run_id']}  {mark}  {row['email']}")
-        click.echo(f"    {row['title']}: {row['detail']}")
-    click.echo(f"{len(rows)} error(s).")
+        mark = "permanent" if row["permanent"] else "gave up  "
+        say(f"{when(row['at'])}  run {row['run_id']}  {mark}  {inert(row['email'])}")
+        say(f"    {inert(row['title'])}: {inert(row['detail'])}")
+    say(f"{count(len(rows), 'error')}.")
+
+
+def say_csv(chunk: str) -> str:
+    """A CSV chunk for a terminal: its row ends kept, every other control character shown."""
+    return "\r\n".join(inert(line) for line in chunk.split("\r\n"))
 
 
 @mcsync_cli.command("diagnose")
-@click.argument("email")
+@click.argument("email", type=TextParam("address"))
 @click.option("--resync", is_flag=True, help="Re-synchronize it and wait for the outcome.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_friendly
@@ -440,34 +508,54 @@ def diagnose_cmd(email: str, resync: bool, as_json: bool) -> None:
         data["resync"] = run_summary(resynced)
 
     def text() -> None:
-        click.echo(f"Address: {data['email']!r} (identity {data['normalized']})")
-        click.echo("  valid" if data["valid"] else f"  INVALID: {data['invalid_reason']}")
-        click.echo(
-            f"  excluded by the {data['excluded_by']}" if data["excluded"] else "  not excluded"
+        say(f"Address: {inert(data['email'])} (identity {inert(data['normalized'])})")
+        say("  valid" if data["valid"] else f"  INVALID: {inert(data['invalid_reason'])}")
+        say(
+            f"  excluded by the {inert(data['excluded_by'])}"
+            if data["excluded"]
+            else "  not excluded"
         )
         if not data["in_shop"]:
-            click.echo("  not in the shop's subscriber source")
+            say("  not in the shop's subscriber source")
         for row in data["in_shop"]:
             role = "subscriber" if row["subscriber"] else "not a subscriber"
-            click.echo(f"  in the shop: row {row['id']} {row['email']!r}, {role}")
-        click.echo(f"  eligible for sync: {'yes' if data['eligible'] else 'no'}")
+            say(f"  in the shop: row {row['id']} {inert(row['email'])}, {role}")
+        say(f"  eligible for sync: {'yes' if data['eligible'] else 'no'}")
         mc = data["mailchimp"]
         if data["mailchimp_error"]:
-            click.echo(f"  Mailchimp: {data['mailchimp_error']}")
+            say(f"  Mailchimp: {inert(data['mailchimp_error'])}")
         elif mc and mc["in_audience"]:
-            click.echo(
-                f"  Mailchimp: {mc['status']}, merge fields {mc['merge_fields']},"
-                f" last changed {mc['last_changed']}"
+            say(
+                f"  Mailchimp: {inert(mc['status'])}, merge fields {inert(mc['merge_fields'])},"
+                f" last changed {when(mc['last_changed'])}"
             )
         elif mc:
-            click.echo("  Mailchimp: not in the audience")
+            say("  Mailchimp: not in the audience")
         for h in data["history"]:
-            extra = f" - {h['title']}: {h['detail']}" if h["title"] else ""
-            click.echo(f"  {h['at'][:19]}  {h['run_kind']:<7} {h['outcome']}{extra}")
+            extra = f" - {inert(h['title'])}: {inert(h['detail'])}" if h["title"] else ""
+            say(f"  {when(h['at'])}  {h['run_kind']:<7} {h['outcome']}{extra}")
         if resynced is not None:
-            click.echo(f"Re-sync: run {resynced.id} {resynced.status}. {resynced.message or ''}")
+            say(resync_line(resynced, data["history"]))
 
     _emit(data, as_json, text)
+
+
+def resync_line(run: Any, history: list[dict[str, Any]]) -> str:
+    """How a re-sync ended, with the address's outcome (Mailchimp's error when it failed)."""
+    outcome = next((h for h in history if h["run_id"] == run.id), None)
+    line = f"Re-sync (run {run.id}) {run.status}"
+    if outcome is None:
+        line += ": no outcome was recorded"
+    elif outcome["outcome"] == "error":
+        line += f": error - {inert(outcome['title'])}: {inert(outcome['detail'])}"
+    else:
+        line += f": {outcome['outcome']}"
+        if outcome["mailchimp_status"]:
+            line += f" (now {inert(outcome['mailchimp_status'])} in Mailchimp)"
+    line += "."
+    if run.message:
+        line += f" {inert(run.message)}"
+    return line
 
 
 def _wait_single(ext: McSync, run_id: int, timeout: float = 120) -> Any:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
+
 #: Every key the extension reads, with its default. Documented in the README.
 DEFAULTS: dict[str, Any] = {
     "MCSYNC_API_KEY": None,
@@ -37,8 +39,13 @@ API_KEY_RE = re.compile(r"^[0-9a-f]{32}-[a-z0-9]+$")
 MAX_TIMEOUT = 120.0
 
 
-class ConfigError(RuntimeError):
-    """A ``MCSYNC_*`` setting is missing or malformed."""
+class ConfigError(click.ClickException, RuntimeError):
+    """A ``MCSYNC_*`` setting is missing or malformed.
+
+    Also a :class:`click.ClickException`: when the app fails to start under ``flask ...``
+    (a malformed key is refused in ``init_app``, before any command runs), click prints
+    the sentence and exits with status 1 instead of a traceback, whatever the command.
+    """
 
 
 @dataclass(frozen=True)

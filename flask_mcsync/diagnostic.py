@@ -111,7 +111,10 @@ def waiting_rows(session: Any, email: str) -> list[dict[str, Any]]:
 def lookup(ext: McSync, list_id: str | None, email: str) -> dict[str, Any]:
     """Mailchimp's member now: status, merge fields, last change; or why we cannot tell."""
     if not list_id:
-        return {"mailchimp_error": "No audience is chosen: pick one in General settings."}
+        return {
+            "mailchimp_error": "No audience is chosen: pick one in the General settings (or run"
+            " 'flask mcsync settings --list ID')."
+        }
     try:
         member = ext.gateway().get_member(list_id, email)
     except (MailchimpError, ConfigError, SlotTimeout) as exc:
@@ -145,7 +148,10 @@ def start_resync(ext: McSync, email: str, started_by: str = "diagnostic") -> Run
     session = ext.session
     current = settings_mod.load(session, ext.config)
     if not current.list_id:
-        raise ConfigError("No audience is chosen: pick one in General settings first.")
+        raise ConfigError(
+            "No audience is chosen: pick one in the General settings (or run"
+            " 'flask mcsync settings --list ID') first."
+        )
     run = Run(kind="resync", list_id=current.list_id, started_by=started_by[:120], total=1)
     session.add(run)
     session.commit()

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from .config import Config, ConfigError, read_config
 from .gateway import Gateway
 from .source import SubscriberSource
-from .throttle import ConnectionSlots
+from .throttle import ConnectionSlots, account_id
 
 if TYPE_CHECKING:
     from rq import Queue
@@ -102,7 +102,7 @@ class McSync:
         if self.config.redis_url:
             slots = ConnectionSlots(
                 self.redis,
-                account=self.config.api_key.rsplit("-", 1)[0][-12:],
+                account=account_id(self.config.api_key),
                 limit=self.config.max_connections,
                 # A lease outlives the slowest possible request, then frees itself.
                 lease_seconds=self.config.request_timeout + 30,

@@ -58,7 +58,8 @@ def start_export(
     list_id = list_id or current.list_id
     if not list_id:
         raise ExportError(
-            "No target audience is chosen: pick one in General settings (or pass --list)."
+            "No target audience is chosen: pick one in the General settings (or, from the"
+            " command line, pass --list with an id from 'flask mcsync lists')."
         )
     running = active_export(session, list_id)
     if running is not None:
@@ -87,7 +88,7 @@ def start_export(
         session.rollback()
         running = active_export(session, list_id)
         if running is None:  # it ended in between; a retry will start a fresh one
-            raise ExportError("An export just ended; press Synchronize again.") from None
+            raise ExportError("An export just ended: start the export again.") from None
         return Started(running, created=False)
     try:
         from .jobs import enqueue_plan
@@ -98,7 +99,7 @@ def start_export(
         session.commit()
         raise ExportError(
             f"The export could not be queued ({exc}). Check that Redis is running and"
-            " MCSYNC_REDIS_URL points at it, then press Synchronize again."
+            " MCSYNC_REDIS_URL points at it, then start the export again."
         ) from exc
     return Started(run, created=True)
 
@@ -201,7 +202,8 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
     )
     if getattr(ended, "rowcount", 0):
         if status == "finished":
-            settings_mod.mark_first_export_done(session, ext.config)
+            list_id = session.execute(sa.select(Run.list_id).where(Run.id == run_id)).scalar()
+            settings_mod.mark_first_export_done(session, ext.config, list_id)
         session.commit()
         return True
     session.commit()

@@ -111,7 +111,14 @@ def update(
     return load(session, config)
 
 
-def mark_first_export_done(session: Session, config: Config) -> None:
+def mark_first_export_done(session: Session, config: Config, list_id: str | None = None) -> None:
+    """Auto-sync may start: a first export to the chosen audience has finished.
+
+    An export to another audience (``flask mcsync export --list``) does not count: new
+    subscribers go to the chosen one, which has still not had its first export.
+    """
     row = _row(session, config)
+    if list_id is not None and list_id != row.list_id:
+        return
     if row.first_export_at is None:
         row.first_export_at = utcnow()

@@ -135,7 +135,9 @@ def run_single(
     current = settings_mod.load(session, ext.config)
     if not current.list_id:
         raise AccountError(
-            "No audience chosen", "Pick the target audience in General settings first."
+            "No audience chosen",
+            "Pick the target audience in the General settings (or run 'flask mcsync"
+            " settings --list ID') first.",
         )
     started = utcnow()
     if run_id is not None:
@@ -247,11 +249,12 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
 
     current = settings_mod.load(session, ext.config)
     if not current.auto_sync_active:
-        reason = (
-            "auto-sync is switched off"
-            if not current.auto_sync
-            else "no first export yet: new customers are part of the first export"
-        )
+        if not current.auto_sync:
+            reason = "auto-sync is switched off"
+        elif not current.list_id:
+            reason = "no audience is chosen in the settings"
+        else:
+            reason = "no first export yet: new customers are part of the first export"
         _close(session, [item, *siblings], "ignored", reason, None)
         return "ignored"
     closing = [item, *siblings]

@@ -4,10 +4,15 @@ Mailchimp answers a request beyond 10 simultaneous connections per account with 
 Each request first takes a slot in a Redis sorted set keyed by the account; a slot is a
 lease with a deadline (the request timeout plus a margin), so a worker killed mid-request
 cannot hold a slot forever: the next caller drops expired leases before counting.
+
+The key names anyone with read access to Redis can list, so the account in them is a
+keyed hash of the API key (:func:`account_id`), never a piece of the key itself.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +30,21 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
 end
 return 0
 """
+
+
+# Fixed and the same in every app and worker, so all workers of one account share their
+# slots; changing it would split them for as long as old and new workers run side by side.
+ACCOUNT_LABEL = b"flask-mcsync connection slots"
+
+
+def account_id(api_key: str) -> str:
+    """The account's name in Redis keys: an HMAC of a fixed label keyed by the API key.
+
+    One-way, so the key names reveal nothing of the key. Keys named by earlier versions
+    (``mcsync:slots:<last 12 hex of the key>``) are never read again and expire by
+    themselves within two leases (their ``PEXPIRE``).
+    """
+    return hmac.new(api_key.encode(), ACCOUNT_LABEL, hashlib.sha256).hexdigest()[:32]
 
 
 class SlotTimeout(TimeoutError):

@@ -238,7 +238,9 @@ def test_runs_are_paginated_and_the_links_keep_the_period(app: Flask, client: Fl
     assert "Page 2 of 2" in second and 'rel="prev"' in second and 'rel="next"' not in second
     beyond = html_of(client.get(PREFIX + "/status?days=3&page=9"))
     assert run_ids(beyond) == [] and "past the last one" in beyond
-    assert run_ids(html_of(client.get(PREFIX + "/status?days=3&page=nope"))) == run_ids(first)
+    nope = client.get(PREFIX + "/status?days=3&page=nope")
+    assert nope.status_code == 400
+    assert "The page must be a whole number" in nope.get_data(as_text=True)
 
 
 @pytest.mark.parametrize(

@@ -503,7 +503,7 @@ def test_signups_wait_while_redis_is_down_and_flush_sends_them(
     own_redis.start()
     result = app.test_cli_runner().invoke(args=["mcsync", "flush"])
     assert result.exit_code == 0, result.output
-    assert f"Sent {len(down)} waiting row(s)" in result.output, result.output
+    assert f"Sent {len(down)} waiting rows" in result.output, result.output
     assert "0 still waiting" in result.output, result.output
     assert {r.status for r in _outbox()} == {"sent"}
     assert sandbox.client.members(LIST_ID)["counts"]["subscribed"] == len(down)
@@ -581,7 +581,7 @@ def test_a_thousand_signups_through_a_redis_crash_none_lost_none_twice(
     assert set(created) == set(many)
     assert _puts(sandbox) == len(many)  # one PUT per address: none was sent twice
     assert slow is None, slow
-    assert "Sent 0 waiting row(s)" in result.output, result.output
+    assert "Sent 0 waiting rows" in result.output, result.output
 
 
 # --- 5. Mailchimp failing for a while -------------------------------------------------------

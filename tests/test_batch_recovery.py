@@ -217,12 +217,12 @@ def test_job_a_dead_worker_took_from_the_queue_is_requeued_by_one_sweep(
     runner = app.test_cli_runner()
     swept = runner.invoke(args=["mcsync", "sweep"])
     assert swept.exit_code == 0, swept.output
-    assert "Re-queued 1 planning job(s) and 0 batch(es)" in swept.output
+    assert "Re-queued 1 planning job and 0 batches" in swept.output
     assert queue.get_job_ids() == [job_id]
     assert ext.redis.lrange(queue.intermediate_queue_key, 0, -1) == []
     # Nothing more to do: the next sweep says so, and queues nothing twice.
     again = runner.invoke(args=["mcsync", "sweep"])
-    assert "Re-queued 0 planning job(s) and 0 batch(es)" in again.output, again.output
+    assert "Re-queued 0 planning jobs and 0 batches" in again.output, again.output
     assert queue.get_job_ids() == [job_id]
 
     workers.start(1)
@@ -279,3 +279,48 @@ def test_sweep_never_queues_a_second_job_for_a_batch(
     jobs = enqueued_count(ext)
     print(f"jobs enqueued: {jobs} for {len(data['batches'])} batches and {polls} polls")
     assert jobs <= len(data["batches"]) + polls + 5
+
+
+def test_batch_that_gives_up_records_what_mailchimp_holds_as_synced(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    """Results that always expire use up the re-send budget, but every send reached
+    Mailchimp: each address is looked up, and none is recorded as failed."""
+    from flask_mcsync.models import Outcome
+
+    expected = _prepare(app, 40)
+    sandbox.client.set_faults(expire_results=True)
+    workers.env["MCSYNC_MAX_ATTEMPTS"] = "2"
+    workers.start(1)
+    run_id = _start(app, batch_size=50)
+    data = wait_run_ended(_db().session, run_id, timeout=40)
+
+    _assert_all_recorded(sandbox, run_id, expected, data)
+    assert data["created"] == len(expected.send)
+    (batch,) = _batches(run_id)
+    assert batch.resends == 2 and "Mailchimp holds every address" in (batch.last_error or "")
+    session = _db().session
+    assert not session.execute(
+        sa.select(Outcome.id).where(Outcome.run_id == run_id, Outcome.outcome == "error")
+    ).all()
+
+
+def test_batch_that_never_reached_mailchimp_gives_up_with_errors(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    from flask_mcsync.models import Outcome
+
+    expected = _prepare(app, 30)
+    sandbox.client.set_faults(retry_after=0, next=[{"status": 503, **SUBMIT, "count": 2}])
+    workers.env["MCSYNC_MAX_ATTEMPTS"] = "2"
+    workers.start(1)
+    run_id = _start(app, batch_size=50)
+    data = wait_run_ended(_db().session, run_id, timeout=40)
+
+    assert data["status"] == "failed"
+    assert data["errors"] == len(expected.send) and audience_members(sandbox) == {}
+    session = _db().session
+    titles = set(
+        session.execute(sa.select(Outcome.error_title).where(Outcome.run_id == run_id)).scalars()
+    )
+    assert titles == {"Gave up after 2 tries"}

@@ -39,3 +39,21 @@ def test_demo_exports_the_example_shop_on_embedded_redis_and_the_sandbox(tmp_pat
     assert exported == created > 250  # ~70 % of 400 customers opted in
     assert excluded > 0 and invalid > 0  # the seed has disposable and broken addresses
     assert "100.0%" in done.stderr  # the progress bar reached the end
+    # Not a terminal: one plain line per step, no carriage returns piling up.
+    assert "\r" not in done.stderr and done.stderr.count("addresses") > 1
+
+    # The lines that point the CLI at the demo's sandbox and Redis, ready to paste.
+    exports = dict(re.findall(r"^  export (MCSYNC_[A-Z_]+)=(\S+)$", done.stdout, re.M))
+    assert set(exports) == {"MCSYNC_API_URL", "MCSYNC_API_KEY", "MCSYNC_REDIS_URL"}
+    assert exports["MCSYNC_API_URL"].startswith("http://127.0.0.1:")
+    assert exports["MCSYNC_REDIS_URL"].startswith("unix://")
+    status = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "example_app", "mcsync", "status"],
+        cwd=ROOT,
+        env={**env, **exports},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    assert " UTC  export  finished" in status.stdout, status.stdout

@@ -6,6 +6,7 @@ SQLite and PostgreSQL, against the Mailchimp sandbox (and real workers for re-sy
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -164,6 +165,13 @@ def test_an_eligible_synced_address_shows_history_and_what_mailchimp_holds(
     text = _cli(app, " ANNE.SYNCED@GMAIL.COM ")
     assert text.exit_code == 0, text.output
     assert "Mailchimp: subscribed" in text.output and "eligible for sync: yes" in text.output
+
+    # In text, the re-sync ends with the address's outcome, not only "run N finished".
+    resynced = _cli(app, "anne.synced@gmail.com", "--resync").output
+    assert re.search(
+        r"Re-sync \(run \d+\) finished: (created|updated) \(now subscribed in Mailchimp\)\.",
+        resynced,
+    ), resynced
 
 
 @pytest.mark.slow
@@ -348,7 +356,8 @@ def test_no_audience_chosen_is_said_and_a_resync_refused(db_only_app: Flask, san
 
     insert_customers(_db(), [_customer("kept@gmail.com")])
     answer = _diagnose(db_only_app, "kept@gmail.com")
-    assert answer["mailchimp_error"] == "No audience is chosen: pick one in General settings."
+    assert answer["mailchimp_error"].startswith("No audience is chosen: pick one in the General")
+    assert "'flask mcsync settings --list ID'" in answer["mailchimp_error"]
     assert answer["eligible"]
     with pytest.raises(ConfigError, match="No audience is chosen"):
         start_resync(_ext(db_only_app), "kept@gmail.com")
@@ -390,4 +399,4 @@ def test_hostile_texts_are_kept_verbatim_in_json_and_cli(db_only_app: Flask, san
     hostile = json.loads(_cli(db_only_app, typed, "--json").output)
     assert hostile["email"] == typed and hostile["normalized"] == typed.lower()
     assert not hostile["valid"] and hostile["mailchimp"] is None
-    assert repr(typed) in _cli(db_only_app, typed).output
+    assert f"Address: {typed} " in _cli(db_only_app, typed).output

@@ -598,4 +598,4 @@ def test_real_syncs_show_on_the_dashboard_with_mailchimps_error_texts(
     permanent_only = _cli(app, "errors", "--days", "7", "--kind", "permanent")
     assert "Forgotten Email Not Subscribed" in permanent_only.output
     assert "busy.person@gmail.com" not in permanent_only.output
-    assert "2 error(s)." in permanent_only.output
+    assert "2 errors." in permanent_only.output

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from .diagnostic_views import register as register_diagnostic_views
+from .request_input import check_request
 from .security import check_access, check_csrf, csrf_token
 from .settings_views import register as register_settings_views
 from .status_views import register as register_status_views
@@ -49,6 +50,7 @@ def make_blueprint() -> Blueprint:
     )
     bp.before_request(_check_access)
     bp.before_request(check_csrf)
+    bp.before_request(_check_request)
     bp.after_request(_security_headers)
     bp.record_once(_exempt_from_flask_wtf)
     bp.context_processor(_template_helpers)
@@ -66,6 +68,11 @@ def _check_access() -> None:
     # Our CSS and JS hold no data, and the 403 page itself needs the stylesheet.
     if request.endpoint != f"{NAME}.static":
         check_access()
+
+
+def _check_request() -> None:
+    if request.endpoint != f"{NAME}.static":
+        check_request()
 
 
 def _exempt_from_flask_wtf(setup: BlueprintSetupState) -> None:

@@ -18,6 +18,7 @@ from ..diagnostic import diagnose, start_resync
 from ..extension import state
 from ..models import Run
 from ..runs import RUN_ENDED
+from .request_input import query_id
 from .status_views import KIND_LABELS, STATUS_LABELS, parse_time, run_outcomes
 
 STARTED_BY = "admin pages (diagnostic tool)"
@@ -55,7 +56,7 @@ def diagnostic_page() -> str:
         except ConfigError as exc:
             session.rollback()
             error = str(exc)
-    resync_run = _resync_run(request.args.get("run", type=int))
+    resync_run = _resync_run(query_id("run"))
     session.commit()  # end the read transaction
     if answer is not None:
         for row in answer["history"]:

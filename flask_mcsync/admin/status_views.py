@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 from .. import runs, status
 from ..extension import state
 from ..models import Outcome, Run
+from .request_input import query_id
 
 UNPROCESSABLE = 422
 DEFAULT_DAYS = 7
@@ -65,10 +66,7 @@ def _days() -> tuple[int, str | None]:
 
 
 def _page() -> int:
-    try:
-        return max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        return 1
+    return query_id("page") or 1
 
 
 def _error_filter() -> tuple[str, str]:
@@ -162,7 +160,7 @@ def errors_csv() -> Response:
     """The errors of one run (``run=``) or of the period (``days=``), filtered like the page."""
     session = state().session
     kind, title = _error_filter()
-    run_id = request.args.get("run", type=int)
+    run_id = query_id("run")
     if run_id is not None:
         rows = status.errors(
             session, run_id=run_id, kind=kind or None, title=title or None, limit=None
