@@ -278,10 +278,11 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
     from the batches in flight (an index count); ``batches`` is only the window of
     :func:`_window`. Nothing here reads every batch of the run.
     """
-    run = session.get(Run, run_id)
+    run = session.execute(
+        sa.select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
+    ).scalar_one_or_none()  # one query, fresh even if the session held the row
     if run is None:
         return None
-    session.refresh(run)
     active, in_flight_operations = session.execute(
         sa.select(
             sa.func.count(), sa.func.coalesce(sa.func.sum(Batch.finished_operations), 0)
