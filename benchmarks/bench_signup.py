@@ -13,7 +13,8 @@ subscriber is in the Mailchimp audience.
     rotating order) so drift, caches and the growing table hit them alike. Printed:
     mean / median / p95 per request, the with/without ratio, and the hook's own cost
     measured inside the view (``send`` + ``commit`` with the hook minus ``commit``
-    without it; the commit is where the outbox row is inserted and the job queued).
+    without it; the commit is where the outbox row is inserted and its id handed to
+    the background hand-off thread, which talks to Redis off the request).
     No worker runs during (a): the queued jobs are just left in Redis.
 
 (b) Latency. One real ``flask mcsync worker`` process, the Mailchimp sandbox in a
@@ -23,10 +24,18 @@ subscriber is in the Mailchimp audience.
     signup's ``commit()`` until the sandbox's control API first shows the member,
     polled every ``--poll-ms`` (so it is over-estimated by at most that).
 
-It prints figures; it asserts nothing about time.
+(c) A hung Redis. A ``redis-server`` of the benchmark's own (free port), one worker on
+    it, auto-sync active. Signups through the shop's ``/signup`` before, then during
+    ``--hang-seconds`` of SIGSTOP (Redis accepts connections and never answers; the
+    client's socket timeout is 10 s), one every ``--hang-every-ms``; then SIGCONT and
+    the time until every one of them is in the audience.
+
+The 1-, 5- and 15-minute load averages are printed beside each part: the machine is
+shared, and its load moves the figures. It prints figures; it asserts nothing about time.
 
     python benchmarks/bench_signup.py [--signups 2000] [--latency-signups 300]
-        [--backends sqlite,postgresql] [--pause-ms 20] [--poll-ms 2] [--json out.json]
+        [--backends sqlite,postgresql] [--pause-ms 20] [--poll-ms 2] [--hang-seconds 30]
+        [--hang-every-ms 100] [--json out.json]
 
 PostgreSQL: ``MCSYNC_BENCH_DATABASE_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/mcsync_bench_signup``; created if missing, its
@@ -40,7 +49,10 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +64,7 @@ from typing import Any
 import sqlalchemy as sa
 from common import (
     backends,
+    free_port,
     fresh_start,
     mcsync_config,
     note,
@@ -104,8 +117,10 @@ class RequestResult:
     ratio_median: float
     hook_cost_mean_ms: float  # (send + commit) with hook - commit without hook
     hook_cost_median_ms: float
-    enqueue: Summary  # of the hook's cost: queueing the job in Redis after the commit
-    jobs_queued: int  # Redis queue length afterwards: one job per hooked signup expected
+    hook_cpu_median_ms: float  # the same difference in the request thread's CPU time
+    enqueue: Summary  # of the hook's cost: handing the row ids to the hand-off queue
+    jobs_queued: int  # Redis drain jobs queued afterwards (one while none is taken)
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # load average after (a)
 
 
 @dataclass
@@ -114,6 +129,17 @@ class LatencyResult:
     latency: Summary
     puts: int  # PUT requests the sandbox received (one per signup expected)
     lost: int  # signups not seen in the audience within the timeout
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass
+class HangResult:
+    hang_seconds: float
+    before: Summary  # signup request time with Redis answering
+    during: Summary  # signup request time while Redis hung
+    sent_after_resume_s: float  # SIGCONT -> every signup of the hang in the audience
+    lost: int  # signups of the hang not in the audience 120 s after SIGCONT
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass
@@ -121,6 +147,7 @@ class BackendResult:
     backend: str
     requests: RequestResult
     latency: LatencyResult | None = None
+    hang: HangResult | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -153,32 +180,33 @@ class Timings:
         self.recording = False
         self.send: dict[str, list[float]] = {v: [] for v in VARIANTS[:2]}
         self.commit: dict[str, list[float]] = {v: [] for v in VARIANTS[:2]}
+        self.cpu: dict[str, list[float]] = {v: [] for v in VARIANTS[:2]}  # send+commit
         self.before_commit: float = 0.0
-        self.enqueue: list[float] = []  # the hook's after-commit queueing, alone
+        self.enqueue: list[float] = []  # the hook's after-commit hand-off, alone
 
 
-_TIMED: list[Timings] = []  # the Timings the wrapped enqueue_items records into
+_TIMED: list[Timings] = []  # the Timings the wrapped hand-off records into
 
 
 def time_enqueue(timings: Timings) -> None:
-    """Wrap the hook's after-commit queueing (part of the commit) to time it alone."""
-    from flask_mcsync import outbox
+    """Wrap the hook's after-commit hand-off (part of the commit) to time it alone."""
+    from flask_mcsync.handoff import Handoff
 
     _TIMED[:] = [timings]
-    original = outbox.enqueue_items
+    original = Handoff.submit
     if getattr(original, "bench_wrapped", False):
         return
 
-    def timed(ext: Any, ids: list[int]) -> int:
+    def timed(self: Any, ids: list[int]) -> bool:
         t0 = time.perf_counter()
         try:
-            return original(ext, ids)
+            return original(self, ids)
         finally:
             if _TIMED and _TIMED[0].recording:
                 _TIMED[0].enqueue.append(time.perf_counter() - t0)
 
     timed.bench_wrapped = True  # type: ignore[attr-defined]
-    outbox.enqueue_items = timed  # type: ignore[assignment]
+    Handoff.submit = timed  # type: ignore[method-assign]
 
 
 def make_app(database_url: str, config: dict[str, Any], timings: Timings) -> Any:
@@ -201,6 +229,7 @@ def make_app(database_url: str, config: dict[str, Any], timings: Timings) -> Any
             newsletter=bool(request.form.get("newsletter")),
         )
         db.session.add(customer)
+        c0 = time.thread_time()
         t0 = time.perf_counter()
         if hook:
             subscriber_signed_up.send(current_app._get_current_object(), subscriber=customer)
@@ -208,8 +237,10 @@ def make_app(database_url: str, config: dict[str, Any], timings: Timings) -> Any
         timings.before_commit = t1
         db.session.commit()
         t2 = time.perf_counter()
+        c2 = time.thread_time()
         if timings.recording:
             variant = VARIANTS[1] if hook else VARIANTS[0]
+            timings.cpu[variant].append(c2 - c0)
             timings.send[variant].append(t1 - t0)
             timings.commit[variant].append(t2 - t1)
         flash(f"Welcome, {customer.first_name or customer.email}!")
@@ -279,8 +310,11 @@ def bench_requests(app: Any, timings: Timings, signups: int) -> RequestResult:
         ratio_median=summaries[VARIANTS[1]].median_ms / summaries[VARIANTS[0]].median_ms,
         hook_cost_mean_ms=with_hook.mean_ms - without.mean_ms,
         hook_cost_median_ms=with_hook.median_ms - without.median_ms,
+        hook_cpu_median_ms=Summary.of(timings.cpu[VARIANTS[1]]).median_ms
+        - Summary.of(timings.cpu[VARIANTS[0]]).median_ms,
         enqueue=Summary.of(timings.enqueue),
         jobs_queued=jobs,
+        load=os.getloadavg(),
     )
 
 
@@ -334,7 +368,9 @@ def bench_latency(
                 latencies.append(seen - committed)
             time.sleep(pause)
         puts = int(sandbox.stats()["requests_by_method"].get("PUT", 0))
-    return LatencyResult(signups=count, latency=Summary.of(latencies), puts=puts, lost=lost)
+    return LatencyResult(
+        signups=count, latency=Summary.of(latencies), puts=puts, lost=lost, load=os.getloadavg()
+    )
 
 
 def wait_member(sandbox: Any, email: str, timeout: float, poll: float) -> float | None:
@@ -345,6 +381,97 @@ def wait_member(sandbox: Any, email: str, timeout: float, poll: float) -> float 
             return time.perf_counter()
         time.sleep(poll)
     return None
+
+
+# --- (c) a hung Redis -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def own_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server of the benchmark's own on a free port (never the shared one)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: (c) starts and hangs its own")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--save", "", "--appendonly", "no"]
+    with running(argv) as proc:
+        client = Redis(port=port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+        try:
+            yield f"redis://127.0.0.1:{port}/0", proc
+        finally:
+            proc.send_signal(signal.SIGCONT)  # a stopped process would not hear SIGTERM
+
+
+def bench_hang(
+    url: str, sandbox: Any, folder: Path, hang_seconds: float, every: float
+) -> HangResult:
+    from example_app.models import db
+    from flask_mcsync import settings, state
+    from flask_mcsync.models import OutboxItem
+
+    with own_redis() as (redis_url, redis_proc):
+        config = mcsync_config(sandbox, redis_url, MCSYNC_SWEEP_INTERVAL="2")
+        app = shop_app(url, **config)
+        with app.app_context():
+            ext = state(app)
+            ext.session.execute(sa.delete(OutboxItem))
+            settings.update(ext.session, ext.config, list_id=LIST_ID)
+            settings.mark_first_export_done(ext.session, ext.config)
+            ext.session.commit()
+            client = app.test_client(use_cookies=False)
+            with worker_process(worker_env(config, url), folder / "hang-worker.log"):
+
+                def signup(email: str, i: int) -> float:
+                    data = {"email": email, "first_name": "Hang", "newsletter": "1"}
+                    t0 = time.perf_counter()
+                    response = client.post("/signup", data=data)
+                    elapsed = time.perf_counter() - t0
+                    if response.status_code != 302:
+                        raise RuntimeError(f"/signup answered {response.status_code}")
+                    return elapsed
+
+                before = []
+                for i in range(100):
+                    before.append(signup(address("hang.before", i), i))
+                    time.sleep(every)
+                redis_proc.send_signal(signal.SIGSTOP)
+                during, emails = [], []
+                end = time.monotonic() + hang_seconds
+                i = 0
+                while time.monotonic() < end:
+                    emails.append(address("hang.during", i))
+                    during.append(signup(emails[-1], i))
+                    i += 1
+                    time.sleep(every)
+                redis_proc.send_signal(signal.SIGCONT)
+                resumed = time.perf_counter()
+                waiting = set(emails)
+                deadline = resumed + 120
+                while waiting and time.perf_counter() < deadline:
+                    waiting = {e for e in waiting if sandbox.member(LIST_ID, e) is None}
+                    time.sleep(0.1)
+                sent_after = time.perf_counter() - resumed
+                load = os.getloadavg()
+            db.session.remove()
+            db.engine.dispose()
+    return HangResult(
+        hang_seconds=hang_seconds,
+        before=Summary.of(before),
+        during=Summary.of(during),
+        sent_after_resume_s=sent_after,
+        lost=len(waiting),
+        load=load,
+    )
 
 
 # --- one backend ------------------------------------------------------------------------------
@@ -379,6 +506,9 @@ def bench_backend(
         db.session.remove()
         db.engine.dispose()
     Redis.from_url(redis_url).flushdb()
+    if args.hang_seconds:
+        note(f"{backend}: signups during a {args.hang_seconds:g} s Redis hang")
+        result.hang = bench_hang(url, sandbox, folder, args.hang_seconds, args.hang_every_ms / 1000)
     return result
 
 
@@ -415,10 +545,15 @@ def table(result: BackendResult) -> str:
         f" mean, {r.hook_cost_median_ms:.3f} ms median; {r.jobs_queued:,} jobs queued"
     )
     lines.append(
-        f"    of which queueing the job in Redis after the commit: {r.enqueue.mean_ms:.3f} ms"
-        f" mean, {r.enqueue.median_ms:.3f} ms median, {r.enqueue.p95_ms:.3f} ms p95"
-        f" ({r.enqueue.count:,} signups, both hooked variants)"
+        f"    of which handing the ids to the hand-off thread after the commit:"
+        f" {r.enqueue.mean_ms:.4f} ms mean, {r.enqueue.median_ms:.4f} ms median,"
+        f" {r.enqueue.p95_ms:.4f} ms p95 ({r.enqueue.count:,} signups, both hooked variants)"
     )
+    lines.append(
+        f"    hook's own CPU time in the request thread (send+commit, medians, with -"
+        f" without): {r.hook_cpu_median_ms:.3f} ms"
+    )
+    lines.append(f"    load average after (a): {_load(r.load)}")
     if result.latency is not None:
         lat = result.latency
         s = lat.latency
@@ -426,9 +561,27 @@ def table(result: BackendResult) -> str:
             f"(b) signup commit -> member in the audience, one worker, {lat.signups} signups",
             f"    median {s.median_ms:.1f} ms, p95 {s.p95_ms:.1f} ms, mean {s.mean_ms:.1f} ms,"
             f" max {s.max_ms:.1f} ms; {lat.puts} PUTs; {lat.lost} not seen within 30 s",
+            f"    load average after (b): {_load(lat.load)}",
+        ]
+    if result.hang is not None:
+        h = result.hang
+        lines += [
+            f"(c) signups while Redis hung {h.hang_seconds:g} s (SIGSTOP), shop /signup, ms",
+            f"    {'':<16}{'count':>8}{'median':>10}{'p95':>10}{'worst':>10}",
+            f"    {'Redis answering':<16}{h.before.count:>8}{h.before.median_ms:>10.2f}"
+            f"{h.before.p95_ms:>10.2f}{h.before.max_ms:>10.2f}",
+            f"    {'Redis hung':<16}{h.during.count:>8}{h.during.median_ms:>10.2f}"
+            f"{h.during.p95_ms:>10.2f}{h.during.max_ms:>10.2f}",
+            f"    SIGCONT -> all {h.during.count} in the audience: {h.sent_after_resume_s:.1f} s;"
+            f" {h.lost} missing after 120 s",
+            f"    load average after (c): {_load(h.load)}",
         ]
     lines += [f"    note: {n}" for n in result.notes]
     return "\n".join(lines)
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in load) + " (1, 5, 15 min)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -438,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pause-ms", type=float, default=20.0, help="(b): idle time between")
     parser.add_argument("--poll-ms", type=float, default=2.0, help="(b): sandbox poll interval")
+    parser.add_argument("--hang-seconds", type=float, default=30.0, help="(c); 0: skip")
+    parser.add_argument("--hang-every-ms", type=float, default=100.0, help="(c): signup pace")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     names = backends(parser, args.backends)

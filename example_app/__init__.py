@@ -18,6 +18,7 @@ from flask import Flask, session
 
 from flask_mcsync import MailchimpSync, SubscriberSource
 
+from .mailchimp_changes import apply_mailchimp_change
 from .models import Customer, db
 
 mcsync = MailchimpSync(
@@ -27,7 +28,11 @@ mcsync = MailchimpSync(
         email="email",
         # Only newsletter opt-ins are subscribers: the others never reach Mailchimp.
         filter=lambda: Customer.newsletter.is_(True),
-        merge_fields={"FNAME": "first_name", "LNAME": "last_name"},
+        # VIP is a boolean column: sent as the audience's VIP field type wants ("Yes"/"No"
+        # for text, 1/0 for number); an audience without a VIP field ignores it.
+        merge_fields={"FNAME": "first_name", "LNAME": "last_name", "VIP": "vip"},
+        # Unsubscribes, bounces and address changes made in Mailchimp come back here.
+        on_mailchimp_change=apply_mailchimp_change,
     ),
     # The admin pages are for a logged-in shop admin only.
     authorize=lambda: bool(session.get("shop_admin")),

@@ -25,6 +25,8 @@ class Customer(db.Model):  # type: ignore[name-defined,misc]
     first_name: Mapped[str] = mapped_column(db.String(100), default="")
     last_name: Mapped[str] = mapped_column(db.String(100), default="")
     newsletter: Mapped[bool] = mapped_column(default=False)
+    # A boolean merge field (VIP): flask-mcsync writes it as Mailchimp's field type wants.
+    vip: Mapped[bool | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
 
 

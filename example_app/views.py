@@ -119,7 +119,7 @@ def newsletter() -> str | Response:
             return redirect(url_for("shop.newsletter"))
         for customer in customers:
             customer.newsletter = wanted
-        subscriber_changed.send(current_app._get_current_object(), email=email)
+        subscriber_changed.send(current_app._get_current_object(), email=email, newsletter=wanted)
         db.session.commit()
         flash("Subscribed to the newsletter." if wanted else "Unsubscribed from the newsletter.")
         return redirect(url_for("shop.newsletter"))

@@ -45,7 +45,7 @@ from .gateway import (
     was_created,
 )
 from .models import Batch, Run, utcnow
-from .outcomes import AddressOutcome, Result, record, synced_since
+from .outcomes import AddressOutcome, Result, archived_outcome, record, synced_since
 from .retry import backoff_seconds
 from .runs import RUN_ENDED, count_ended, count_retry, finish_if_complete, stop_run
 from .throttle import SlotTimeout
@@ -87,12 +87,16 @@ def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
 
 
 def _operations(run: Run, batch: Batch) -> list[dict[str, Any]]:
+    # The owner's choice in the export window: without it, Mailchimp refuses every
+    # member missing a required merge field, new or existing.
+    params = {"params": {"skip_merge_validation": "true"}} if run.skip_merge_validation else {}
     return [
         {
             "method": "PUT",
             "path": f"/lists/{run.list_id}/members/{subscriber_hash(email)}",
             "operation_id": str(index),
             "body": json.dumps(member_body(email, run.status_if_new, merge_fields)),
+            **params,
         }
         for index, (email, merge_fields) in enumerate(batch.payload)
     ]
@@ -227,6 +231,7 @@ def _complete(
             created=counts.get("created", 0),
             updated=counts.get("updated", 0),
             errors=counts.get("errors", 0),
+            archived=counts.get("archived", 0),
             finished_at=utcnow(),
             lease_until=None,
             lease_token=None,
@@ -275,6 +280,9 @@ def _held(
     first sent, so only syncs recorded since then are looked up (a probe by address,
     whose cost does not grow with the history).
     """
+    # status_if_new leaves an archived contact archived: say so, never "created".
+    archived = [archived_outcome(email, sent) for email, body, sent in replies if _archived(body)]
+    replies = [reply for reply in replies if not _archived(reply[1])]
     # Each address hashed once, each answer read once.
     hashes = [subscriber_hash(email) for email, _, _ in replies]
     new = [was_created(body, run.status_if_new, since) for _, body, _ in replies]
@@ -290,7 +298,7 @@ def _held(
         if maybe_new
         else set()
     )
-    return [
+    return archived + [
         AddressOutcome(
             email,
             Result.CREATED if is_new and email_hash not in recent else Result.UPDATED,
@@ -300,6 +308,10 @@ def _held(
         )
         for (email, body, sent), email_hash, is_new in zip(replies, hashes, new, strict=True)
     ]
+
+
+def _archived(member: dict[str, Any]) -> bool:
+    return member.get("status") == "archived"
 
 
 def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None:
@@ -424,6 +436,7 @@ def _give_up(
         .values(
             created=counts.get("created", 0),
             updated=counts.get("updated", 0),
+            archived=counts.get("archived", 0),
             errors=counts.get("errors", 0),
         )
     )

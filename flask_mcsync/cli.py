@@ -24,6 +24,7 @@ from .extension import McSync, state
 from .gateway import MailchimpError
 from .inputs import RowIdParam, TextParam
 from .migrations import upgrade
+from .outcomes import LABELS, REASON_LABELS, run_label
 from .rules import InvalidRule
 from .runs import ExportError, progress, start_export
 from .status import InvalidPeriod
@@ -224,18 +225,22 @@ def rules_remove(rule_id: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_friendly
 def preview(as_json: bool) -> None:
-    """How many addresses an export would send, exclude and skip as invalid."""
+    """What an export would send, exclude and skip, and the required merge field check."""
+    from .preflight import preview as preflight
+
     ext = state()
-    session = ext.session
-    data = tally(session, ext.require_source(), exclusions.load_ruleset(session)).as_dict()
-    _emit(
-        data,
-        as_json,
-        lambda: say(
+    answer = preflight(ext, settings.load(ext.session, ext.config).list_id)
+    data = {**answer["counts"], "merge_fields": answer["merge_fields"]}
+
+    def text() -> None:
+        say(
             f"{data['to_export']} to export; {data['excluded']} excluded, {data['invalid']}"
             f" invalid, {data['duplicates']} duplicates (of {data['rows']} subscribers)."
-        ),
-    )
+        )
+        if data["merge_fields"]["message"]:
+            say(inert(data["merge_fields"]["message"]))
+
+    _emit(data, as_json, text)
 
 
 @mcsync_cli.command("export")
@@ -244,19 +249,39 @@ def preview(as_json: bool) -> None:
 )
 @click.option("--batch-size", type=int, help="Addresses per batch (default: settings).")
 @click.option("--wait", is_flag=True, help="Follow the run with a progress bar until it ends.")
+@click.option(
+    "--skip-merge-validation",
+    is_flag=True,
+    help="Send even though the shop does not fill required merge fields (Mailchimp then"
+    " accepts members without them).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run (at the end with --wait).")
 @_friendly
-def export(list_id: str | None, batch_size: int | None, wait: bool, as_json: bool) -> None:
+def export(
+    list_id: str | None,
+    batch_size: int | None,
+    wait: bool,
+    skip_merge_validation: bool,
+    as_json: bool,
+) -> None:
     """Start a manual export in the workers (or join the one already running)."""
     ext = state()
     note = _target_note(ext, list_id)
-    started = start_export(ext, "cli", list_id=list_id, batch_size=batch_size)
+    started = start_export(
+        ext,
+        "cli",
+        list_id=list_id,
+        batch_size=batch_size,
+        skip_merge_validation=skip_merge_validation,
+    )
     run_id = started.run.id
     if not as_json:
         verb = "Started" if started.created else "Joined the running"
         say(f"{verb} export run {run_id} to audience {inert(started.run.list_id)}.")
         if note:
             say(note)
+        if started.run.skip_merge_validation:
+            say("Required merge fields are not checked (skip_merge_validation).")
     if not wait:
         if as_json:
             click.echo(json.dumps(progress(ext.session, run_id), default=str))
@@ -354,6 +379,11 @@ def summary_line(data: dict[str, Any]) -> str:
         f" {data['updated']} updated), excluded {data['excluded']}, invalid"
         f" {data['invalid']}, duplicates {data['duplicates']}, errors {data['errors']}."
     )
+    if data.get("archived"):
+        # Counted apart: neither created nor updated, and they receive nothing.
+        line += f" {data['archived']} archived in Mailchimp: left archived."
+    if data.get("skip_merge_validation"):
+        line += " Required merge fields were not checked (skip_merge_validation)."
     if data.get("retries"):
         line += (
             f"\nPassing failures: {count(data['retries'], 'failed try', 'failed tries')} (at"
@@ -394,29 +424,29 @@ def sweep_cmd() -> None:
 @_friendly
 def flush(as_json: bool) -> None:
     """Send the auto-sync rows that are waiting (e.g. after Redis was down), right here."""
-    from .outbox import due_items, waiting_count
-    from .single_sync import send_outbox_item
+    from .outbox import flush as flush_outbox
 
-    ext = state()
-    results: dict[str, int] = {}
-    while ids := due_items(ext.session):
-        for item_id in ids:
-            outcome = send_outbox_item(ext, item_id)
-            results[outcome] = results.get(outcome, 0) + 1
-        if results.get("retry", 0) + results.get("busy", 0) >= len(ids):
-            break  # what is left is held by a worker or waits for a later try
+    done = flush_outbox(state())
     data = {
-        "handled": sum(results.values()),
-        **results,
-        "still_waiting": waiting_count(ext.session),
+        "handled": sum(done.results.values()),
+        **done.results,
+        "still_waiting": done.still_waiting,
+        "redis_problem": done.redis_problem,
     }
 
     def text() -> None:
+        if done.redis_problem:
+            say(
+                f"{inert(done.redis_problem)}: sending one at a time from here, without the"
+                " shared connection slots. Check MCSYNC_REDIS_URL and that Redis is"
+                " running; the workers need it."
+            )
         say(
-            f"Sent {count(results.get('sent', 0), 'waiting row')}; skipped"
-            f" {results.get('skipped', 0)}, failed {results.get('failed', 0)}, ignored"
-            f" {results.get('ignored', 0)}, to retry later {results.get('retry', 0)};"
-            f" {data['still_waiting']} still waiting."
+            f"Sent {count(done.count('sent'), 'waiting row')}; skipped {done.count('skipped')},"
+            f" failed {done.count('failed')}, ignored {done.count('ignored')},"
+            f" already sent by an export {done.count('covered')},"
+            f" waiting for the first export {done.count('held')},"
+            f" to retry later {done.count('retry')}; {done.still_waiting} still waiting."
         )
 
     _emit(data, as_json, text)
@@ -439,14 +469,21 @@ def status_cmd(days: int, page: int, as_json: bool) -> None:
         t = data["totals"]
         say(
             f"Last {count(data['days'], 'day')}: {count(t['runs'], 'sync')}; {t['created']}"
-            f" created, {t['updated']} updated, {t['skipped']} skipped,"
-            f" {count(t['errors'], 'error')}."
+            f" created, {t['updated']} updated, {t['archived']} archived in Mailchimp (left"
+            f" archived), {count(t['confirmations'], 'confirmation e-mail')} sent,"
+            f" {t['skipped']} skipped, {count(t['errors'], 'error')}."
         )
         for r in data["runs"]:
             took = f"{r['duration']}s" if r["duration"] is not None else "-"
+            # What a single sync was (signup, opt-out...), after the kind scripts read.
+            reason = r["sync_reason"]
+            what = f"[{REASON_LABELS.get(reason, reason)}] " if reason else ""
+            extra = f", archived {r['archived']}" if r["archived"] else ""
+            if r["confirmations"]:
+                extra += f", confirmation e-mail sent {r['confirmations']}"
             say(
                 f"  #{r['id']:<6} {when(r['created_at'])}  {r['kind']:<7} {r['status']:<9}"
-                f" {took:>8}  created {r['created']}, updated {r['updated']}, skipped"
+                f" {took:>8}  {what}created {r['created']}, updated {r['updated']}{extra}, skipped"
                 f" {r['skipped']}, errors {r['errors']}  ({inert(r['started_by'])})"
             )
             if r["message"]:
@@ -466,10 +503,17 @@ def status_cmd(days: int, page: int, as_json: bool) -> None:
 @_friendly
 def errors_cmd(days: int, run_id: int | None, kind: str | None, as_csv: bool) -> None:
     """Error outcomes with Mailchimp's title and detail."""
-    from .status import Period, check_days, errors, errors_csv
+    from .status import CSV_OUTCOMES, Period, check_days, errors, errors_csv
 
     period = None if run_id else Period.last(check_days(days))
-    rows = errors(state().session, run_id=run_id, period=period, kind=kind, limit=None)
+    rows = errors(
+        state().session,
+        run_id=run_id,
+        period=period,
+        kind=kind,
+        limit=None,
+        outcomes=CSV_OUTCOMES if as_csv else ("error",),
+    )
     if as_csv:
         # Redirected to a file the CSV stays byte for byte; on a terminal it is made inert.
         tty = sys.stdout.isatty()
@@ -533,7 +577,8 @@ def diagnose_cmd(email: str, resync: bool, as_json: bool) -> None:
             say("  Mailchimp: not in the audience")
         for h in data["history"]:
             extra = f" - {inert(h['title'])}: {inert(h['detail'])}" if h["title"] else ""
-            say(f"  {when(h['at'])}  {h['run_kind']:<7} {h['outcome']}{extra}")
+            what = run_label(h["run_kind"], h["sync_reason"])
+            say(f"  {when(h['at'])}  {what}: {LABELS.get(h['outcome'], h['outcome'])}{extra}")
         if resynced is not None:
             say(resync_line(resynced, data["history"]))
 
@@ -582,3 +627,7 @@ def sandbox(host: str, port: int) -> None:
     from .sandbox import serve
 
     serve(host, port)
+
+
+# Mailchimp's changes back to the shop: webhook, reconcile, drift (a module of their own).
+from . import cli_both_ways  # noqa: E402, F401

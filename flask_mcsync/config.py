@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "MCSYNC_POLL_INTERVAL": 2.0,
     "MCSYNC_SWEEP_INTERVAL": 30,
     "MCSYNC_FORK_PER_JOB": False,
+    "MCSYNC_PUBLIC_URL": None,
+    "MCSYNC_WEBHOOK_PATH": "/mcsync/webhook",
+    "MCSYNC_RECONCILE_INTERVAL": 0,
 }
 
 # Mailchimp keys are 32 hex digits, a dash and the datacenter (``...-us21``); mailchimp3
@@ -66,6 +69,11 @@ class Config:
     poll_interval: float
     sweep_interval: int
     fork_per_job: bool = False
+    # Both ways: the shop's public base URL (for Mailchimp's webhook), where the webhook
+    # endpoint lives under it, and seconds between periodic reconciles (0: off).
+    public_url: str | None = None
+    webhook_path: str = "/mcsync/webhook"
+    reconcile_interval: int = 0
 
     @property
     def datacenter(self) -> str | None:
@@ -153,6 +161,26 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
     if not prefix.startswith("/"):
         raise ConfigError(f"MCSYNC_URL_PREFIX must start with '/'; it is {prefix!r}.")
 
+    public_url = get("MCSYNC_PUBLIC_URL")
+    if public_url is not None:
+        public_url = str(public_url).strip().rstrip("/")
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ConfigError(
+                f"MCSYNC_PUBLIC_URL={public_url!r} is not the shop's public base URL. Set it"
+                " to the address Mailchimp can reach, like 'https://shop.example.com', or"
+                " leave it unset and use 'flask mcsync reconcile' instead of the webhook."
+            )
+    webhook_path = str(get("MCSYNC_WEBHOOK_PATH")).rstrip("/")
+    if not webhook_path.startswith("/"):
+        raise ConfigError(f"MCSYNC_WEBHOOK_PATH must start with '/'; it is {webhook_path!r}.")
+    reconcile_interval = _number(get("MCSYNC_RECONCILE_INTERVAL"), "MCSYNC_RECONCILE_INTERVAL", int)
+    if reconcile_interval < 0:
+        raise ConfigError(
+            "MCSYNC_RECONCILE_INTERVAL is the number of seconds between two reconciles"
+            f" (0 switches them off); it is {reconcile_interval}."
+        )
+
     return Config(
         api_key=api_key,
         api_url=api_url,
@@ -168,6 +196,9 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
         poll_interval=_positive(get("MCSYNC_POLL_INTERVAL"), "MCSYNC_POLL_INTERVAL", float),
         sweep_interval=_positive(get("MCSYNC_SWEEP_INTERVAL"), "MCSYNC_SWEEP_INTERVAL", int),
         fork_per_job=_flag(get("MCSYNC_FORK_PER_JOB"), "MCSYNC_FORK_PER_JOB"),
+        public_url=public_url,
+        webhook_path=webhook_path,
+        reconcile_interval=reconcile_interval,
     )
 
 

@@ -20,7 +20,9 @@ from .eligibility import judge
 from .exclusions import load_ruleset
 from .extension import McSync
 from .gateway import MailchimpError
+from .inbound import FROM_MAILCHIMP_RUNS
 from .models import OutboxItem, Outcome, Run
+from .outcomes import LABELS, run_label
 from .throttle import SlotTimeout
 
 HISTORY = 20
@@ -58,7 +60,11 @@ def diagnose(ext: McSync, email: str, live: bool = True) -> dict[str, Any]:
         "mailchimp_error": None,
     }
     answer["last_error"] = next((h for h in answer["history"] if h["outcome"] == "error"), None)
-    answer["last_sent"] = next((h for h in answer["history"] if h["sent"]), None)
+    # What we sent; changes that came from Mailchimp are in the history, not sent by us.
+    answer["last_sent"] = next(
+        (h for h in answer["history"] if h["sent"] and h["run_kind"] not in FROM_MAILCHIMP_RUNS),
+        None,
+    )
     if live and typed and answer["valid"]:
         answer.update(lookup(ext, current.list_id, typed))
     return answer
@@ -66,7 +72,7 @@ def diagnose(ext: McSync, email: str, live: bool = True) -> dict[str, Any]:
 
 def history(session: Any, email: str) -> list[dict[str, Any]]:
     rows = session.execute(
-        sa.select(Outcome, Run.kind)
+        sa.select(Outcome, Run.kind, Run.sync_reason)
         .join(Run, Run.id == Outcome.run_id)
         .where(Outcome.email_hash == subscriber_hash(email))
         .order_by(Outcome.created_at.desc(), Outcome.id.desc())
@@ -77,14 +83,17 @@ def history(session: Any, email: str) -> list[dict[str, Any]]:
             "at": o.created_at.isoformat(),
             "run_id": o.run_id,
             "run_kind": kind,
+            "sync_reason": reason,
+            "run_label": run_label(kind, reason),
             "outcome": o.outcome,
+            "outcome_label": LABELS.get(o.outcome, o.outcome),
             "permanent": o.permanent,
             "title": o.error_title,
             "detail": o.error_detail,
             "mailchimp_status": o.mailchimp_status,
             "sent": o.sent,
         }
-        for o, kind in rows
+        for o, kind, reason in rows
     ]
 
 

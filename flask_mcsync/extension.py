@@ -46,6 +46,9 @@ class McSync:
         self.source = source
         self.authorize = authorize
         self._redis: Redis | None = None
+        #: Set by a command that found Redis not answering (``flask mcsync flush``): it
+        #: then sends without the shared connection slots and queues no job.
+        self.redis_offline = False
 
     @property
     def app(self) -> Flask:
@@ -99,7 +102,7 @@ class McSync:
                 " (or run the sandbox and point MCSYNC_API_URL at it)."
             )
         slots = None
-        if self.config.redis_url:
+        if self.config.redis_url and not self.redis_offline:
             slots = ConnectionSlots(
                 self.redis,
                 account=account_id(self.config.api_key),
@@ -173,6 +176,11 @@ class MailchimpSync:
         from .cli import mcsync_cli
 
         app.register_blueprint(make_blueprint(), url_prefix=config.url_prefix)
+        # Mailchimp's callbacks: outside the admin pages (no login, no CSRF token), and
+        # guarded by the secret in their URL instead.
+        from .webhooks import make_webhook_blueprint
+
+        app.register_blueprint(make_webhook_blueprint(), url_prefix=config.webhook_path)
         app.cli.add_command(mcsync_cli)
 
     def connect_signal(

@@ -3,10 +3,11 @@ simultaneous connections, and errors sorted into what to do about them.
 
 Errors come out as three classes, because each asks for a different reaction:
 
-* :class:`TransientError` (429, 5xx, 403 without a body, timeouts, dropped connections):
-  try again later, honouring ``retry_after``. Its subclass :class:`BatchLost` says a
-  batch Mailchimp accepted is gone (``GET /batches/{id}`` answers 404) or its results
-  expired: nothing is wrong with the account, the batch must be sent again.
+* :class:`TransientError` (429, 5xx, 403 without a body, the 400 "signed up to a lot of
+  lists very recently", timeouts, dropped connections): try again later, honouring
+  ``retry_after``. Its subclass :class:`BatchLost` says a batch Mailchimp accepted is gone
+  (``GET /batches/{id}`` answers 404) or its results expired: nothing is wrong with the
+  account, the batch must be sent again.
 * :class:`AddressError` (400s about one member: compliance state, forgotten, invalid or
   fake-looking address, invalid merge fields): record it for that address and move on;
   retrying cannot help.
@@ -43,6 +44,17 @@ ADDRESS_TITLES = {
     "Member Exists",
 }
 ACCOUNT_TITLES = {"API Key Missing", "API Key Invalid", "Resource Not Found", "Forbidden"}
+# A 400 that passes: Mailchimp's anti-abuse pause on one address ("... has signed up to a
+# lot of lists very recently; we're not allowing more signups for now"). Retried like a 429.
+TEMPORARY_400_MARK = "signed up to a lot of lists"
+# An empty-body 403 is Mailchimp's edge throttling a burst at very high volume (reported by
+# integrations doing bulk syncs; a real permission problem comes with a JSON "Forbidden"
+# body). So it is retried with backoff, and the message says what to check if it lasts.
+EMPTY_403_DETAIL = (
+    "Mailchimp refused the request without saying why (HTTP 403, empty body). At high"
+    " volume this is its edge holding back a burst: it is retried with backoff. If it"
+    " lasts, check the API key and the account's IP access restrictions."
+)
 
 
 class MailchimpError(Exception):
@@ -101,10 +113,13 @@ def error_from_response(
     detail = str(body.get("detail") or "")
     errors = body.get("errors") if isinstance(body.get("errors"), list) else None
     kwargs: dict[str, Any] = {"detail": detail, "status": status, "errors": errors}
-    if status == 429 or status >= 500 or (status == 403 and not body):
-        # 403 without a JSON body is Mailchimp's edge blocking a burst: it passes.
+    empty_403 = status == 403 and not body
+    temporary_400 = status == 400 and TEMPORARY_400_MARK in detail.lower()
+    if status == 429 or status >= 500 or empty_403 or temporary_400:
         kwargs["retry_after"] = _seconds(retry_after)
-        if not detail:
+        if empty_403:
+            kwargs["detail"] = EMPTY_403_DETAIL
+        elif not detail:
             kwargs["detail"] = "Mailchimp is busy or unavailable for the moment."
         return TransientError(title, **kwargs)
     if status in (401, 403) or title in ACCOUNT_TITLES:
@@ -212,36 +227,68 @@ class Gateway:
         except AccountError:
             return False
 
+    def merge_fields(self, list_id: str) -> list[dict[str, Any]]:
+        """The audience's merge fields: tag, name, type, required, options."""
+        with self._call():
+            data = self.client.lists.merge_fields.all(list_id, get_all=True)
+        return list(data.get("merge_fields", []))
+
+    def _member_path(self, list_id: str, email: str, skip_merge_validation: bool) -> str:
+        path = f"lists/{list_id}/members/{subscriber_hash(email)}"
+        return path + ("?skip_merge_validation=true" if skip_merge_validation else "")
+
     def upsert_member(
         self,
         list_id: str,
         email: str,
         status_if_new: str,
         merge_fields: dict[str, Any] | None = None,
+        skip_merge_validation: bool = False,
     ) -> dict[str, Any]:
         """Create the member with ``status_if_new`` or update its merge fields.
 
-        Never sends ``status``: an existing member's status (unsubscribed, cleaned) stays.
+        Never sends ``status``: an existing member's status (unsubscribed, cleaned,
+        archived) stays.
         """
         body = member_body(email, status_if_new, merge_fields)
         with self._call():
+            # mailchimp3's create_or_update cannot send a query parameter.
             return dict(
-                self.client.lists.members.create_or_update(list_id, subscriber_hash(email), body)
+                self.client._put(
+                    url=self._member_path(list_id, email, skip_merge_validation), data=body
+                )
             )
 
-    def unsubscribe_member(self, list_id: str, email: str) -> dict[str, Any] | None:
-        """Unsubscribe a member who opted out in the shop; ``None`` if not in the audience."""
+    def _patch_member(
+        self, list_id: str, email: str, body: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """PATCH a member's status, ``None`` when it is not in the audience.
+
+        Always with ``skip_merge_validation=true``: Mailchimp validates the whole record on
+        a PATCH, so an audience that gained a required field would otherwise refuse the
+        opt-out (or the confirmation request) of a customer who never had that field.
+        """
         try:
             with self._call():
                 return dict(
-                    self.client.lists.members.update(
-                        list_id, subscriber_hash(email), {"status": "unsubscribed"}
-                    )
+                    self.client._patch(url=self._member_path(list_id, email, True), data=body)
                 )
         except AccountError as exc:
             if exc.status == 404 and self._audience_exists(list_id):
                 return None
             raise
+
+    def unsubscribe_member(self, list_id: str, email: str) -> dict[str, Any] | None:
+        """Unsubscribe a member who opted out in the shop; ``None`` if not in the audience."""
+        return self._patch_member(list_id, email, {"status": "unsubscribed"})
+
+    def ask_confirmation(self, list_id: str, email: str) -> dict[str, Any] | None:
+        """Set an unsubscribed member to ``pending``: Mailchimp e-mails them to confirm.
+
+        Only for someone who opted in again in the shop. Mailchimp refuses it for a
+        cleaned address ("Member In Compliance State", raised as :class:`AddressError`).
+        """
+        return self._patch_member(list_id, email, {"status": "pending"})
 
     def change_address(self, list_id: str, old: str, new: str) -> dict[str, Any] | None:
         """Move a member to a new address (status and history kept).
@@ -260,6 +307,66 @@ class Gateway:
             if exc.status == 404 and self._audience_exists(list_id):
                 return None
             raise
+
+    # --- both ways: webhooks and reading the audience ---------------------------------------
+
+    def webhooks(self, list_id: str) -> list[dict[str, Any]]:
+        """The audience's webhooks (id, url, events, sources)."""
+        with self._call():
+            data = self.client.lists.webhooks.all(list_id)
+        return [dict(w) for w in data.get("webhooks", [])]
+
+    def create_webhook(
+        self, list_id: str, url: str, events: dict[str, bool], sources: dict[str, bool]
+    ) -> dict[str, Any]:
+        """Register a webhook; Mailchimp first checks the URL with a GET."""
+        webhooks = self.client.lists.webhooks
+        body = {"url": url, "events": events, "sources": sources}
+        # mailchimp3's create() runs its own URL regex first, which refuses loopback and
+        # private addresses (a shop tried on a LAN, the sandbox): Mailchimp's own check of
+        # the URL (its GET) is the one that counts, and its refusal says why.
+        with self._call():
+            return dict(
+                webhooks._mc_client._post(url=webhooks._build_path(list_id, "webhooks"), data=body)
+            )
+
+    def delete_webhook(self, list_id: str, webhook_id: str) -> bool:
+        """Remove a webhook; ``False`` when it was already gone."""
+        try:
+            with self._call():
+                self.client.lists.webhooks.delete(list_id, webhook_id)
+        except AccountError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def members_page(
+        self,
+        list_id: str,
+        *,
+        offset: int,
+        count: int,
+        since_last_changed: str | None = None,
+        status: str | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of members (only what reconcile reads) and the total to page through.
+
+        Archived contacts are left out unless ``status="archived"`` asks for them.
+        """
+        params: dict[str, Any] = {
+            "count": count,
+            "offset": offset,
+            "fields": "members.id,members.email_address,members.status,members.merge_fields,"
+            "members.last_changed,members.contact_id,total_items",
+        }
+        if since_last_changed:
+            params["since_last_changed"] = since_last_changed
+        if status:
+            params["status"] = status
+        with self._call():
+            data = self.client.lists.members.all(list_id, **params)
+        return [dict(m) for m in data.get("members", [])], int(data.get("total_items") or 0)
 
     def submit_batch(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
         with self._call():

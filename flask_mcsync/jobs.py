@@ -91,6 +91,23 @@ def resync_address(run_id: int, email: str) -> None:
         return
 
 
+def apply_webhook_event(event_id: int) -> str:
+    from .webhooks import apply_event
+
+    return apply_event(state(), event_id)
+
+
+def reconcile_audience() -> dict[str, Any]:
+    """The periodic reconcile (queued by the workers' maintenance loop)."""
+    from .reconcile import ReconcileBusy, reconcile
+
+    try:
+        return reconcile(state(), started_by="schedule").as_dict()
+    except ReconcileBusy as exc:
+        log.info("%s", exc)
+        return {}
+
+
 # --- queueing ---------------------------------------------------------------------------
 
 # How many export jobs (plans and batch steps) this app queued, ever: the benchmark and
@@ -213,6 +230,37 @@ def enqueue_outbox_item(ext: McSync, item_id: int, delay: float = 0) -> None:
         queue.enqueue(sync_outbox_item, item_id, **options)
 
 
+def enqueue_webhook_event(ext: McSync, event_id: int) -> None:
+    ext.queue().enqueue(
+        apply_webhook_event,
+        event_id,
+        job_timeout=300,
+        result_ttl=0,
+        failure_ttl=FAILURE_TTL,
+    )
+
+
+RECONCILE_GUARD_KEY = "mcsync:reconcile:recent"
+RECONCILE_TIMEOUT = 4 * 3600
+
+
+def reconcile_if_due(ext: McSync) -> bool:
+    """Queue a reconcile when MCSYNC_RECONCILE_INTERVAL says one is due (off when 0).
+
+    Called from every worker's maintenance loop, like the sweep; the guard key makes one
+    worker of all queue it per interval.
+    """
+    interval = ext.config.reconcile_interval
+    if interval <= 0 or not ext.redis.set(RECONCILE_GUARD_KEY, "1", nx=True, ex=interval):
+        return False
+    return enqueue_reconcile(ext)
+
+
+def enqueue_reconcile(ext: McSync) -> bool:
+    """Queue a reconcile unless one is already waiting ("Reconcile now", the schedule)."""
+    return _enqueue_once(ext, "mcsync-reconcile", reconcile_audience, timeout=RECONCILE_TIMEOUT)
+
+
 def enqueue_resync(ext: McSync, run_id: int, email: str) -> None:
     ext.queue().enqueue(
         resync_address, run_id, email, job_timeout=300, result_ttl=0, failure_ttl=FAILURE_TTL
@@ -242,7 +290,14 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     """
     session = ext.session
     now = utcnow()
-    counts = {"plans": 0, "batches": 0, "runs_closed": 0, "outbox": 0, "outbox_pruned": 0}
+    counts = {
+        "plans": 0,
+        "batches": 0,
+        "runs_closed": 0,
+        "outbox": 0,
+        "outbox_pruned": 0,
+        "webhook_events": 0,
+    }
     live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
         Run.kind == "export", Run.status.in_(("queued", "running"))
     )
@@ -288,4 +343,12 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     )
     session.commit()
     counts["outbox_pruned"] = int(getattr(pruned, "rowcount", 0) or 0)
+    # Webhook events recorded while Redis was down (or whose job was lost).
+    from .webhooks import due_events, hand_off
+
+    events = due_events(session, idle_seconds=ext.config.sweep_interval)
+    session.commit()
+    if events:
+        hand_off(ext, events)
+    counts["webhook_events"] = len(events)
     return counts

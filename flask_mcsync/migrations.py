@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .models import SchemaVersion, metadata
+from .models import AudienceMember, SchemaVersion, Settings, WebhookEvent, metadata
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,55 @@ def _initial_schema(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _add_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each column not there yet, so a step can be
+    renumbered (or re-run after a partial manual fix) safely."""
+    existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+    preparer = conn.dialect.identifier_preparer
+    for name, ddl in columns.items():
+        if name not in existing:
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.quote(table)} ADD COLUMN {preparer.quote(name)} {ddl}"
+            )
+
+
+def _model_type(conn: Connection, table: str, name: str) -> str:
+    """The DDL type of a model's column, for a nullable column added as the model has it."""
+    return str(metadata.tables[table].c[name].type.compile(dialect=conn.dialect))
+
+
 def _batch_retry_budget(conn: Connection) -> None:
-    conn.exec_driver_sql("ALTER TABLE mcsync_batches ADD COLUMN resends INTEGER DEFAULT 0 NOT NULL")
-    conn.exec_driver_sql(
-        "ALTER TABLE mcsync_batches ADD COLUMN retry_seconds FLOAT DEFAULT 0 NOT NULL"
+    _add_columns(
+        conn,
+        "mcsync_batches",
+        {"resends": "INTEGER DEFAULT 0 NOT NULL", "retry_seconds": "FLOAT DEFAULT 0 NOT NULL"},
+    )
+
+
+def _truth_columns(conn: Connection) -> None:
+    # "false" is a boolean literal on PostgreSQL and on SQLite (3.23+) alike.
+    _add_columns(
+        conn,
+        "mcsync_runs",
+        {
+            "sync_reason": "VARCHAR(24)",
+            "skip_merge_validation": "BOOLEAN NOT NULL DEFAULT false",
+            "archived": "INTEGER NOT NULL DEFAULT 0",
+            "confirmations": "INTEGER NOT NULL DEFAULT 0",
+        },
+    )
+    _add_columns(conn, "mcsync_batches", {"archived": "INTEGER NOT NULL DEFAULT 0"})
+
+
+def _both_ways(conn: Connection) -> None:
+    # Webhook events, Mailchimp's view of the audience, and the webhook's secret and id.
+    tables = [metadata.tables[m.__tablename__] for m in (WebhookEvent, AudienceMember)]
+    metadata.create_all(conn, tables=tables)
+    settings = Settings.__tablename__
+    _add_columns(
+        conn,
+        settings,
+        {name: _model_type(conn, settings, name) for name in ("webhook_secret", "webhook_id")},
     )
 
 
@@ -69,7 +114,13 @@ def _run_batch_counters(conn: Connection) -> None:
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "batches: re-sends and time added by retries", _batch_retry_budget),
-    Migration(3, "runs: batch counters for the progress window", _run_batch_counters),
+    Migration(
+        3,
+        "runs: sync reason, skip_merge_validation, archived and confirmation counts",
+        _truth_columns,
+    ),
+    Migration(4, "both ways: webhook events, audience members, webhook settings", _both_ways),
+    Migration(5, "runs: batch counters for the progress window", _run_batch_counters),
 ]
 
 HEAD = MIGRATIONS[-1].version

@@ -72,6 +72,10 @@ class Settings(Base):
     batch_size: Mapped[int] = mapped_column(default=500)
     auto_sync: Mapped[bool] = mapped_column(default=True)
     first_export_at: Mapped[datetime | None]
+    # "Connect Mailchimp's changes": the secret in the webhook's URL (never shown whole)
+    # and the id Mailchimp gave the webhook we registered.
+    webhook_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    webhook_id: Mapped[str | None] = mapped_column(sa.String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -98,12 +102,17 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(16))  # export | auto | resync
+    # What a single sync was, in the shop's words: signup | optin | optout |
+    # address_change | resync (NULL for exports and runs older than the column).
+    sync_reason: Mapped[str | None] = mapped_column(sa.String(24))
     list_id: Mapped[str] = mapped_column(sa.String(64))
     status: Mapped[str] = mapped_column(sa.String(16), default="queued")
     active_list_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     started_by: Mapped[str] = mapped_column(sa.String(120), default="")
     batch_size: Mapped[int] = mapped_column(default=0)
     status_if_new: Mapped[str] = mapped_column(sa.String(16), default="subscribed")
+    # The owner chose to send without Mailchimp's required merge field check.
+    skip_merge_validation: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Planning reads the source in primary-key order; the cursor lets a killed planner resume.
     planned_through: Mapped[str | None] = mapped_column(sa.String(64))
     planning_done: Mapped[bool] = mapped_column(default=False)
@@ -126,6 +135,10 @@ class Run(Base):
     updated: Mapped[int] = mapped_column(default=0)
     skipped: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
+    # Contacts Mailchimp holds archived: left archived, neither created nor updated.
+    archived: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Fresh opt-ins of unsubscribed members: Mailchimp sent its confirmation e-mail.
+    confirmations: Mapped[int] = mapped_column(default=0, server_default="0")
     message: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -163,6 +176,7 @@ class Batch(Base):
     created: Mapped[int] = mapped_column(default=0)
     updated: Mapped[int] = mapped_column(default=0)
     errors: Mapped[int] = mapped_column(default=0)
+    archived: Mapped[int] = mapped_column(default=0, server_default="0")
     # The retry budget counts failed tries of one step, each step on its own, so a storm
     # that makes every step fail now and then does not add up to a give-up:
     attempts: Mapped[int] = mapped_column(default=0)  # failed sends in a row
@@ -203,7 +217,7 @@ class Outcome(Base):
     )
     email: Mapped[str] = mapped_column(sa.String(320))
     email_hash: Mapped[str] = mapped_column(sa.String(32))
-    # created | updated | unsubscribed | skipped | error
+    # created | updated | unsubscribed | archived | confirmation | skipped | error
     outcome: Mapped[str] = mapped_column(sa.String(16))
     permanent: Mapped[bool] = mapped_column(default=False)
     error_title: Mapped[str | None] = mapped_column(sa.String(200))
@@ -245,3 +259,58 @@ class SchemaVersion(Base):
     version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     description: Mapped[str] = mapped_column(sa.String(200))
     applied_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """One callback from Mailchimp, recorded before anything is done with it.
+
+    The endpoint only writes this row and hands its id to a job, so Mailchimp gets its
+    answer at once; if Redis is down the row waits for the sweep. ``digest`` (a hash of
+    the raw body) is unique: a replayed callback is not recorded or applied twice.
+    """
+
+    __tablename__ = "mcsync_webhook_events"
+    __table_args__ = (
+        sa.Index("ix_mcsync_webhook_events_status_received", "status", "received_at"),
+        sa.Index("ix_mcsync_webhook_events_hash", "email_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    type: Mapped[str] = mapped_column(sa.String(16), default="")
+    fired_at: Mapped[datetime | None]
+    email: Mapped[str] = mapped_column(sa.String(320), default="")
+    email_hash: Mapped[str] = mapped_column(sa.String(32), default="")
+    # received | applied | stale | ignored | invalid
+    status: Mapped[str] = mapped_column(sa.String(16), default="received")
+    message: Mapped[str | None] = mapped_column(sa.Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("mcsync_runs.id", ondelete="SET NULL"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[datetime | None]
+
+
+class AudienceMember(Base):
+    """What Mailchimp last told us about one member of the audience.
+
+    Filled by reconcile (the whole audience the first time, then what changed) and by
+    webhook events. ``changed_at`` is the time of the newest change applied: an event
+    fired before it is stale and changes nothing. The drift report compares these rows
+    with the shop; ``email_lower`` lets it join the shop's table on ``lower(email)``.
+    """
+
+    __tablename__ = "mcsync_audience_members"
+    __table_args__ = (
+        sa.Index("ix_mcsync_audience_members_email_lower", "email_lower"),
+        sa.Index("ix_mcsync_audience_members_contact", "contact_id"),
+    )
+
+    email_hash: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    list_id: Mapped[str] = mapped_column(sa.String(64))
+    email: Mapped[str] = mapped_column(sa.String(320))
+    email_lower: Mapped[str] = mapped_column(sa.String(320))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    merge_fields: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    contact_id: Mapped[str | None] = mapped_column(sa.String(64))
+    changed_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)

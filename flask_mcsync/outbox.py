@@ -1,12 +1,17 @@
 """Auto-sync's outbox: the signup side (cheap, transactional) and the sending side.
 
-On the signup's request the hook only adds an :class:`OutboxItem` to the host's session.
-SQLAlchemy session events then do the rest: after the flush they note the new row ids,
-after the commit they queue one job per row; a rollback forgets them, so a signup that
-did not happen sends nothing. If Redis does not answer, the signup is not disturbed: the
-rows wait in the database and the workers' sweep (or ``flask mcsync flush``) sends them
-later. After a Redis failure the hook stops trying for a short while, so a dead Redis
-does not cost every signup a connection timeout.
+On the signup's request the hook only notes the change in the host's session. SQLAlchemy
+session events then do the rest: just before the commit one INSERT writes the outbox
+rows in the host's transaction, after the commit their ids go into the app's
+:mod:`handoff` queue; a rollback (of the transaction, or of the savepoint the signal
+came in) forgets them, so a signup that did not happen sends nothing. No network on
+the signup's path: a background thread hands the ids to Redis, so a dead or hung Redis
+costs a signup nothing. When Redis does not answer, the rows wait in the database and the workers'
+sweep (or ``flask mcsync flush``) sends them later; after a Redis failure the thread
+stops trying for a short while, so a backlog is not paid one socket timeout at a time.
+
+Whether a row is sent, waits for the first export, or was covered by it is decided when
+it is sent, by :mod:`first_export`.
 """
 
 from __future__ import annotations
@@ -14,20 +19,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from blinker import Signal
 from flask import Flask, current_app
+from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from .addresses import normalize, subscriber_hash
 from .extension import McSync, state
+from .handoff import handoff_for
 from .models import OutboxItem, utcnow
-from .signals import subscriber_changed, subscriber_signed_up
+from .signals import FROM_MAILCHIMP, subscriber_changed, subscriber_signed_up
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +47,7 @@ REDIS_PAUSE_SECONDS = 15.0
 
 
 class _Breaker:
-    """Skip enqueueing for a while after Redis failed, so signups stay fast."""
+    """Skip enqueueing for a while after Redis failed, so a backlog drains fast."""
 
     def __init__(self) -> None:
         self._until = 0.0
@@ -51,7 +61,27 @@ class _Breaker:
             self._until = time.monotonic() + REDIS_PAUSE_SECONDS
 
 
-breaker = _Breaker()
+# One per app: a Redis that fails for one app (or one test) must not pause another's.
+_breakers: weakref.WeakKeyDictionary[McSync, _Breaker] = weakref.WeakKeyDictionary()
+
+
+def breaker_for(ext: McSync) -> _Breaker:
+    found = _breakers.get(ext)
+    if found is None:
+        found = _breakers[ext] = _Breaker()
+    return found
+
+
+@dataclass
+class Pending:
+    """A change to write to the outbox when the host's transaction commits."""
+
+    action: str
+    email: str
+    email_hash: str
+    previous_email: str | None
+    # The innermost savepoint open when the signal came: rolling it back forgets us.
+    savepoint: SessionTransaction | None
 
 
 def add(
@@ -61,53 +91,87 @@ def add(
     email: str | None = None,
     previous_email: str | None = None,
     action: str = "signup",
-) -> OutboxItem | None:
-    """Add an outbox row for this subscriber to the host's session (no I/O).
+) -> Pending | None:
+    """Note an outbox row for this subscriber in the host's session (no I/O).
 
-    Repeated calls for one address in one transaction are coalesced into one row.
+    The row is written by one INSERT just before the host's commit, inside its
+    transaction (:func:`_write_rows`). Repeated calls for one address in one transaction
+    are coalesced into one row.
+    Nothing is added while a change from Mailchimp is being applied (no echo).
     """
+    if ext.session.info.get(FROM_MAILCHIMP):
+        return None
     if email is None and subscriber is not None:
         email = getattr(subscriber, ext.require_source().email, None)
     if not email:
         log.warning("mcsync: a %s signal came without an address; nothing to sync.", action)
         return None
-    session = ext.session
-    pending: dict[str, OutboxItem] = session.info.setdefault(PENDING_KEY, {})
+    # The scoped session's current Session (the proxy has no get_nested_transaction).
+    session: Session = ext.db.session()
+    pending: dict[str, Pending] = session.info.setdefault(PENDING_KEY, {})
     key = normalize(email)
     item = pending.get(key)
-    # A row rolled back with a savepoint is no longer in the session: make a new one.
-    if item is not None and item in session:
+    if item is not None:
         # A change after a signup in the same transaction is still a signup.
         item.previous_email = item.previous_email or previous_email
         return item
-    item = OutboxItem(
+    item = pending[key] = Pending(
         action=action,
         email=email.strip(),
         email_hash=subscriber_hash(email),
         previous_email=previous_email.strip() if previous_email else None,
+        savepoint=session.get_nested_transaction(),
     )
-    session.add(item)
-    pending[key] = item
     return item
 
 
-@event.listens_for(Session, "after_flush")
-def _note_ids(session: Session, _context: Any) -> None:
-    # Ids are read here, not after the commit, where reading them would cost a query.
-    # The address map stays for the whole transaction, so a signal after an autoflush
-    # still finds its row.
-    pending = session.info.get(PENDING_KEY)
-    if pending:
-        ids: set[int] = session.info.setdefault(IDS_KEY, set())
-        ids.update(item.id for item in pending.values() if item.id is not None)
+_OUTBOX = cast(sa.Table, OutboxItem.__table__)
+_INSERT_ROWS = sa.insert(_OUTBOX).returning(_OUTBOX.c.id)  # built once: it is on every signup
+
+
+@event.listens_for(Session, "before_commit")
+def _write_rows(session: Session) -> None:
+    # One Core INSERT in the host's transaction, just before its COMMIT: the signup and
+    # its outbox row commit or roll back together. Core, not ORM objects: the unit of
+    # work's bookkeeping for a second mapper cost a signup more than the INSERT itself.
+    pending: dict[str, Pending] | None = session.info.pop(PENDING_KEY, None)
+    if not pending:
+        return
+    rows = [
+        {
+            "action": item.action,
+            "email": item.email,
+            "email_hash": item.email_hash,
+            "previous_email": item.previous_email,
+        }
+        for item in pending.values()
+    ]
+    # On the session's connection: the ORM execution path adds nothing for a Core INSERT.
+    written = session.connection().execute(_INSERT_ROWS, rows)
+    ids: list[int] = session.info.setdefault(IDS_KEY, [])
+    ids.extend(written.scalars())
 
 
 @event.listens_for(Session, "after_commit")
 def _enqueue_committed(session: Session) -> None:
     ids = session.info.pop(IDS_KEY, None)
-    session.info.pop(PENDING_KEY, None)
     if ids:
-        enqueue_items(state(), sorted(ids))
+        handoff_for(state(), enqueue_items).submit(sorted(ids))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_savepoint(session: Session, previous_transaction: SessionTransaction) -> None:
+    # A savepoint rolled back (e.g. a host retrying after an IntegrityError): forget the
+    # signals sent inside it. A whole-transaction rollback is handled below.
+    pending: dict[str, Pending] | None = session.info.get(PENDING_KEY)
+    if not pending or not previous_transaction.nested:
+        return
+    for key, item in list(pending.items()):
+        savepoint = item.savepoint
+        while savepoint is not None and savepoint is not previous_transaction:
+            savepoint = savepoint.parent
+        if savepoint is not None:
+            del pending[key]
 
 
 @event.listens_for(Session, "after_rollback")
@@ -119,10 +183,12 @@ def _forget(session: Session) -> None:
 def enqueue_items(ext: McSync, ids: list[int]) -> int:
     """Hand rows to the workers; on any Redis trouble leave them waiting. Never raises.
 
-    A signup pays one Redis round trip: its row id goes into a sorted set (which also
-    de-duplicates, so the sweep can add a row again without doubling work), and a
-    drain job is queued only when none is waiting already.
+    Called by the hand-off thread, never on a signup's request: one Redis round trip
+    puts the row ids into a sorted set (which also de-duplicates, so the sweep can add a
+    row again without doubling work), and a drain job is queued only when none is
+    waiting already.
     """
+    breaker = breaker_for(ext)
     if not ext.config.redis_url or breaker.open():
         return 0
     try:
@@ -176,12 +242,15 @@ def drain(ext: McSync) -> dict[str, int]:
 def _receiver(action: str) -> Callable[..., None]:
     def receive(sender: Any, **kwargs: Any) -> None:
         app = sender if isinstance(sender, Flask) else current_app._get_current_object()  # type: ignore[attr-defined]
+        # ``newsletter=True/False`` says the change was a newsletter opt-in / opt-out: an
+        # opt-in may ask Mailchimp to e-mail a confirmation (see single_sync.perform).
+        newsletter = kwargs.get("newsletter")
         add(
             state(app),
             subscriber=kwargs.get("subscriber"),
             email=kwargs.get("email"),
             previous_email=kwargs.get("previous_email"),
-            action=action,
+            action=action if newsletter is None else ("optin" if newsletter else "optout"),
         )
 
     return receive
@@ -223,6 +292,91 @@ def due_items(session: Session, limit: int = 1000, idle_seconds: float = 0) -> l
         .limit(limit)
     )
     return list(session.execute(query).scalars())
+
+
+#: How long ``flush`` waits for Redis to answer before sending without it.
+FLUSH_REDIS_PROBE_SECONDS = 2.0
+
+
+@dataclass
+class FlushResult:
+    """What ``flask mcsync flush`` did: outcomes by kind, and whether it had Redis."""
+
+    results: dict[str, int] = field(default_factory=dict)
+    still_waiting: int = 0
+    redis_problem: str | None = None  # why it sent without the shared connection slots
+
+    def count(self, outcome: str) -> int:
+        return self.results.get(outcome, 0)
+
+
+def redis_problem(ext: McSync, timeout: float = FLUSH_REDIS_PROBE_SECONDS) -> str | None:
+    """None when Redis answers a PING within ``timeout``; else what went wrong."""
+    if not ext.config.redis_url:
+        return None
+    probe = Redis.from_url(
+        ext.config.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
+    )
+    try:
+        probe.ping()
+    except RedisError as exc:
+        return f"Redis did not answer within {timeout:g} s ({exc.__class__.__name__}: {exc})"
+    finally:
+        probe.close()
+    return None
+
+
+def flush(ext: McSync) -> FlushResult:
+    """Send the waiting rows right here, oldest first (``flask mcsync flush``).
+
+    Redis is needed only for the shared connection slots (at most 10 connections to
+    Mailchimp across all workers). When it does not answer (down, or hung: it accepts
+    the connection and never replies), the rows are sent all the same, one at a time
+    from this process, without slots or jobs: one connection at most, and the workers
+    cannot take slots either while Redis is silent. If Redis stops answering midway,
+    the row in hand is given back and the rest go out the same way.
+    """
+    from .single_sync import send_outbox_item
+
+    session = ext.session
+    done = FlushResult(redis_problem=redis_problem(ext))
+    was_offline = ext.redis_offline
+    ext.redis_offline = was_offline or done.redis_problem is not None
+    try:
+        while ids := due_items(session):
+            for item_id in ids:
+                try:
+                    outcome = send_outbox_item(ext, item_id)
+                except RedisError as exc:
+                    if ext.redis_offline:
+                        raise
+                    session.rollback()
+                    done.redis_problem = f"Redis stopped answering ({exc})"
+                    ext.redis_offline = True
+                    _give_back(session, item_id)
+                    outcome = send_outbox_item(ext, item_id)
+                done.results[outcome] = done.count(outcome) + 1
+            if done.count("retry") + done.count("busy") + done.count("held") >= len(ids):
+                break  # what is left is held by a worker or waits for a later try
+    finally:
+        ext.redis_offline = was_offline
+    done.still_waiting = waiting_count(session)
+    return done
+
+
+def _give_back(session: Session, item_id: int) -> None:
+    """Undo our claim on a row whose send broke on Redis (nothing was recorded)."""
+    session.execute(
+        sa.update(OutboxItem)
+        .where(OutboxItem.id == item_id, OutboxItem.status == "sending")
+        .values(
+            status="pending",
+            attempts=OutboxItem.attempts - 1,  # the claim counted a try that never went out
+            next_attempt_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def waiting_count(session: Session) -> int:

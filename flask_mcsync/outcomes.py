@@ -20,11 +20,57 @@ from .addresses import subscriber_hash
 from .gateway import MailchimpError
 from .models import Outcome, Run, utcnow
 
+# What the admin pages, the CSV and the CLI call each result.
+LABELS = {
+    "created": "Created",
+    "updated": "Updated",
+    "unsubscribed": "Unsubscribed",
+    "archived": "Archived in Mailchimp: left archived",
+    "confirmation": "Confirmation e-mail sent",
+    "skipped": "Skipped",
+    "error": "Error",
+}
+
+
+def outcome_label(outcome: str) -> str:
+    return LABELS.get(outcome, outcome.capitalize())
+
+
+KIND_LABELS = {
+    "export": "Manual export",
+    "auto": "Auto-sync",
+    "resync": "Re-sync",
+    "mailchimp": "From Mailchimp",
+    "reconcile": "From Mailchimp (reconcile)",
+}
+REASON_LABELS = {
+    "signup": "signup",
+    "optin": "newsletter opt-in",
+    "optout": "opt-out",
+    "address_change": "address change",
+    "update": "profile change",
+    "resync": "re-sync",
+}
+
+
+def run_label(kind: str, reason: str | None) -> str:
+    """What a sync was, e.g. "Auto-sync · opt-out" (the dashboard, diagnostic and CLI)."""
+    label = KIND_LABELS.get(kind, kind)
+    if reason and not (kind == "resync" and reason == "resync"):
+        label += f" · {REASON_LABELS.get(reason, reason)}"
+    return label
+
 
 class Result(str, enum.Enum):
     CREATED = "created"
     UPDATED = "updated"
     UNSUBSCRIBED = "unsubscribed"
+    # Mailchimp holds the contact archived and left it so (only an explicit status would
+    # un-archive it, which no sync sends): neither created nor updated.
+    ARCHIVED = "archived"
+    # A fresh opt-in in the shop of someone Mailchimp held unsubscribed: set to pending,
+    # so Mailchimp sent its confirmation e-mail.
+    CONFIRMATION = "confirmation"
     SKIPPED = "skipped"
     ERROR = "error"
 
@@ -34,6 +80,8 @@ COUNTER = {
     Result.CREATED: "created",
     Result.UPDATED: "updated",
     Result.UNSUBSCRIBED: "updated",
+    Result.ARCHIVED: "archived",
+    Result.CONFIRMATION: "confirmations",
     Result.SKIPPED: "skipped",
     Result.ERROR: "errors",
 }
@@ -44,17 +92,20 @@ class AddressOutcome:
     email: str
     result: Result
     error: MailchimpError | None = None
-    skip_reason: str | None = None
+    skip_reason: str | None = None  # why skipped, or a note (archived, confirmation)
     mailchimp_status: str | None = None
     sent: dict[str, Any] | None = None
     # Given by a caller that already hashed the address (a batch hashes each one once).
     email_hash: str | None = None
 
-    def row(
-        self, run_id: int, batch_id: int | None, now: datetime | None = None
-    ) -> dict[str, Any]:
+    def row(self, run_id: int, batch_id: int | None, now: datetime | None = None) -> dict[str, Any]:
         error = self.error
-        title = error.title[:200] if error else ("Skipped" if self.skip_reason else None)
+        if error:
+            title: str | None = error.title[:200]
+        elif self.result is Result.SKIPPED and self.skip_reason:
+            title = "Skipped"
+        else:  # archived, confirmation: the label titles the note
+            title = LABELS[self.result.value] if self.skip_reason else None
         return {
             "run_id": run_id,
             "batch_id": batch_id,
@@ -68,6 +119,20 @@ class AddressOutcome:
             "sent": self.sent,
             "created_at": now or utcnow(),
         }
+
+
+def archived_outcome(email: str, sent: dict[str, Any] | None) -> AddressOutcome:
+    """A contact Mailchimp holds archived and kept so (it gets no e-mail from the audience)."""
+    return AddressOutcome(
+        email,
+        Result.ARCHIVED,
+        mailchimp_status="archived",
+        sent=sent,
+        skip_reason=(
+            "Archived in Mailchimp: left archived. Restore the contact in Mailchimp if it"
+            " should receive e-mails again."
+        ),
+    )
 
 
 def synced_since(

@@ -19,8 +19,10 @@ from . import jobs, leases
 from .eligibility import Deduplicator, Fate, scan
 from .exclusions import load_ruleset
 from .extension import McSync
+from .merge_values import convert_all
 from .models import Batch, Run, utcnow
 from .outcomes import AddressOutcome, Result, record
+from .preflight import types_or_none
 from .runs import finish_if_complete
 
 
@@ -41,6 +43,9 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
 
     source = ext.require_source()
     rules = load_ruleset(session)
+    # Read once per planning job, not per address: the audience's field types decide how
+    # each merge value is written (never a raw boolean or date).
+    types = types_or_none(ext, run.list_id)
     dedup = Deduplicator()
     seq = 0
     # Resuming: the addresses of committed batches were already seen.
@@ -103,7 +108,7 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
         for row, verdict in page:
             last_pk = row.pk
             if verdict.fate is Fate.SEND:
-                pending.append([row.email.strip(), row.merge_fields])
+                pending.append([row.email.strip(), convert_all(row.merge_fields, types)])
                 if len(pending) >= run.batch_size:
                     commit_batch()
             elif verdict.fate is Fate.DUPLICATE:

@@ -14,9 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import first_export
 from . import settings as settings_mod
 from .extension import McSync
 from .models import Batch, Run, utcnow
+from .outbox import enqueue_items
 from .settings import InvalidSetting
 
 BATCH_ENDED = ("done", "failed")
@@ -47,11 +49,18 @@ def start_export(
     started_by: str,
     list_id: str | None = None,
     batch_size: Any = None,
+    skip_merge_validation: bool = False,
 ) -> Started:
     """Start a manual export (or return the one already running for the audience).
 
-    :raises ExportError: when no audience is chosen, the batch size is out of range, or
-        the job queue cannot be reached.
+    Before a new run, the audience's required merge fields are compared with the shop's
+    mapping (:func:`preflight.unmapped_required`): when the shop fills none of some
+    required field, Mailchimp would refuse the addresses, so the export starts only if
+    the owner chose ``skip_merge_validation`` (recorded on the run).
+
+    :raises ExportError: when no audience is chosen, the batch size is out of range,
+        required merge fields are not filled and not skipped, or the job queue cannot be
+        reached.
     """
     session = ext.session
     current = settings_mod.load(session, ext.config)
@@ -70,7 +79,13 @@ def start_export(
         )
     except InvalidSetting as exc:
         raise ExportError(str(exc)) from None
-    ext.require_source()
+    source = ext.require_source()
+    if not skip_merge_validation:
+        from .preflight import refusal_message, unmapped_required
+
+        missing = unmapped_required(ext, source, list_id)
+        if missing:
+            raise ExportError(refusal_message(missing))
     run = Run(
         kind="export",
         list_id=list_id,
@@ -79,6 +94,7 @@ def start_export(
         started_by=started_by[:120],
         batch_size=size,
         status_if_new=current.status_if_new,
+        skip_merge_validation=bool(skip_merge_validation),
     )
     session.add(run)
     try:
@@ -105,12 +121,17 @@ def start_export(
 
 
 def end_run(session: Session, run_id: int, status: str, message: str | None = None) -> None:
-    """Mark a run ended and free its audience for the next export. The caller commits."""
+    """Mark a run ended and free its audience for the next export. The caller commits.
+
+    The signups that waited for it are due again in the same transaction (see
+    :mod:`first_export`); the sweep hands them to the workers.
+    """
     session.execute(
         sa.update(Run)
         .where(Run.id == run_id, Run.status.not_in(RUN_ENDED))
         .values(status=status, active_list_id=None, finished_at=utcnow(), message=message)
     )
+    first_export.release(session, run_id)
 
 
 def stop_run(session: Session, run_id: int, message: str) -> None:
@@ -204,7 +225,10 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
         if status == "finished":
             list_id = session.execute(sa.select(Run.list_id).where(Run.id == run_id)).scalar()
             settings_mod.mark_first_export_done(session, ext.config, list_id)
+        # The signups that waited for this export go out now, in this transaction.
+        waiting = first_export.release(session, run_id)
         session.commit()
+        _wake(ext, waiting)
         return True
     session.commit()
     return False
@@ -221,6 +245,7 @@ BATCH_COLUMNS = (
     Batch.created,
     Batch.updated,
     Batch.errors,
+    Batch.archived,
     Batch.attempts,
     Batch.retries,
     Batch.retry_seconds,
@@ -240,6 +265,7 @@ def _batch_dict(b: Any) -> dict[str, Any]:
         "created": b.created,
         "updated": b.updated,
         "errors": b.errors,
+        "archived": b.archived,
         "attempts": b.attempts,
         "retries": b.retries,
         "retry_seconds": round(b.retry_seconds or 0.0, 1),
@@ -271,6 +297,12 @@ def _window(session: Session, run_id: int) -> list[Any]:
     return sorted(rows, key=lambda b: b.seq)
 
 
+def _wake(ext: McSync, ids: list[int]) -> None:
+    """Tell the workers about released rows; without Redis the sweep finds them."""
+    if ids:
+        enqueue_items(ext, ids)
+
+
 def progress(session: Session, run_id: int) -> dict[str, Any] | None:
     """Everything the progress window and ``export --wait`` show, as plain data.
 
@@ -294,7 +326,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         "active": int(active),
         "waiting": max(run.batch_count - run.batches_done - run.batches_failed - int(active), 0),
     }
-    done_addresses = run.created + run.updated + run.errors
+    done_addresses = run.created + run.updated + run.archived + run.confirmations + run.errors
     now = utcnow()
     elapsed = ((run.finished_at or now) - run.started_at).total_seconds() if run.started_at else 0
     rate = done_addresses / elapsed if elapsed > 0 else 0.0
@@ -313,7 +345,9 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         "created": run.created,
         "updated": run.updated,
         "errors": run.errors,
+        "archived": run.archived,
         "skipped": run.skipped,
+        "skip_merge_validation": run.skip_merge_validation,
         "excluded": run.excluded,
         "invalid": run.invalid,
         "duplicates": run.duplicates,

@@ -112,13 +112,42 @@ def update(
 
 
 def mark_first_export_done(session: Session, config: Config, list_id: str | None = None) -> None:
-    """Auto-sync may start: a first export to the chosen audience has finished.
+    """Record that a first export completed, which starts auto-sync. The caller commits.
 
-    An export to another audience (``flask mcsync export --list``) does not count: new
-    subscribers go to the chosen one, which has still not had its first export.
+    ``list_id`` is the audience the export went to: an export to another audience than
+    the chosen one (``export --list``, or the owner switched audience meanwhile) is not
+    this audience's first export.
     """
     row = _row(session, config)
     if list_id is not None and list_id != row.list_id:
         return
     if row.first_export_at is None:
         row.first_export_at = utcnow()
+
+
+def webhook_secret(session: Session) -> str | None:
+    """The secret in the webhook's URL, or ``None`` before one was made."""
+    row = session.get(Settings, 1)
+    return row.webhook_secret if row is not None else None
+
+
+def ensure_webhook_secret(session: Session, config: Config) -> str:
+    """The webhook's secret, made (and committed) on first use: 256 random bits."""
+    import secrets
+
+    row = _row(session, config)
+    if not row.webhook_secret:
+        row.webhook_secret = secrets.token_urlsafe(32)
+        session.commit()
+    return str(row.webhook_secret)
+
+
+def set_webhook_id(session: Session, config: Config, webhook_id: str | None) -> None:
+    row = _row(session, config)
+    row.webhook_id = webhook_id
+    session.commit()
+
+
+def stored_webhook_id(session: Session) -> str | None:
+    row = session.get(Settings, 1)
+    return row.webhook_id if row is not None else None

@@ -16,19 +16,27 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import first_export
 from . import settings as settings_mod
 from .addresses import normalize
 from .eligibility import judge
 from .exclusions import load_ruleset
 from .extension import McSync
 from .gateway import AccountError, AddressError, MailchimpError, TransientError, was_created
+from .merge_values import convert_all
 from .models import OutboxItem, Run, utcnow
-from .outcomes import AddressOutcome, Result, record, synced_since
+from .outcomes import AddressOutcome, Result, archived_outcome, record, synced_since
+from .preflight import types_or_none
 from .retry import backoff_seconds
 from .throttle import SlotTimeout
 
 # See batch_sync.CLOCK_SKEW.
 CLOCK_SKEW = timedelta(seconds=2)
+
+
+# What the shop asked for, from the outbox rows' actions (see outbox.add).
+OPT_INS = ("signup", "optin")
+CHANGES = ("change", "optin", "optout")
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,12 @@ class Plan:
 
 
 def plan_for(ext: McSync, email: str, wants: str) -> Plan:
-    """Decide from the shop's current data. ``wants`` is signup, change or resync."""
+    """Decide from the shop's current data.
+
+    ``wants`` is what the shop signalled: signup, optin, optout, change (a profile or
+    address change) or resync. The shop's data as it is now decides, so an opt-in
+    followed by an opt-out before the job ran unsubscribes.
+    """
     session = ext.session
     verdict = judge(email, load_ruleset(session))
     if not verdict.send:
@@ -52,7 +65,7 @@ def plan_for(ext: McSync, email: str, wants: str) -> Plan:
     if subscribed:
         row = subscribed[0]
         return Plan("upsert", row.email.strip(), merge_fields=row.merge_fields)
-    if rows and wants == "change":
+    if rows and wants in CHANGES:
         # In the shop but no longer a subscriber: they opted out of the newsletter.
         return Plan("unsubscribe", email.strip(), "The customer opted out in the shop.")
     if rows:
@@ -60,10 +73,38 @@ def plan_for(ext: McSync, email: str, wants: str) -> Plan:
     return Plan("skip", email.strip(), "Not in the shop's subscriber source.")
 
 
+def sync_reason(plan: Plan, wants: str, previous_email: str | None) -> str:
+    """What this single sync was, in the shop's words (shown on the dashboard).
+
+    signup, optin (newsletter opt-in), optout, address_change, update (a profile
+    change), resync.
+    """
+    if wants == "resync":
+        return "resync"
+    if previous_email and normalize(previous_email) != normalize(plan.email):
+        return "address_change"
+    if plan.action == "unsubscribe":
+        return "optout"
+    if wants in ("signup", "optin"):
+        return wants
+    return "optout" if wants == "optout" and plan.action == "skip" else "update"
+
+
 def perform(
-    ext: McSync, list_id: str, status_if_new: str, plan: Plan, previous_email: str | None
+    ext: McSync,
+    list_id: str,
+    status_if_new: str,
+    plan: Plan,
+    previous_email: str | None,
+    wants: str = "resync",
 ) -> AddressOutcome:
-    """Carry out a plan against Mailchimp. Raises TransientError / AccountError."""
+    """Carry out a plan against Mailchimp. Raises TransientError / AccountError.
+
+    A fresh opt-in in the shop (``wants`` signup or optin) of someone Mailchimp holds
+    unsubscribed or cleaned asks Mailchimp for ``pending``: it e-mails them to confirm
+    (a cleaned address is refused, and that refusal is recorded). Nothing else ever
+    changes a member's status, and an archived contact is left archived.
+    """
     if plan.action == "skip":
         return AddressOutcome(plan.email, Result.SKIPPED, skip_reason=plan.reason)
     gateway = ext.gateway()
@@ -78,12 +119,30 @@ def perform(
             return AddressOutcome(
                 plan.email, Result.UNSUBSCRIBED, mailchimp_status=member.get("status"), sent=sent
             )
-        sent.update(status_if_new=status_if_new, merge_fields=plan.merge_fields)
+        # The audience's field types, read once for this job.
+        merge = convert_all(plan.merge_fields or {}, types_or_none(ext, list_id))
+        sent.update(status_if_new=status_if_new, merge_fields=merge)
         if previous_email and normalize(previous_email) != normalize(plan.email):
             sent["previous_email"] = previous_email
             _rename(gateway, list_id, previous_email, plan.email)
         since = utcnow() - CLOCK_SKEW
-        member = gateway.upsert_member(list_id, plan.email, status_if_new, plan.merge_fields)
+        member = gateway.upsert_member(list_id, plan.email, status_if_new, merge)
+        if member.get("status") == "archived":
+            return archived_outcome(plan.email, sent)
+        if wants in OPT_INS and member.get("status") in ("unsubscribed", "cleaned"):
+            sent["status"] = "pending"
+            confirmed = gateway.ask_confirmation(list_id, plan.email) or member
+            return AddressOutcome(
+                plan.email,
+                Result.CONFIRMATION,
+                mailchimp_status=confirmed.get("status"),
+                sent=sent,
+                skip_reason=(
+                    "The customer opted in again in the shop while Mailchimp held them"
+                    f" {member.get('status')}: Mailchimp sent its confirmation e-mail; they"
+                    " are subscribed once they confirm."
+                ),
+            )
     except AddressError as exc:
         return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)
     # Mailchimp's answer decides; our history only for a sync a moment before this one.
@@ -146,13 +205,14 @@ def run_single(
         )
         session.commit()
     plan = plan_for(ext, email, wants)
-    outcome = perform(ext, current.list_id, current.status_if_new, plan, previous_email)
+    outcome = perform(ext, current.list_id, current.status_if_new, plan, previous_email, wants)
     run = _single_run(ext, run_id, kind, started_by, current.list_id, started)
     run.status_if_new = current.status_if_new
+    run.sync_reason = sync_reason(plan, wants, previous_email)
     record(session, run.id, [outcome])
     run.status = "finished"
     run.finished_at = utcnow()
-    if outcome.result is Result.SKIPPED:
+    if outcome.result in (Result.SKIPPED, Result.ARCHIVED, Result.CONFIRMATION):
         run.message = outcome.skip_reason
     elif outcome.error is not None:
         run.message = f"{outcome.error.title}: {outcome.error.full_detail}"
@@ -185,12 +245,14 @@ def fail_run(
     *,
     kind: str = "resync",
     started_by: str = "",
+    reason: str | None = None,
     commit: bool = True,
 ) -> Run:
     """Record a single-address sync that gave up: its run, failed, with the error."""
     session = ext.session
     list_id = settings_mod.load(session, ext.config).list_id or ""
     run = _single_run(ext, run_id, kind, started_by, list_id, utcnow())
+    run.sync_reason = reason or run.sync_reason or ("resync" if kind == "resync" else None)
     record(session, run.id, [AddressOutcome(email, Result.ERROR, error=error)])
     run.status = "failed"
     run.finished_at = utcnow()
@@ -208,8 +270,9 @@ def fail_run(
 def send_outbox_item(ext: McSync, item_id: int) -> str:
     """Send one waiting outbox row (and any other waiting rows for the same address).
 
-    Returns what happened: sent, skipped, retry, failed, ignored, or busy (another worker
-    holds it). Safe to call twice: the row is claimed with a conditional UPDATE first.
+    Returns what happened: sent, skipped, retry, failed, ignored, held (it waits for the
+    first export), covered (an export sent it), or busy (another worker holds it). Safe
+    to call twice: the row is claimed with a conditional UPDATE first.
     """
     session = ext.session
     now = utcnow()
@@ -243,27 +306,28 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             )
         ).scalars()
     )
-    wants = "change" if any(i.action == "change" for i in [item, *siblings]) else "signup"
+    # The latest thing the shop said wins (a signup then an opt-out is an opt-out).
+    actions = [i.action for i in [item, *siblings] if i.action != "signup"]
+    wants = actions[-1] if actions else "signup"
     previous = next((i.previous_email for i in [item, *siblings] if i.previous_email), None)
     latest_email = siblings[-1].email if siblings else item.email
 
-    current = settings_mod.load(session, ext.config)
-    if not current.auto_sync_active:
-        if not current.auto_sync:
-            reason = "auto-sync is switched off"
-        elif not current.list_id:
-            reason = "no audience is chosen in the settings"
-        else:
-            reason = "no first export yet: new customers are part of the first export"
-        _close(session, [item, *siblings], "ignored", reason, None)
-        return "ignored"
     closing = [item, *siblings]
+    decision = first_export.decide(session, settings_mod.load(session, ext.config), closing)
+    if decision.action == "hold":
+        first_export.hold(closing, decision, ext.config.lease_seconds)
+        session.commit()
+        return "held"
+    if decision.action != "send":
+        status = decision.status if decision.action == "covered" else "ignored"
+        _close(session, closing, status or "ignored", decision.reason, decision.run_id)
+        return "covered" if decision.action == "covered" else "ignored"
     try:
         run = run_single(
             ext,
             latest_email,
             kind="auto",
-            started_by="signup",
+            started_by="shop",
             wants=wants,
             previous_email=previous,
             commit=False,
@@ -276,7 +340,14 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
                 f"Gave up after {item.attempts} attempts", f"{error.title}: {error.detail}"
             )
             run = fail_run(
-                ext, None, latest_email, gave_up, kind="auto", started_by="signup", commit=False
+                ext,
+                None,
+                latest_email,
+                gave_up,
+                kind="auto",
+                started_by="shop",
+                reason=_asked(wants, previous),
+                commit=False,
             )
             _close(session, closing, "failed", str(gave_up), run.id)
             return "failed"
@@ -285,13 +356,23 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         item.last_error = f"Attempt {item.attempts}: {error}"
         item.next_attempt_at = utcnow() + timedelta(seconds=delay)
         session.commit()
-        from .jobs import enqueue_outbox_item
+        if not ext.redis_offline:  # else the row waits, due again after its backoff
+            from .jobs import enqueue_outbox_item
 
-        enqueue_outbox_item(ext, item.id, delay=delay)
+            enqueue_outbox_item(ext, item.id, delay=delay)
         return "retry"
     except AccountError as exc:
         session.rollback()
-        run = fail_run(ext, None, latest_email, exc, kind="auto", started_by="signup", commit=False)
+        run = fail_run(
+            ext,
+            None,
+            latest_email,
+            exc,
+            kind="auto",
+            started_by="shop",
+            reason=_asked(wants, previous),
+            commit=False,
+        )
         _close(session, closing, "failed", str(exc), run.id)
         return "failed"
     # The outcome and the outbox rows commit together: a crash cannot leave the address
@@ -300,6 +381,13 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
     status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
     _close(session, closing, status, run.message, run.id)
     return status
+
+
+def _asked(wants: str, previous: str | None) -> str:
+    """The sync's reason when it failed before the shop's data was read."""
+    if previous:
+        return "address_change"
+    return {"change": "update"}.get(wants, wants)
 
 
 def _close(

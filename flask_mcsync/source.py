@@ -9,20 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .addresses import normalize
 
+if TYPE_CHECKING:
+    from .changes import MailchimpChange
+
 FilterSpec = Callable[[], Any] | Any
 MergeFieldSpec = str | Callable[[Any], Any]
+ChangeHook = Callable[["MailchimpChange"], "str | None"]
 
 
 @dataclass(frozen=True)
 class SourceRow:
-    """One address as the shop holds it."""
+    """One address as the shop holds it (merge values as the shop's columns hold them)."""
 
     pk: Any
     email: str
@@ -40,12 +44,17 @@ class SubscriberSource:
         stay out of the audience (and off the Mailchimp bill).
     :param merge_fields: Mailchimp merge tag → attribute name (read as a column, fast) or
         a callable taking the model instance (loads whole rows, slower).
+    :param on_mailchimp_change: called with each :class:`~.changes.MailchimpChange` (an
+        unsubscribe, a bounce, a profile or address change made in Mailchimp) inside the
+        transaction that records it: change the shop's rows in the host's session, and
+        return a short sentence saying what was done (shown in the sync history).
     """
 
     model: type
     email: str = "email"
     filter: FilterSpec | None = None
     merge_fields: Mapping[str, MergeFieldSpec] = field(default_factory=dict)
+    on_mailchimp_change: ChangeHook | None = None
 
     def __post_init__(self) -> None:
         mapper: Any = sa.inspect(self.model, raiseerr=False)
@@ -109,7 +118,8 @@ class SubscriberSource:
                 value = getattr(instance, spec) if isinstance(spec, str) else spec(instance)
                 if value is not None:
                     merge[tag] = value
-        merge = {k: v if isinstance(v, (int, float)) else str(v) for k, v in merge.items()}
+        # Raw Python values (bool, date, Decimal...): :mod:`merge_values` converts them
+        # for the audience's field types before anything is sent.
         return SourceRow(pk=row[0], email=row[1] or "", merge_fields=merge)
 
     def pages(
@@ -129,6 +139,14 @@ class SubscriberSource:
             if len(rows) < page_size:
                 return
 
+    def with_subscriber_flag(self) -> sa.Select[Any]:
+        """The source's select with a last column saying whether the row is a subscriber;
+        read its rows with :meth:`row_of` (the flag column left out)."""
+        return self._select().add_columns(self.where().label("mcsync_is_subscriber"))
+
+    def row_of(self, row: Any) -> SourceRow:
+        return self._row(row)
+
     def find(self, session: Session, email: str) -> list[tuple[SourceRow, bool]]:
         """Every row whose address is ``email`` in any case, with whether it is a subscriber.
 
@@ -137,8 +155,7 @@ class SubscriberSource:
         this scans the table.
         """
         query = (
-            self._select()
-            .add_columns(self.where().label("mcsync_is_subscriber"))
+            self.with_subscriber_flag()
             .where(sa.func.lower(self.email_column) == normalize(email))
             .order_by(self._pk)
         )

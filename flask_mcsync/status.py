@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from .models import OutboxItem, Outcome, Run, utcnow
 from .outbox import waiting_count
+from .outcomes import LABELS
 
 MAX_DAYS = 365
 PER_PAGE = 25
@@ -56,6 +57,10 @@ def run_summary(run: Run) -> dict[str, Any]:
         "updated": run.updated,
         "skipped": run.skipped,
         "errors": run.errors,
+        "archived": run.archived,
+        "confirmations": run.confirmations,
+        "sync_reason": run.sync_reason,
+        "skip_merge_validation": run.skip_merge_validation,
         "excluded": run.excluded,
         "invalid": run.invalid,
         "message": run.message,
@@ -131,18 +136,19 @@ def totals(session: Session, period: Period) -> dict[str, int]:
             sa.func.coalesce(sa.func.sum(Run.updated), 0),
             sa.func.coalesce(sa.func.sum(Run.skipped), 0),
             sa.func.coalesce(sa.func.sum(Run.errors), 0),
+            sa.func.coalesce(sa.func.sum(Run.archived), 0),
+            sa.func.coalesce(sa.func.sum(Run.confirmations), 0),
         ).where(Run.created_at >= period.since, Run.created_at <= period.until)
     ).one()
-    return dict(
-        zip(("runs", "created", "updated", "skipped", "errors"), map(int, row), strict=True)
-    )
+    names = ("runs", "created", "updated", "skipped", "errors", "archived", "confirmations")
+    return dict(zip(names, map(int, row), strict=True))
 
 
 def _error_filter(kind: str | None) -> list[Any]:
     if kind == "permanent":
-        return [Outcome.permanent.is_(True)]
+        return [Outcome.outcome == "error", Outcome.permanent.is_(True)]
     if kind == "retried":
-        return [Outcome.permanent.is_(False)]
+        return [Outcome.outcome == "error", Outcome.permanent.is_(False)]
     return []
 
 
@@ -154,8 +160,13 @@ def errors(
     kind: str | None = None,
     title: str | None = None,
     limit: int | None = 200,
+    outcomes: tuple[str, ...] = ("error",),
 ) -> list[dict[str, Any]]:
-    """Error outcomes of one run or of a period: address, Mailchimp's title and detail."""
+    """Error outcomes of one run or of a period: address, Mailchimp's title and detail.
+
+    ``outcomes`` adds other outcomes that need the owner's eye (the CSV adds
+    ``archived``: contacts left archived in Mailchimp, which receive nothing).
+    """
     # Only the columns shown: whole Outcome objects (with their "sent" JSON) make a year's
     # CSV several times slower.
     query = sa.select(
@@ -165,7 +176,8 @@ def errors(
         Outcome.error_title,
         Outcome.error_detail,
         Outcome.permanent,
-    ).where(Outcome.outcome == "error", *_error_filter(kind))
+        Outcome.outcome,
+    ).where(Outcome.outcome.in_(outcomes), *_error_filter(kind))
     if run_id is not None:
         query = query.where(Outcome.run_id == run_id)
     if period is not None:
@@ -183,8 +195,9 @@ def errors(
             "title": title,
             "detail": detail,
             "permanent": permanent,
+            "outcome": LABELS.get(outcome, outcome),
         }
-        for run_id, at, email, title, detail, permanent in session.execute(query)
+        for run_id, at, email, title, detail, permanent, outcome in session.execute(query)
     ]
 
 
@@ -198,7 +211,9 @@ def error_titles(session: Session, run_id: int) -> list[tuple[str, int]]:
     return [(t, int(n)) for t, n in rows if t is not None]
 
 
-CSV_COLUMNS = ["run_id", "at", "email", "title", "detail", "permanent"]
+CSV_COLUMNS = ["run_id", "at", "email", "outcome", "title", "detail", "permanent"]
+# The CSV lists errors and contacts left archived (both mean: this address gets no mail).
+CSV_OUTCOMES = ("error", "archived")
 
 
 def errors_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
@@ -208,7 +223,7 @@ def errors_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
     writer.writeheader()
     for row in rows:
         # A leading =, +, - or @ would be a formula in a spreadsheet: neutralise it.
-        writer.writerow({k: _cell(row[k]) for k in CSV_COLUMNS})
+        writer.writerow({k: _cell(row.get(k, "")) for k in CSV_COLUMNS})
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

@@ -76,6 +76,13 @@ class Sweeping:
             return
         if found and any(found.values()):
             log.info("mcsync sweep: %s", found)
+        from .jobs import reconcile_if_due
+
+        try:
+            if reconcile_if_due(state()):
+                log.info("mcsync: periodic reconcile queued")
+        except Exception:  # like the sweep: a failure waits for the next interval
+            log.exception("mcsync: could not queue the periodic reconcile")
 
 
 class McSyncWorker(Sweeping, Worker):

@@ -179,11 +179,20 @@ def test_runs_autosyncs_and_resyncs_appear_in_their_period_with_their_counts(
     assert run_ids(html) == [export.id, auto.id, failed_auto.id]  # newest first
     assert 'value="7"' in html
     totals = dict(re.findall(r'data-total="(\w+)">([\d,]+)<', html))
-    assert totals == {"runs": "3", "created": "11", "updated": "5", "skipped": "0", "errors": "3"}
+    assert totals == {
+        "runs": "3",
+        "created": "11",
+        "updated": "5",
+        "skipped": "0",
+        "errors": "3",
+        "archived": "0",
+        "confirmations": "0",
+    }
     row = html[html.index(f'data-run-id="{export.id}"') :]
     row = row[: row.index("</tr>")]
     assert "Manual export" in row and "admin pages" in row and "1 min 35 s" in row
-    assert [int(x) for x in re.findall(r'mc-num[^"]*">(\d+)<', row)] == [10, 5, 0, 2]
+    # created, updated, archived, skipped, errors
+    assert [int(x) for x in re.findall(r'mc-num[^"]*">(\d+)<', row)] == [10, 5, 0, 0, 2]
     assert "mc-badge-finished" in row
     failed_row = html[html.index(f'data-run-id="{failed_auto.id}"') :]
     failed_row = failed_row[: failed_row.index("</tr>")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -297,7 +298,7 @@ def test_nothing_is_sent_before_the_first_export(
 # --- 3. opt-out, and nobody is resubscribed -------------------------------------------------
 
 
-def test_opt_out_unsubscribes_and_a_returning_unsubscriber_stays_unsubscribed(
+def test_opt_out_unsubscribes_and_a_returning_unsubscriber_is_asked_to_confirm(
     app: Flask, sandbox: Any, workers: Workers
 ) -> None:
     _activate(app)
@@ -333,21 +334,26 @@ def test_opt_out_unsubscribes_and_a_returning_unsubscriber_stays_unsubscribed(
     wait_for(lambda: len(_outcomes(email)) == 2, 30, "the opt-out's outcome")
     assert [o.outcome for o in _outcomes(email)] == ["created", "unsubscribed"]
 
+    # A fresh signup of someone Mailchimp holds unsubscribed: never a silent
+    # resubscription; Mailchimp is asked to e-mail a confirmation (pending).
     _signup(client, returning, "Former", "Reader")
     rows = wait_for(lambda: _settled(returning), 30, "the returning signup to be handled")
     assert [r.status for r in rows] == ["sent"]
     member = _member(sandbox, returning)
-    assert member is not None and member["status"] == "unsubscribed"
-    assert member["merge_fields"]["FNAME"] == "Former"  # the data is updated, not the status
+    assert member is not None and member["status"] == "pending"
+    assert member["merge_fields"]["FNAME"] == "Former"
     outcomes = _outcomes(returning)
-    assert [(o.outcome, o.mailchimp_status) for o in outcomes] == [("updated", "unsubscribed")]
+    assert [(o.outcome, o.mailchimp_status) for o in outcomes] == [("confirmation", "pending")]
+    sent = [e["email_address"] for e in sandbox.client.confirmation_emails(LIST_ID)]
+    assert sent == [returning.lower()] or sent == [returning]
 
-    # The unsubscriber opts in again on the newsletter page: still no resubscription.
+    # Opting in again while the confirmation is pending asks nothing more of Mailchimp.
     response = client.post("/newsletter", data={"email": returning, "newsletter": "1"})
     assert response.status_code == 302
     wait_for(lambda: len(_outcomes(returning)) == 2, 30, "the opt-in to be handled")
     member = _member(sandbox, returning)
-    assert member is not None and member["status"] == "unsubscribed"
+    assert member is not None and member["status"] == "pending"
+    assert len(sandbox.client.confirmation_emails(LIST_ID)) == 1
 
 
 # --- 4. Redis down ----------------------------------------------------------------------------
@@ -386,6 +392,15 @@ class OwnRedis:
             wait_for(lambda: _pings(client), 10, "the test's redis-server to answer")
         finally:
             client.close()
+
+    def hang(self) -> None:
+        """SIGSTOP: connections are still accepted (by the kernel) but never answered."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -440,10 +455,10 @@ def own_workers(own_app: Flask) -> Iterator[Workers]:
 
 @pytest.fixture
 def fresh_breaker(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The hook's Redis breaker is process-wide: give this test its own."""
+    """The hand-off's Redis breaker is per app; start this test with none tripped."""
     from flask_mcsync import outbox
 
-    monkeypatch.setattr(outbox, "breaker", outbox._Breaker())
+    monkeypatch.setattr(outbox, "_breakers", outbox.weakref.WeakKeyDictionary())
     return outbox
 
 
@@ -509,6 +524,59 @@ def test_signups_wait_while_redis_is_down_and_flush_sends_them(
     assert sandbox.client.members(LIST_ID)["counts"]["subscribed"] == len(down)
     assert _puts(sandbox) == len(down)
     assert set(_created_per_address().values()) == {1}
+
+
+def test_a_hung_redis_costs_signups_nothing_and_their_rows_are_sent(
+    own_app: Flask, own_redis: OwnRedis, own_workers: Workers, sandbox: Any, fresh_breaker: Any
+) -> None:
+    """Redis accepts connections and never answers (SIGSTOP): every signup still answers
+    at once; ``flush`` sends the waiting rows without Redis; once Redis answers again
+    (SIGCONT) the worker sends the rest. Real figures are in benchmarks/bench_signup.py;
+    the bound here is generous (the socket timeout is 10 s)."""
+    app = own_app
+    _activate(app)
+    [worker] = own_workers.start(1)
+    client = app.test_client(use_cookies=False)
+    _signup(client, "before.the.hang@gmail.com")
+    wait_for(lambda: _member(sandbox, "before.the.hang@gmail.com"), 30, "the first signup")
+
+    own_redis.hang()
+    seconds: list[float] = []
+
+    def signups(emails: list[str]) -> None:
+        for i, email in enumerate(emails):
+            started = time.monotonic()
+            _signup(client, email, "Hung", str(i))
+            seconds.append(time.monotonic() - started)
+
+    first = [f"redis.hung.{i:02d}@gmail.com" for i in range(10)]
+    signups(first)
+    assert max(seconds) < 2, f"signup times with a hung Redis: {seconds}"
+    assert {(r.status, r.attempts) for r in _outbox() if r.email in first} == {("pending", 0)}
+
+    # flush needs Redis only for the connection slots: it says so and sends the rows.
+    started = time.monotonic()
+    result = app.test_cli_runner().invoke(args=["mcsync", "flush"])
+    flushed_in = time.monotonic() - started
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "Redis did not answer" in result.output, result.output
+    assert f"Sent {len(first)} waiting rows" in result.output, result.output
+    assert flushed_in < 30, f"flush took {flushed_in:.1f} s with a hung Redis"
+    for email in first:
+        assert _member(sandbox, email) is not None, email
+
+    second = [f"redis.hung.later.{i:02d}@gmail.com" for i in range(10)]
+    signups(second)
+    assert max(seconds) < 2, f"signup times with a hung Redis: {seconds}"
+    own_redis.resume()
+    for email in second:
+        wait_for(lambda e=email: _member(sandbox, e), 60, f"{email} once Redis answers again")
+    wait_for(lambda: _waiting(app) == 0, 30, "every row to be handled")
+    assert worker.poll() is None, "the worker exited while Redis hung"
+    created = _created_per_address()
+    assert {e: n for e, n in created.items() if n != 1} == {}
+    assert set(created) == {"before.the.hang@gmail.com", *first, *second}
+    assert _puts(sandbox) == 1 + len(first) + len(second)
 
 
 def test_a_busy_worker_survives_a_redis_restart(
@@ -689,7 +757,8 @@ def test_several_waiting_rows_for_one_address_make_one_put(
     subscriber_changed.send(app, email=email.lower())
     db.session.commit()
     assert len(_outbox(email)) == 4
-    assert _ready_rows(app) == 4
+    # Handed to Redis by the background hand-off thread, not by the signup itself.
+    wait_for(lambda: _ready_rows(app) == 4, 10, "the hand-off to mark the 4 rows ready")
     assert _queued_jobs(app) == 1  # one drain job for all of them
 
     workers.start(1)

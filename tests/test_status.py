@@ -145,7 +145,15 @@ def test_report_shows_the_syncs_of_the_period_newest_first_with_their_counts(
     assert [r["id"] for r in week["runs"]] == [resync, auto, export]
     assert [r["kind"] for r in week["runs"]] == ["resync", "auto", "export"]
     assert week["total"] == 3 and week["pages"] == 1 and week["page"] == 1
-    assert week["totals"] == {"runs": 3, "created": 21, "updated": 470, "skipped": 3, "errors": 10}
+    assert week["totals"] == {
+        "runs": 3,
+        "created": 21,
+        "updated": 470,
+        "skipped": 3,
+        "errors": 10,
+        "archived": 0,
+        "confirmations": 0,
+    }
     by_id = {r["id"]: r for r in week["runs"]}
     assert by_id[export]["created"] == 20 and by_id[export]["updated"] == 470
     assert by_id[export]["errors"] == 10 and by_id[export]["excluded"] == 3
@@ -553,7 +561,15 @@ def test_real_syncs_show_on_the_dashboard_with_mailchimps_error_texts(
         (auto.id, "auto"),
         (export_id, "export"),
     ]
-    assert week["totals"] == {"runs": 3, "created": 14, "updated": 0, "skipped": 0, "errors": 3}
+    assert week["totals"] == {
+        "runs": 3,
+        "created": 14,
+        "updated": 0,
+        "skipped": 0,
+        "errors": 3,
+        "archived": 0,
+        "confirmations": 0,
+    }
     today = week["daily"][-1]
     assert (today["synced"], today["failed"]) == (14, 3)
 

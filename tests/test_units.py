@@ -141,6 +141,34 @@ def test_403_without_a_body_is_transient(body: dict[str, Any] | None) -> None:
     assert isinstance(error, TransientError)
     assert error.retry_after == 3.0
     assert error.detail  # a sentence, even though Mailchimp sent none
+    assert "retried with backoff" in error.detail and "API key" in error.detail
+
+
+def test_signed_up_to_a_lot_of_lists_is_transient_like_a_429() -> None:
+    body = problem(
+        400,
+        "Invalid Resource",
+        "a.b@gmail.com has signed up to a lot of lists very recently; we're not allowing"
+        " more signups for now",
+    )
+    error = error_from_response(400, body, "30")
+    assert isinstance(error, TransientError) and not error.permanent
+    assert error.retry_after == 30.0 and "signed up to a lot of lists" in error.detail
+    # Other "Invalid Resource" answers stay about the address.
+    assert isinstance(error_from_response(400, problem(400, "Invalid Resource", "x")), AddressError)
+
+
+def test_empty_403_from_mailchimp3_is_classified_without_a_crash() -> None:
+    import requests
+    from mailchimp3.mailchimpclient import MailChimpError
+
+    from flask_mcsync.gateway import _from_mailchimp3
+
+    response = requests.Response()
+    response.status_code = 403
+    response._content = b""
+    error = _from_mailchimp3(MailChimpError({"response": response}))
+    assert isinstance(error, TransientError) and error.status == 403
 
 
 def test_5xx_without_a_body_still_says_something() -> None:

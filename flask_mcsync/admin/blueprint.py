@@ -16,6 +16,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from .both_ways_views import register as register_both_ways_views
 from .diagnostic_views import register as register_diagnostic_views
 from .request_input import check_request
 from .security import check_access, check_csrf, csrf_token
@@ -61,6 +62,7 @@ def make_blueprint() -> Blueprint:
     register_sync_views(bp)
     register_status_views(bp)
     register_diagnostic_views(bp)
+    register_both_ways_views(bp)
     return bp
 
 

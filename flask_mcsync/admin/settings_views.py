@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import exclusions
+from .. import connect, exclusions
 from .. import settings as settings_mod
 from ..config import ConfigError
 from ..eligibility import tally
@@ -53,6 +53,7 @@ def _render(
         except ConfigError as exc:
             count_error = str(exc)
     session.commit()  # end the read transaction: no snapshot held between requests
+    webhook = connect.status(ext)
     values = {
         "list_id": current.list_id,
         "double_optin": current.double_optin,
@@ -65,6 +66,7 @@ def _render(
         config=ext.config,
         current=current,
         account=account,
+        webhook=webhook,
         values=values,
         errors=errors or {},
         rules=[(rule, (counts or {}).get(rule.id, 0)) for rule in ruleset.rules],

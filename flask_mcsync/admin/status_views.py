@@ -26,13 +26,13 @@ from werkzeug.wrappers import Response
 from .. import runs, status
 from ..extension import state
 from ..models import Outcome, Run
+from ..outcomes import KIND_LABELS, outcome_label, run_label
 from .request_input import query_id
 
 UNPROCESSABLE = 422
 DEFAULT_DAYS = 7
 ERRORS_SHOWN = 200  # per page; the CSV has them all
 
-KIND_LABELS = {"export": "Manual export", "auto": "Auto-sync", "resync": "Re-sync"}
 STATUS_LABELS = {
     "queued": "Queued",
     "running": "Running",
@@ -49,6 +49,8 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/status/errors.csv", "errors_csv", errors_csv, methods=["GET"])
     bp.app_template_filter("mcsync_duration")(duration)
     bp.app_template_filter("mcsync_time")(parse_time)
+    bp.app_template_global("mcsync_run_label")(run_label)
+    bp.app_template_global("mcsync_outcome_label")(outcome_label)
 
 
 # --- query string ---------------------------------------------------------------------------
@@ -163,7 +165,12 @@ def errors_csv() -> Response:
     run_id = query_id("run")
     if run_id is not None:
         rows = status.errors(
-            session, run_id=run_id, kind=kind or None, title=title or None, limit=None
+            session,
+            run_id=run_id,
+            kind=kind or None,
+            title=title or None,
+            limit=None,
+            outcomes=status.CSV_OUTCOMES,
         )
         name = f"mailchimp-errors-run-{run_id}"
     else:
@@ -176,6 +183,7 @@ def errors_csv() -> Response:
             kind=kind or None,
             title=title or None,
             limit=None,
+            outcomes=status.CSV_OUTCOMES,
         )
         name = f"mailchimp-errors-last-{days}-days"
     session.commit()

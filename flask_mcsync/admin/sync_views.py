@@ -12,10 +12,9 @@ from typing import Any
 from flask import Blueprint, jsonify, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import exclusions, runs
+from .. import preflight, runs
 from .. import settings as settings_mod
 from ..config import ConfigError
-from ..eligibility import tally
 from ..extension import state
 
 UNPROCESSABLE = 422
@@ -60,6 +59,7 @@ def export_window() -> Response:
         "status_if_new": current.status_if_new,
         "run": None,
         "counts": None,
+        "merge_fields": None,
         "error": None,
     }
     if current.list_id:
@@ -69,8 +69,8 @@ def export_window() -> Response:
             data["run"] = _progress(active.id)
         else:
             try:
-                ruleset = exclusions.load_ruleset(session)
-                data["counts"] = tally(session, ext.require_source(), ruleset).as_dict()
+                # The counts and the required merge field check, as `flask mcsync preview`.
+                data.update(preflight.preview(ext, current.list_id))
             except ConfigError as exc:
                 data["error"] = str(exc)
     session.commit()
@@ -88,8 +88,16 @@ def export_start() -> tuple[Response, int]:
         )
     except settings_mod.InvalidSetting as exc:
         return jsonify(error=str(exc), field="batch_size"), UNPROCESSABLE
+    raw_skip = (
+        body.get("skip_merge_validation")
+        if isinstance(body, dict)
+        else request.form.get("skip_merge_validation")
+    )
+    skip = raw_skip is True or str(raw_skip).lower() in ("1", "true", "on", "yes")
     try:
-        started = runs.start_export(ext, "admin pages", batch_size=batch_size)
+        started = runs.start_export(
+            ext, "admin pages", batch_size=batch_size, skip_merge_validation=skip
+        )
     except (runs.ExportError, ConfigError) as exc:
         ext.session.rollback()
         return jsonify(error=str(exc)), UNPROCESSABLE

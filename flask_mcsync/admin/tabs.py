@@ -28,11 +28,23 @@ TABS = (
     Tab(
         "mcsync.settings_page",
         "General settings",
-        also=("mcsync.save_settings", "mcsync.add_rule", "mcsync.remove_rule"),
+        also=(
+            "mcsync.save_settings",
+            "mcsync.add_rule",
+            "mcsync.remove_rule",
+            "mcsync.register_webhook",
+            "mcsync.remove_webhook",
+        ),
     ),
     Tab("mcsync.sync_page", "Users list synching"),
     Tab("mcsync.status_page", "Sync status", also=("mcsync.run_page",)),
     Tab("mcsync.diagnostic_page", "Diagnostic tool", parent="mcsync.status_page"),
+    Tab(
+        "mcsync.drift_page",
+        "Drift report",
+        parent="mcsync.status_page",
+        also=("mcsync.start_reconcile",),
+    ),
 )
 
 

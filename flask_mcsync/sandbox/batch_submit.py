@@ -64,7 +64,7 @@ def _operation_errors(index: int, op: object) -> list[dict[str, str]]:
     return errors
 
 
-def validate_operations(body: object) -> list[dict[str, Any] | None]:
+def validate_operations(body: object) -> list[dict[str, Any]]:
     """The submission's operations, or the 400 Mailchimp answers for the whole batch."""
     operations = body.get("operations") if isinstance(body, dict) else None
     if not isinstance(operations, list):

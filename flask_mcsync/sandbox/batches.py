@@ -14,7 +14,7 @@ from typing import Any
 
 from .faults import Faults, signup_limit_error
 from .operations import run_operation
-from .results import build_archive, tar_gz
+from .results import build_archive, tar_gz, unpack_operations
 from .state import Batch, SandboxState, now_iso
 
 __all__ = ["BatchWorker", "archive_bytes", "build_archive"]
@@ -104,7 +104,8 @@ class BatchWorker:
         rate = -1.0
         rate_start, rate_index = 0.0, 0
         index = batch.finished_operations
-        while index < len(batch.operations):
+        operations = unpack_operations(batch.packed_operations)
+        while index < len(operations):
             current = self.faults.batch_ops_per_second
             if current != rate:
                 # Restart the pacing clock whenever the configured rate changes.
@@ -118,13 +119,11 @@ class BatchWorker:
                     if not self._alive(batch):
                         return
                     continue
-            op = batch.operations[index]
-            entry = self._run_one(op or {}, batch.base_url)
+            entry = self._run_one(operations[index], batch.base_url)
             with self.state.lock:
                 if not self._alive(batch):
                     return
                 batch.results.append(entry)
-                batch.operations[index] = None  # its body is no longer needed
                 batch.finished_operations += 1
                 if entry["status_code"] >= 400:
                     batch.errored_operations += 1
@@ -134,6 +133,7 @@ class BatchWorker:
             return
         with self.state.lock:
             if self._alive(batch):
+                batch.packed_operations = b""
                 batch.results.close()
                 batch.completed_at = now_iso()
                 batch.status = "finished"

@@ -65,7 +65,8 @@ class SandboxClient:
         """Insert members as given (any status, no validation).
 
         Each member may carry ``opt_out_source`` ("user", "admin", "api", "abuse") to say
-        how an unsubscribed member left; it decides whether Mailchimp lets them back.
+        how an unsubscribed member left (it decides whether Mailchimp lets them back), and
+        ``unsubscribe_reason``, ``last_changed``, ``timestamp_opt``, ``unsubscribed_at``.
         """
         result: dict[str, int] = self._call(
             "POST", f"/lists/{list_id}/members", {"members": members or []}

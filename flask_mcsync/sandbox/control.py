@@ -19,7 +19,7 @@ from . import events
 from .batches import archive_bytes
 from .compliance import OPT_OUT_SOURCES
 from .faults import FaultConfigError, Faults
-from .members import contact_id_for, find_member
+from .members import find_member
 from .state import (
     STATUSES,
     Audience,
@@ -83,8 +83,11 @@ def _opt_out_source(item: dict[str, Any], status: str) -> str:
     return str(source or "")
 
 
-def _seed_times(member: Member, item: dict[str, Any]) -> None:
-    """Seeded members may carry their history: last_changed, timestamp_opt, unsubscribed_at."""
+def _seed_history(member: Member, item: dict[str, Any]) -> None:
+    """Seeded members may carry their history: last_changed, timestamp_opt, unsubscribed_at
+    and unsubscribe_reason."""
+    if "unsubscribe_reason" in item:
+        member.unsubscribe_reason = str(item["unsubscribe_reason"] or "")
     for name in ("last_changed", "timestamp_opt", "unsubscribed_at"):
         if name in item:
             try:
@@ -122,7 +125,7 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
                 existing.unsubscribed_at = existing.last_changed
             existing.merge_fields.update(merge)
             existing.touch()
-            _seed_times(existing, item)
+            _seed_history(existing, item)
             updated += 1
             continue
         audience.members[key] = Member(
@@ -134,11 +137,10 @@ def _seed(audience: Audience, items: list[Any]) -> dict[str, int]:
             timestamp_opt=stamp if status == "subscribed" else "",
             opt_out_source=source,
             unsubscribed_at=stamp if status == "unsubscribed" else "",
-            contact_id=contact_id_for(audience, key),
             language=str(item.get("language") or ""),
         )
         add_tags(audience, audience.members[key], [str(t) for t in item.get("tags") or []])
-        _seed_times(audience.members[key], item)
+        _seed_history(audience.members[key], item)
         created += 1
     return {"created": created, "updated": updated}
 

@@ -304,8 +304,12 @@ def api_changed(
     """Callbacks (source ``api``) for what one API call did to ``member`` (lock held)."""
     notes: list[Notification] = []
     was = before.status if before.member is member else ""
-    if member.status == "unsubscribed" and was != "unsubscribed":
+    unsubscribed = member.status == "unsubscribed" and was != "unsubscribed"
+    if unsubscribed:
         member.unsubscribe_reason = member.unsubscribe_reason or REASON_BY_API
+    if not any(hook.sources.get("api") for hook in audience.webhooks.values()):
+        return notes  # nobody listens to API changes: bulk exports build no payloads
+    if unsubscribed:
         data = [("data[action]", "unsub"), ("data[reason]", "manual")]
         notes.append(
             notify(state, audience, "unsubscribe", "api", data + _member_data(audience, member))

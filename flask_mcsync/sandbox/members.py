@@ -12,7 +12,14 @@ from typing import Any
 from .compliance import change_status, enter_status, send_confirmation
 from .errors import ApiError, invalid_resource, not_found, schema_error
 from .merge_values import clean_merge_fields
-from .state import SETTABLE_STATUSES, Audience, Member, now_iso, subscriber_hash
+from .state import (
+    SETTABLE_STATUSES,
+    Audience,
+    Member,
+    contact_id_for,
+    now_iso,
+    subscriber_hash,
+)
 
 # Deliberately close to what Mailchimp accepts: ASCII local part with the usual
 # specials, dotted domain with a letters-only TLD.
@@ -67,11 +74,6 @@ def _require_object(body: object) -> dict[str, Any]:
     return body
 
 
-def contact_id_for(audience: Audience, key: str) -> str:
-    """A stable 32-hex contact_id derived from the subscriber hash (no extra index)."""
-    return f"{int(key, 16) ^ audience.contact_key:032x}"
-
-
 def find_member(audience: Audience, key: str) -> Member | None:
     """The member a path key names: subscriber hash, address or contact_id."""
     resolved = resolve_hash(key)
@@ -81,7 +83,7 @@ def find_member(audience: Audience, key: str) -> Member | None:
     alias = audience.contact_aliases.get(key.lower())
     if alias is not None:
         return audience.members.get(alias)
-    member = audience.members.get(contact_id_for(audience, key.lower()))
+    member = audience.members.get(contact_id_for(key.lower()))
     return member if member is not None and member.contact_id == key.lower() else None
 
 
@@ -107,7 +109,6 @@ def _create(
         timestamp_opt=stamp if status == "subscribed" else "",
         ip_signup=str(body.get("ip_signup") or ""),
         email_type=str(body.get("email_type") or "html"),
-        contact_id=contact_id_for(audience, key),
     )
     if status == "unsubscribed":
         member.opt_out_source, member.unsubscribed_at = "api", stamp
@@ -229,7 +230,8 @@ def move_member(audience: Audience, member: Member, address: str) -> None:
         audience.members = {
             (new_key if k == old_key else k): v for k, v in audience.members.items()
         }
-        # The contact_id stays the member's: remember where it points now.
+        # The contact_id stays the member's: pin it and remember where it points now.
+        member.fixed_contact_id = member.contact_id
         audience.contact_aliases[member.contact_id] = new_key
         member.touch()
     member.email_address = address

@@ -15,6 +15,7 @@ from . import members as rules
 from .batch_submit import batch_page, validate_operations
 from .errors import ApiError, invalid_resource, method_not_allowed, not_found, too_many_requests
 from .member_filters import member_page
+from .results import pack_operations
 from .state import Audience, Batch, Member, SandboxState
 
 MAX_PAGE = 1000
@@ -284,7 +285,12 @@ def _submit_batch(state: SandboxState, body: object, base_url: str) -> Batch:
     operations = validate_operations(body)
     if state.unfinished_batches() >= MAX_UNFINISHED_BATCHES:
         raise too_many_requests(f"You have more than {MAX_UNFINISHED_BATCHES} pending batches.", 60)
-    batch = Batch(id=state.new_batch_id(), operations=operations, base_url=base_url)
+    batch = Batch(
+        id=state.new_batch_id(),
+        packed_operations=pack_operations(operations),
+        total_operations=len(operations),
+        base_url=base_url,
+    )
     state.batches[batch.id] = batch
     state.batch_queued.set()
     return batch

@@ -75,7 +75,10 @@ def apply(member: Member, change: ProfileChange) -> None:
     )
     if change.language is not None:
         member.language = change.language
-    member.interests.update(change.interests)
-    member.marketing_permissions.update(change.permissions)
+    # Rebound, not updated in place: new members share one frozen empty dict (state.py).
+    if change.interests:
+        member.interests = {**member.interests, **change.interests}
+    if change.permissions:
+        member.marketing_permissions = {**member.marketing_permissions, **change.permissions}
     if (member.language, member.interests, member.marketing_permissions) != before:
         member.touch()

@@ -1,4 +1,8 @@
-"""Compact storage of a batch's per-operation results.
+"""Compact storage of a batch: its queued operations and its per-operation results.
+
+Queued operations are kept as one zlib-compressed JSON document per batch (a client may
+queue 500 batches of 10k operations: as dicts they would take gigabytes) and unpacked
+only while the batch runs.
 
 A 1M-address export yields 1M results of about 1.5 kB of member JSON each: kept as
 Python dicts (or as a ready tar.gz next to them) they would take gigabytes. Results are
@@ -17,6 +21,17 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 RESULTS_PER_FILE = 500
+
+
+def pack_operations(operations: list[dict[str, Any]]) -> bytes:
+    return zlib.compress(json.dumps(operations).encode("utf-8"), 1)
+
+
+def unpack_operations(packed: bytes) -> list[dict[str, Any]]:
+    if not packed:
+        return []
+    operations: list[dict[str, Any]] = json.loads(zlib.decompress(packed))
+    return operations
 
 
 class CompactResults:

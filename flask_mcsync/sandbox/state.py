@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, overload
 
 from .results import CompactResults
 
@@ -33,9 +33,55 @@ STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional",
 SETTABLE_STATUSES = STATUSES[:-1]
 
 
+# The last timestamp string made: members changed in the same second share one string
+# object instead of a copy each (a 1M-member export keeps memory in check).
+_last_stamp: tuple[int, str] = (0, "")
+
+# Process-wide secret that turns a subscriber hash into a stable contact_id (no index).
+_CONTACT_KEY = secrets.randbits(128)
+
+
 def now_iso() -> str:
     """Mailchimp's timestamp format: ISO 8601, whole seconds, explicit UTC offset."""
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    global _last_stamp
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    second = int(now.timestamp())
+    cached = _last_stamp
+    if cached[0] == second:
+        return cached[1]
+    stamp = now.isoformat()
+    _last_stamp = (second, stamp)
+    return stamp
+
+
+class _FrozenList(list[Any]):
+    """The empty list new members share: changing it in place is a bug, so it raises."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("shared empty list: assign a new list instead of changing it")
+
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+
+
+class _FrozenDict(dict[str, Any]):
+    """The empty dict new members share: changing it in place is a bug, so it raises."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("shared empty dict: assign a new dict instead of changing it")
+
+    update = setdefault = pop = popitem = clear = _refuse
+    __setitem__ = __delitem__ = __ior__ = _refuse
+
+
+# 1M members with their own empty tags/interests/permissions would spend ~180 MB on them.
+_NO_TAGS: list[Any] = _FrozenList()
+_NO_FLAGS: dict[str, Any] = _FrozenDict()
+
+
+def contact_id_for(key: str) -> str:
+    """The contact_id of the member with subscriber hash ``key`` (and back: an involution)."""
+    return f"{int(key, 16) ^ _CONTACT_KEY:032x}"
 
 
 def subscriber_hash(email: str) -> str:
@@ -77,36 +123,128 @@ class MergeField:
         }
 
 
-@dataclass
-class Member:
-    email_address: str
-    status: str
-    merge_fields: dict[str, Any]
-    timestamp_signup: str
-    last_changed: str
-    timestamp_opt: str = ""
-    ip_signup: str = ""
-    source: str = "API - Generic"
-    email_type: str = "html"
+# Member attributes most members never change from their default. They live in a small
+# per-member dict created only when one is set: with a slot each, 1M members would spend
+# ~130 MB on defaults (issue 10: the sandbox must stay under 1 GB for 1M addresses).
+_RARE_DEFAULTS: dict[str, Any] = {
+    "ip_signup": "",
+    "source": "API - Generic",
+    "email_type": "html",
     # {"id", "name", "date_added"} per tag; ids come from the audience's tag registry.
-    tags: list[dict[str, Any]] = field(default_factory=list)
-    language: str = ""
-    ip_opt: str = ""
+    "tags": _NO_TAGS,
+    "language": "",
+    "ip_opt": "",
     # Interest id -> member is in it; marketing permission id -> enabled.
-    interests: dict[str, bool] = field(default_factory=dict)
-    marketing_permissions: dict[str, bool] = field(default_factory=dict)
-    unsubscribe_reason: str = ""
+    "interests": _NO_FLAGS,
+    "marketing_permissions": _NO_FLAGS,
+    "unsubscribe_reason": "",
     # How the member left (see compliance.py): "user", "admin", "api", "abuse" or "" —
     # Mailchimp keeps this apart from the status and it decides who may be resubscribed.
-    opt_out_source: str = ""
-    unsubscribed_at: str = ""
-    unique_email_id: str = field(default_factory=lambda: secrets.token_hex(5))
-    contact_id: str = field(default_factory=lambda: secrets.token_hex(16))
-    web_id: int = field(default_factory=lambda: secrets.randbelow(10**9))
+    "opt_out_source": "",
+    "unsubscribed_at": "",
+    # Set when the address changes, so the contact_id stays the member's; otherwise the
+    # ids below are derived from the subscriber hash (nothing stored per member).
+    "fixed_contact_id": "",
+}
+
+
+T = TypeVar("T")
+
+
+class _Rare(Generic[T]):
+    """A descriptor for one of _RARE_DEFAULTS: read the default unless it was set."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.default = _RARE_DEFAULTS[name]
+
+    @overload
+    def __get__(self, member: None, owner: type) -> _Rare[T]: ...
+
+    @overload
+    def __get__(self, member: Member, owner: type) -> T: ...
+
+    def __get__(self, member: Member | None, owner: type) -> T | _Rare[T]:
+        if member is None:
+            return self
+        rare = member._rare
+        found: T = self.default if rare is None else rare.get(self.name, self.default)
+        return found
+
+    def __set__(self, member: Member, value: T) -> None:
+        if value == self.default:
+            # Back to the default (an empty dict/list counts): nothing stored per member.
+            if member._rare is not None:
+                member._rare.pop(self.name, None)
+            return
+        if member._rare is None:
+            member._rare = {}
+        member._rare[self.name] = value
+
+
+class Member:
+    """One contact of an audience (slotted: an export may hold a million of them)."""
+
+    __slots__ = (
+        "_rare",
+        "email_address",
+        "last_changed",
+        "merge_fields",
+        "status",
+        "timestamp_opt",
+        "timestamp_signup",
+    )
+
+    ip_signup = _Rare[str]()
+    source = _Rare[str]()
+    email_type = _Rare[str]()
+    tags = _Rare[list[dict[str, Any]]]()
+    language = _Rare[str]()
+    ip_opt = _Rare[str]()
+    interests = _Rare[dict[str, bool]]()
+    marketing_permissions = _Rare[dict[str, bool]]()
+    unsubscribe_reason = _Rare[str]()
+    opt_out_source = _Rare[str]()
+    unsubscribed_at = _Rare[str]()
+    fixed_contact_id = _Rare[str]()
+
+    def __init__(
+        self,
+        email_address: str,
+        status: str,
+        merge_fields: dict[str, Any],
+        timestamp_signup: str,
+        last_changed: str,
+        timestamp_opt: str = "",
+        **rare: Any,
+    ) -> None:
+        self.email_address = email_address
+        self.status = status
+        self.merge_fields = merge_fields
+        self.timestamp_signup = timestamp_signup
+        self.last_changed = last_changed
+        self.timestamp_opt = timestamp_opt
+        self._rare: dict[str, Any] | None = None
+        for name, value in rare.items():
+            if name not in _RARE_DEFAULTS:
+                raise TypeError(f"Member() got an unexpected keyword argument {name!r}")
+            setattr(self, name, value)
 
     @property
     def id(self) -> str:
         return subscriber_hash(self.email_address)
+
+    @property
+    def contact_id(self) -> str:
+        return self.fixed_contact_id or contact_id_for(self.id)
+
+    @property
+    def unique_email_id(self) -> str:
+        return self.contact_id[-10:]
+
+    @property
+    def web_id(self) -> int:
+        return int(self.contact_id[:8], 16) % 10**9
 
     def touch(self) -> None:
         """Every change moves last_changed (the since_last_changed filter relies on it)."""
@@ -137,8 +275,6 @@ class Audience:
     confirmation_emails: list[tuple[str, str]] = field(default_factory=list)
     # contact_id -> subscriber hash for members whose address changed (see members.py).
     contact_aliases: dict[str, str] = field(default_factory=dict)
-    # Per-audience secret that turns a subscriber hash into a stable contact_id.
-    contact_key: int = field(default_factory=lambda: secrets.randbits(128))
     web_id: int = field(default_factory=lambda: secrets.randbelow(10**6))
     # Tag name -> tag id (Mailchimp's tags are static segments with an id per audience).
     tags: dict[str, int] = field(default_factory=dict)
@@ -247,8 +383,9 @@ class Audience:
 @dataclass
 class Batch:
     id: str
-    # Each operation is dropped (None) once it ran, so a finished batch holds no bodies.
-    operations: list[dict[str, Any] | None]
+    # The operations, compressed (results.pack_operations); emptied once the batch ran.
+    packed_operations: bytes
+    total_operations: int
     # Root URL of the sandbox as the submitting client saw it, for response_body_url.
     base_url: str
     status: str = "pending"
@@ -270,7 +407,7 @@ class Batch:
         return {
             "id": self.id,
             "status": self.status,
-            "total_operations": len(self.operations),
+            "total_operations": self.total_operations,
             "finished_operations": self.finished_operations,
             "errored_operations": self.errored_operations,
             "submitted_at": self.submitted_at,

@@ -34,10 +34,14 @@ def tag_id(audience: Audience, name: str) -> int:
 def add_tags(audience: Audience, member: Member, names: list[str]) -> None:
     have = {tag["name"] for tag in member.tags}
     stamp = now_iso()
+    added = []
     for name in names:
         if name not in have:
-            member.tags.append({"id": tag_id(audience, name), "name": name, "date_added": stamp})
+            added.append({"id": tag_id(audience, name), "name": name, "date_added": stamp})
             have.add(name)
+    if added:
+        # Rebound, not appended: new members share one frozen empty list (state.py).
+        member.tags = [*member.tags, *added]
 
 
 def tags_on_create(body: object) -> list[str]:

@@ -262,6 +262,16 @@ def test_new_pending_member_gets_confirmation(mc3: MailChimp, sandbox: SandboxSe
     assert [s["email_address"] for s in sandbox.client.confirmation_emails(LIST)] == [email]
 
 
+def test_seed_takes_source_and_reason(sandbox: SandboxServer, official: Any) -> None:
+    sandbox.client.seed_members(LIST, [{
+        "email_address": "why@mail.shop-demo.io", "status": "unsubscribed",
+        "opt_out_source": "admin", "unsubscribe_reason": "Asked by phone"}])
+    seen = sandbox.client.member(LIST, "why@mail.shop-demo.io")
+    assert seen is not None and seen["opt_out_source"] == "admin"
+    reply = official.lists.get_list_member(LIST, "why@mail.shop-demo.io")
+    assert reply["unsubscribe_reason"] == "Asked by phone"
+
+
 def test_seed_rejects_unknown_opt_out_source(sandbox: SandboxServer) -> None:
     with pytest.raises(Exception, match="opt_out_source"):
         sandbox.client.seed_members(LIST, [{"email_address": "x@mail.shop-demo.io",

@@ -135,6 +135,13 @@
     input.max = data.max_batch_size;
     input.value = data.batch_size;
     input.setAttribute("data-to-export", counts.to_export);
+    // The required merge field check: say what Mailchimp would refuse, offer the way on.
+    var merge = data.merge_fields || {};
+    var problem = merge.message && !merge.ok;
+    $("xw-merge").hidden = !merge.message;
+    text("xw-merge-message", merge.message || "");
+    $("xw-skip-merge").checked = false;
+    $("xw-skip-merge").parentNode.hidden = !problem;
     setError(null);
     updateBatchCount();
     $("xw-synchronize").disabled = false;
@@ -173,7 +180,8 @@
     setError(null);
     var mine = session;
     $("xw-synchronize").disabled = true;
-    request("POST", urls.start, { batch_size: size }).then(function (data) {
+    var body = { batch_size: size, skip_merge_validation: $("xw-skip-merge").checked };
+    request("POST", urls.start, body).then(function (data) {
       if (mine !== session) { return; }
       followRun(data.progress, !data.created);
     }).catch(function (error) {
@@ -389,6 +397,7 @@
     text("xs-exported", fmt(p.created + p.updated));
     text("xs-created", fmt(p.created));
     text("xs-updated", fmt(p.updated));
+    text("xs-archived", fmt(p.archived));
     text("xs-excluded", fmt(p.excluded));
     text("xs-invalid", fmt(p.invalid));
     text("xs-duplicates", fmt(p.duplicates));

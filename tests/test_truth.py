@@ -1,0 +1,388 @@
+"""The project keeps the truth, end to end: real workers, real Redis, the sandbox (which
+behaves like Mailchimp on archived contacts, compliance, required merge fields and merge
+value types), on SQLite and PostgreSQL.
+
+* An export into a lived-in audience: every address ends with the outcome Mailchimp
+  gives, nobody is resubscribed or un-archived, the required merge field is caught
+  before the export, and a boolean column reaches Mailchimp as a value it accepts.
+* A customer who opts out then in again in the example shop gets Mailchimp's
+  confirmation e-mail (pending), and the dashboard and the diagnostic say so.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from helpers_export import choose_audience, insert_customers, run_cli, wait_run_ended
+from support import wait_for
+
+pytestmark = pytest.mark.slow
+
+LIVED_IN = "b2c3d4e5f6"
+PREFIX = "/admin/mailchimp"
+FIELDS = [
+    {"tag": "FNAME", "name": "First name", "type": "text"},
+    {"tag": "LNAME", "name": "Last name", "type": "text"},
+    {"tag": "VIP", "name": "VIP customer", "type": "text"},
+    {"tag": "PHONE", "name": "Phone", "type": "phone", "required": True},
+]
+
+# The audience as the shop finds it, by what Mailchimp holds.
+ARCHIVED = "arch.ived@gmail.com"
+ADMIN_UNSUB = "admin.unsub@gmail.com"
+SELF_UNSUB = "self.unsub@gmail.com"
+CLEANED = "clea.ned@gmail.com"
+FORGOTTEN = "forgot.ten@gmail.com"
+SUBSCRIBED = "already.here@gmail.com"
+NEW = [f"new.customer{i}@gmail.com" for i in range(6)]
+
+
+def _ext(app: Flask) -> Any:
+    from flask_mcsync.extension import state
+
+    return state(app)
+
+
+def _db() -> Any:
+    from example_app.models import db
+
+    return db
+
+
+def _seed_lived_in_audience(sandbox: Any) -> None:
+    client = sandbox.client
+    client.create_list("Lived-in audience", FIELDS, list_id=LIVED_IN)
+    phone = {"PHONE": "+33 1 23 45 67 89"}
+    client.seed_members(
+        LIVED_IN,
+        [
+            {"email_address": ARCHIVED, "status": "archived", "merge_fields": phone},
+            {
+                "email_address": ADMIN_UNSUB,
+                "status": "unsubscribed",
+                "opt_out_source": "admin",
+                "merge_fields": phone,
+            },
+            {
+                "email_address": SELF_UNSUB,
+                "status": "unsubscribed",
+                "opt_out_source": "user",
+                "merge_fields": phone,
+            },
+            {"email_address": CLEANED, "status": "cleaned", "merge_fields": phone},
+            {"email_address": SUBSCRIBED, "status": "subscribed", "merge_fields": phone},
+            {"email_address": FORGOTTEN, "status": "subscribed"},
+        ],
+    )
+    client.forget(LIVED_IN, [FORGOTTEN])
+
+
+def _shop_rows() -> list[dict[str, Any]]:
+    everyone = [ARCHIVED, ADMIN_UNSUB, SELF_UNSUB, CLEANED, FORGOTTEN, SUBSCRIBED, *NEW]
+    return [
+        {
+            "email": email,
+            "first_name": f"First{i}",
+            "last_name": "Shopper",
+            "newsletter": True,
+            "vip": i % 2 == 0,
+        }
+        for i, email in enumerate(everyone)
+    ]
+
+
+def test_export_into_a_lived_in_audience_gives_mailchimps_outcomes(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    from flask_mcsync.cli import summary_line
+    from flask_mcsync.models import Batch, Outcome, Run
+    from flask_mcsync.preflight import preview
+    from flask_mcsync.runs import ExportError, start_export
+
+    db = _db()
+    ext = _ext(app)
+    _seed_lived_in_audience(sandbox)
+    rows = _shop_rows()
+    insert_customers(db, rows)
+    choose_audience(app, LIVED_IN)
+
+    # Pre-flight: the audience requires PHONE, the shop does not fill it.
+    check = preview(ext, LIVED_IN)
+    assert check["counts"]["to_export"] == len(rows)
+    merge = check["merge_fields"]
+    assert merge["unmapped"] == [{"tag": "PHONE", "name": "Phone"}]
+    assert merge["refused"] == len(rows) and not merge["ok"]
+    assert "PHONE (Phone)" in merge["message"] and f"up to {len(rows)}" in merge["message"]
+    # The CLI says the same (same function) and refuses to export without the choice.
+    cli = run_cli(app, "preview", "--json")
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["merge_fields"]["unmapped"] == merge["unmapped"]
+    refused = run_cli(app, "export")
+    assert refused.returncode == 1 and "PHONE (Phone)" in refused.stderr
+    assert "--skip-merge-validation" in refused.stderr
+    with pytest.raises(ExportError, match="skip_merge_validation"):
+        start_export(ext, "test")
+    db.session.rollback()
+    assert db.session.execute(sa.select(sa.func.count()).select_from(Run)).scalar_one() == 0
+
+    # Passing faults on the way: one "signed up to a lot of lists" 400 on an operation
+    # and one empty-body 403 on the batch submission. Both pass: retried, not recorded.
+    sandbox.client.set_faults(
+        next=[
+            {"status": "signup_limit", "count": 1},
+            {"status": "empty_403", "method": "POST", "count": 1},
+        ]
+    )
+    workers.start(1)
+    started = start_export(ext, "test", batch_size=5, skip_merge_validation=True)
+    run_id = int(started.run.id)
+    data = wait_run_ended(db.session, run_id, timeout=90)
+    assert data["status"] == "finished", data["message"]
+    assert data["skip_merge_validation"] is True
+
+    outcomes = {
+        o.email: o
+        for o in db.session.execute(sa.select(Outcome).where(Outcome.run_id == run_id)).scalars()
+    }
+    assert set(outcomes) == {r["email"] for r in rows}
+    by_result = {email: o.outcome for email, o in outcomes.items()}
+    assert by_result == {
+        ARCHIVED: "archived",
+        ADMIN_UNSUB: "updated",
+        SELF_UNSUB: "updated",
+        CLEANED: "updated",
+        SUBSCRIBED: "updated",
+        FORGOTTEN: "error",
+        **{email: "created" for email in NEW},
+    }
+    assert outcomes[FORGOTTEN].error_title == "Forgotten Email Not Subscribed"
+    assert outcomes[FORGOTTEN].permanent
+    assert outcomes[ARCHIVED].error_title == "Archived in Mailchimp: left archived"
+    assert (data["created"], data["updated"], data["archived"], data["errors"]) == (6, 4, 1, 1)
+    assert "1 archived in Mailchimp: left archived." in summary_line(data)  # export --wait
+    # The passing 400 made a retry batch; nothing was recorded for it.
+    db.session.commit()
+    retried = db.session.execute(
+        sa.select(sa.func.count()).select_from(Batch).where(Batch.retry_of.is_not(None))
+    ).scalar_one()
+    assert retried >= 1
+
+    # Mailchimp: nobody resubscribed, nobody un-archived, no confirmation e-mail.
+    client = sandbox.client
+    statuses = {email: (client.member(LIVED_IN, email) or {}).get("status") for email in outcomes}
+    assert statuses == {
+        ARCHIVED: "archived",
+        ADMIN_UNSUB: "unsubscribed",
+        SELF_UNSUB: "unsubscribed",
+        CLEANED: "cleaned",
+        SUBSCRIBED: "subscribed",
+        FORGOTTEN: None,
+        **{email: "subscribed" for email in NEW},
+    }
+    assert client.confirmation_emails(LIVED_IN) == []
+    # The boolean column arrived as text Mailchimp accepts, never as JSON true.
+    vip = {r["email"]: r["vip"] for r in rows}
+    for email in NEW:
+        member = client.member(LIVED_IN, email)
+        assert member is not None
+        assert member["merge_fields"]["VIP"] == ("Yes" if vip[email] else "No")
+        assert member["merge_fields"]["PHONE"] == ""
+
+    # The CLI and the CSV count the archived contact apart.
+    status = run_cli(app, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["totals"]["archived"] == 1 and report["totals"]["created"] == 6
+    text = run_cli(app, "status")
+    assert "1 archived in Mailchimp (left archived)" in text.stdout
+    csv_out = run_cli(app, "errors", "--csv")
+    assert ARCHIVED in csv_out.stdout and "Archived in Mailchimp: left archived" in csv_out.stdout
+    assert FORGOTTEN in csv_out.stdout
+
+    # A second export (same choice) still resubscribes and un-archives nobody.
+    again = start_export(ext, "test", batch_size=50, skip_merge_validation=True)
+    second = wait_run_ended(db.session, int(again.run.id), timeout=90)
+    assert (second["created"], second["archived"], second["errors"]) == (0, 1, 1)
+    after = {email: (client.member(LIVED_IN, email) or {}).get("status") for email in outcomes}
+    assert after == statuses
+
+
+def _first_export_done(app: Flask) -> None:
+    from flask_mcsync import settings
+
+    ext = _ext(app)
+    settings.mark_first_export_done(ext.db.session, ext.config)
+    ext.db.session.commit()
+
+
+def _auto_runs(app: Flask, count: int) -> list[Any]:
+    from flask_mcsync.models import Run
+
+    session = _db().session
+
+    def ended() -> list[Any] | None:
+        session.commit()
+        session.expire_all()
+        found = list(
+            session.execute(
+                sa.select(Run)
+                .where(Run.kind == "auto", Run.status.in_(("finished", "failed")))
+                .order_by(Run.id)
+            ).scalars()
+        )
+        return found if len(found) >= count else None
+
+    runs: list[Any] = wait_for(ended, 60, f"{count} auto-sync run(s)")
+    return runs
+
+
+def test_opt_out_then_in_again_sends_mailchimps_confirmation_email(
+    app: Flask, sandbox: Any, workers: Any, client: FlaskClient
+) -> None:
+    from flask_mcsync.models import Outcome
+
+    list_id = "a1b2c3d4e5"
+    choose_audience(app, list_id)
+    _first_export_done(app)
+    workers.start(1)
+    email = "come.back@gmail.com"
+
+    client.post("/signup", data={"email": email, "first_name": "Come", "newsletter": "y"})
+    (signup,) = _auto_runs(app, 1)
+    assert signup.sync_reason == "signup" and signup.created == 1
+    assert sandbox.client.member(list_id, email)["status"] == "subscribed"
+
+    client.post("/newsletter", data={"email": email, "newsletter": "0"})
+    optout = _auto_runs(app, 2)[-1]
+    assert optout.sync_reason == "optout"
+    assert sandbox.client.member(list_id, email)["status"] == "unsubscribed"
+
+    client.post("/newsletter", data={"email": email, "newsletter": "1"})
+    optin = _auto_runs(app, 3)[-1]
+    assert optin.sync_reason == "optin"
+    assert (optin.confirmations, optin.created, optin.updated) == (1, 0, 0)
+    member = sandbox.client.member(list_id, email)
+    assert member["status"] == "pending"
+    assert [e["email_address"] for e in sandbox.client.confirmation_emails(list_id)] == [email]
+    outcome = (
+        _db().session.execute(sa.select(Outcome).where(Outcome.run_id == optin.id)).scalar_one()
+    )
+    assert (outcome.outcome, outcome.mailchimp_status) == ("confirmation", "pending")
+
+    # The dashboard names each sync and counts the confirmation e-mail.
+    page = client.get(PREFIX + "/status").get_data(as_text=True)
+    assert "Auto-sync · signup" in page
+    assert "Auto-sync · opt-out" in page
+    assert "Auto-sync · newsletter opt-in" in page
+    assert 'data-total="confirmations">1<' in page
+    run_page = client.get(f"{PREFIX}/status/runs/{optin.id}").get_data(as_text=True)
+    assert "Confirmation e-mail sent" in run_page
+    # The diagnostic says what happened and what Mailchimp holds now.
+    diag = client.get(PREFIX + "/status/diagnostic", query_string={"email": email})
+    html = diag.get_data(as_text=True)
+    assert "Confirmation e-mail sent" in html and 'data-status="pending"' in html
+    assert "Auto-sync · newsletter opt-in" in html and "Auto-sync · opt-out" in html
+    cli = run_cli(app, "diagnose", email)
+    assert "Auto-sync · newsletter opt-in: Confirmation e-mail sent" in cli.stdout
+
+
+def test_fresh_opt_in_of_cleaned_or_forgotten_records_mailchimps_refusal(
+    app: Flask, sandbox: Any, workers: Any, client: FlaskClient
+) -> None:
+    from flask_mcsync.models import Outcome
+
+    list_id = "a1b2c3d4e5"
+    bounced, deleted = "boun.ced@gmail.com", "dele.ted@gmail.com"
+    sandbox.client.seed_members(
+        list_id,
+        [
+            {"email_address": bounced, "status": "cleaned"},
+            {"email_address": deleted, "status": "subscribed"},
+        ],
+    )
+    sandbox.client.forget(list_id, [deleted])
+    choose_audience(app, list_id)
+    _first_export_done(app)
+    workers.start(1)
+    for email in (bounced, deleted):
+        client.post("/signup", data={"email": email, "newsletter": "y"})
+    runs = _auto_runs(app, 2)
+    session = _db().session
+    outcomes = {
+        o.email: o
+        for o in session.execute(
+            sa.select(Outcome).where(Outcome.run_id.in_([r.id for r in runs]))
+        ).scalars()
+    }
+    assert outcomes[bounced].outcome == "error"
+    assert outcomes[bounced].error_title == "Member In Compliance State"
+    assert outcomes[deleted].outcome == "error"
+    assert outcomes[deleted].error_title == "Forgotten Email Not Subscribed"
+    assert sandbox.client.member(list_id, bounced)["status"] == "cleaned"
+    assert sandbox.client.member(list_id, deleted) is None
+    assert sandbox.client.confirmation_emails(list_id) == []
+
+
+def test_older_databases_upgrade_to_the_new_run_columns(db_only_app: Flask) -> None:
+    from flask_mcsync.migrations import HEAD, current_version, upgrade
+    from flask_mcsync.models import SchemaVersion
+
+    engine = _db().engine
+    with engine.begin() as conn:
+        # Back to schema version 1: the columns this change added are not there yet.
+        for column in ("sync_reason", "skip_merge_validation", "archived", "confirmations"):
+            conn.exec_driver_sql(f"ALTER TABLE mcsync_runs DROP COLUMN {column}")
+        conn.exec_driver_sql("ALTER TABLE mcsync_batches DROP COLUMN archived")
+        conn.execute(sa.delete(SchemaVersion).where(SchemaVersion.version > 1))
+        conn.execute(
+            sa.text(
+                "INSERT INTO mcsync_runs (kind, list_id, status, active_list_id, started_by,"
+                " batch_size, status_if_new, planning_done, batch_count, total, excluded,"
+                " invalid, duplicates, created, updated, skipped, errors, created_at)"
+                " VALUES ('export', 'x', 'finished', NULL, 'old', 1, 'subscribed', :f, 0,"
+                " 1, 0, 0, 0, 1, 0, 0, 0, CURRENT_TIMESTAMP)"
+            ),
+            {"f": False},
+        )
+    assert any("migration 2" in line for line in upgrade(engine))
+    with engine.connect() as conn:
+        assert current_version(conn) == HEAD
+        row = conn.execute(
+            sa.text(
+                "SELECT archived, confirmations, skip_merge_validation, sync_reason"
+                " FROM mcsync_runs"
+            )
+        ).one()
+    assert (row[0], row[1], bool(row[2]), row[3]) == (0, 0, False, None)
+    assert upgrade(engine) == []
+
+
+def test_opt_out_and_confirmation_requests_pass_a_required_field_the_member_lacks(
+    db_only_app: Flask, sandbox: Any
+) -> None:
+    """An audience that gained a required field refuses a plain PATCH of a member without
+    it (Mailchimp validates the whole record): our opt-out and re-opt-in still pass."""
+    _seed_lived_in_audience(sandbox)
+    email = "no.phone@gmail.com"
+    sandbox.client.seed_members(LIVED_IN, [{"email_address": email, "status": "subscribed"}])
+    gateway = _ext(db_only_app).gateway()
+    member = gateway.unsubscribe_member(LIVED_IN, email)
+    assert member is not None and member["status"] == "unsubscribed"
+    member = gateway.ask_confirmation(LIVED_IN, email)
+    assert member is not None and member["status"] == "pending"
+    # Without skip_merge_validation the same PATCH is refused: the test above means it.
+    other = "no.phone.either@gmail.com"
+    sandbox.client.seed_members(LIVED_IN, [{"email_address": other, "status": "subscribed"}])
+    plain = requests.patch(
+        f"{sandbox.api_url}lists/{LIVED_IN}/members/{other}",
+        json={"status": "unsubscribed"},
+        auth=("any", sandbox.api_key),
+        timeout=10,
+    )
+    assert plain.status_code == 400 and "PHONE" in plain.text
