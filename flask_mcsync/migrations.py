@@ -85,13 +85,17 @@ def _both_ways(conn: Connection) -> None:
 
 
 def _run_batch_counters(conn: Connection) -> None:
+    # Only what is missing: a database built from a newer model may have some already.
+    have = {c["name"] for c in sa.inspect(conn).get_columns("mcsync_runs")}
     for column in ("batches_done", "batches_failed", "retries", "most_retries"):
+        if column not in have:
+            conn.exec_driver_sql(
+                f"ALTER TABLE mcsync_runs ADD COLUMN {column} INTEGER DEFAULT 0 NOT NULL"
+            )
+    if "retry_seconds" not in have:
         conn.exec_driver_sql(
-            f"ALTER TABLE mcsync_runs ADD COLUMN {column} INTEGER DEFAULT 0 NOT NULL"
+            "ALTER TABLE mcsync_runs ADD COLUMN retry_seconds FLOAT DEFAULT 0 NOT NULL"
         )
-    conn.exec_driver_sql(
-        "ALTER TABLE mcsync_runs ADD COLUMN retry_seconds FLOAT DEFAULT 0 NOT NULL"
-    )
     # Runs of the previous version: their counters from their batches, once.
     conn.exec_driver_sql(
         "UPDATE mcsync_runs SET"
@@ -107,7 +111,8 @@ def _run_batch_counters(conn: Connection) -> None:
         "   WHERE b.run_id = mcsync_runs.id)"
     )
     conn.exec_driver_sql(
-        "CREATE INDEX ix_mcsync_batches_run_status_seq ON mcsync_batches (run_id, status, seq)"
+        "CREATE INDEX IF NOT EXISTS ix_mcsync_batches_run_status_seq"
+        " ON mcsync_batches (run_id, status, seq)"
     )
 
 
