@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, session
 
 from flask_mcsync import MailchimpSync, SubscriberSource
@@ -31,6 +32,7 @@ mcsync = MailchimpSync(
         # VIP is a boolean column: sent as the audience's VIP field type wants ("Yes"/"No"
         # for text, 1/0 for number); an audience without a VIP field ignores it.
         merge_fields={"FNAME": "first_name", "LNAME": "last_name", "VIP": "vip"},
+        language="language",
         # Unsubscribes, bounces and address changes made in Mailchimp come back here.
         on_mailchimp_change=apply_mailchimp_change,
     ),
@@ -68,7 +70,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.cli.add_command(commands.seed)
     with app.app_context():
         db.create_all()
+        _add_language_column()
         from flask_mcsync.migrations import upgrade
 
         upgrade(db.engine)
     return app
+
+
+def _add_language_column() -> None:
+    """A shop database made before customers had a language gets the column (NULL: none)."""
+    columns = {c["name"] for c in sa.inspect(db.engine).get_columns("shop_customers")}
+    if "language" not in columns:
+        with db.engine.begin() as connection:
+            connection.execute(
+                sa.text("ALTER TABLE shop_customers ADD COLUMN language VARCHAR(16)")
+            )

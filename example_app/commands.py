@@ -130,6 +130,8 @@ def make_customers(count: int, seed: int = 2026) -> list[dict[str, object]]:
                 "first_name": first,
                 "last_name": last,
                 "newsletter": rng.random() < 0.7,
+                # A bilingual shop: Mailchimp writes to each customer in their language.
+                "language": "fr" if i % 2 == 0 else "en",
             }
         )
     return customers

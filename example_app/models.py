@@ -27,6 +27,8 @@ class Customer(db.Model):  # type: ignore[name-defined,misc]
     newsletter: Mapped[bool] = mapped_column(default=False)
     # A boolean merge field (VIP): flask-mcsync writes it as Mailchimp's field type wants.
     vip: Mapped[bool | None] = mapped_column(default=None)
+    # The customer's language: Mailchimp writes to them in it (SubscriberSource.language).
+    language: Mapped[str | None] = mapped_column(db.String(16), default=None)
     created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(timezone.utc))
 
 

@@ -66,6 +66,8 @@ def signup() -> Response:
         first_name=first_name,
         last_name=last_name,
         newsletter=bool(request.form.get("newsletter")),
+        # The language they browse the shop in: their newsletters come in it.
+        language=request.accept_languages.best_match(["en", "fr"]) or "en",
     )
     db.session.add(customer)
     # Auto-sync: an outbox row joins this transaction; it is sent once the commit is done.

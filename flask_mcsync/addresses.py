@@ -15,11 +15,17 @@ from __future__ import annotations
 import hashlib
 import re
 
+from .i18n import gettext as _
+
 MAX_LENGTH = 254  # RFC 5321 path limit; Mailchimp refuses longer addresses.
 MAX_LOCAL_LENGTH = 64
 
 _LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Mailchimp refuses these as "looks fake or invalid" (see MAILCHIMP.md), subdomains too.
+FAKE_DOMAINS = ("example.com", "example.org", "example.net", "test.com")
+RESERVED_TLDS = ("test", "invalid", "example", "localhost")
+
 _TLD_RE = re.compile(r"^([a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
 
 
@@ -33,32 +39,66 @@ def subscriber_hash(raw: str) -> str:
     return hashlib.md5(normalize(raw).encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
-def invalid_reason(raw: str | None) -> str | None:
-    """``None`` when the address can be sent to Mailchimp, else why not (one sentence)."""
+def invalid_reason(raw: str | None, fake: bool = True) -> str | None:
+    """``None`` when the address can be sent to Mailchimp, else why not (one sentence).
+
+    ``fake=False`` checks the syntax only (an exclusion rule may name any address).
+    """
     if raw is None or not raw.strip():
-        return "The address is empty."
+        return _("The address is empty.")
     address = raw.strip()
     if len(address) > MAX_LENGTH:
-        return f"The address is longer than {MAX_LENGTH} characters."
+        return _("The address is longer than %(max)s characters.", max=MAX_LENGTH)
     if not address.isascii():
-        return "The address has non-ASCII characters, which Mailchimp does not accept."
+        return _("The address has non-ASCII characters, which Mailchimp does not accept.")
     if address.count("@") != 1:
-        return "The address must contain exactly one '@'."
+        return _("The address must contain exactly one '@'.")
     local, domain = address.rsplit("@", 1)
     if not local:
-        return "Nothing stands before the '@'."
+        return _("Nothing stands before the '@'.")
     if len(local) > MAX_LOCAL_LENGTH:
-        return f"The part before the '@' is longer than {MAX_LOCAL_LENGTH} characters."
+        return _("The part before the '@' is longer than %(max)s characters.", max=MAX_LOCAL_LENGTH)
     if not _LOCAL_RE.match(local):
-        return (
+        return _(
             "The part before the '@' has a character or dot placement that e-mail does not"
             " allow (spaces, quotes, commas, two dots in a row, a dot at either end)."
         )
+    return invalid_domain(domain) or (fake_domain(domain) if fake else None)
+
+
+def invalid_domain(domain: str) -> str | None:
+    """Why ``domain`` cannot be an e-mail domain, or ``None``."""
     labels = domain.lower().split(".")
     if len(labels) < 2:
-        return "The domain has no dot: a full domain such as 'example.org' is needed."
+        return _("The domain has no dot: a full domain such as 'mailinator.com' is needed.")
     if not all(_LABEL_RE.match(label) for label in labels):
-        return "The domain is malformed (empty part, bad character, or a '-' at an edge)."
+        return _("The domain is malformed (empty part, bad character, or a '-' at an edge).")
     if not _TLD_RE.match(labels[-1]):
-        return f"The domain ends in '.{labels[-1]}', which is not a top-level domain."
+        return _(
+            "The domain ends in '.%(tld)s', which is not a top-level domain.", tld=labels[-1]
+        )
+    return None
+
+
+def fake_domain(domain: str) -> str | None:
+    """Why Mailchimp will refuse ``domain`` as fake, or ``None``.
+
+    Mailchimp answers "looks fake or invalid" for the documentation domains and the
+    reserved top-level domains (RFC 2606, RFC 6761), whatever the address: judging them
+    here means the shop owner sees the reason before a sync rather than an error after.
+    """
+    name = domain.lower().rstrip(".")
+    if any(name == d or name.endswith("." + d) for d in FAKE_DOMAINS):
+        return _(
+            "'%(domain)s' is a domain reserved for examples: Mailchimp refuses its addresses"
+            " as fake.",
+            domain=name,
+        )
+    tld = name.rpartition(".")[2]
+    if tld in RESERVED_TLDS:
+        return _(
+            "'.%(tld)s' is a reserved top-level domain that receives no e-mail: Mailchimp"
+            " refuses its addresses as fake.",
+            tld=tld,
+        )
     return None

@@ -95,11 +95,17 @@ def _operations(run: Run, batch: Batch) -> list[dict[str, Any]]:
             "method": "PUT",
             "path": f"/lists/{run.list_id}/members/{subscriber_hash(email)}",
             "operation_id": str(index),
-            "body": json.dumps(member_body(email, run.status_if_new, merge_fields)),
+            "body": json.dumps(member_body(email, run.status_if_new, merge_fields, language)),
             **params,
         }
-        for index, (email, merge_fields) in enumerate(batch.payload)
+        for index, (email, merge_fields, language) in enumerate(_entries(batch.payload))
     ]
+
+
+def _entries(payload: list[Any]) -> list[tuple[str, Any, str | None]]:
+    """A batch's addresses as (email, merge fields, language); batches planned before
+    the language was sent hold only the first two."""
+    return [(e[0], e[1], e[2] if len(e) > 2 else None) for e in payload]
 
 
 def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
@@ -162,13 +168,14 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
     outcomes: list[AddressOutcome] = []
     retry: list[list[Any]] = []
     replies: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
-    status_if_new = run.status_if_new
-    for index, (email, merge_fields) in enumerate(batch.payload):
-        sent = {"merge_fields": merge_fields, "status_if_new": status_if_new}
+    for index, (email, merge_fields, language) in enumerate(_entries(batch.payload)):
+        sent = {"merge_fields": merge_fields, "status_if_new": run.status_if_new}
+        if language:
+            sent["language"] = language
         result = by_op.get(str(index))
         if result is None:
             # Lost from the archive: Mailchimp did not say what happened. Send it again.
-            retry.append([email, merge_fields])
+            retry.append([email, merge_fields, language])
             continue
         code, body = result["status_code"], result["response"]
         if code < 400:
@@ -176,7 +183,7 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
             continue
         error = error_from_response(code, body)
         if isinstance(error, TransientError) and batch.resends + 1 < ext.config.max_attempts:
-            retry.append([email, merge_fields])
+            retry.append([email, merge_fields, language])
         else:
             outcomes.append(AddressOutcome(email, Result.ERROR, error=error, sent=sent))
     outcomes += _held(ext, run, since, replies)
@@ -388,8 +395,10 @@ def _give_up(
     gateway = ext.gateway()
     replies: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     outcomes: list[AddressOutcome] = []
-    for email, merge_fields in batch.payload:
+    for email, merge_fields, language in _entries(batch.payload):
         sent = {"merge_fields": merge_fields, "status_if_new": run.status_if_new}
+        if language:
+            sent["language"] = language
         member, lookup_error = _look_up(gateway, run.list_id, email)
         if member is not None and _holds_what_we_sent(member, merge_fields):
             replies.append((email, member, sent))

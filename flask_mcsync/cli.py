@@ -204,10 +204,11 @@ def rules_list(as_json: bool) -> None:
 @rules_cli.command("add")
 @click.argument("kind", type=click.Choice(["address", "domain", "pattern"]))
 @click.argument("value", type=TextParam("rule value"))
+@click.option("--confirm", is_flag=True, help="Add a pattern even if it matches every address.")
 @_friendly
-def rules_add(kind: str, value: str) -> None:
+def rules_add(kind: str, value: str, confirm: bool) -> None:
     """Add a rule: KIND is address, domain or pattern (shell-style, like '*@mailinator.com')."""
-    rule = exclusions.add_rule(state().session, kind, value)
+    rule = exclusions.add_rule(state().session, kind, value, allow_catch_all=confirm)
     say(f"Added rule {rule.id}: {inert(rule.describe())}.")
 
 

@@ -7,11 +7,14 @@ what to set, never a surprise in the middle of a run.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
+
+from .i18n import available_locales, is_available
 
 #: Every key the extension reads, with its default. Documented in the README.
 DEFAULTS: dict[str, Any] = {
@@ -29,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "MCSYNC_POLL_INTERVAL": 2.0,
     "MCSYNC_SWEEP_INTERVAL": 30,
     "MCSYNC_FORK_PER_JOB": False,
+    "MCSYNC_LOCALE": None,
     "MCSYNC_PUBLIC_URL": None,
     "MCSYNC_WEBHOOK_PATH": "/mcsync/webhook",
     "MCSYNC_RECONCILE_INTERVAL": 0,
@@ -69,6 +73,9 @@ class Config:
     poll_interval: float
     sweep_interval: int
     fork_per_job: bool = False
+    # The admin pages' language: a locale code or a callable returning one (per request);
+    # None lets the host's Flask-Babel or the browser decide. See :mod:`.i18n`.
+    locale: str | Callable[[], str | None] | None = None
     # Both ways: the shop's public base URL (for Mailchimp's webhook), where the webhook
     # endpoint lives under it, and seconds between periodic reconciles (0: off).
     public_url: str | None = None
@@ -161,6 +168,15 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
     if not prefix.startswith("/"):
         raise ConfigError(f"MCSYNC_URL_PREFIX must start with '/'; it is {prefix!r}.")
 
+    locale = get("MCSYNC_LOCALE")
+    if locale is not None and not callable(locale):
+        locale = str(locale).strip()
+        if not is_available(locale):
+            raise ConfigError(
+                f"MCSYNC_LOCALE={locale!r} has no catalog: use one of"
+                f" {', '.join(available_locales())}, a callable returning one, or leave it"
+                " unset to follow the browser (see the README to add a language)."
+            )
     public_url = get("MCSYNC_PUBLIC_URL")
     if public_url is not None:
         public_url = str(public_url).strip().rstrip("/")
@@ -196,6 +212,7 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
         poll_interval=_positive(get("MCSYNC_POLL_INTERVAL"), "MCSYNC_POLL_INTERVAL", float),
         sweep_interval=_positive(get("MCSYNC_SWEEP_INTERVAL"), "MCSYNC_SWEEP_INTERVAL", int),
         fork_per_job=_flag(get("MCSYNC_FORK_PER_JOB"), "MCSYNC_FORK_PER_JOB"),
+        locale=locale,
         public_url=public_url,
         webhook_path=webhook_path,
         reconcile_interval=reconcile_interval,

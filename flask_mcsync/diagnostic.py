@@ -20,6 +20,7 @@ from .eligibility import judge
 from .exclusions import load_ruleset
 from .extension import McSync
 from .gateway import MailchimpError
+from .i18n import gettext as _
 from .inbound import FROM_MAILCHIMP_RUNS
 from .models import OutboxItem, Outcome, Run
 from .outcomes import LABELS, run_label
@@ -121,17 +122,22 @@ def lookup(ext: McSync, list_id: str | None, email: str) -> dict[str, Any]:
     """Mailchimp's member now: status, merge fields, last change; or why we cannot tell."""
     if not list_id:
         return {
-            "mailchimp_error": "No audience is chosen: pick one in the General settings (or run"
-            " 'flask mcsync settings --list ID')."
+            "mailchimp_error": _(
+                "No audience is chosen: pick one in the General settings (or run"
+                " 'flask mcsync settings --list ID')."
+            )
         }
     try:
         member = ext.gateway().get_member(list_id, email)
     except (MailchimpError, ConfigError, SlotTimeout) as exc:
-        return {"mailchimp_error": f"Could not ask Mailchimp: {exc}"}
+        return {"mailchimp_error": _("Could not ask Mailchimp: %(error)s", error=exc)}
     except RedisError as exc:  # the shared connection limit lives in Redis
         return {
-            "mailchimp_error": f"Could not ask Mailchimp: Redis (for the connection limit)"
-            f" did not answer ({exc}). Check that Redis is running."
+            "mailchimp_error": _(
+                "Could not ask Mailchimp: Redis (for the connection limit) did not answer"
+                " (%(error)s). Check that Redis is running.",
+                error=exc,
+            )
         }
     if member is None:
         return {"mailchimp": {"in_audience": False}}
@@ -158,8 +164,10 @@ def start_resync(ext: McSync, email: str, started_by: str = "diagnostic") -> Run
     current = settings_mod.load(session, ext.config)
     if not current.list_id:
         raise ConfigError(
-            "No audience is chosen: pick one in the General settings (or run"
-            " 'flask mcsync settings --list ID') first."
+            _(
+                "No audience is chosen: pick one in the General settings (or run"
+                " 'flask mcsync settings --list ID') first."
+            )
         )
     run = Run(kind="resync", list_id=current.list_id, started_by=started_by[:120], total=1)
     session.add(run)
@@ -170,7 +178,9 @@ def start_resync(ext: McSync, email: str, started_by: str = "diagnostic") -> Run
         enqueue_resync(ext, run.id, email.strip())
     except Exception as exc:  # the run must not stay "queued" forever
         run.status = "failed"
-        run.message = f"Could not queue the re-sync ({exc}): check that Redis is running."
+        run.message = _(
+            "Could not queue the re-sync (%(error)s): check that Redis is running.", error=exc
+        )
         session.commit()
         raise ConfigError(run.message) from exc
     return run

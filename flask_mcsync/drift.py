@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .changes import OFF_STATUSES
+from .i18n import N_
 from .inbound import RECONCILE_RUN
 from .models import AudienceMember, Run
 from .source import SubscriberSource
@@ -47,12 +48,17 @@ class Action(str, enum.Enum):
     NOTHING = "nothing"
 
 
+# English (the CLI's and the CSV's words); the drift page shows them translated.
 LABELS = {
-    DriftKind.LEFT_IN_MAILCHIMP: "Shop: subscriber · Mailchimp: unsubscribed, cleaned or archived",
-    DriftKind.SUBSCRIBED_IN_MAILCHIMP: "Shop: not a subscriber · Mailchimp: subscribed",
-    DriftKind.NOT_IN_SHOP: "In Mailchimp, not in the shop",
-    DriftKind.MERGE_FIELDS: "Merge fields differ",
+    DriftKind.LEFT_IN_MAILCHIMP: N_(
+        "Shop: subscriber · Mailchimp: unsubscribed, cleaned or archived"
+    ),
+    DriftKind.SUBSCRIBED_IN_MAILCHIMP: N_("Shop: not a subscriber · Mailchimp: subscribed"),
+    DriftKind.NOT_IN_SHOP: N_("In Mailchimp, not in the shop"),
+    DriftKind.MERGE_FIELDS: N_("Merge fields differ"),
 }
+# The actions as the drift page shows them (capitalised, translated there).
+ACTION_WORDS = (N_("Apply to the shop"), N_("Re-sync"), N_("Nothing"))
 ACTIONS = {
     DriftKind.LEFT_IN_MAILCHIMP: Action.APPLY,
     DriftKind.SUBSCRIBED_IN_MAILCHIMP: Action.APPLY,

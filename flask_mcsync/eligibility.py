@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from .addresses import invalid_reason, subscriber_hash
+from .i18n import gettext as _
 from .rules import Rule, RuleSet
 from .source import SourceRow, SubscriberSource
 
@@ -44,7 +45,9 @@ def judge(email: str | None, rules: RuleSet) -> Verdict:
     assert email is not None
     rule = rules.match(email)
     if rule is not None:
-        return Verdict(Fate.EXCLUDED, f"Excluded by the {rule.describe()} rule.", rule)
+        return Verdict(
+            Fate.EXCLUDED, _("Excluded by the %(rule)s rule.", rule=rule.describe()), rule
+        )
     return Verdict(Fate.SEND)
 
 
@@ -112,7 +115,7 @@ def scan(
         for row in page:
             verdict = judge(row.email, rules)
             if verdict.send and dedup.seen(row.email):
-                verdict = Verdict(Fate.DUPLICATE, "Another row of the shop has this address.")
+                verdict = Verdict(Fate.DUPLICATE, _("Another row of the shop has this address."))
             judged.append((row, verdict))
         yield judged
 
@@ -121,6 +124,6 @@ def tally(session: Session, source: SubscriberSource, rules: RuleSet) -> Tally:
     """Count what an export would do now, without sending anything."""
     counts = Tally()
     for page in scan(session, source, rules):
-        for _, verdict in page:
+        for _row, verdict in page:
             counts.add(verdict)
     return counts

@@ -244,13 +244,14 @@ class Gateway:
         status_if_new: str,
         merge_fields: dict[str, Any] | None = None,
         skip_merge_validation: bool = False,
+        language: str | None = None,
     ) -> dict[str, Any]:
         """Create the member with ``status_if_new`` or update its merge fields.
 
         Never sends ``status``: an existing member's status (unsubscribed, cleaned,
         archived) stays.
         """
-        body = member_body(email, status_if_new, merge_fields)
+        body = member_body(email, status_if_new, merge_fields, language)
         with self._call():
             # mailchimp3's create_or_update cannot send a query parameter.
             return dict(
@@ -412,12 +413,20 @@ class Gateway:
 
 
 def member_body(
-    email: str, status_if_new: str, merge_fields: dict[str, Any] | None
+    email: str,
+    status_if_new: str,
+    merge_fields: dict[str, Any] | None,
+    language: str | None = None,
 ) -> dict[str, Any]:
-    """The body of a member upsert, the same for a single call and a batch operation."""
+    """The body of a member upsert, the same for a single call and a batch operation.
+
+    ``language`` (``fr``, ``en``...) makes Mailchimp write to the contact in it.
+    """
     body: dict[str, Any] = {"email_address": email.strip(), "status_if_new": status_if_new}
     if merge_fields:
         body["merge_fields"] = merge_fields
+    if language:
+        body["language"] = language
     return body
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from .i18n import gettext as _
 from .terminal import inert
 
 #: The largest id or page number anything accepts: PostgreSQL's ``INTEGER``, which every
@@ -37,10 +38,17 @@ def row_id(value: Any, what: str = "id") -> int:
     """
     typed = str(value).strip()
     if isinstance(value, bool) or not typed.isdigit() or not typed.isascii():
-        raise InvalidInput(f"The {what} must be a whole number; got {_shown(typed)}.")
+        raise InvalidInput(
+            _("The %(what)s must be a whole number; got %(typed)s.", what=what, typed=_shown(typed))
+        )
     if len(typed) > len(str(MAX_ID)) or not 1 <= int(typed) <= MAX_ID:
         raise InvalidInput(
-            f"The {what} must be a whole number from 1 to {MAX_ID}; got {_shown(typed)}."
+            _(
+                "The %(what)s must be a whole number from 1 to %(max)s; got %(typed)s.",
+                what=what,
+                max=MAX_ID,
+                typed=_shown(typed),
+            )
         )
     return int(typed)
 
@@ -52,8 +60,11 @@ def text(value: str, what: str = "text") -> str:
     """
     if _CONTROL.search(value):
         raise InvalidInput(
-            f"The {what} holds a control character (such as NUL or an escape), which no"
-            " address, id or rule contains: type it again without it."
+            _(
+                "The %(what)s holds a control character (such as NUL or an escape), which no"
+                " address, id or rule contains: type it again without it.",
+                what=what,
+            )
         )
     return value
 

@@ -18,46 +18,51 @@ from sqlalchemy.orm import Session
 
 from .addresses import subscriber_hash
 from .gateway import MailchimpError
+from .i18n import N_, NP_, pgettext
+from .i18n import gettext as _
 from .models import Outcome, Run, utcnow
 
 # What the admin pages, the CSV and the CLI call each result.
+# English here (stored, and the CLI's words); the admin pages show them translated.
 LABELS = {
-    "created": "Created",
-    "updated": "Updated",
-    "unsubscribed": "Unsubscribed",
-    "archived": "Archived in Mailchimp: left archived",
-    "confirmation": "Confirmation e-mail sent",
-    "skipped": "Skipped",
-    "error": "Error",
+    "created": NP_("outcome", "Created"),
+    "updated": NP_("outcome", "Updated"),
+    "unsubscribed": NP_("outcome", "Unsubscribed"),
+    "archived": NP_("outcome", "Archived in Mailchimp: left archived"),
+    "confirmation": NP_("outcome", "Confirmation e-mail sent"),
+    "skipped": NP_("outcome", "Skipped"),
+    "error": NP_("outcome", "Error"),
 }
 
 
 def outcome_label(outcome: str) -> str:
-    return LABELS.get(outcome, outcome.capitalize())
+    """An outcome's label, in the page's language (English outside a request)."""
+    label = LABELS.get(outcome)
+    return pgettext("outcome", label) if label else outcome.capitalize()
 
 
 KIND_LABELS = {
-    "export": "Manual export",
-    "auto": "Auto-sync",
-    "resync": "Re-sync",
-    "mailchimp": "From Mailchimp",
-    "reconcile": "From Mailchimp (reconcile)",
+    "export": N_("Manual export"),
+    "auto": N_("Auto-sync"),
+    "resync": N_("Re-sync"),
+    "mailchimp": N_("From Mailchimp"),
+    "reconcile": N_("From Mailchimp (reconcile)"),
 }
 REASON_LABELS = {
-    "signup": "signup",
-    "optin": "newsletter opt-in",
-    "optout": "opt-out",
-    "address_change": "address change",
-    "update": "profile change",
-    "resync": "re-sync",
+    "signup": N_("signup"),
+    "optin": N_("newsletter opt-in"),
+    "optout": N_("opt-out"),
+    "address_change": N_("address change"),
+    "update": N_("profile change"),
+    "resync": N_("re-sync"),
 }
 
 
 def run_label(kind: str, reason: str | None) -> str:
     """What a sync was, e.g. "Auto-sync · opt-out" (the dashboard, diagnostic and CLI)."""
-    label = KIND_LABELS.get(kind, kind)
+    label = _(KIND_LABELS.get(kind, kind))
     if reason and not (kind == "resync" and reason == "resync"):
-        label += f" · {REASON_LABELS.get(reason, reason)}"
+        label += f" · {_(REASON_LABELS.get(reason, reason))}"
     return label
 
 
@@ -100,6 +105,8 @@ class AddressOutcome:
 
     def row(self, run_id: int, batch_id: int | None, now: datetime | None = None) -> dict[str, Any]:
         error = self.error
+        # "Skipped" and the labels are shown translated (pgettext "outcome"); Mailchimp's
+        # titles as they come.
         if error:
             title: str | None = error.title[:200]
         elif self.result is Result.SKIPPED and self.skip_reason:

@@ -108,7 +108,9 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
         for row, verdict in page:
             last_pk = row.pk
             if verdict.fate is Fate.SEND:
-                pending.append([row.email.strip(), convert_all(row.merge_fields, types)])
+                pending.append(
+                    [row.email.strip(), convert_all(row.merge_fields, types), row.language]
+                )
                 if len(pending) >= run.batch_size:
                     commit_batch()
             elif verdict.fate is Fate.DUPLICATE:

@@ -17,7 +17,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .addresses import invalid_reason, normalize
+from .addresses import invalid_domain, invalid_reason, normalize
+from .i18n import N_
+from .i18n import gettext as _
 
 MAX_PATTERN_LENGTH = 254
 MAX_WILDCARDS = 16
@@ -30,13 +32,31 @@ class RuleKind(str, enum.Enum):
 
     @property
     def label(self) -> str:
-        return {"address": "Exact address", "domain": "Whole domain", "pattern": "Pattern"}[
-            self.value
-        ]
+        """The kind in English (the pages translate it with ``_(kind.label)``)."""
+        return {
+            "address": N_("Exact address"),
+            "domain": N_("Whole domain"),
+            "pattern": N_("Pattern"),
+        }[self.value]
 
 
 class InvalidRule(ValueError):
     """A rule the shop owner typed cannot be used; the message says how to fix it."""
+
+
+class CatchAllRule(InvalidRule):
+    """The rule would exclude every address: only added once the owner confirms it."""
+
+
+# Addresses of every shape a shop holds: a pattern that matches them all matches anybody
+# (``*``, ``*@*``, ``?*@*.*``...), which no one means to type.
+_CATCH_ALL_PROBES = (
+    "a@b.co",
+    "jean.dupont+news@mail.shop.fr",
+    "x_1@sub.domain.co.uk",
+    "o'neil@xn--caf-dma.com",
+    "z@z.io",
+)
 
 
 @dataclass(frozen=True)
@@ -47,8 +67,13 @@ class Rule:
     value: str
     id: int | None = None
 
+    def matches_everyone(self) -> bool:
+        return self.kind is RuleKind.PATTERN and all(
+            RuleSet([self]).match(probe) for probe in _CATCH_ALL_PROBES
+        )
+
     def describe(self) -> str:
-        return f"{self.kind.label.lower()} {self.value!r}"
+        return f"{_(self.kind.label).lower()} {self.value!r}"
 
 
 def clean_rule(kind: str | RuleKind, value: str) -> Rule:
@@ -60,35 +85,49 @@ def clean_rule(kind: str | RuleKind, value: str) -> Rule:
         rule_kind = RuleKind(kind)
     except ValueError:
         raise InvalidRule(
-            f"Unknown rule kind {kind!r}: use 'address', 'domain' or 'pattern'."
+            _("Unknown rule kind %(kind)r: use 'address', 'domain' or 'pattern'.", kind=kind)
         ) from None
     text = normalize(value or "")
     if not text:
-        raise InvalidRule("The rule is empty: type an address, a domain or a pattern.")
+        raise InvalidRule(_("The rule is empty: type an address, a domain or a pattern."))
     if rule_kind is RuleKind.ADDRESS:
-        reason = invalid_reason(text)
+        reason = invalid_reason(text, fake=False)
         if reason:
-            raise InvalidRule(f"{text!r} is not a valid address: {reason}")
+            raise InvalidRule(
+                _("%(text)r is not a valid address: %(reason)s", text=text, reason=reason)
+            )
     elif rule_kind is RuleKind.DOMAIN:
         text = text.removeprefix("*").removeprefix("@").removeprefix(".")
         if "@" in text or "*" in text or "?" in text:
             raise InvalidRule(
-                f"{value!r} is not a bare domain: type it like 'mailinator.com', or use a"
-                " pattern rule for wildcards."
+                _(
+                    "%(value)r is not a bare domain: type it like 'mailinator.com', or use a"
+                    " pattern rule for wildcards.",
+                    value=value,
+                )
             )
-        if invalid_reason(f"x@{text}"):
-            raise InvalidRule(f"{text!r} is not a valid domain (like 'mailinator.com').")
+        if invalid_domain(text):
+            raise InvalidRule(
+                _("%(text)r is not a valid domain (like 'mailinator.com').", text=text)
+            )
     else:
         if len(text) > MAX_PATTERN_LENGTH:
-            raise InvalidRule(f"A pattern may be at most {MAX_PATTERN_LENGTH} characters long.")
+            raise InvalidRule(
+                _("A pattern may be at most %(max)s characters long.", max=MAX_PATTERN_LENGTH)
+            )
         wildcards = sum(text.count(c) for c in "*?[")
         if wildcards == 0:
             raise InvalidRule(
-                f"{text!r} has no wildcard ('*' or '?'): add it as an exact address or a"
-                " domain rule instead."
+                _(
+                    "%(text)r has no wildcard ('*' or '?'): add it as an exact address or a"
+                    " domain rule instead.",
+                    text=text,
+                )
             )
         if wildcards > MAX_WILDCARDS:
-            raise InvalidRule(f"A pattern may hold at most {MAX_WILDCARDS} wildcards.")
+            raise InvalidRule(
+                _("A pattern may hold at most %(max)s wildcards.", max=MAX_WILDCARDS)
+            )
     return Rule(rule_kind, text)
 
 

@@ -8,6 +8,7 @@ worker that restarts after a crash all see the same thing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +18,8 @@ from sqlalchemy.orm import Session
 from . import first_export
 from . import settings as settings_mod
 from .extension import McSync
+from .i18n import N_
+from .i18n import gettext as _
 from .models import Batch, Run, utcnow
 from .outbox import enqueue_items
 from .settings import InvalidSetting
@@ -67,8 +70,10 @@ def start_export(
     list_id = list_id or current.list_id
     if not list_id:
         raise ExportError(
-            "No target audience is chosen: pick one in the General settings (or, from the"
-            " command line, pass --list with an id from 'flask mcsync lists')."
+            _(
+                "No target audience is chosen: pick one in the General settings (or, from the"
+                " command line, pass --list with an id from 'flask mcsync lists')."
+            )
         )
     running = active_export(session, list_id)
     if running is not None:
@@ -104,7 +109,7 @@ def start_export(
         session.rollback()
         running = active_export(session, list_id)
         if running is None:  # it ended in between; a retry will start a fresh one
-            raise ExportError("An export just ended: start the export again.") from None
+            raise ExportError(_("An export just ended: start the export again.")) from None
         return Started(running, created=False)
     try:
         from .jobs import enqueue_plan
@@ -114,8 +119,11 @@ def start_export(
         end_run(session, run.id, "failed", f"Could not queue the export: {exc}")
         session.commit()
         raise ExportError(
-            f"The export could not be queued ({exc}). Check that Redis is running and"
-            " MCSYNC_REDIS_URL points at it, then start the export again."
+            _(
+                "The export could not be queued (%(error)s). Check that Redis is running and"
+                " MCSYNC_REDIS_URL points at it, then start the export again.",
+                error=exc,
+            )
         ) from exc
     return Started(run, created=True)
 
@@ -217,7 +225,7 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
             status=status,
             active_list_id=None,
             finished_at=utcnow(),
-            message=None if status == "finished" else "Some batches failed after retries.",
+            message=None if status == "finished" else N_("Some batches failed after retries."),
         )
         .execution_options(synchronize_session=False)
     )
@@ -250,6 +258,7 @@ BATCH_COLUMNS = (
     Batch.retries,
     Batch.retry_seconds,
     Batch.last_error,
+    Batch.finished_at,
 )
 
 
@@ -303,6 +312,41 @@ def _wake(ext: McSync, ids: list[int]) -> None:
         enqueue_items(ext, ids)
 
 
+# An estimate needs this much steady running behind it, else it is a guess.
+ESTIMATE_MIN_BATCHES = 2
+ESTIMATE_MIN_SECONDS = 3.0
+
+
+def estimate_seconds_left(
+    total: int,
+    done: int,
+    planning_done: bool,
+    finished: list[tuple[datetime, int]],
+    now: datetime,
+) -> int | None:
+    """Seconds until the run ends, or None while no honest figure can be given.
+
+    Dividing what is done by the time since the start counts the start-up (a worker
+    picking the run up, the shop being read, the first batch waiting its turn at
+    Mailchimp) as if it recurred, while batches then finish side by side: such figures
+    ran 3 to 9 times too long. The rate is measured instead from the first finished
+    batch to now, once enough batches finished to show it, and the total is known.
+    """
+    if not planning_done or total <= 0 or done >= total:
+        return None
+    ends = sorted(finished)
+    if len(ends) < ESTIMATE_MIN_BATCHES:
+        return None
+    first_end, first_size = ends[0]
+    window = (now - first_end).total_seconds()
+    if window < ESTIMATE_MIN_SECONDS:
+        return None
+    rate = (done - first_size) / window
+    if rate <= 0:
+        return None
+    return max(1, round((total - done) / rate))
+
+
 def progress(session: Session, run_id: int) -> dict[str, Any] | None:
     """Everything the progress window and ``export --wait`` show, as plain data.
 
@@ -326,11 +370,23 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         "active": int(active),
         "waiting": max(run.batch_count - run.batches_done - run.batches_failed - int(active), 0),
     }
+    window = _window(session, run_id)
     done_addresses = run.created + run.updated + run.archived + run.confirmations + run.errors
     now = utcnow()
     elapsed = ((run.finished_at or now) - run.started_at).total_seconds() if run.started_at else 0
     rate = done_addresses / elapsed if elapsed > 0 else 0.0
-    remaining = max(run.total - done_addresses, 0)
+    seconds_left = (
+        None
+        if run.status in RUN_ENDED
+        else estimate_seconds_left(
+            run.total,
+            done_addresses,
+            run.planning_done,
+            # The last WINDOW batches done: the recent pace, not the whole run's.
+            [(b.finished_at, b.size) for b in window if b.status == "done" and b.finished_at],
+            now,
+        )
+    )
     return {
         "id": run.id,
         "kind": run.kind,
@@ -359,7 +415,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         if run.total
         else (100.0 if run.status in RUN_ENDED else 0.0),
         "rate": round(rate, 1),
-        "seconds_left": round(remaining / rate) if rate > 0 and remaining else None,
+        "seconds_left": seconds_left,
         "elapsed": round(elapsed, 1),
         "created_at": run.created_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
@@ -369,7 +425,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         # Operations Mailchimp already processed in the batches in flight: they move the
         # bar before their batch is counted done.
         "in_flight_operations": int(in_flight_operations),
-        "batches": [_batch_dict(b) for b in _window(session, run_id)],
+        "batches": [_batch_dict(b) for b in window],
     }
 
 

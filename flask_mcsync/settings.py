@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from .config import Config
+from .i18n import gettext as _
 from .models import Settings, utcnow
 
 
@@ -65,17 +66,27 @@ def load(session: Session, config: Config) -> SyncSettings:
 def check_batch_size(value: Any, config: Config) -> int:
     # Only whole numbers: int(2.5) or int(True) would silently become another size.
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise InvalidSetting(f"The batch size must be a whole number; got {value!r}.")
+        raise InvalidSetting(
+            _("The batch size must be a whole number; got %(value)r.", value=value)
+        )
     try:
         size = int(str(value).strip()) if isinstance(value, str) else int(value)
     except (TypeError, ValueError):
-        raise InvalidSetting(f"The batch size must be a whole number; got {value!r}.") from None
+        raise InvalidSetting(
+            _("The batch size must be a whole number; got %(value)r.", value=value)
+        ) from None
     if size < 1:
-        raise InvalidSetting(f"The batch size must be at least 1 address; got {size}.")
+        raise InvalidSetting(
+            _("The batch size must be at least 1 address; got %(size)s.", size=size)
+        )
     if size > config.max_batch_size:
         raise InvalidSetting(
-            f"The batch size may be at most {config.max_batch_size} addresses"
-            f" (MCSYNC_MAX_BATCH_SIZE); got {size}. Smaller batches are also gentler on Mailchimp."
+            _(
+                "The batch size may be at most %(max)s addresses (MCSYNC_MAX_BATCH_SIZE); got"
+                " %(size)s. Smaller batches are also gentler on Mailchimp.",
+                max=config.max_batch_size,
+                size=size,
+            )
         )
     return size
 

@@ -18,17 +18,21 @@ import sqlalchemy as sa
 
 from . import first_export
 from . import settings as settings_mod
-from .addresses import normalize
+from .addresses import normalize, subscriber_hash
 from .eligibility import judge
 from .exclusions import load_ruleset
 from .extension import McSync
 from .gateway import AccountError, AddressError, MailchimpError, TransientError, was_created
+from .i18n import N_
 from .merge_values import convert_all
 from .models import OutboxItem, Run, utcnow
 from .outcomes import AddressOutcome, Result, archived_outcome, record, synced_since
 from .preflight import types_or_none
 from .retry import backoff_seconds
 from .throttle import SlotTimeout
+
+# Who starts an auto-sync, as the dashboard shows it (translated there).
+SHOP = N_("shop")
 
 # See batch_sync.CLOCK_SKEW.
 CLOCK_SKEW = timedelta(seconds=2)
@@ -47,6 +51,7 @@ class Plan:
     email: str
     reason: str | None = None
     merge_fields: dict[str, Any] | None = None
+    language: str | None = None
 
 
 def plan_for(ext: McSync, email: str, wants: str) -> Plan:
@@ -64,13 +69,15 @@ def plan_for(ext: McSync, email: str, wants: str) -> Plan:
     subscribed = [row for row, is_subscriber in rows if is_subscriber]
     if subscribed:
         row = subscribed[0]
-        return Plan("upsert", row.email.strip(), merge_fields=row.merge_fields)
+        return Plan(
+            "upsert", row.email.strip(), merge_fields=row.merge_fields, language=row.language
+        )
     if rows and wants in CHANGES:
         # In the shop but no longer a subscriber: they opted out of the newsletter.
-        return Plan("unsubscribe", email.strip(), "The customer opted out in the shop.")
+        return Plan("unsubscribe", email.strip(), N_("The customer opted out in the shop."))
     if rows:
-        return Plan("skip", email.strip(), "In the shop, but not a newsletter subscriber.")
-    return Plan("skip", email.strip(), "Not in the shop's subscriber source.")
+        return Plan("skip", email.strip(), N_("In the shop, but not a newsletter subscriber."))
+    return Plan("skip", email.strip(), N_("Not in the shop's subscriber source."))
 
 
 def sync_reason(plan: Plan, wants: str, previous_email: str | None) -> str:
@@ -114,7 +121,7 @@ def perform(
             member = gateway.unsubscribe_member(list_id, plan.email)
             if member is None:
                 return AddressOutcome(
-                    plan.email, Result.SKIPPED, skip_reason="Opted out; not in the audience."
+                    plan.email, Result.SKIPPED, skip_reason=N_("Opted out; not in the audience.")
                 )
             return AddressOutcome(
                 plan.email, Result.UNSUBSCRIBED, mailchimp_status=member.get("status"), sent=sent
@@ -122,11 +129,15 @@ def perform(
         # The audience's field types, read once for this job.
         merge = convert_all(plan.merge_fields or {}, types_or_none(ext, list_id))
         sent.update(status_if_new=status_if_new, merge_fields=merge)
+        if plan.language:
+            sent["language"] = plan.language
         if previous_email and normalize(previous_email) != normalize(plan.email):
             sent["previous_email"] = previous_email
             _rename(gateway, list_id, previous_email, plan.email)
         since = utcnow() - CLOCK_SKEW
-        member = gateway.upsert_member(list_id, plan.email, status_if_new, merge)
+        member = gateway.upsert_member(
+            list_id, plan.email, status_if_new, merge, language=plan.language
+        )
         if member.get("status") == "archived":
             return archived_outcome(plan.email, sent)
         if wants in OPT_INS and member.get("status") in ("unsubscribed", "cleaned"):
@@ -212,6 +223,8 @@ def run_single(
     record(session, run.id, [outcome])
     run.status = "finished"
     run.finished_at = utcnow()
+    if kind == "resync" and outcome.result in SENT:
+        _settle_waiting(session, email, run.id)
     if outcome.result in (Result.SKIPPED, Result.ARCHIVED, Result.CONFIRMATION):
         run.message = outcome.skip_reason
     elif outcome.error is not None:
@@ -221,6 +234,21 @@ def run_single(
     else:
         session.flush()
     return run
+
+
+SENT = (Result.CREATED, Result.UPDATED, Result.UNSUBSCRIBED)
+
+
+def _settle_waiting(session: Any, email: str, run_id: int) -> None:
+    """A re-sync that reached Mailchimp did what the address's waiting auto-syncs would
+    (both read the shop's current data), so they end with it: otherwise the diagnostic
+    would go on showing "Auto-sync waiting" with a stale error beside a fresh success."""
+    session.execute(
+        sa.update(OutboxItem)
+        .where(OutboxItem.email_hash == subscriber_hash(email), OutboxItem.status == "pending")
+        .values(status="sent", last_error=None, run_id=run_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _single_run(
@@ -327,7 +355,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             ext,
             latest_email,
             kind="auto",
-            started_by="shop",
+            started_by=SHOP,
             wants=wants,
             previous_email=previous,
             commit=False,
@@ -345,7 +373,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
                 latest_email,
                 gave_up,
                 kind="auto",
-                started_by="shop",
+                started_by=SHOP,
                 reason=_asked(wants, previous),
                 commit=False,
             )
@@ -369,7 +397,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             latest_email,
             exc,
             kind="auto",
-            started_by="shop",
+            started_by=SHOP,
             reason=_asked(wants, previous),
             commit=False,
         )

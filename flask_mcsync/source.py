@@ -31,6 +31,7 @@ class SourceRow:
     pk: Any
     email: str
     merge_fields: dict[str, Any]
+    language: str | None = None
 
 
 @dataclass
@@ -44,6 +45,9 @@ class SubscriberSource:
         stay out of the audience (and off the Mailchimp bill).
     :param merge_fields: Mailchimp merge tag → attribute name (read as a column, fast) or
         a callable taking the model instance (loads whole rows, slower).
+    :param language: the subscriber's language (``"fr"``, ``"en"``...) as an attribute name
+        or a callable taking the model instance; sent as the member's ``language`` on every
+        path, so Mailchimp writes to French subscribers in French. ``None``: not sent.
     :param on_mailchimp_change: called with each :class:`~.changes.MailchimpChange` (an
         unsubscribe, a bounce, a profile or address change made in Mailchimp) inside the
         transaction that records it: change the shop's rows in the host's session, and
@@ -54,6 +58,7 @@ class SubscriberSource:
     email: str = "email"
     filter: FilterSpec | None = None
     merge_fields: Mapping[str, MergeFieldSpec] = field(default_factory=dict)
+    language: MergeFieldSpec | None = None
     on_mailchimp_change: ChangeHook | None = None
 
     def __post_init__(self) -> None:
@@ -79,8 +84,15 @@ class SubscriberSource:
                     f"SubscriberSource: merge field {tag} maps to {spec!r}, which"
                     f" {self.model.__name__} does not have."
                 )
+        if isinstance(self.language, str) and not hasattr(self.model, self.language):
+            raise TypeError(
+                f"SubscriberSource: language maps to {self.language!r}, which"
+                f" {self.model.__name__} does not have."
+            )
         self._pk = mapper.primary_key[0]
-        self._columns_only = all(isinstance(s, str) for s in self.merge_fields.values())
+        self._columns_only = all(
+            isinstance(s, str) for s in (*self.merge_fields.values(), self.language or "")
+        )
 
     @property
     def pk_column(self) -> Any:
@@ -100,12 +112,17 @@ class SubscriberSource:
     def _select(self) -> sa.Select[Any]:
         if self._columns_only:
             columns = [getattr(self.model, str(s)) for s in self.merge_fields.values()]
+            if self.language:
+                columns.append(getattr(self.model, str(self.language)))
             return sa.select(self._pk, self.email_column, *columns)
         return sa.select(self._pk, self.email_column, self.model)
 
     def _row(self, row: Any) -> SourceRow:
+        language: Any = None
         if self._columns_only:
-            values = row[2:]
+            values = list(row[2:])
+            if self.language:
+                language = values.pop()
             merge = {
                 tag: value
                 for tag, value in zip(self.merge_fields, values, strict=True)
@@ -118,9 +135,17 @@ class SubscriberSource:
                 value = getattr(instance, spec) if isinstance(spec, str) else spec(instance)
                 if value is not None:
                     merge[tag] = value
+            if self.language is not None:
+                spec = self.language
+                language = getattr(instance, spec) if isinstance(spec, str) else spec(instance)
         # Raw Python values (bool, date, Decimal...): :mod:`merge_values` converts them
         # for the audience's field types before anything is sent.
-        return SourceRow(pk=row[0], email=row[1] or "", merge_fields=merge)
+        return SourceRow(
+            pk=row[0],
+            email=row[1] or "",
+            merge_fields=merge,
+            language=str(language).strip() or None if language is not None else None,
+        )
 
     def pages(
         self, session: Session, after: Any = None, page_size: int = 2000

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from .i18n import gettext as _
 from .models import OutboxItem, Outcome, Run, utcnow
 from .outbox import waiting_count
 from .outcomes import LABELS
@@ -35,9 +36,17 @@ def check_days(value: Any) -> int:
     try:
         days = int(value)
     except (TypeError, ValueError):
-        raise InvalidPeriod(f"The period must be a number of days; got {value!r}.") from None
+        raise InvalidPeriod(
+            _("The period must be a number of days; got %(value)r.", value=value)
+        ) from None
     if not 1 <= days <= MAX_DAYS:
-        raise InvalidPeriod(f"The period must be between 1 and {MAX_DAYS} days; got {days}.")
+        raise InvalidPeriod(
+            _(
+                "The period must be between 1 and %(max)s days; got %(days)s.",
+                max=MAX_DAYS,
+                days=days,
+            )
+        )
     return days
 
 
@@ -216,11 +225,22 @@ CSV_COLUMNS = ["run_id", "at", "email", "outcome", "title", "detail", "permanent
 CSV_OUTCOMES = ("error", "archived")
 
 
-def errors_csv(rows: list[dict[str, Any]]) -> Iterator[str]:
-    """The error list as CSV, one chunk per row (streamed by the admin page)."""
+def errors_csv(
+    rows: list[dict[str, Any]],
+    headers: dict[str, str] | None = None,
+    delimiter: str = ",",
+    bom: bool = False,
+) -> Iterator[str]:
+    """The error list as CSV, one chunk per row (streamed by the admin page).
+
+    ``headers`` titles the columns (the field names by default); a French spreadsheet
+    wants ``delimiter=";"`` and ``bom=True`` (see :func:`flask_mcsync.i18n.csv_dialect`).
+    """
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
+    if bom:
+        buffer.write("\ufeff")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, delimiter=delimiter)
+    writer.writerow(headers or {k: k for k in CSV_COLUMNS})
     for row in rows:
         # A leading =, +, - or @ would be a formula in a spreadsheet: neutralise it.
         writer.writerow({k: _cell(row.get(k, "")) for k in CSV_COLUMNS})

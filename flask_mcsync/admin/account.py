@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 from ..config import ConfigError
 from ..extension import McSync
 from ..gateway import MailchimpError
+from ..i18n import gettext as _
 
 
 @dataclass
@@ -30,13 +31,27 @@ class AccountStatus:
 def describe_error(exc: Exception) -> str:
     if isinstance(exc, MailchimpError):
         detail = exc.full_detail
-        return f"Mailchimp said: {exc.title}." + (f" {detail}" if detail else "")
+        return _("Mailchimp said: %(title)s.", title=exc.title) + (f" {detail}" if detail else "")
     if isinstance(exc, RedisError):
-        return (
-            f"Redis could not be reached ({exc}); it shares the connection limit with the"
-            " workers. Check MCSYNC_REDIS_URL."
+        return _(
+            "Redis could not be reached (%(error)s); it shares the connection limit with the"
+            " workers. Check MCSYNC_REDIS_URL.",
+            error=exc,
         )
     return str(exc)
+
+
+def connection_problem(ext: McSync) -> str | None:
+    """Why Mailchimp cannot be reached now (one ping), or None when it answers."""
+    try:
+        ext.gateway().ping()
+    except (ConfigError, MailchimpError, RedisError) as exc:
+        return _(
+            "Mailchimp cannot be reached now: %(error)s An export started now waits and"
+            " retries, then fails. See the connection in General settings.",
+            error=describe_error(exc),
+        )
+    return None
 
 
 def account_status(ext: McSync) -> AccountStatus:

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, g, jsonify, render_template, request
 from flask.blueprints import BlueprintSetupState
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from .. import i18n
+from ..extension import state
+from ..i18n import N_
 from .both_ways_views import register as register_both_ways_views
 from .diagnostic_views import register as register_diagnostic_views
 from .request_input import check_request
 from .security import check_access, check_csrf, csrf_token
 from .settings_views import register as register_settings_views
+from .status_views import MEMBER_STATUS_LABELS, OUTCOME_LABELS
 from .status_views import register as register_status_views
 from .sync_views import register as register_sync_views
 from .tabs import visible_tabs
@@ -49,12 +54,20 @@ def make_blueprint() -> Blueprint:
         static_folder="../static/mcsync",
         static_url_path="/static",
     )
+    # First: the 403 page and every flash message are in the visitor's language too.
+    bp.before_request(_activate_locale)
+    bp.teardown_request(_deactivate_locale)
     bp.before_request(_check_access)
     bp.before_request(check_csrf)
     bp.before_request(_check_request)
     bp.after_request(_security_headers)
     bp.record_once(_exempt_from_flask_wtf)
     bp.context_processor(_template_helpers)
+    bp.app_template_filter("mcsync_number")(i18n.format_number)
+    bp.app_template_filter("mcsync_datetime")(i18n.format_datetime)
+    bp.app_template_filter("mcsync_duration")(i18n.format_duration)
+    bp.app_template_filter("mcsync_day")(i18n.format_day)
+    bp.app_template_filter("mcsync_stored")(i18n.translate_stored)
     for code in (400, 403, 404, 405):
         bp.register_error_handler(code, _error_page)
 
@@ -64,6 +77,32 @@ def make_blueprint() -> Blueprint:
     register_diagnostic_views(bp)
     register_both_ways_views(bp)
     return bp
+
+
+def _activate_locale() -> None:
+    ext = state()
+    host_babel = current_app.extensions.get("babel")
+    g.mcsync_locale_token = i18n.activate(
+        i18n.choose(
+            _host_locale if host_babel is not None else None,
+            ext.config.locale,
+            request.accept_languages,
+        )
+    )
+
+
+def _host_locale() -> str | None:
+    """The locale the host's Flask-Babel chose for this request (its own selector)."""
+    from flask_babel import get_locale
+
+    locale = get_locale()
+    return str(locale) if locale is not None else None
+
+
+def _deactivate_locale(_exc: BaseException | None = None) -> None:
+    token = g.pop("mcsync_locale_token", None)
+    if token is not None:
+        i18n.deactivate(token)
 
 
 def _check_access() -> None:
@@ -90,11 +129,31 @@ def _exempt_from_flask_wtf(setup: BlueprintSetupState) -> None:
 
 def _template_helpers() -> dict[str, Any]:
     return {
+        "_": template_gettext,
+        "gettext": template_gettext,
+        "ngettext": template_ngettext,
+        "pgettext": i18n.pgettext,
+        "mcsync_locale": i18n.current_locale,
+        "outcome_labels": OUTCOME_LABELS,
+        "member_status_labels": MEMBER_STATUS_LABELS,
         "csrf_token": csrf_token,
         "mcsync_tabs": visible_tabs,
         # Pages link to views added later (Sync status...) only once they exist.
         "mcsync_endpoints": current_app.view_functions,
     }
+
+
+def template_gettext(message: str, **values: Any) -> Markup:
+    """``_()`` in our templates: the translation is trusted markup (it may hold <strong>),
+    the values put into it are escaped (they may be addresses or Mailchimp's words)."""
+    text = i18n.translations(i18n.current_locale()).gettext(message)
+    return Markup(text % {k: escape(v) for k, v in values.items()} if values else text)
+
+
+def template_ngettext(singular: str, plural: str, num: int, **values: Any) -> Markup:
+    text = i18n.translations(i18n.current_locale()).ngettext(singular, plural, num)
+    values.setdefault("num", i18n.format_number(num))
+    return Markup(text % {k: escape(v) for k, v in values.items()})
 
 
 def _security_headers(response: Response) -> Response:
@@ -115,10 +174,30 @@ def wants_json() -> bool:
     )
 
 
+# werkzeug's words for the errors our pages answer, so that they are translated too.
+HTTP_ERROR_TEXTS = (
+    N_("Bad Request"),
+    N_("The browser (or proxy) sent a request that this server could not understand."),
+    N_("Forbidden"),
+    N_(
+        "You don't have the permission to access the requested resource. It is either"
+        " read-protected or not readable by the server."
+    ),
+    N_("Not Found"),
+    N_(
+        "The requested URL was not found on the server. If you entered the URL manually"
+        " please check your spelling and try again."
+    ),
+    N_("Method Not Allowed"),
+    N_("The method is not allowed for the requested URL."),
+)
+
+
 def _error_page(error: HTTPException) -> tuple[Any, int]:
     code = error.code or 500
-    sentence = error.description or error.name
+    sentence = i18n.translate_stored(error.description or error.name)
     if wants_json():
         return jsonify(error=sentence, status=code), code
-    page = render_template("mcsync/error.html", code=code, title=error.name, sentence=sentence)
+    title = i18n.translate_stored(error.name)
+    page = render_template("mcsync/error.html", code=code, title=title, sentence=sentence)
     return page, code

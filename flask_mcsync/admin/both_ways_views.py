@@ -17,6 +17,7 @@ from .. import settings as settings_mod
 from ..config import ConfigError
 from ..extension import state
 from ..gateway import MailchimpError
+from ..i18n import gettext as _
 
 ROWS_SHOWN = 200  # the CSV has them all
 
@@ -40,11 +41,21 @@ def register_webhook() -> Response:
         flash(str(exc), "error")
         return _back()
     except MailchimpError as exc:
-        flash(f"Mailchimp refused the webhook: {exc.title}. {exc.full_detail}", "error")
+        flash(
+            _(
+                "Mailchimp refused the webhook: %(title)s. %(detail)s",
+                title=exc.title,
+                detail=exc.full_detail,
+            ),
+            "error",
+        )
         return _back()
     flash(
-        "Mailchimp's changes are connected: unsubscribes, bounces, profile and address"
-        f" changes on audience {found.list_id} now come back to the shop.",
+        _(
+            "Mailchimp's changes are connected: unsubscribes, bounces, profile and address"
+            " changes on audience %(id)s now come back to the shop.",
+            id=found.list_id,
+        ),
         "success",
     )
     return _back()
@@ -54,13 +65,15 @@ def remove_webhook() -> Response:
     try:
         removed = connect.remove(state())
     except (ConfigError, MailchimpError) as exc:
-        flash(f"The webhook could not be removed: {exc}", "error")
+        flash(_("The webhook could not be removed: %(error)s", error=exc), "error")
         return _back()
     flash(
-        "Disconnected: Mailchimp's changes no longer come back by themselves (reconcile"
-        " still reads them)."
+        _(
+            "Disconnected: Mailchimp's changes no longer come back by themselves (reconcile"
+            " still reads them)."
+        )
         if removed
-        else "No webhook of this shop was in place.",
+        else _("No webhook of this shop was in place."),
         "success" if removed else "info",
     )
     return _back()
@@ -110,12 +123,15 @@ def start_reconcile() -> Response:
         flash(str(exc), "error")
         return redirect(url_for(".drift_page"))
     except Exception as exc:  # Redis down: say so, nothing is lost
-        flash(f"Could not queue the reconcile ({exc}): check that Redis is running.", "error")
+        flash(
+            _("Could not queue the reconcile (%(error)s): check that Redis is running.", error=exc),
+            "error",
+        )
         return redirect(url_for(".drift_page"))
     flash(
-        "Reconcile queued: a worker reads Mailchimp's changes now; reload this page in a moment."
+        _("Reconcile queued: a worker reads Mailchimp's changes now; reload this page in a moment.")
         if queued
-        else "A reconcile is already waiting for a worker.",
+        else _("A reconcile is already waiting for a worker."),
         "info",
     )
     return redirect(url_for(".drift_page"))

@@ -16,12 +16,14 @@ from werkzeug.wrappers import Response
 from ..config import ConfigError
 from ..diagnostic import diagnose, start_resync
 from ..extension import state
+from ..i18n import N_
+from ..i18n import gettext as _
 from ..models import Run
 from ..runs import RUN_ENDED
 from .request_input import query_id
-from .status_views import KIND_LABELS, STATUS_LABELS, parse_time, run_outcomes
+from .status_views import KIND_LABELS, STATUS_LABELS, parse_time, run_outcomes, translated
 
-STARTED_BY = "admin pages (diagnostic tool)"
+STARTED_BY = N_("admin pages (diagnostic tool)")  # stored in English, shown translated
 MAX_EMAIL = 320
 
 
@@ -33,14 +35,31 @@ def register(bp: Blueprint) -> None:
 def resync_refusal(answer: dict[str, Any]) -> str | None:
     """Why the button is disabled for this address, or None when a re-sync makes sense."""
     if not answer["valid"]:
-        return f"This address is not valid: {answer['invalid_reason']}"
+        return _("This address is not valid: %(reason)s", reason=answer["invalid_reason"])
     if answer["excluded"]:
-        return f"This address is excluded by the {answer['excluded_by']} rule."
+        return _("This address is excluded by the %(rule)s rule.", rule=answer["excluded_by"])
     if not answer["in_shop"]:
-        return "This address is not in the shop's subscriber source: there is nothing to send."
+        return _(
+            "This address is not in the shop's subscriber source: there is nothing to send."
+        )
     if not answer["subscriber"]:
-        return "This address is in the shop but is not a newsletter subscriber."
+        return _("This address is in the shop but is not a newsletter subscriber.")
     return None
+
+
+def resync_strings() -> dict[str, str]:
+    """The re-sync poller's sentences (status.js), in the page's language."""
+    return {
+        "queued": _("Queued: waiting for a worker to send the address to Mailchimp…"),
+        "running": _("Running: the address is being sent to Mailchimp…"),
+        "server_answered": _("The server answered %(status)s."),
+        "done": _("Done: showing the outcome…"),
+        "stalled": _(
+            "(still queued after %(seconds)s s: is a worker running? Start one with"
+            " “flask mcsync worker”.)"
+        ),
+        "poll_failed": _("Could not check the re-synchronization: %(error)s Trying again…"),
+    }
 
 
 def diagnostic_page() -> str:
@@ -72,8 +91,10 @@ def diagnostic_page() -> str:
         error=error,
         refusal=resync_refusal(answer) if answer else None,
         resync_run=resync_run,
-        kind_labels=KIND_LABELS,
-        status_labels=STATUS_LABELS,
+        kind_labels=translated(KIND_LABELS),
+        status_labels=translated(STATUS_LABELS),
+        # Only a re-sync still running loads status.js, which needs its sentences.
+        mcsync_js_strings=resync_strings() if resync_run and not resync_run["ended"] else None,
     )
 
 
@@ -99,13 +120,13 @@ def resync() -> Response:
     ext = state()
     email = request.form.get("email", "")[:MAX_EMAIL].strip()
     if not email:
-        flash("Type the address to re-synchronize.", "error")
+        flash(_("Type the address to re-synchronize."), "error")
         return redirect(url_for(".diagnostic_page"), 303)
     try:
         run = start_resync(ext, email, started_by=STARTED_BY)
     except ConfigError as exc:
         ext.session.rollback()
-        flash(f"The re-synchronization could not start. {exc}", "error")
+        flash(_("The re-synchronization could not start. %(error)s", error=exc), "error")
         return redirect(url_for(".diagnostic_page", email=email), 303)
     run_id = run.id
     ext.session.commit()

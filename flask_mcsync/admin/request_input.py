@@ -12,10 +12,17 @@ from typing import Any
 
 from flask import abort, request
 
+from ..i18n import N_
+from ..i18n import gettext as _
 from ..inputs import InvalidInput, row_id, text
 
 # Names of path and query values, as the sentences call them.
-NOUNS = {"run_id": "run number", "rule_id": "rule number", "run": "run number", "page": "page"}
+NOUNS = {
+    "run_id": N_("run number"),
+    "rule_id": N_("rule number"),
+    "run": N_("run number"),
+    "page": N_("page"),
+}
 
 
 def check_request() -> None:
@@ -29,17 +36,20 @@ def _check_path_ids(values: dict[str, Any] | None) -> None:
     for name, value in (values or {}).items():
         if name.endswith("_id"):
             try:
-                row_id(value, NOUNS.get(name, name))
+                row_id(value, _(NOUNS.get(name, name)))
             except InvalidInput as exc:
                 abort(404, str(exc))
 
 
 def _check_text() -> None:
     """Every query and form value is text without control characters, or the request is 400."""
-    for source, where in ((request.args, "address bar"), (request.form, "form")):
+    for source, where in (
+        (request.args, N_("%(name)r value in the address bar")),
+        (request.form, N_("%(name)r value in the form")),
+    ):
         for name, value in source.items(multi=True):
             try:
-                text(value, f"{name!r} value in the {where}")
+                text(value, _(where, name=name))
             except InvalidInput as exc:
                 abort(400, str(exc))
 
@@ -50,6 +60,6 @@ def query_id(name: str) -> int | None:
     if not raw:
         return None
     try:
-        return row_id(raw, NOUNS.get(name, name))
+        return row_id(raw, _(NOUNS.get(name, name)))
     except InvalidInput as exc:
         abort(400, str(exc))

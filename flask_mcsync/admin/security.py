@@ -15,17 +15,23 @@ import secrets
 from flask import abort, request, session
 
 from ..extension import state
+from ..i18n import N_
 
 SESSION_KEY = "mcsync_csrf"
 HEADER = "X-CSRF-Token"
 FIELD = "csrf_token"
 
-NO_AUTHORIZE = (
+# In English here; the error page shows them in the visitor's language.
+NO_AUTHORIZE = N_(
     "The Mailchimp admin pages are closed until the app says who may use them: pass"
     " authorize=<callable returning True for your admins> to MailchimpSync(...) or"
     " init_app(...)."
 )
-NOT_ALLOWED = "You are not allowed to use the Mailchimp admin pages: log in as a shop admin."
+NOT_ALLOWED = N_("You are not allowed to use the Mailchimp admin pages: log in as a shop admin.")
+CSRF_FAILED = N_(
+    "This form expired or did not come from the admin pages (missing CSRF token):"
+    " reload the page and try again."
+)
 
 
 def check_access() -> None:
@@ -49,8 +55,4 @@ def check_csrf() -> None:
     sent = request.headers.get(HEADER) or request.form.get(FIELD) or ""
     expected = session.get(SESSION_KEY) or ""
     if not expected or not hmac.compare_digest(str(sent), str(expected)):
-        abort(
-            400,
-            "This form expired or did not come from the admin pages (missing CSRF token):"
-            " reload the page and try again.",
-        )
+        abort(400, CSRF_FAILED)

@@ -16,7 +16,8 @@ from .. import settings as settings_mod
 from ..config import ConfigError
 from ..eligibility import tally
 from ..extension import state
-from ..rules import InvalidRule, RuleKind
+from ..i18n import gettext as _
+from ..rules import CatchAllRule, InvalidRule, RuleKind
 from .account import account_status
 
 UNPROCESSABLE = 422  # the form was understood but a value cannot be used
@@ -38,6 +39,7 @@ def _render(
     errors: dict[str, str] | None = None,
     rule_form: dict[str, str] | None = None,
     rule_error: str | None = None,
+    catch_all: bool = False,
 ) -> str:
     ext = state()
     session = ext.session
@@ -75,6 +77,7 @@ def _render(
         rule_kinds=list(RuleKind),
         rule_form=rule_form or {"kind": RuleKind.DOMAIN.value, "value": ""},
         rule_error=rule_error,
+        catch_all=catch_all,
     )
 
 
@@ -103,9 +106,13 @@ def save_settings() -> Response | tuple[str, int]:
         account = account_status(ext)
         audience = account.audience(list_id)
         if account.error:
-            errors["list_id"] = f"The audience cannot be changed now. {account.error}"
+            errors["list_id"] = _(
+                "The audience cannot be changed now. %(error)s", error=account.error
+            )
         elif audience is None:
-            errors["list_id"] = f"The account has no audience {list_id!r}: pick one of the list."
+            errors["list_id"] = _(
+                "The account has no audience %(id)r: pick one of the list.", id=list_id
+            )
         else:
             list_name = str(audience["name"])
     if errors:
@@ -120,11 +127,14 @@ def save_settings() -> Response | tuple[str, int]:
         batch_size=batch_size,
         auto_sync=values["auto_sync"],
     )
-    flash("Settings saved.", "success")
+    flash(_("Settings saved."), "success")
     if list_name:
         flash(
-            f"New target audience: {updated.list_name}. Run a manual export to it (Users"
-            " list synching); automatic synchronisation starts once it has completed.",
+            _(
+                "New target audience: %(name)s. Run a manual export to it (Users list"
+                " synching); automatic synchronisation starts once it has completed.",
+                name=updated.list_name,
+            ),
             "info",
         )
     return redirect(url_for(".settings_page"))
@@ -134,19 +144,26 @@ def add_rule() -> Response | tuple[str, int]:
     ext = state()
     kind = request.form.get("kind", "")
     value = request.form.get("value", "")
+    confirmed = bool(request.form.get("confirm_catch_all"))
     try:
-        rule = exclusions.add_rule(ext.session, kind, value)
+        rule = exclusions.add_rule(ext.session, kind, value, allow_catch_all=confirmed)
+    except CatchAllRule as exc:
+        ext.session.rollback()
+        page = _render(
+            rule_form={"kind": kind, "value": value}, rule_error=str(exc), catch_all=True
+        )
+        return page, UNPROCESSABLE
     except InvalidRule as exc:
         ext.session.rollback()
         page = _render(rule_form={"kind": kind, "value": value}, rule_error=str(exc))
         return page, UNPROCESSABLE
-    flash(f"Added the {rule.describe()} rule.", "success")
+    flash(_("Added the %(rule)s rule.", rule=rule.describe()), "success")
     return redirect(url_for(".settings_page", _anchor="rules"))
 
 
 def remove_rule(rule_id: int) -> Response:
     if exclusions.remove_rule(state().session, rule_id):
-        flash("Rule removed.", "success")
+        flash(_("Rule removed."), "success")
     else:
-        flash("That rule was already removed.", "info")
+        flash(_("That rule was already removed."), "info")
     return redirect(url_for(".settings_page", _anchor="rules"))

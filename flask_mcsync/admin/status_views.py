@@ -25,6 +25,8 @@ from werkzeug.wrappers import Response
 
 from .. import runs, status
 from ..extension import state
+from ..i18n import N_, NP_, csv_dialect, format_day
+from ..i18n import gettext as _
 from ..models import Outcome, Run
 from ..outcomes import KIND_LABELS, outcome_label, run_label
 from .request_input import query_id
@@ -34,12 +36,65 @@ DEFAULT_DAYS = 7
 ERRORS_SHOWN = 200  # per page; the CSV has them all
 
 STATUS_LABELS = {
-    "queued": "Queued",
-    "running": "Running",
-    "finished": "Finished",
-    "failed": "Failed",
+    "queued": N_("Queued"),
+    "running": N_("Running"),
+    "finished": N_("Finished"),
+    "failed": N_("Failed"),
 }
-ERROR_KIND_LABELS = {"": "All errors", "permanent": "Permanent", "retried": "Retried, gave up"}
+ERROR_KIND_LABELS = {
+    "": N_("All errors"),
+    "permanent": N_("Permanent"),
+    "retried": N_("Retried, gave up"),
+}
+BATCH_LABELS = {
+    "waiting": N_("Waiting"),
+    "sending": N_("Sending"),
+    "processing": N_("Processing at Mailchimp"),
+    "done": N_("Done"),
+    "failed": N_("Failed"),
+}
+# The actions of waiting auto-syncs (status.html translates them by these words).
+WAITING_ACTIONS = (
+    N_("Add or update"),
+    N_("Unsubscribe"),
+    N_("Signup"),
+    N_("Profile change"),
+    N_("Newsletter opt-in"),
+    N_("Opt-out"),
+)
+# One address's outcome (a badge): translated with pgettext("outcome", ...).
+OUTCOME_LABELS = {
+    "created": NP_("outcome", "Created"),
+    "updated": NP_("outcome", "Updated"),
+    "unsubscribed": NP_("outcome", "Unsubscribed"),
+    "skipped": NP_("outcome", "Skipped"),
+    "error": NP_("outcome", "Error"),
+}
+# Mailchimp's member statuses, as its own French interface names them.
+MEMBER_STATUS_LABELS = {
+    "subscribed": N_("subscribed"),
+    "unsubscribed": N_("unsubscribed"),
+    "cleaned": N_("cleaned"),
+    "pending": N_("pending"),
+    "transactional": N_("transactional"),
+    "archived": N_("archived"),
+}
+# The CSV's column titles: the field names in English (scripts read them), the page's
+# words in another language, whose spreadsheet users read them.
+CSV_HEADERS = {
+    "run_id": N_("run_id"),
+    "at": N_("at"),
+    "email": N_("email"),
+    "outcome": N_("outcome"),
+    "title": N_("title"),
+    "detail": N_("detail"),
+    "permanent": N_("permanent"),
+}
+
+
+def translated(labels: dict[str, str]) -> dict[str, str]:
+    """A label table in the page's language."""
+    return {key: _(label) for key, label in labels.items()}
 
 
 def register(bp: Blueprint) -> None:
@@ -47,7 +102,6 @@ def register(bp: Blueprint) -> None:
     bp.add_url_rule("/status/runs/<int:run_id>", "run_page", run_page, methods=["GET"])
     bp.add_url_rule("/status/runs/<int:run_id>.json", "run_status", run_status, methods=["GET"])
     bp.add_url_rule("/status/errors.csv", "errors_csv", errors_csv, methods=["GET"])
-    bp.app_template_filter("mcsync_duration")(duration)
     bp.app_template_filter("mcsync_time")(parse_time)
     bp.app_template_global("mcsync_run_label")(run_label)
     bp.app_template_global("mcsync_outcome_label")(outcome_label)
@@ -101,9 +155,9 @@ def status_page() -> tuple[str, int]:
         errors_capped=len(errors) >= ERRORS_SHOWN,
         kind=kind,
         title=title,
-        kind_labels=KIND_LABELS,
-        status_labels=STATUS_LABELS,
-        error_kind_labels=ERROR_KIND_LABELS,
+        kind_labels=translated(KIND_LABELS),
+        status_labels=translated(STATUS_LABELS),
+        error_kind_labels=translated(ERROR_KIND_LABELS),
     )
     return page, UNPROCESSABLE if period_error else 200
 
@@ -112,7 +166,7 @@ def run_page(run_id: int) -> str:
     session = state().session
     run = session.get(Run, run_id)
     if run is None:
-        abort(404, f"There is no sync run {run_id}: it may have been deleted.")
+        abort(404, _("There is no sync run %(id)s: it may have been deleted.", id=run_id))
     kind, title = _error_filter()
     progress = runs.progress(session, run_id) or {}
     summary = status.run_summary(run)
@@ -122,9 +176,10 @@ def run_page(run_id: int) -> str:
     )
     outcomes = run_outcomes(session, run_id) if run.kind != "export" else []
     session.commit()
-    back_days, _ = _days()
+    back_days, _error = _days()
     return render_template(
         "mcsync/status_run.html",
+        batch_labels=BATCH_LABELS,
         run=run,
         summary=summary,
         progress=progress,
@@ -136,9 +191,9 @@ def run_page(run_id: int) -> str:
         kind=kind,
         title=title,
         back_days=back_days,
-        kind_labels=KIND_LABELS,
-        status_labels=STATUS_LABELS,
-        error_kind_labels=ERROR_KIND_LABELS,
+        kind_labels=translated(KIND_LABELS),
+        status_labels=translated(STATUS_LABELS),
+        error_kind_labels=translated(ERROR_KIND_LABELS),
     )
 
 
@@ -149,10 +204,10 @@ def run_status(run_id: int) -> tuple[Response, int]:
     run = session.get(Run, run_id)
     if run is None:
         session.commit()
-        return jsonify(error=f"There is no sync run {run_id}.", status=404), 404
+        return jsonify(error=_("There is no sync run %(id)s.", id=run_id), status=404), 404
     data = status.run_summary(run)
     data["ended"] = run.status in runs.RUN_ENDED
-    data["status_label"] = STATUS_LABELS.get(run.status, run.status)
+    data["status_label"] = _(STATUS_LABELS.get(run.status, run.status))
     data["outcomes"] = run_outcomes(session, run_id)
     session.commit()
     return jsonify(data), 200
@@ -189,7 +244,11 @@ def errors_csv() -> Response:
     session.commit()
     if kind:
         name += f"-{kind}"
-    response = Response(stream_with_context(status.errors_csv(rows)), mimetype="text/csv")
+    delimiter, bom = csv_dialect()
+    chunks = status.errors_csv(
+        rows, headers=translated(CSV_HEADERS), delimiter=delimiter, bom=bom
+    )
+    response = Response(stream_with_context(chunks), mimetype="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     return response
 
@@ -225,17 +284,6 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
 
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 # --- the per-day chart ----------------------------------------------------------------------
@@ -309,7 +357,7 @@ def draw_chart(daily: list[dict[str, Any]], days: int) -> dict[str, Any]:
                 skipped=d["skipped"],
                 synced_bar=bar(d["synced"], left),
                 failed_bar=bar(d["failed"], left + bar_w),
-                label=d["day"][5:] if labelled else None,
+                label=format_day(d["day"], short=True) if labelled else None,
                 label_x=round(PAD_LEFT + (i + 0.5) * slot, 2),
                 slot_x=round(PAD_LEFT + i * slot, 2),
                 slot_width=round(slot, 2),

@@ -12,10 +12,18 @@ from typing import Any
 from flask import Blueprint, jsonify, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import preflight, runs
+from .. import i18n, preflight, runs
 from .. import settings as settings_mod
 from ..config import ConfigError
 from ..extension import state
+from ..i18n import N_, plural_forms
+from ..i18n import gettext as _
+from .account import connection_problem
+from .status_views import BATCH_LABELS, STATUS_LABELS
+
+STARTED_BY = N_("admin pages")  # stored in English, shown translated
+# Mailchimp's words for a new contact's status, shown in the page's sentences.
+MEMBER_STATUSES = (N_("subscribed"), N_("pending"))
 
 UNPROCESSABLE = 422
 
@@ -41,9 +49,63 @@ def sync_page() -> str:
         last=last,
         active=active,
         max_batch_size=ext.config.max_batch_size,
+        status_labels=STATUS_LABELS,
+        mcsync_js_strings=export_strings(),
     )
     session.commit()
     return page
+
+
+def export_strings() -> dict[str, Any]:
+    """Every sentence export.js shows, in the page's language (``%(name)s`` filled there)."""
+    return {
+        "server_answered": _("The server answered %(status)s."),
+        "choose_audience": _(
+            "Choose the Mailchimp audience to export to first, in General settings."
+        ),
+        "batch_count": plural_forms("→ %(num)s batch", "→ %(num)s batches"),
+        "batch_size_range": _(
+            "The number per batch must be a whole number between 1 and %(max)s."
+        ),
+        "lost_contact": _("Lost contact with the server (%(error)s); retrying…"),
+        "done_of_total": _("%(done)s of %(total)s addresses"),
+        "done_so_far": plural_forms(
+            "%(num)s address synchronised so far", "%(num)s addresses synchronised so far"
+        ),
+        "run_ended": _("Run %(id)s ended after %(time)s."),
+        "stalled": _(
+            "Nothing has moved for %(seconds)s s: is a worker running? Start one with"
+            " 'flask mcsync worker'."
+        ),
+        "waiting_worker": _("Waiting for a worker to start the export…"),
+        "reading": _(
+            "Reading the shop's addresses: %(addresses)s to send so far, in %(batches)s"
+            " batches…"
+        ),
+        "sending": plural_forms(
+            "Sending %(num)s batch to Mailchimp…", "Sending %(num)s batches to Mailchimp…"
+        ),
+        "rate": _("%(rate)s addresses/s"),
+        "left": _("about %(time)s left"),
+        "elapsed": _("%(time)s elapsed"),
+        "seconds": _("%(seconds)s s"),
+        "minutes": _("%(minutes)s min %(seconds)s s"),
+        "hours": _("%(hours)s h %(minutes)s min"),
+        "processed": _("%(done)s of %(total)s processed"),
+        "queued_at_mailchimp": _("in Mailchimp's queue"),
+        "attempt": plural_forms("attempt %(num)s", "attempt %(num)s"),
+        "refused": plural_forms(
+            "Mailchimp refused %(num)s address: the Sync status tab says why.",
+            "Mailchimp refused %(num)s addresses: the Sync status tab says why.",
+        ),
+        "complete": _(
+            "The export is complete: check on Mailchimp that all your contacts are there."
+        ),
+        "not_complete": _("The export did not complete."),
+        "closes_in": _("This window closes in %(seconds)s s."),
+        "run_labels": {k: _(v) for k, v in STATUS_LABELS.items()},
+        "batch_labels": {k: _(v) for k, v in BATCH_LABELS.items()},
+    }
 
 
 def export_window() -> Response:
@@ -57,6 +119,8 @@ def export_window() -> Response:
         "batch_size": current.batch_size,
         "max_batch_size": ext.config.max_batch_size,
         "status_if_new": current.status_if_new,
+        # The settings page warns when Mailchimp cannot be reached; so does the window.
+        "unreachable": connection_problem(ext),
         "run": None,
         "counts": None,
         "merge_fields": None,
@@ -96,7 +160,7 @@ def export_start() -> tuple[Response, int]:
     skip = raw_skip is True or str(raw_skip).lower() in ("1", "true", "on", "yes")
     try:
         started = runs.start_export(
-            ext, "admin pages", batch_size=batch_size, skip_merge_validation=skip
+            ext, STARTED_BY, batch_size=batch_size, skip_merge_validation=skip
         )
     except (runs.ExportError, ConfigError) as exc:
         ext.session.rollback()
@@ -114,7 +178,7 @@ def export_progress(run_id: int) -> tuple[Response, int]:
     data = _progress(run_id)
     state().session.commit()  # the next poll must see the workers' new rows
     if data is None:
-        return jsonify(error=f"There is no export run {run_id}.", status=404), 404
+        return jsonify(error=_("There is no export run %(id)s.", id=run_id), status=404), 404
     return jsonify(data), 200
 
 
@@ -126,4 +190,5 @@ def _progress(run_id: int) -> dict[str, Any] | None:
         data["list_name"] = (
             current.list_name if current.list_id == data["list_id"] else data["list_id"]
         )
+        data["message_text"] = i18n.translate_stored(data["message"])
     return data

@@ -24,9 +24,11 @@ pytestmark = pytest.mark.browser
 
 PREFIX = "/admin/mailchimp"
 LIST_ID = "a1b2c3d4e5"
-# A valid address full of HTML-significant characters (at a domain Mailchimp refuses as
-# fake, so the run has one error to show), and an invalid one that is markup.
-ODD_ADDRESS = "'onmouseover=window.__pwned&x@example.com"
+# A valid address full of HTML-significant characters, one Mailchimp refuses as fake (so
+# the run has one error to show: the shop cannot tell it from a real one), and an invalid
+# one that is markup.
+ODD_ADDRESS = "'onmouseover=window.__pwned&x@gmail.com"
+FAKE_ADDRESS = "fake@orange.fr"
 MARKUP_ADDRESS = "<img src=x onerror=window.__pwned=1>@example.com"
 MARKUP_NAME = "Promo <img src=x onerror=window.__pwned=1>"
 
@@ -43,6 +45,7 @@ def seed(count: int) -> None:
     rows = [{"email": ODD_ADDRESS, "first_name": "O", "last_name": "B", "newsletter": True}]
     rows += make_customers(count)
     rows.append({"email": MARKUP_ADDRESS, "first_name": "M", "last_name": "X", "newsletter": True})
+    rows.append({"email": FAKE_ADDRESS, "first_name": "F", "last_name": "K", "newsletter": True})
     db.session.execute(sa.insert(Customer), rows)
     db.session.commit()
 
@@ -136,12 +139,12 @@ def test_manual_export_window_follows_the_run(
     assert batch_states(page) == ["done"] * len(states)
     exported = int(page.text_content("#xs-exported").replace(",", ""))
     errors = int(page.text_content("#xs-errors"))
-    # Mailchimp refuses example.com addresses as fake: the odd one is the run's one error.
+    # Mailchimp refuses "fake@..." as fake: that is the run's one error.
     assert (exported, errors) == (expected.send - 1, 1)
     assert page.locator("#xs-errors-item.mc-stat-bad").is_visible()
     assert page.text_content("#xs-excluded") == f"{expected.excluded:,}"
     assert page.text_content("#xs-invalid") == f"{expected.invalid:,}"
-    assert page.text_content("#xw-percent") == "100.0 %"
+    assert page.text_content("#xw-percent") == "100.0\u00a0%"
     page.wait_for_selector("#export-window", state="hidden", timeout=15_000)
     page.wait_for_selector("#last-export .mc-badge-finished")
     shots.take(page, "last-export", full_page=True)
@@ -201,8 +204,21 @@ def test_settings_choose_audience_and_add_rules(
     assert page.input_value("#rule-value") == "no-wildcard@example.com"
     shots.take(page, "rule-error", full_page=True)
 
-    page.locator("#rules-table tbody tr").nth(0).locator("button", has_text="Remove").click()
+    # Remove asks first: dismissed, nothing happens; accepted, the rule goes.
+    asked: list[str] = []
+
+    def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    remove = page.locator("#rules-table tbody tr").nth(0).locator("button", has_text="Remove")
+    page.once("dialog", lambda d: answer(d, False))
+    remove.click()
+    assert page.locator("#rules-table tbody tr").count() == 2
+    page.once("dialog", lambda d: answer(d, True))
+    remove.click()
     page.wait_for_selector(".mc-flash-success")
+    assert asked[0].startswith("Remove the whole domain 'yopmail.com' rule?") and len(asked) == 2
     assert page.locator("#rules-table tbody tr").count() == 1
     ext = state(app)
     ext.session.commit()

@@ -12,6 +12,27 @@
   var CLOSE_AFTER_S = 6;
   var STALL_S = 30; // no movement for this long: hint that no worker may be running
 
+  // The sentences, in the page's language (a JSON data block rendered by the server).
+  var dataBlock = document.getElementById("mcsync-i18n");
+  var T = dataBlock ? JSON.parse(dataBlock.textContent) : {};
+  var LANG = document.documentElement.lang || "en";
+  var plurals = window.Intl && Intl.PluralRules ? new Intl.PluralRules(LANG) : null;
+
+  // t("key", {name: value}) fills %(name)s; a plural entry picks its form by values.num.
+  function t(key, values) {
+    var entry = T[key];
+    if (entry === undefined) { entry = key; }
+    if (typeof entry === "object") {
+      var n = values && typeof values.num === "number" ? values.num : 0;
+      var form = plurals ? plurals.select(n) : (n === 1 ? "one" : "other");
+      entry = entry[form] || entry.other;
+      values = Object.assign({}, values, { num: fmt(n) });
+    }
+    return String(entry).replace(/%\((\w+)\)s/g, function (_m, name) {
+      return values && values[name] !== undefined ? String(values[name]) : "";
+    });
+  }
+
   var button = document.getElementById("export-users");
   var modal = document.getElementById("export-window");
   if (!button || !modal) { return; }
@@ -28,11 +49,12 @@
   var pollTimer = null;
   var closeTimer = null;
   var runEnded = false;   // the page's "Last export" is stale once a run ended
+  var followed = false;   // ... and once a run was started or followed: it is the last one
   var lastMove = { marker: "", at: 0 };
   var batchRows = {};     // seq -> {row, key}
 
   function $(id) { return document.getElementById(id); }
-  function fmt(n) { return Number(n || 0).toLocaleString("en"); }
+  function fmt(n) { return Number(n || 0).toLocaleString(LANG); }
   function text(id, value) { $(id).textContent = value; }
 
   function show(view) {
@@ -55,7 +77,7 @@
     return fetch(url, options).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
         if (!response.ok) {
-          var error = new Error(data.error || ("The server answered " + response.status + "."));
+          var error = new Error(data.error || t("server_answered", { status: response.status }));
           error.data = data;
           throw error;
         }
@@ -71,6 +93,7 @@
     var mine = session;
     clearTimers();
     runEnded = false;
+    followed = false;
     modal.hidden = false;
     document.body.classList.add("mc-modal-open");
     $("xw-target").hidden = true;
@@ -79,10 +102,12 @@
     request("GET", urls.window).then(function (data) {
       if (mine !== session) { return; }
       setTarget(data.list);
+      $("xw-unreachable").hidden = !data.unreachable;
+      text("xw-unreachable", data.unreachable || "");
       if (data.run) {
         followRun(data.run, false);
       } else if (!data.list) {
-        message("Choose the Mailchimp audience to export to first, in General settings.", true);
+        message(t("choose_audience"), true);
       } else if (data.error) {
         message(data.error, false);
       } else {
@@ -100,7 +125,9 @@
     modal.hidden = true;
     document.body.classList.remove("mc-modal-open");
     button.focus();
-    if (runEnded) { window.location.reload(); }
+    // A run started or followed here is what the page's "Last export" must now show
+    // (running, or ended): the server renders it, so reload rather than patch the card.
+    if (runEnded || followed) { window.location.reload(); }
   }
 
   function clearTimers() {
@@ -153,8 +180,10 @@
     var input = $("xw-batch-size");
     var size = parseInt(input.value, 10);
     var total = parseInt(input.getAttribute("data-to-export"), 10) || 0;
-    text("xw-batch-count", size > 0
-      ? "→ " + fmt(Math.ceil(total / size)) + " batch" + (Math.ceil(total / size) === 1 ? "" : "es")
+    var max = Number(input.max) || Infinity;
+    // Only a size the server would accept gets a batch count beside it.
+    text("xw-batch-count", size > 0 && size <= max && String(size) === input.value.trim()
+      ? t("batch_count", { num: Math.ceil(total / size) })
       : "");
   }
 
@@ -173,7 +202,7 @@
     var size = Number(input.value);
     var max = Number(input.max);
     if (!Number.isInteger(size) || size < 1 || size > max) {
-      setError("The number per batch must be a whole number between 1 and " + fmt(max) + ".");
+      setError(t("batch_size_range", { max: fmt(max) }));
       input.focus();
       return;
     }
@@ -194,6 +223,7 @@
   // --- progress --------------------------------------------------------------------------
 
   function followRun(progress, joined) {
+    followed = true;
     $("xw-joined").hidden = !joined;
     $("xw-summary").hidden = true;
     resetBatches();
@@ -208,7 +238,7 @@
       if (mine === session) { render(data); }
     }).catch(function (error) {
       if (mine !== session) { return; }
-      text("xw-phase", "Lost contact with the server (" + error.message + "); retrying…");
+      text("xw-phase", t("lost_contact", { error: error.message }));
       pollTimer = setTimeout(function () { poll(runId); }, POLL_MS * 3);
     });
   }
@@ -236,12 +266,19 @@
       var inFlight = p.in_flight_operations || 0;
       percent = Math.max(percent, Math.min(99.9, 100 * (p.done + inFlight) / p.total));
     }
-    $("xw-bar-fill").style.width = percent + "%";
-    $("xw-bar").setAttribute("aria-valuenow", String(percent));
+    // Before the first address is through, a percentage would sit at 0.0 % for seconds:
+    // the bar moves without a figure until there is a true one.
+    var starting = !p.ended && percent <= 0;
+    $("xw-bar").classList.toggle("is-indeterminate", starting);
+    $("xw-bar-fill").style.width = starting ? "" : percent + "%";
+    if (starting) { $("xw-bar").removeAttribute("aria-valuenow"); }
+    else { $("xw-bar").setAttribute("aria-valuenow", String(percent)); }
     $("xw-bar").classList.toggle("is-failed", p.status === "failed");
-    text("xw-percent", percent.toFixed(1) + " %");
-    text("xw-counts", fmt(p.done) + " of " + fmt(p.total) + " addresses" +
-      (p.planning_done ? "" : " read so far"));
+    text("xw-percent", starting ? "" : percentText(percent));
+    // While the shop is still being read the total grows: show what is done, not "0 of N".
+    text("xw-counts", p.planning_done || p.ended
+      ? t("done_of_total", { done: fmt(p.done), total: fmt(p.total) })
+      : t("done_so_far", { num: p.done }));
     text("xw-rate", rateLine(p));
     runBadge($("xw-run-badge"), p.status);
     text("xw-phase", phase(p, p.batch_count || batches.length));
@@ -258,37 +295,38 @@
     if (marker !== lastMove.marker) { lastMove = { marker: marker, at: Date.now() }; }
     var stalled = (Date.now() - lastMove.at) / 1000 > STALL_S;
     if (p.ended) {
-      return "Run " + p.id + " ended after " + duration(p.elapsed) + ".";
+      return t("run_ended", { id: p.id, time: duration(p.elapsed) });
     }
-    if (stalled) {
-      return "Nothing has moved for " + STALL_S + " s: is a worker running? Start one with " +
-        "'flask mcsync worker'.";
-    }
-    if (p.status === "queued") { return "Waiting for a worker to start the export…"; }
+    if (stalled) { return t("stalled", { seconds: STALL_S }); }
+    if (p.status === "queued") { return t("waiting_worker"); }
     if (!p.planning_done) {
-      return "Reading the shop's addresses and preparing the batches (" + fmt(batchCount) +
-        " so far)…";
+      return t("reading", { addresses: fmt(p.total), batches: fmt(batchCount) });
     }
-    return "Sending " + fmt(batchCount) + " batches to Mailchimp…";
+    return t("sending", { num: batchCount });
   }
 
   function rateLine(p) {
     var parts = [];
-    if (p.rate > 0) { parts.push(fmt(Math.round(p.rate)) + " addresses/s"); }
-    if (!p.ended && p.seconds_left) { parts.push("about " + duration(p.seconds_left) + " left"); }
-    if (p.ended || !p.seconds_left) { parts.push(duration(p.elapsed) + " elapsed"); }
+    if (p.rate > 0) { parts.push(t("rate", { rate: fmt(Math.round(p.rate)) })); }
+    // seconds_left stays null until the server can estimate it honestly (see runs.py).
+    if (!p.ended && p.seconds_left) { parts.push(t("left", { time: duration(p.seconds_left) })); }
+    if (p.ended || !p.seconds_left) { parts.push(t("elapsed", { time: duration(p.elapsed) })); }
     return "· " + parts.join(" · ");
+  }
+
+  function percentText(percent) {
+    return Number(percent).toLocaleString(LANG, { minimumFractionDigits: 1, maximumFractionDigits: 1 }) + "\u00a0%";
   }
 
   function duration(seconds) {
     var s = Math.max(0, Math.round(Number(seconds) || 0));
-    if (s < 60) { return s + " s"; }
+    if (s < 60) { return t("seconds", { seconds: s }); }
     var m = Math.floor(s / 60);
-    if (m < 60) { return m + " min " + (s % 60) + " s"; }
-    return Math.floor(m / 60) + " h " + (m % 60) + " min";
+    if (m < 60) { return t("minutes", { minutes: m, seconds: (s % 60 < 10 ? "0" : "") + (s % 60) }); }
+    return t("hours", { hours: Math.floor(m / 60), minutes: (m % 60 < 10 ? "0" : "") + (m % 60) });
   }
 
-  var RUN_LABELS = { queued: "Queued", running: "Running", finished: "Finished", failed: "Failed" };
+  var RUN_LABELS = T.run_labels || {};
 
   function runBadge(el, status) {
     el.className = "mc-badge mc-badge-" + (RUN_LABELS[status] ? status : "waiting");
@@ -303,19 +341,16 @@
     while (body.firstChild) { body.removeChild(body.firstChild); }
   }
 
-  var BATCH_LABELS = {
-    waiting: "Waiting", sending: "Sending", processing: "Processing at Mailchimp",
-    done: "Done", failed: "Failed"
-  };
+  var BATCH_LABELS = T.batch_labels || {};
 
   function batchDetail(b) {
     var parts = [];
     if (b.status === "processing") {
       parts.push(b.finished_operations
-        ? fmt(b.finished_operations) + " of " + fmt(b.total_operations || b.size) + " processed"
-        : "in Mailchimp's queue");
+        ? t("processed", { done: fmt(b.finished_operations), total: fmt(b.total_operations || b.size) })
+        : t("queued_at_mailchimp"));
     }
-    if (b.attempts > 1 && b.status !== "done") { parts.push("attempt " + b.attempts); }
+    if (b.attempts > 1 && b.status !== "done") { parts.push(t("attempt", { num: b.attempts })); }
     return parts.join(" · ");
   }
 
@@ -387,13 +422,8 @@
     runEnded = true;
     var ok = p.status === "finished";
     runBadge($("xw-summary-badge"), p.status);
-    var refused = p.errors > 0
-      ? " Mailchimp refused " + fmt(p.errors) + " address" + (p.errors === 1 ? "" : "es") +
-        ": the Sync status tab says why."
-      : "";
-    text("xw-summary-text", (ok
-      ? "The export is complete: check on Mailchimp that all your contacts are there."
-      : "The export did not complete.") + refused);
+    var refused = p.errors > 0 ? " " + t("refused", { num: p.errors }) : "";
+    text("xw-summary-text", (ok ? t("complete") : t("not_complete")) + refused);
     text("xs-exported", fmt(p.created + p.updated));
     text("xs-created", fmt(p.created));
     text("xs-updated", fmt(p.updated));
@@ -404,11 +434,11 @@
     text("xs-errors", fmt(p.errors));
     $("xs-errors-item").classList.toggle("mc-stat-bad", p.errors > 0);
     $("xw-run-message").hidden = !p.message;
-    text("xw-run-message", p.message || "");
+    text("xw-run-message", p.message_text || p.message || "");
     $("xw-summary").hidden = false;
     var left = CLOSE_AFTER_S;
     var tick = function () {
-      text("xw-countdown", "This window closes in " + left + " s.");
+      text("xw-countdown", t("closes_in", { seconds: left }));
       if (left <= 0) { close(); }
       left -= 1;
     };

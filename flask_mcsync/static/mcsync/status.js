@@ -21,10 +21,15 @@
   var started = Date.now();
   var delay = POLL_MS;
 
-  var WORDS = {
-    queued: "Queued: waiting for a worker to send the address to Mailchimp…",
-    running: "Running: the address is being sent to Mailchimp…"
-  };
+  // The sentences, in the page's language (a JSON data block rendered by the server).
+  var dataBlock = document.getElementById("mcsync-i18n");
+  var T = dataBlock ? JSON.parse(dataBlock.textContent) : {};
+  function t(key, values) {
+    return String(T[key] || key).replace(/%\((\w+)\)s/g, function (_m, name) {
+      return values && values[name] !== undefined ? String(values[name]) : "";
+    });
+  }
+  var WORDS = { queued: t("queued"), running: t("running") };
 
   function say(element, sentence) {
     if (element) { element.textContent = sentence; }
@@ -42,7 +47,7 @@
         return response.json().catch(function () { return {}; }).then(function (data) {
           if (!response.ok) {
             if (response.status === 404 || response.status === 403) { url = null; }
-            throw new Error(data.error || ("The server answered " + response.status + "."));
+            throw new Error(data.error || t("server_answered", { status: response.status }));
           }
           return data;
         });
@@ -52,21 +57,19 @@
         delay = POLL_MS;
         setBadge(data.status, data.status_label);
         if (data.ended) {
-          say(stateText, "Done: showing the outcome…");
+          say(stateText, t("done"));
           window.location.reload();
           return;
         }
         var sentence = WORDS[data.status] || data.status_label || "";
         if (data.status === "queued" && (Date.now() - started) / 1000 > STALL_S) {
-          sentence += " (still queued after " + STALL_S + " s: is a worker running?" +
-            " Start one with “flask mcsync worker”.)";
+          sentence += " " + t("stalled", { seconds: STALL_S });
         }
         say(stateText, sentence);
         window.setTimeout(poll, delay);
       })
       .catch(function (error) {
-        say(problem, "Could not check the re-synchronization: " + error.message +
-          " Trying again…");
+        say(problem, t("poll_failed", { error: error.message }));
         problem.hidden = false;
         if (!url) { say(problem, error.message); return; }
         delay = Math.min(delay * 2, MAX_POLL_MS);

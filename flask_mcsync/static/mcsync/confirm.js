@@ -1,0 +1,10 @@
+/* Forms with data-confirm ask before they post (removing an exclusion rule).
+ * The sentence comes from the page, already in the shop owner's language. */
+(function () {
+  "use strict";
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var sentence = form && form.getAttribute && form.getAttribute("data-confirm");
+    if (sentence && !window.confirm(sentence)) { event.preventDefault(); }
+  });
+}());

@@ -1,0 +1,351 @@
+"""The admin pages in the shop owner's language: catalogs complete, every text marked,
+the locale chosen per request (host's Flask-Babel, MCSYNC_LOCALE, Accept-Language),
+numbers, dates and the CSV in the locale's ways. The CLI stays English.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+from flask import Flask
+from flask.testing import FlaskClient
+from i18n_support import PACKAGE, extract_catalog
+
+from flask_mcsync import i18n
+from flask_mcsync.config import ConfigError, read_config
+
+PREFIX = "/admin/mailchimp"
+TEMPLATES = PACKAGE / "templates" / "mcsync"
+PLACEHOLDER = re.compile(r"%\((\w+)\)[sr]")
+
+
+def catalogs() -> list[str]:
+    return [code for code in i18n.available_locales() if code != i18n.DEFAULT_LOCALE]
+
+
+def po_path(locale: str) -> Path:
+    return i18n.TRANSLATIONS_DIR / locale / "LC_MESSAGES" / f"{i18n.DOMAIN}.po"
+
+
+# --- catalogs ---------------------------------------------------------------------------------
+
+
+def test_french_is_an_available_catalog() -> None:
+    assert i18n.available_locales() == ("en", "fr")
+
+
+@pytest.mark.parametrize("locale", catalogs())
+def test_every_marked_string_is_translated_in_the_catalog(locale: str) -> None:
+    """Extract with Babel, as the README says, and compare: a new _() fails here."""
+    with po_path(locale).open("rb") as handle:
+        catalog = read_po(handle)
+    missing, untranslated, placeholders = [], [], []
+    for message in extract_catalog():
+        if not message.id:
+            continue
+        found = catalog.get(message.id, context=message.context)
+        if found is None:
+            missing.append(message.id)
+            continue
+        strings = found.string if isinstance(found.string, tuple) else (found.string,)
+        if not all(strings) or found.fuzzy:
+            untranslated.append(message.id)
+        ids = message.id if isinstance(message.id, tuple) else (message.id,)
+        wanted = set(PLACEHOLDER.findall(ids[-1]))
+        for text in strings:
+            # French may say "the last day" for 1 without the number; nothing else is lost.
+            if set(PLACEHOLDER.findall(text)) - wanted or (
+                wanted - set(PLACEHOLDER.findall(text)) - {"num"}
+            ):
+                placeholders.append((message.id, text))
+    assert missing == [], f"not in {po_path(locale)}: run pybabel update (see README)"
+    assert untranslated == [], "translate these"
+    assert placeholders == [], "a translation lost or invented a %(name)s placeholder"
+
+
+@pytest.mark.parametrize("locale", catalogs())
+def test_the_shipped_mo_is_compiled_from_the_po(locale: str) -> None:
+    with po_path(locale).open("rb") as handle:
+        source = {_key(m.id): _key(m.string) for m in read_po(handle) if m.id}
+    with po_path(locale).with_suffix(".mo").open("rb") as handle:
+        compiled = {_key(m.id): _key(m.string) for m in read_mo(handle) if m.id}
+    assert compiled == source, "run: pybabel compile -d flask_mcsync/translations -D mcsync"
+
+
+def _key(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+# --- every text is marked -----------------------------------------------------------------------
+
+
+class _Texts(HTMLParser):
+    """Text nodes and readable attributes left in a template once Jinja is stripped."""
+
+    ATTRIBUTES = ("title", "aria-label", "placeholder", "alt", "data-confirm")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style", "code"):
+            self._skip += 1
+        for name, value in attrs:
+            if name in self.ATTRIBUTES and value and re.search(r"[A-Za-z]{2}", value):
+                self.found.append(f"{name}={value!r}")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style", "code"):
+            self._skip = max(0, self._skip - 1)
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip and re.search(r"[A-Za-z]{2}", data):
+            self.found.append(data.strip())
+
+
+def unmarked_texts(source: str) -> list[str]:
+    stripped = re.sub(r"\{#.*?#\}|\{\{.*?\}\}|\{%.*?%\}", " ", source, flags=re.S)
+    parser = _Texts()
+    parser.feed(stripped)
+    return parser.found
+
+
+def test_the_scanner_finds_an_unmarked_text() -> None:
+    assert unmarked_texts('<p class="x">{{ _("Fine") }} Oops</p>') == ["Oops"]
+    assert unmarked_texts('<a title="Plain">{{ n }}</a>') == ["title='Plain'"]
+
+
+@pytest.mark.parametrize("template", sorted(p.name for p in TEMPLATES.glob("*.html")))
+def test_no_template_text_escapes_translation(template: str) -> None:
+    assert unmarked_texts((TEMPLATES / template).read_text()) == []
+
+
+def _call_name(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Call):
+        func = node.func
+        return func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+    return None
+
+
+def test_flash_messages_and_error_sentences_of_the_admin_are_marked() -> None:
+    """flash(), abort() and jsonify(error=) in the admin views take _() or a marked constant."""
+    bad = []
+    for path in sorted((PACKAGE / "admin").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = _call_name(node)
+            assert not isinstance(node, ast.Call) or name != "flash" or node.args
+            if not isinstance(node, ast.Call):
+                continue
+            texts: list[ast.AST] = []
+            if name == "flash":
+                texts = [node.args[0]]
+            elif name == "abort" and len(node.args) > 1:
+                texts = [node.args[1]]
+            elif name == "jsonify":
+                texts = [k.value for k in node.keywords if k.arg == "error"]
+            # A conditional message is marked when both of its branches are.
+            texts = [
+                part
+                for t in texts
+                for part in ((t.body, t.orelse) if isinstance(t, ast.IfExp) else (t,))
+            ]
+            for text in texts:
+                # A Name is a constant marked with N_() (upper case), the error page's
+                # translated sentence, or a domain sentence (InvalidPeriod uses _()).
+                marked = _call_name(text) in ("_", "gettext", "ngettext", "str") or (
+                    isinstance(text, ast.Name)
+                    and (text.id.isupper() or text.id in ("sentence", "period_error"))
+                )
+                if not marked:
+                    bad.append(f"{path.name}:{node.lineno}")
+    assert bad == []
+
+
+# --- choosing the locale ------------------------------------------------------------------------
+
+
+def test_accept_language_picks_the_best_catalog(client: FlaskClient) -> None:
+    fr = client.get(PREFIX + "/", headers={"Accept-Language": "fr-FR,fr;q=0.9,en;q=0.5"})
+    html = fr.get_data(as_text=True)
+    assert '<html lang="fr">' in html and "Paramètres généraux" in html
+    en = client.get(PREFIX + "/", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert '<html lang="en">' in en.get_data(as_text=True)
+    assert "General settings" in en.get_data(as_text=True)
+    # A language without a catalog falls back to the next one the browser accepts...
+    de = client.get(PREFIX + "/", headers={"Accept-Language": "de-DE,fr;q=0.5"})
+    assert '<html lang="fr">' in de.get_data(as_text=True)
+    # ... and to English when none fits.
+    it = client.get(PREFIX + "/", headers={"Accept-Language": "it-IT"})
+    assert '<html lang="en">' in it.get_data(as_text=True)
+
+
+def test_mcsync_locale_setting_wins_over_the_browser(app: Flask, client: FlaskClient) -> None:
+    app.extensions["mcsync"].config = read_config({**app.config, "MCSYNC_LOCALE": "fr"})
+    html = client.get(PREFIX + "/sync", headers={"Accept-Language": "en-US"}).get_data(
+        as_text=True
+    )
+    assert '<html lang="fr">' in html and "Synchronisation manuelle" in html
+
+
+def test_mcsync_locale_may_be_a_callable_and_none_defers_to_the_browser(
+    app: Flask, client: FlaskClient
+) -> None:
+    choice: dict[str, str | None] = {"value": "fr"}
+    app.extensions["mcsync"].config = read_config(
+        {**app.config, "MCSYNC_LOCALE": lambda: choice["value"]}
+    )
+    assert '<html lang="fr">' in client.get(PREFIX + "/").get_data(as_text=True)
+    choice["value"] = None
+    page = client.get(PREFIX + "/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<html lang="en">' in page
+
+
+def test_an_unknown_mcsync_locale_is_an_error_at_start_up() -> None:
+    with pytest.raises(ConfigError, match="MCSYNC_LOCALE='de' has no catalog"):
+        read_config({"MCSYNC_LOCALE": "de"})
+    assert read_config({"MCSYNC_LOCALE": "fr_FR"}).locale == "fr_FR"
+
+
+def test_the_hosts_flask_babel_decides_when_the_host_uses_it(
+    app: Flask, client: FlaskClient
+) -> None:
+    from flask_babel import Babel
+
+    app.extensions["mcsync"].config = read_config({**app.config, "MCSYNC_LOCALE": "en"})
+    Babel(app, locale_selector=lambda: "fr")
+    html = client.get(PREFIX + "/status", headers={"Accept-Language": "en"}).get_data(
+        as_text=True
+    )
+    assert '<html lang="fr">' in html and "État des synchronisations" in html
+
+
+def test_without_flask_babel_the_setting_applies(app: Flask, client: FlaskClient) -> None:
+    assert "babel" not in app.extensions
+    app.extensions["mcsync"].config = read_config({**app.config, "MCSYNC_LOCALE": "en"})
+    html = client.get(PREFIX + "/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert '<html lang="en">' in html
+
+
+def test_outside_a_request_everything_stays_english(app: Flask, client: FlaskClient) -> None:
+    from flask_mcsync.addresses import invalid_reason
+
+    client.get(PREFIX + "/", headers={"Accept-Language": "fr"})
+    assert i18n.current_locale() == "en"
+    assert invalid_reason("a@b") == (
+        "The domain has no dot: a full domain such as 'mailinator.com' is needed."
+    )
+    result = app.test_cli_runner().invoke(args=["mcsync", "rules", "add", "pattern", "nowild"])
+    assert "has no wildcard" in result.output
+
+
+# --- numbers, dates, the CSV --------------------------------------------------------------------
+
+
+def test_numbers_and_flash_messages_follow_the_locale(client: FlaskClient) -> None:
+    from support import ADMIN_CSRF_TOKEN
+
+    fr = client.get(PREFIX + "/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
+    assert "Entre 1 et 10\u202f000" in fr
+    en = client.get(PREFIX + "/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Between 1 and 10,000" in en
+    answer = client.post(
+        PREFIX + "/settings",
+        data={"csrf_token": ADMIN_CSRF_TOKEN, "batch_size": "0"},
+        headers={"Accept-Language": "fr"},
+    )
+    assert answer.status_code == 422
+    assert "La taille des lots doit être d&#39;au moins 1 adresse" in answer.get_data(as_text=True)
+
+
+def test_dates_and_durations_follow_the_locale() -> None:
+    from datetime import datetime, timezone
+
+    moment = datetime(2026, 11, 25, 14, 5, tzinfo=timezone.utc)
+    with i18n.use_locale("fr"):
+        assert i18n.format_datetime(moment) == "25/11/2026 14:05 UTC"
+        assert i18n.format_duration(12.5) == "12,5 s"
+        assert i18n.format_day("2026-11-25", short=True) == "25 nov."
+    with i18n.use_locale("en"):
+        assert i18n.format_datetime(moment).startswith("11/25/26")
+        assert i18n.format_duration(12.5) == "12.5 s"
+        assert i18n.format_day("2026-11-25", short=True) == "Nov 25"
+
+
+def _error_rows(app: Flask) -> None:
+    from datetime import datetime, timezone
+
+    from example_app.models import db
+    from flask_mcsync.addresses import subscriber_hash
+    from flask_mcsync.models import Outcome, Run
+
+    run = Run(kind="export", list_id="a1b2c3d4e5", status="finished", total=1, errors=1)
+    db.session.add(run)
+    db.session.flush()
+    db.session.add(
+        Outcome(
+            run_id=run.id,
+            email="zoé;x@gmail.com",
+            email_hash=subscriber_hash("zoé;x@gmail.com"),
+            outcome="error",
+            permanent=True,
+            error_title="Invalid Resource",
+            error_detail="Déjà vu, 1,5 fois",
+            created_at=datetime.now(timezone.utc),
+        )
+    )
+    db.session.commit()
+
+
+def test_the_csv_opens_in_a_french_spreadsheet(app: Flask, client: FlaskClient) -> None:
+    _error_rows(app)
+    answer = client.get(PREFIX + "/status/errors.csv?days=7", headers={"Accept-Language": "fr"})
+    body = answer.get_data()
+    assert body.startswith("\ufeff".encode())
+    text = body.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+    assert rows[0] == [
+        "synchronisation",
+        "date (UTC)",
+        "adresse e-mail",
+        "résultat",
+        "erreur Mailchimp",
+        "détail",
+        "définitive",
+    ]
+    assert rows[1][2] == "zoé;x@gmail.com" and rows[1][5] == "Déjà vu, 1,5 fois"
+
+
+def test_the_csv_stays_plain_in_english(app: Flask, client: FlaskClient) -> None:
+    _error_rows(app)
+    answer = client.get(PREFIX + "/status/errors.csv?days=7", headers={"Accept-Language": "en"})
+    text = answer.get_data(as_text=True)
+    assert not text.startswith("\ufeff")
+    rows: list[Any] = list(csv.DictReader(io.StringIO(text)))
+    assert rows[0]["email"] == "zoé;x@gmail.com"
+    assert rows[0]["detail"] == "Déjà vu, 1,5 fois"
+
+
+def test_bad_input_is_refused_in_the_pages_language_and_the_cli_stays_english(
+    app: Flask, client: FlaskClient
+) -> None:
+    too_big = "9" * 30
+    fr = client.get(f"{PREFIX}/status/runs/{too_big}", headers={"Accept-Language": "fr"})
+    assert fr.status_code == 404
+    assert "Le champ « numéro de synchronisation » doit être un nombre entier" in fr.get_data(
+        as_text=True
+    )
+    en = client.get(f"{PREFIX}/status/runs/{too_big}", headers={"Accept-Language": "en"})
+    assert "The run number must be a whole number from 1 to" in en.get_data(as_text=True)
+    result = app.test_cli_runner().invoke(args=["mcsync", "rules", "remove", too_big])
+    assert "must be a whole number" in result.output
