@@ -5,4 +5,7 @@ from .extension import MailchimpSync, state
 from .models import metadata
 from .source import SubscriberSource
 
-__all__ = ["ConfigError", "MailchimpSync", "SubscriberSource", "metadata", "state"]
+# The one place the version is written: pyproject.toml reads it from here at build time.
+__version__ = "0.1.0"
+
+__all__ = ["ConfigError", "MailchimpSync", "SubscriberSource", "__version__", "metadata", "state"]

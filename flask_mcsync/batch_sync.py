@@ -400,7 +400,9 @@ def _give_up(
         if language:
             sent["language"] = language
         member, lookup_error = _look_up(gateway, run.list_id, email)
-        if member is not None and _holds_what_we_sent(member, merge_fields):
+        # An archived contact stays archived whatever we send (status_if_new never
+        # un-archives it): that is its outcome, whether or not our send reached it.
+        if member is not None and (_archived(member) or _holds_what_we_sent(member, merge_fields)):
             replies.append((email, member, sent))
             continue
         failure = gave_up

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "MCSYNC_API_URL": None,
     "MCSYNC_REDIS_URL": None,
     "MCSYNC_REQUEST_TIMEOUT": 30.0,
+    "MCSYNC_CONNECT_TIMEOUT": 5.0,
     "MCSYNC_QUEUE": "mcsync",
     "MCSYNC_URL_PREFIX": "/admin/mailchimp",
     "MCSYNC_MAX_CONNECTIONS": 10,
@@ -63,6 +64,7 @@ class Config:
     api_url: str
     redis_url: str | None
     request_timeout: float
+    connect_timeout: float
     queue_name: str
     url_prefix: str
     max_connections: int
@@ -142,12 +144,10 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
                 " 'redis://host:6379/0' (or 'unix:///path/to/redis.sock')."
             )
 
-    timeout = _number(get("MCSYNC_REQUEST_TIMEOUT"), "MCSYNC_REQUEST_TIMEOUT", float)
-    if not 0 < timeout <= MAX_TIMEOUT:
-        raise ConfigError(
-            f"MCSYNC_REQUEST_TIMEOUT must be between 0 and {MAX_TIMEOUT:g} seconds"
-            f" (Mailchimp's own limit); it is {timeout:g}."
-        )
+    # The read timeout: how long Mailchimp may take to answer.
+    timeout = _timeout(get("MCSYNC_REQUEST_TIMEOUT"), "MCSYNC_REQUEST_TIMEOUT")
+    # Opening a connection takes well under a second when Mailchimp is reachable.
+    connect_timeout = _timeout(get("MCSYNC_CONNECT_TIMEOUT"), "MCSYNC_CONNECT_TIMEOUT")
     max_connections = _number(get("MCSYNC_MAX_CONNECTIONS"), "MCSYNC_MAX_CONNECTIONS", int)
     if not 1 <= max_connections <= 10:
         raise ConfigError(
@@ -202,6 +202,7 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
         api_url=api_url,
         redis_url=redis_url,
         request_timeout=timeout,
+        connect_timeout=connect_timeout,
         queue_name=str(get("MCSYNC_QUEUE")),
         url_prefix=prefix.rstrip("/") or "/",
         max_connections=max_connections,
@@ -235,6 +236,16 @@ def _number(value: Any, key: str, kind: type[int] | type[float]) -> Any:
         return kind(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{key} must be a number; it is {value!r}.") from None
+
+
+def _timeout(value: Any, key: str) -> float:
+    seconds: float = _number(value, key, float)
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise ConfigError(
+            f"{key} must be between 0 and {MAX_TIMEOUT:g} seconds"
+            f" (Mailchimp's own limit); it is {seconds:g}."
+        )
+    return seconds
 
 
 def _positive(value: Any, key: str, kind: type[int] | type[float]) -> Any:

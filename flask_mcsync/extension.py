@@ -108,12 +108,18 @@ class McSync:
                 account=account_id(self.config.api_key),
                 limit=self.config.max_connections,
                 # A lease outlives the slowest possible request, then frees itself.
-                lease_seconds=self.config.request_timeout + 30,
+                lease_seconds=self.config.connect_timeout + self.config.request_timeout + 30,
                 # Give up waiting well before the job's own lease runs out, so a job
                 # stuck behind busy slots retries instead of being taken over mid-wait.
                 wait_seconds=self.config.lease_seconds / 2,
             )
-        return Gateway(self.config.api_key, self.config.api_url, self.config.request_timeout, slots)
+        return Gateway(
+            self.config.api_key,
+            self.config.api_url,
+            self.config.request_timeout,
+            slots,
+            connect_timeout=self.config.connect_timeout,
+        )
 
 
 class MailchimpSync:

@@ -25,6 +25,9 @@ So the rule is decided per outbox row, when a worker picks it up, from committed
   the export read the customer after the signup, so sending it again would only
   record a second outcome. Otherwise the row is **sent**. Rows about a change (new
   address, opt-out, new name) are always sent: the export may have read older data.
+  A signup the export found unsubscribed or cleaned in Mailchimp is sent too: an
+  export never asks for ``pending``, so only auto-sync can send the confirmation
+  e-mail a fresh opt-in of that person calls for (:func:`single_sync.perform`).
 
 Every signup is therefore covered by the export or by auto-sync, and by exactly one of
 them, whatever the timing; a failed first export leaves auto-sync off (its rows are
@@ -42,7 +45,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .models import OutboxItem, Outcome, Run, utcnow
+from .models import OutboxItem, Outcome, Run, Settings, utcnow
 from .settings import SyncSettings
 
 # An export's outcome, as the outbox row it covers records it.
@@ -53,6 +56,11 @@ _COVERED_STATUS = {
     "skipped": "skipped",
     "error": "failed",
 }
+
+
+# Mailchimp statuses after which a fresh signup asks for a confirmation e-mail, which an
+# export never does (see single_sync.perform).
+NEEDS_CONFIRMATION = ("unsubscribed", "cleaned")
 
 
 @dataclass(frozen=True)
@@ -84,15 +92,19 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
                 " then sent, unless that export already sent it.",
                 run_id=running,
             )
-        return Decision(
-            "ignore",
-            "No first export to this audience yet: the first export will read this"
-            " customer from the shop, and auto-sync starts once it has completed.",
-        )
+        # ``current`` was read before that query: on PostgreSQL (read committed) the
+        # export may have ended, and auto-sync started, in between. Read the flag again
+        # after it, or a signup the export never read would be ignored and lost.
+        if not _first_export_done_now(session, current.list_id):
+            return Decision(
+                "ignore",
+                "No first export to this audience yet: the first export will read this"
+                " customer from the shop, and auto-sync starts once it has completed.",
+            )
     if all(item.action == "signup" for item in items):
         covered = _export_outcome(session, current.list_id, items)
-        if covered is not None:
-            run_id, outcome = covered
+        if covered is not None and covered[2] not in NEEDS_CONFIRMATION:
+            run_id, outcome, _ = covered
             status = _COVERED_STATUS.get(outcome, "sent")
             said = {
                 "sent": f"Already sent by export run {run_id} ({outcome})",
@@ -108,10 +120,20 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
     return Decision("send")
 
 
+def _first_export_done_now(session: Session, list_id: str) -> bool:
+    """Whether a first export to ``list_id`` has completed, read from the database now
+    (a column, not the session's possibly older Settings object)."""
+    found = session.execute(
+        sa.select(Settings.first_export_at).where(Settings.list_id == list_id)
+    ).first()
+    return found is not None and found[0] is not None
+
+
 def _export_outcome(
     session: Session, list_id: str, items: Sequence[OutboxItem]
-) -> tuple[int, str] | None:
-    """The outcome an export to ``list_id`` recorded for the address after its signups.
+) -> tuple[int, str, str | None] | None:
+    """The outcome (and Mailchimp's status) an export to ``list_id`` recorded for the
+    address after its signups.
 
     A probe of ``ix_mcsync_outcomes_hash_created``: the address's outcomes since the
     latest row was written, a handful at most. An outcome stamped earlier than the signup by a
@@ -119,7 +141,7 @@ def _export_outcome(
     records a second outcome but loses nothing.
     """
     found = session.execute(
-        sa.select(Outcome.run_id, Outcome.outcome)
+        sa.select(Outcome.run_id, Outcome.outcome, Outcome.mailchimp_status)
         .join(Run, Run.id == Outcome.run_id)
         .where(
             Outcome.email_hash == items[0].email_hash,
@@ -130,7 +152,9 @@ def _export_outcome(
         .order_by(Outcome.id.desc())
         .limit(1)
     ).first()
-    return (int(found[0]), str(found[1])) if found is not None else None
+    if found is None:
+        return None
+    return int(found[0]), str(found[1]), found[2]
 
 
 def hold(items: Sequence[OutboxItem], decision: Decision, lease_seconds: float) -> None:

@@ -1,5 +1,6 @@
-"""The one way to Mailchimp: mailchimp3 with a timeout on every call, a shared limit of
-simultaneous connections, and errors sorted into what to do about them.
+"""The one way to Mailchimp: mailchimp3 over one pooled HTTP session per gateway, with
+connect and read timeouts on every call, a shared limit of simultaneous connections, and
+errors sorted into what to do about them.
 
 Errors come out as three classes, because each asks for a different reaction:
 
@@ -25,6 +26,7 @@ import contextlib
 import io
 import json
 import tarfile
+import weakref
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -161,11 +163,40 @@ def _translated() -> Iterator[None]:
         ) from exc
 
 
+#: Seconds to open a connection when the caller does not say (``MCSYNC_CONNECT_TIMEOUT``).
+DEFAULT_CONNECT_TIMEOUT = 5.0
+
+
+class PooledMailChimp(MailChimp):
+    """mailchimp3's client sending every request through one :class:`requests.Session`.
+
+    mailchimp3 calls ``requests.request`` for each call, which opens (and closes) a new
+    connection every time, TLS handshake included. It also logs each request's JSON
+    payload at INFO on ``mailchimp3.client``: addresses and names would reach the host's
+    logs. Both live in its ``_make_request``, the one method all its calls go through, so
+    this is the one method replaced; the calls, URLs and errors stay mailchimp3's.
+    """
+
+    def __init__(self, session: requests.Session, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.session = session
+
+    def _make_request(self, **kwargs: Any) -> requests.Response:
+        # No logging here on purpose: the payload and the member's URL are personal data.
+        return self.session.request(**kwargs)
+
+
 class Gateway:
     """Calls to one Mailchimp account.
 
     ``slots`` (shared through Redis) bounds the simultaneous calls of all workers; without
     it (no Redis configured, e.g. a one-off CLI lookup) calls are not counted.
+
+    ``timeout`` is the read timeout (``MCSYNC_REQUEST_TIMEOUT``): how long Mailchimp may
+    take to answer. ``connect_timeout`` (``MCSYNC_CONNECT_TIMEOUT``) bounds opening a
+    connection, so an unreachable host fails fast instead of after the read timeout.
+    The gateway keeps its connections open between calls; :meth:`close` (or dropping
+    the gateway) closes them.
     """
 
     def __init__(
@@ -174,12 +205,23 @@ class Gateway:
         api_url: str,
         timeout: float,
         slots: ConnectionSlots | None = None,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> None:
-        self.client = MailChimp(mc_api=api_key, timeout=timeout)
+        self.session = requests.Session()
+        # Closed with the gateway, so no socket is left for the garbage collector to warn about.
+        self._close = weakref.finalize(self, self.session.close)
+        # requests takes (connect, read); mailchimp3 passes it through unchanged.
+        self.timeouts = (connect_timeout, timeout)
+        self.client = PooledMailChimp(self.session, mc_api=api_key, timeout=self.timeouts)
         # mailchimp3 reads this attribute for every call; the trailing slash matters.
         self.client.base_url = api_url
         self.timeout = timeout
         self.slots = slots
+
+    def close(self) -> None:
+        """Close the pooled connections now, rather than when the gateway is collected."""
+        self._close()
 
     @contextlib.contextmanager
     def _call(self) -> Iterator[None]:
@@ -400,7 +442,7 @@ class Gateway:
         caller re-sends the batch rather than waiting on it forever.
         """
         with _translated():
-            response = requests.get(url, timeout=self.timeout)
+            response = self.session.get(url, timeout=self.timeouts)
         if response.status_code in (403, 404, 410):
             raise BatchLost(
                 "Batch results expired",

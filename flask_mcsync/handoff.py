@@ -124,18 +124,24 @@ class Handoff:
                 self._busy = False
 
 
-_handoffs: weakref.WeakKeyDictionary[McSync, Handoff] = weakref.WeakKeyDictionary()
+# Per app, one hand-off per kind of row (outbox rows, webhook events): each has its
+# own queue and thread, so the ids of one are never delivered as the other's.
+_handoffs: weakref.WeakKeyDictionary[McSync, dict[Callable[[McSync, list[int]], int], Handoff]] = (
+    weakref.WeakKeyDictionary()
+)
 _registry_lock = threading.Lock()
 
 
 def handoff_for(ext: McSync, deliver: Callable[[McSync, list[int]], int]) -> Handoff:
-    """The app's hand-off (made on first use), whose thread calls ``deliver(ext, ids)``."""
-    found = _handoffs.get(ext)
+    """The app's hand-off for ``deliver`` (made on first use); its thread calls
+    ``deliver(ext, ids)``."""
+    found = _handoffs.get(ext, {}).get(deliver)
     if found is None:
         with _registry_lock:
-            found = _handoffs.get(ext)
+            per_app = _handoffs.setdefault(ext, {})
+            found = per_app.get(deliver)
             if found is None:
-                found = _handoffs[ext] = Handoff(ext, deliver)
+                found = per_app[deliver] = Handoff(ext, deliver)
     return found
 
 
@@ -144,6 +150,7 @@ def _drain_at_exit() -> None:
     # A script that signs customers up and exits: give the thread a moment, so its rows
     # go out now rather than at the next sweep. Bounded: a hung Redis cannot hold exit.
     deadline = time.monotonic() + EXIT_WAIT_SECONDS
-    for handoff in list(_handoffs.values()):
-        if handoff._pid == os.getpid():
-            handoff.wait_idle(max(0.0, deadline - time.monotonic()))
+    for per_app in list(_handoffs.values()):
+        for handoff in list(per_app.values()):
+            if handoff._pid == os.getpid():
+                handoff.wait_idle(max(0.0, deadline - time.monotonic()))

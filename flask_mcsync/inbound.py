@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from .addresses import normalize, subscriber_hash
 from .changes import Kind, MailchimpChange
 from .extension import McSync
-from .models import AudienceMember, Run, metadata, utcnow
+from .models import AudienceMember, OutboxItem, Run, metadata, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .signals import FROM_MAILCHIMP, mailchimp_changed
 
@@ -95,6 +95,25 @@ def apply_change(
         if outcomes is None:
             record(session, run_id, pending)
         return Applied.STALE
+    opted_in = _shop_opted_in_after(session, change)
+    if opted_in is not None:
+        pending.append(
+            AddressOutcome(
+                change.email,
+                Result.SKIPPED,
+                skip_reason=(
+                    f"Mailchimp {change.kind.value} of {change.changed_at:%Y-%m-%d %H:%M:%S}"
+                    " is older than the customer's opt-in in the shop"
+                    f" ({opted_in:%Y-%m-%d %H:%M:%S}): the shop's newer choice stands, and"
+                    " auto-sync sends it."
+                ),
+                mailchimp_status=change.status,
+                sent=_described(change, None),
+            )
+        )
+        if outcomes is None:
+            record(session, run_id, pending)
+        return Applied.STALE
     if change.status is None and previous_status:
         change = _with_status(change, previous_status)
     what = tell_host(ext, change)
@@ -109,6 +128,29 @@ def apply_change(
     if outcomes is None:
         record(session, run_id, pending)
     return Applied.APPLIED
+
+
+def _shop_opted_in_after(session: Session, change: MailchimpChange) -> Any:
+    """When the shop's customer opted in (signup, newsletter opt-in) after Mailchimp's
+    unsubscribe fired, the time of that opt-in; else None.
+
+    A late webhook or a reconcile reads an unsubscribe that the customer has since undone
+    in the shop: clearing the shop's flag would silently lose the re-opt-in that
+    auto-sync turns into Mailchimp's confirmation e-mail. Cleaned (a bounce) and archived
+    still apply: the shop cannot mail that address anyway.
+    """
+    if change.kind is not Kind.UNSUBSCRIBE or change.status != "unsubscribed":
+        return None
+    return session.execute(
+        sa.select(OutboxItem.created_at)
+        .where(
+            OutboxItem.email_hash == subscriber_hash(change.email),
+            OutboxItem.action.in_(("signup", "optin")),
+            OutboxItem.created_at > change.changed_at,
+        )
+        .order_by(OutboxItem.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def tell_host(ext: McSync, change: MailchimpChange) -> str | None:

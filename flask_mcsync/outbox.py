@@ -112,8 +112,11 @@ def add(
     key = normalize(email)
     item = pending.get(key)
     if item is not None:
-        # A change after a signup in the same transaction is still a signup.
+        # A change after a signup in the same transaction is still a signup; a newsletter
+        # opt-in or opt-out says more than a profile change (or an earlier opt-in/out).
         item.previous_email = item.previous_email or previous_email
+        if action in ("optin", "optout") and item.action != "signup":
+            item.action = action
         return item
     item = pending[key] = Pending(
         action=action,

@@ -327,16 +327,16 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
     # Coalesce: later rows for the same address ride along (the job reads current data).
     siblings = list(
         session.execute(
-            sa.select(OutboxItem).where(
+            sa.select(OutboxItem)
+            .where(
                 OutboxItem.email_hash == item.email_hash,
                 OutboxItem.status == "pending",
                 OutboxItem.id != item.id,
             )
+            .order_by(OutboxItem.id)
         ).scalars()
     )
-    # The latest thing the shop said wins (a signup then an opt-out is an opt-out).
-    actions = [i.action for i in [item, *siblings] if i.action != "signup"]
-    wants = actions[-1] if actions else "signup"
+    wants = wanted([i.action for i in sorted([item, *siblings], key=lambda i: i.id)])
     previous = next((i.previous_email for i in [item, *siblings] if i.previous_email), None)
     latest_email = siblings[-1].email if siblings else item.email
 
@@ -409,6 +409,24 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
     status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
     _close(session, closing, status, run.message, run.id)
     return status
+
+
+def wanted(actions: list[str]) -> str:
+    """What the shop asked for, from its rows' actions, oldest first.
+
+    The latest newsletter statement wins (a signup then an opt-out is an opt-out). A
+    profile change after an opt-in keeps the opt-in: else a customer who opted in again
+    and then edited their name would never get Mailchimp's confirmation e-mail.
+    """
+    said = [a for a in actions if a != "signup"]
+    if not said:
+        return "signup"
+    last = said[-1]
+    if last == "change":
+        opted = [a for a in actions if a in ("signup", "optin", "optout")]
+        if opted and opted[-1] != "optout":
+            return "optin"  # plan_for treats it as a change too (an opt-out since unsubscribes)
+    return last
 
 
 def _asked(wants: str, previous: str | None) -> str:

@@ -4,8 +4,9 @@ The endpoint is fast and careful because the internet calls it:
 
 * the secret in its URL is compared in constant time; a wrong one gets 403 and nothing
   is written;
-* a callback is recorded in ``mcsync_webhook_events`` and its id handed to a job (one
-  Redis call). If Redis is down the row waits and the workers' sweep applies it later;
+* a callback is recorded in ``mcsync_webhook_events`` and its id handed to a job by the
+  app's :mod:`handoff` thread, never on the request: a dead or hung Redis costs the
+  callback nothing. The row waits and the workers' sweep applies it later;
 * a replay (the same body again) is recognised by the body's digest and changes nothing;
 * a malformed body gets 400 with the reason, is recorded as ``invalid``, and changes
   nothing.
@@ -32,6 +33,7 @@ from . import settings as settings_mod
 from .addresses import subscriber_hash
 from .changes import InvalidPayload, from_webhook
 from .extension import McSync, state
+from .handoff import handoff_for
 from .inbound import WEBHOOK_RUN, Applied, apply_change, close_run, new_run
 from .models import WebhookEvent, utcnow
 
@@ -108,7 +110,9 @@ def record_and_hand_off(ext: McSync, raw: bytes, form: dict[str, str]) -> tuple[
     except IntegrityError:
         session.rollback()
         return 200, "already received"
-    hand_off(ext, [event.id])
+    # Queued for a background thread: a hung Redis must not hold Mailchimp's request
+    # (it would time out and retry); the event is committed, the sweep applies it anyway.
+    handoff_for(ext, hand_off).submit([event.id])
     return 200, "ok"
 
 

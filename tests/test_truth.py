@@ -76,7 +76,14 @@ def _seed_lived_in_audience(sandbox: Any) -> None:
                 "merge_fields": phone,
             },
             {"email_address": CLEANED, "status": "cleaned", "merge_fields": phone},
-            {"email_address": SUBSCRIBED, "status": "subscribed", "merge_fields": phone},
+            # Subscribed long ago: Mailchimp's answer (its opt-in time) says "existing".
+            {
+                "email_address": SUBSCRIBED,
+                "status": "subscribed",
+                "merge_fields": phone,
+                "timestamp_opt": "2025-03-01T09:00:00+00:00",
+                "last_changed": "2025-03-01T09:00:00+00:00",
+            },
             {"email_address": FORGOTTEN, "status": "subscribed"},
         ],
     )

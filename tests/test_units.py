@@ -304,20 +304,34 @@ def test_config_adds_the_trailing_slash_mailchimp3_needs(url: str, expected: str
     assert read_config({"MCSYNC_API_KEY": KEY, "MCSYNC_API_URL": url}).api_url == expected
 
 
+TIMEOUT_KEYS = {
+    "MCSYNC_REQUEST_TIMEOUT": "request_timeout",
+    "MCSYNC_CONNECT_TIMEOUT": "connect_timeout",
+}
+
+
+@pytest.mark.parametrize("key", TIMEOUT_KEYS)
 @pytest.mark.parametrize("timeout", [0, -1, 120.5, 1000, "0"])
-def test_config_refuses_a_timeout_out_of_range(timeout: Any) -> None:
-    with pytest.raises(ConfigError, match="MCSYNC_REQUEST_TIMEOUT"):
-        read_config({"MCSYNC_REQUEST_TIMEOUT": timeout})
+def test_config_refuses_a_timeout_out_of_range(key: str, timeout: Any) -> None:
+    with pytest.raises(ConfigError, match=f"{key} must be between 0 and 120 seconds"):
+        read_config({key: timeout})
 
 
-def test_config_refuses_a_timeout_that_is_not_a_number() -> None:
-    with pytest.raises(ConfigError, match="MCSYNC_REQUEST_TIMEOUT must be a number"):
-        read_config({"MCSYNC_REQUEST_TIMEOUT": "soon"})
+@pytest.mark.parametrize("key", TIMEOUT_KEYS)
+def test_config_refuses_a_timeout_that_is_not_a_number(key: str) -> None:
+    with pytest.raises(ConfigError, match=f"{key} must be a number"):
+        read_config({key: "soon"})
 
 
+@pytest.mark.parametrize("key", TIMEOUT_KEYS)
 @pytest.mark.parametrize("timeout, expected", [("3", 3.0), (120, 120.0), (0.5, 0.5)])
-def test_config_accepts_timeouts_in_range(timeout: Any, expected: float) -> None:
-    assert read_config({"MCSYNC_REQUEST_TIMEOUT": timeout}).request_timeout == expected
+def test_config_accepts_timeouts_in_range(key: str, timeout: Any, expected: float) -> None:
+    assert getattr(read_config({key: timeout}), TIMEOUT_KEYS[key]) == expected
+
+
+def test_config_timeouts_default_to_30_s_read_and_5_s_connect() -> None:
+    config = read_config({})
+    assert (config.connect_timeout, config.request_timeout) == (5.0, 30.0)
 
 
 def test_config_refuses_a_non_redis_url() -> None:
