@@ -1,9 +1,12 @@
 """Benchmark of the manual export: batch operations in RQ workers vs one PUT per address.
 
 For each database backend it builds the example shop with N valid, opted-in customers,
-exports them into the Mailchimp sandbox with real ``flask mcsync worker`` processes
-(batches sent as Mailchimp batch operations), then, in the same run and against the same
-(reset) sandbox, exports the same rows the way most shop plugins do: one
+measures the ceiling (``ceiling.py``: prebuilt batch payloads, 10 in flight, no database
+or queue) against the empty sandbox, exports them into the Mailchimp sandbox with real
+``flask mcsync worker`` processes (batches sent as Mailchimp batch operations), exports
+the same audience again (``--exports``: every outcome of the first run already
+recorded, every member already in the audience), then, in the same run and against the
+same (reset) sandbox, exports the same rows the way most shop plugins do: one
 ``PUT /lists/{id}/members/{hash}`` per address, one after the other, through the
 project's own gateway. It prints figures; it asserts nothing about time.
 
@@ -32,11 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from ceiling import Ceiling, measure
 from common import (
     HERE,
     address,
     backends,
     fresh_start,
+    load_average,
     mcsync_config,
     note,
     running,
@@ -72,6 +77,11 @@ class BatchResult:
     worker_peak_rss_mb: list[float]  # per worker process: its own peak
     horse_peak_rss_mb: list[float]  # per worker process: its largest work horse's peak
     worker_cpu_s: list[float]  # per worker: its own CPU + its horses' CPU
+    cpu_ms_per_address: float  # all workers' CPU (workers + horses) per address
+    horse_peak_rss_by_job_mb: dict[str, float]  # largest horse per job function (planner...)
+    progress_ms_median: float  # one runs.progress() call, as the poll below makes it
+    progress_ms_max: float
+    load_average: str  # 1-minute load average at the start and at the end
     created: int
     updated: int
     errors: int
@@ -107,9 +117,14 @@ class BackendResult:
     batch_size: int
     latency_ms: float
     seed_seconds: float
+    ceiling: Ceiling
     batch: BatchResult
+    again: list[BatchResult]  # the same audience exported again (outcomes recorded)
+    variants: dict[str, BatchResult]  # more re-exports: other worker counts or modes
     naive: NaiveResult
     ratio: float  # batch addresses/s divided by naive addresses/s
+    ceiling_ratio: float  # batch addresses/s divided by the ceiling's
+    again_cpu_ratio: list[float]  # CPU per address of each re-export / the first's
     checks: dict[str, bool] = field(default_factory=dict)
 
 
@@ -196,7 +211,12 @@ def read_reports(reports: list[Path]) -> list[dict[str, Any]]:
 
 
 def export_in_batches(
-    args: argparse.Namespace, env: dict[str, str], sandbox: Any, list_id: str, folder: Path
+    args: argparse.Namespace,
+    env: dict[str, str],
+    sandbox: Any,
+    list_id: str,
+    folder: Path,
+    workers: int | None = None,
 ) -> BatchResult:
     from flask_mcsync import state
     from flask_mcsync.jobs import enqueued_count
@@ -204,16 +224,23 @@ def export_in_batches(
 
     ext = state()
     session = ext.session
-    with worker_processes(env, args.workers, folder) as reports, storm(sandbox, args.storm):
-        wait_for_workers(env["MCSYNC_REDIS_URL"], ext.config.queue_name, args.workers)
+    for old in folder.glob("worker-*.json"):
+        old.unlink()  # a report of the previous export must not count in this one
+    poll_ms: list[float] = []
+    workers = workers or args.workers
+    with worker_processes(env, workers, folder) as reports, storm(sandbox, args.storm):
+        wait_for_workers(env["MCSYNC_REDIS_URL"], ext.config.queue_name, workers)
         sandbox.reset_stats()
         jobs_before = enqueued_count(ext)
+        load_before = load_average()
         started = time.perf_counter()
         run_id = start_export(ext, "bench", batch_size=args.batch_size).run.id
         planned_at: float | None = None
         while True:
+            asked = time.perf_counter()
             data = progress(session, run_id)
             session.commit()  # end the read transaction so the next poll sees new rows
+            poll_ms.append((time.perf_counter() - asked) * 1000)
             assert data is not None
             if planned_at is None and data["planning_done"]:
                 planned_at = time.perf_counter() - started
@@ -224,21 +251,34 @@ def export_in_batches(
         seconds = time.perf_counter() - started
         stats = sandbox.stats()
         jobs = enqueued_count(ext) - jobs_before
+        load_after = load_average()
     # The workers have stopped (warm shutdown): their reports are written.
     usage = read_reports(reports)
+    cpu = [u.get("self_cpu_s", 0) + u.get("children_cpu_s", 0) for u in usage]
+    by_job: dict[str, float] = {}
+    for u in usage:
+        for name, kb in (u.get("horse_maxrss_kb_by_job") or {}).items():
+            short = name.rsplit(".", 1)[-1]
+            by_job[short] = max(by_job.get(short, 0.0), round(kb / 1024, 1))
+    poll_ms.sort()
     return BatchResult(
         seconds=round(seconds, 2),
         run_seconds=data["elapsed"],
         planning_seconds=round(planned_at, 2) if planned_at is not None else None,
         addresses_per_second=round(args.addresses / seconds, 1),
-        batches=len(data["batches"]),
+        batches=data["batch_count"],
         requests_total=stats["requests_total"],
         requests_by_kind=stats["requests_by_kind"],
         archive_downloads=stats["batches_processed"],
         max_in_flight=stats["max_in_flight"],
         worker_peak_rss_mb=[round(u.get("self_maxrss_kb", 0) / 1024, 1) for u in usage],
         horse_peak_rss_mb=[round(u.get("children_maxrss_kb", 0) / 1024, 1) for u in usage],
-        worker_cpu_s=[round(u.get("self_cpu_s", 0) + u.get("children_cpu_s", 0), 1) for u in usage],
+        worker_cpu_s=[round(c, 1) for c in cpu],
+        cpu_ms_per_address=round(1000 * sum(cpu) / args.addresses, 3),
+        horse_peak_rss_by_job_mb=by_job,
+        progress_ms_median=round(poll_ms[len(poll_ms) // 2], 2),
+        progress_ms_max=round(poll_ms[-1], 2),
+        load_average=f"{load_before} → {load_after}",
         created=data["created"],
         updated=data["updated"],
         errors=data["errors"],
@@ -346,7 +386,7 @@ def bench_backend(
 ) -> BackendResult:
     from example_app.models import db
     from flask_mcsync import settings, state
-    from flask_mcsync.sandbox import DEFAULT_LIST_ID
+    from flask_mcsync.sandbox import DEFAULT_API_KEY, DEFAULT_LIST_ID
 
     url = fresh_start(backend, folder / "shop.db", DEFAULT_PG_URL, sandbox, redis_url)
     if args.latency_ms:
@@ -364,7 +404,33 @@ def bench_backend(
             settings.update(
                 ext.session, ext.config, list_id=DEFAULT_LIST_ID, batch_size=args.batch_size
             )
+            # The ceiling first, against an empty audience, as the first export finds it.
+            note(f"{backend}: the ceiling")
+            ceiling = measure(
+                sandbox.base_url,
+                DEFAULT_API_KEY,
+                DEFAULT_LIST_ID,
+                args.addresses,
+                args.batch_size,
+                poll_interval=float(POLL_INTERVAL),
+            )
+            sandbox.reset()
+            if args.latency_ms:
+                sandbox.set_faults(latency_ms=args.latency_ms)
+            note(f"{backend}: export 1")
             batch = export_in_batches(args, env, sandbox, DEFAULT_LIST_ID, folder)
+            again = []
+            for n in range(2, args.exports + 1):
+                note(f"{backend}: export {n} (the same audience, its outcomes recorded)")
+                again.append(export_in_batches(args, env, sandbox, DEFAULT_LIST_ID, folder))
+            variants = {}
+            for variant in args.variants:
+                count, mode = variant.split(":")
+                note(f"{backend}: re-export with {count} worker(s), {mode}")
+                variant_env = {**env, "MCSYNC_FORK_PER_JOB": "1" if mode == "fork" else "0"}
+                variants[f"re-export, {count} worker(s), {mode}"] = export_in_batches(
+                    args, variant_env, sandbox, DEFAULT_LIST_ID, folder, workers=int(count)
+                )
             sandbox.reset()  # same sandbox, empty audience: the naive way also creates
             if args.latency_ms:
                 sandbox.set_faults(latency_ms=args.latency_ms)
@@ -380,7 +446,13 @@ def bench_backend(
         "run finished": batch.status == "finished",
         "naive: members == addresses sent": naive.sandbox_members == naive.measured_addresses,
         "naive errors == 0": naive.errors == 0,
+        "ceiling: every result parsed, no error": ceiling.results_parsed == args.addresses
+        and ceiling.errors == 0,
     }
+    for n, run in enumerate(again, start=2):
+        checks[f"export {n}: updated == N, errors == 0, finished"] = (
+            run.updated == args.addresses and run.errors == 0 and run.status == "finished"
+        )
     return BackendResult(
         backend=backend,
         addresses=args.addresses,
@@ -388,11 +460,23 @@ def bench_backend(
         batch_size=args.batch_size,
         latency_ms=args.latency_ms,
         seed_seconds=round(seed_seconds, 2),
+        ceiling=ceiling,
         batch=batch,
+        again=again,
+        variants=variants,
         naive=naive,
         ratio=round(batch.addresses_per_second / naive.addresses_per_second, 1)
         if naive.addresses_per_second
         else 0.0,
+        ceiling_ratio=round(batch.addresses_per_second / ceiling.addresses_per_second, 2)
+        if ceiling.addresses_per_second
+        else 0.0,
+        again_cpu_ratio=[
+            round(r.cpu_ms_per_address / batch.cpu_ms_per_address, 2)
+            if batch.cpu_ms_per_address
+            else 0.0
+            for r in again
+        ],
         checks=checks,
     )
 
@@ -404,61 +488,95 @@ def kinds(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def mb(values: list[float]) -> str:
+    return " / ".join(f"{m:.0f} MB" for m in values)
+
+
+def export_column(b: BatchResult, addresses: int) -> dict[str, str]:
+    by_job = ", ".join(f"{k} {v:.0f} MB" for k, v in sorted(b.horse_peak_rss_by_job_mb.items()))
+    return {
+        "wall time": f"{b.seconds:.1f} s",
+        "addresses/s": f"{b.addresses_per_second:,.0f}",
+        "load average": b.load_average,
+        "API requests": f"{b.requests_total:,} (+{b.archive_downloads} archives)",
+        "  by kind": kinds(b.requests_by_kind),
+        "batches": str(b.batches),
+        "jobs enqueued": f"{b.jobs_enqueued:,} (polls {b.requests_by_kind.get('batch', 0):,})",
+        "failed tries": f"{b.failed_tries:,} (max {b.most_failed_tries}),"
+        f" {b.backoff_seconds:,.0f} s backoff",
+        "max in flight": str(b.max_in_flight),
+        "worker peak RSS": mb(b.worker_peak_rss_mb),
+        "work horse peak RSS": mb(b.horse_peak_rss_mb),
+        "peak RSS by job": by_job,
+        "worker CPU": " / ".join(f"{c:.1f} s" for c in b.worker_cpu_s),
+        "worker CPU per address": f"{b.cpu_ms_per_address:.3f} ms",
+        "progress() call": f"median {b.progress_ms_median:.1f} ms, max {b.progress_ms_max:.1f}",
+        "outcomes": f"created {b.created:,}, updated {b.updated:,}, errors {b.errors}",
+        "sandbox members": f"{b.sandbox_members:,}",
+    }
+
+
 def table(result: BackendResult) -> str:
-    b, n = result.batch, result.naive
+    c, b, n = result.ceiling, result.batch, result.naive
     naive_how = (
-        f"first {n.measured_addresses:,} addresses, extrapolated to {result.addresses:,}"
+        f"first {n.measured_addresses:,}, extrapolated"
         if n.extrapolated
-        else f"all {n.measured_addresses:,} addresses"
+        else f"all {n.measured_addresses:,}"
     )
-    rows = [
-        ("", "batch export (product)", "one PUT per address"),
-        ("addresses", f"{result.addresses:,}", naive_how),
+    columns: list[tuple[str, dict[str, str]]] = [
         (
-            "wall time",
-            f"{b.seconds:.1f} s",
-            f"{n.seconds_for_all:,.1f} s" + (" (extrapolated)" if n.extrapolated else ""),
+            "ceiling",
+            {
+                "wall time": f"{c.seconds:.1f} s",
+                "addresses/s": f"{c.addresses_per_second:,.0f}",
+                "load average": c.load_average,
+                "API requests": kinds(c.requests_by_kind),
+                "worker CPU": f"client {c.client_cpu_s:.1f} s",
+                "worker CPU per address": f"client {1000 * c.client_cpu_s / c.addresses:.3f} ms",
+                "outcomes": f"{c.results_parsed:,} results, errors {c.errors}",
+            },
         ),
-        ("addresses/s", f"{b.addresses_per_second:,.0f}", f"{n.addresses_per_second:,.0f}"),
-        (
-            "API requests",
-            f"{b.requests_total:,} (+{b.archive_downloads} result archives)",
-            f"{n.requests_total:,}" + (" (measured part)" if n.extrapolated else ""),
-        ),
-        ("  by kind", kinds(b.requests_by_kind), kinds(n.requests_by_kind)),
-        ("batches", str(b.batches), "-"),
-        (
-            "jobs enqueued",
-            f"{b.jobs_enqueued:,} (polls: {b.requests_by_kind.get('batch', 0):,})",
-            "-",
-        ),
-        (
-            "failed tries",
-            f"{b.failed_tries:,} (at most {b.most_failed_tries} for one batch),"
-            f" {b.backoff_seconds:,.0f} s of backoff",
-            "-",
-        ),
-        ("max in flight", str(b.max_in_flight), "1"),
-        ("worker peak RSS", " / ".join(f"{m:.0f} MB" for m in b.worker_peak_rss_mb), "-"),
-        ("work horse peak RSS", " / ".join(f"{m:.0f} MB" for m in b.horse_peak_rss_mb), "-"),
-        ("worker CPU", " / ".join(f"{c:.1f} s" for c in b.worker_cpu_s), "-"),
-        (
-            "outcomes",
-            f"created {b.created:,}, updated {b.updated:,}, errors {b.errors}",
-            f"errors {n.errors}",
-        ),
-        ("sandbox members", f"{b.sandbox_members:,}", f"{n.sandbox_members:,}"),
+        ("export 1", export_column(b, result.addresses)),
     ]
-    width = max(len(r[0]) for r in rows)
-    left = max(len(r[1]) for r in rows)
+    columns += [
+        (f"export {i}", export_column(r, result.addresses))
+        for i, r in enumerate(result.again, start=2)
+    ]
+    columns += [(name, export_column(r, result.addresses)) for name, r in result.variants.items()]
+    columns.append(
+        (
+            "one PUT each",
+            {
+                "addresses": naive_how,
+                "wall time": f"{n.seconds_for_all:,.1f} s"
+                + (" (extrap.)" if n.extrapolated else ""),
+                "addresses/s": f"{n.addresses_per_second:,.0f}",
+                "API requests": f"{n.requests_total:,}",
+                "outcomes": f"errors {n.errors}",
+                "sandbox members": f"{n.sandbox_members:,}",
+            },
+        )
+    )
+    names: list[str] = []
+    for _, column in columns:
+        names += [k for k in column if k not in names]
     lines = [
         f"== {result.backend}: {result.addresses:,} addresses, {result.workers} workers,"
         f" batch size {result.batch_size}, sandbox latency {result.latency_ms:g} ms ==",
         f"seeded in {result.seed_seconds:.1f} s; run row: {b.run_seconds:.1f} s, planner read"
         f" every row after {b.planning_seconds} s",
+        "| | " + " | ".join(title for title, _ in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
     ]
-    lines += [f"  {r[0]:<{width}}  {r[1]:<{left}}  {r[2]}" for r in rows]
-    lines.append(f"  ratio: the batch export is {result.ratio:g}x the speed of one PUT per address")
+    for name in names:
+        lines.append(
+            f"| {name.strip()} | " + " | ".join(col.get(name, "") for _, col in columns) + " |"
+        )
+    lines.append(
+        f"  export 1 / ceiling: {result.ceiling_ratio:g}; batch / one PUT: {result.ratio:g}x;"
+        " CPU per address, later exports / the first: "
+        + (", ".join(f"{r:g}" for r in result.again_cpu_ratio) or "-")
+    )
     failed = [name for name, ok in result.checks.items() if not ok]
     lines.append("  checks: " + ("all passed" if not failed else "FAILED: " + ", ".join(failed)))
     return "\n".join(lines)
@@ -508,9 +626,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run the batch export in a fault storm (10%% 429, 5%% 500, 2%% timeouts,"
         " 1%% dropped connections, results expiring 1 s in 5)",
     )
+    parser.add_argument(
+        "--exports",
+        type=int,
+        default=2,
+        help="export the same audience this many times (the 2nd and later find every"
+        " outcome of the earlier ones recorded): cost per address against history",
+    )
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="after the exports, re-export the audience with other workers, e.g."
+        " '1:inprocess,2:fork' (workers:inprocess|fork), one column each",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     args.backends = backends(parser, args.backends)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for variant in args.variants:
+        count, _, mode = variant.partition(":")
+        if not count.isdigit() or mode not in ("inprocess", "fork"):
+            parser.error(f"--variants: {variant!r} is not WORKERS:inprocess or WORKERS:fork")
     return args
 
 

@@ -40,6 +40,11 @@ def note(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
 
 
+def load_average() -> str:
+    """The 1-minute load average, to print beside a figure (this machine is shared)."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 def backends(parser: argparse.ArgumentParser, text: str) -> list[str]:
     """``--backends sqlite,postgresql`` as a list; an unknown name is a usage error."""
     names = [b.strip() for b in text.split(",") if b.strip()]

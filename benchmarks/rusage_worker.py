@@ -8,7 +8,9 @@ returns), it writes ``getrusage`` to the JSON file given as the only argument:
 * ``self_maxrss_kb``: the peak resident set of the worker process itself;
 * ``children_maxrss_kb``: the peak resident set of the largest child it has waited for,
   i.e. the largest of the work horses RQ forks for every job (a horse starts as a
-  copy-on-write fork of the worker, so its RSS includes the pages it shares with it).
+  copy-on-write fork of the worker, so its RSS includes the pages it shares with it);
+* ``horse_maxrss_kb_by_job``: per job function (the planner apart from the batch
+  steps), the peak of the process that ran it (see ``_watch_jobs``).
 
 The peak is the kernel's own high-water mark, so no short spike between two samples is
 missed, which a /proc sampler cannot promise.
@@ -16,13 +18,63 @@ missed, which a /proc sampler cannot promise.
 
 from __future__ import annotations
 
+import cProfile
 import json
+import os
 import resource
 import sys
 from pathlib import Path
+from typing import Any
+
+HORSE_PEAKS: dict[str, int] = {}
+# BENCH_PROFILE=FILE (in-process workers): cProfile of the jobs, written at exit
+# to FILE.<pid>, for pstats.
+PROFILE = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
+
+
+def _watch_jobs() -> None:
+    """Record, per job function, the peak RSS of the process that ran it.
+
+    With a work horse per job (``MCSYNC_FORK_PER_JOB``): each horse's own peak, from the
+    ``wait4`` rusage of that horse. In process (the default): the worker's high-water
+    mark when a job of that function ends (the process's peak so far: an upper bound).
+    """
+    from flask_mcsync.worker import InProcessWorker, McSyncWorker
+
+    fork, wait = McSyncWorker.fork_work_horse, McSyncWorker.wait_for_horse
+    execute = InProcessWorker.execute_job
+
+    def note(name: str, kb: int) -> None:
+        HORSE_PEAKS[name] = max(HORSE_PEAKS.get(name, 0), kb)
+
+    def fork_work_horse(self: Any, job: Any, queue: Any) -> Any:
+        self._bench_func = job.func_name
+        return fork(self, job, queue)
+
+    def wait_for_horse(self: Any) -> Any:
+        pid, stat, rusage = wait(self)
+        if rusage is not None:
+            note(getattr(self, "_bench_func", "?"), rusage.ru_maxrss)
+        return pid, stat, rusage
+
+    def execute_job(self: Any, job: Any, queue: Any) -> Any:
+        if PROFILE is not None:
+            PROFILE.enable()
+        try:
+            return execute(self, job, queue)
+        finally:
+            if PROFILE is not None:
+                PROFILE.disable()
+            note(job.func_name, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+    McSyncWorker.fork_work_horse = fork_work_horse  # type: ignore[method-assign]
+    McSyncWorker.wait_for_horse = wait_for_horse  # type: ignore[method-assign]
+    InProcessWorker.execute_job = execute_job  # type: ignore[method-assign]
 
 
 def _report(path: Path, clean: bool) -> None:
+    if PROFILE is not None:
+        PROFILE.dump_stats(f"{os.environ['BENCH_PROFILE']}.{os.getpid()}")
     me = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     path.write_text(
@@ -32,6 +84,7 @@ def _report(path: Path, clean: bool) -> None:
                 "children_maxrss_kb": children.ru_maxrss,
                 "self_cpu_s": me.ru_utime + me.ru_stime,
                 "children_cpu_s": children.ru_utime + children.ru_stime,
+                "horse_maxrss_kb_by_job": HORSE_PEAKS,
                 "clean_exit": clean,
             }
         )
@@ -46,6 +99,7 @@ def main() -> None:
     from example_app import create_app
     from flask_mcsync.worker import run_worker
 
+    _watch_jobs()
     app = create_app()
     clean = False
     try:

@@ -50,6 +50,8 @@ def _same_default(documented: str, expected: Any) -> bool:
     text = documented.strip().strip("`").strip("'\"")
     if expected is None:
         return text.lower().startswith("not set")
+    if isinstance(expected, bool):  # before int: a bool is an int to isinstance
+        return text.lower() == str(expected).lower()
     if isinstance(expected, (int, float)):
         try:
             return float(text.replace(",", "").replace("_", "")) == float(expected)

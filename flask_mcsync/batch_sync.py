@@ -47,7 +47,7 @@ from .gateway import (
 from .models import Batch, Run, utcnow
 from .outcomes import AddressOutcome, Result, archived_outcome, record, synced_since
 from .retry import backoff_seconds
-from .runs import RUN_ENDED, finish_if_complete, stop_run
+from .runs import RUN_ENDED, count_ended, count_retry, finish_if_complete, stop_run
 from .throttle import SlotTimeout
 
 # Mailchimp may stamp a new member a little before our clock says we sent it. Kept small:
@@ -254,6 +254,9 @@ def _complete(
     if not getattr(done, "rowcount", 0):
         session.rollback()
         return  # another worker took the batch over; it records the outcomes
+    count_ended(session, run.id, done=1)
+    if retry:
+        count_retry(session, run.id, retry_delay)
     session.commit()
     if retry:
         jobs.schedule_batch(ext, retry_batch.id, retry_token, retry_delay)
@@ -287,18 +290,30 @@ def _held(
     # status_if_new leaves an archived contact archived: say so, never "created".
     archived = [archived_outcome(email, sent) for email, body, sent in replies if _archived(body)]
     replies = [reply for reply in replies if not _archived(reply[1])]
-    maybe_new = {email for email, body, _ in replies if was_created(body, run.status_if_new, since)}
-    recent = synced_since(ext.session, run.list_id, list(maybe_new), since) if maybe_new else set()
+    # Each address hashed once, each answer read once.
+    hashes = [subscriber_hash(email) for email, _, _ in replies]
+    new = [was_created(body, run.status_if_new, since) for _, body, _ in replies]
+    maybe_new = [reply[0] for reply, is_new in zip(replies, new, strict=True) if is_new]
+    recent = (
+        synced_since(
+            ext.session,
+            run.list_id,
+            maybe_new,
+            since,
+            hashes=[h for h, is_new in zip(hashes, new, strict=True) if is_new],
+        )
+        if maybe_new
+        else set()
+    )
     return archived + [
         AddressOutcome(
             email,
-            Result.CREATED
-            if email in maybe_new and subscriber_hash(email) not in recent
-            else Result.UPDATED,
+            Result.CREATED if is_new and email_hash not in recent else Result.UPDATED,
             mailchimp_status=body.get("status"),
             sent=sent,
+            email_hash=email_hash,
         )
-        for email, body, sent in replies
+        for (email, body, sent), email_hash, is_new in zip(replies, hashes, new, strict=True)
     ]
 
 
@@ -347,9 +362,12 @@ def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None
         .values(values)
         .execution_options(synchronize_session=False)
     )
+    if not getattr(held, "rowcount", 0):  # another worker took the batch over
+        session.rollback()
+        return
+    count_retry(session, batch.run_id, delay, batch.retries + 1)
     session.commit()
-    if getattr(held, "rowcount", 0):  # else another worker took the batch over
-        jobs.schedule_batch(ext, batch_id, token, delay)
+    jobs.schedule_batch(ext, batch_id, token, delay)
 
 
 def _give_up(
@@ -421,6 +439,8 @@ def _give_up(
         session.rollback()
         return  # another worker holds the batch now
     counts = record(session, batch.run_id, outcomes, batch.id)
+    count_ended(session, batch.run_id, **{"failed" if errors else "done": 1})
+    count_retry(session, batch.run_id, 0.0, batch.retries + 1)
     session.execute(
         sa.update(Batch)
         .where(Batch.id == batch.id)

@@ -339,7 +339,7 @@ def follow(ext: McSync, run_id: int, quiet: bool = False, interval: float = 0.5)
             data["done"],
             data["total"],
             data["planning_done"],
-            tuple(b["status"] for b in data["batches"]),
+            tuple(data["batch_counts"].values()),
         )
         if not quiet:
             line.show(bar_line(data), step=marker)
@@ -361,14 +361,14 @@ def follow(ext: McSync, run_id: int, quiet: bool = False, interval: float = 0.5)
 
 def bar_line(data: dict[str, Any], width: int = 30) -> str:
     filled = int(width * data["percent"] / 100)
-    batches = data["batches"]
-    done = sum(1 for b in batches if b["status"] in ("done", "failed"))
+    counts = data["batch_counts"]
+    done = counts["done"] + counts["failed"]
     eta = f" ETA {data['seconds_left']}s" if data["seconds_left"] else ""
     planning = "" if data["planning_done"] else " (reading the shop...)"
     return (
         f"[{'#' * filled}{'.' * (width - filled)}] {data['percent']:5.1f}%"
         f"  {data['done']}/{count(data['total'], 'address', 'addresses')}"
-        f"  batches {done}/{len(batches)}"
+        f"  batches {done}/{data['batch_count']}"
         f"  {data['rate']:.0f}/s{eta}{planning}   "
     )
 

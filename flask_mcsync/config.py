@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "MCSYNC_LEASE_SECONDS": 120.0,
     "MCSYNC_POLL_INTERVAL": 2.0,
     "MCSYNC_SWEEP_INTERVAL": 30,
+    "MCSYNC_FORK_PER_JOB": False,
     "MCSYNC_LOCALE": None,
     "MCSYNC_PUBLIC_URL": None,
     "MCSYNC_WEBHOOK_PATH": "/mcsync/webhook",
@@ -73,6 +74,7 @@ class Config:
     lease_seconds: float
     poll_interval: float
     sweep_interval: int
+    fork_per_job: bool = False
     # The admin pages' language: a locale code or a callable returning one (per request);
     # None lets the host's Flask-Babel or the browser decide. See :mod:`.i18n`.
     locale: str | Callable[[], str | None] | None = None
@@ -210,11 +212,23 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
         lease_seconds=_positive(get("MCSYNC_LEASE_SECONDS"), "MCSYNC_LEASE_SECONDS", float),
         poll_interval=_positive(get("MCSYNC_POLL_INTERVAL"), "MCSYNC_POLL_INTERVAL", float),
         sweep_interval=_positive(get("MCSYNC_SWEEP_INTERVAL"), "MCSYNC_SWEEP_INTERVAL", int),
+        fork_per_job=_flag(get("MCSYNC_FORK_PER_JOB"), "MCSYNC_FORK_PER_JOB"),
         locale=locale,
         public_url=public_url,
         webhook_path=webhook_path,
         reconcile_interval=reconcile_interval,
     )
+
+
+def _flag(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false (1 or 0); it is {value!r}.")
 
 
 def _number(value: Any, key: str, kind: type[int] | type[float]) -> Any:

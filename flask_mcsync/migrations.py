@@ -84,6 +84,38 @@ def _both_ways(conn: Connection) -> None:
     )
 
 
+def _run_batch_counters(conn: Connection) -> None:
+    # Only what is missing: a database built from a newer model may have some already.
+    have = {c["name"] for c in sa.inspect(conn).get_columns("mcsync_runs")}
+    for column in ("batches_done", "batches_failed", "retries", "most_retries"):
+        if column not in have:
+            conn.exec_driver_sql(
+                f"ALTER TABLE mcsync_runs ADD COLUMN {column} INTEGER DEFAULT 0 NOT NULL"
+            )
+    if "retry_seconds" not in have:
+        conn.exec_driver_sql(
+            "ALTER TABLE mcsync_runs ADD COLUMN retry_seconds FLOAT DEFAULT 0 NOT NULL"
+        )
+    # Runs of the previous version: their counters from their batches, once.
+    conn.exec_driver_sql(
+        "UPDATE mcsync_runs SET"
+        " batches_done = (SELECT count(*) FROM mcsync_batches b"
+        "   WHERE b.run_id = mcsync_runs.id AND b.status = 'done'),"
+        " batches_failed = (SELECT count(*) FROM mcsync_batches b"
+        "   WHERE b.run_id = mcsync_runs.id AND b.status = 'failed'),"
+        " retries = (SELECT coalesce(sum(b.retries), 0) FROM mcsync_batches b"
+        "   WHERE b.run_id = mcsync_runs.id),"
+        " most_retries = (SELECT coalesce(max(b.retries), 0) FROM mcsync_batches b"
+        "   WHERE b.run_id = mcsync_runs.id),"
+        " retry_seconds = (SELECT coalesce(sum(b.retry_seconds), 0) FROM mcsync_batches b"
+        "   WHERE b.run_id = mcsync_runs.id)"
+    )
+    conn.exec_driver_sql(
+        "CREATE INDEX IF NOT EXISTS ix_mcsync_batches_run_status_seq"
+        " ON mcsync_batches (run_id, status, seq)"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "batches: re-sends and time added by retries", _batch_retry_budget),
@@ -93,6 +125,7 @@ MIGRATIONS: list[Migration] = [
         _truth_columns,
     ),
     Migration(4, "both ways: webhook events, audience members, webhook settings", _both_ways),
+    Migration(5, "runs: batch counters for the progress window", _run_batch_counters),
 ]
 
 HEAD = MIGRATIONS[-1].version

@@ -120,6 +120,13 @@ class Run(Base):
     lease_until: Mapped[datetime | None]
     lease_token: Mapped[str | None] = mapped_column(sa.String(32))
     batch_count: Mapped[int] = mapped_column(default=0)
+    # Kept by the batches in the transaction that ends or retries one, so that the
+    # progress window reads one row whatever the number of batches.
+    batches_done: Mapped[int] = mapped_column(default=0, server_default="0")
+    batches_failed: Mapped[int] = mapped_column(default=0, server_default="0")
+    retries: Mapped[int] = mapped_column(default=0, server_default="0")
+    most_retries: Mapped[int] = mapped_column(default=0, server_default="0")
+    retry_seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
     total: Mapped[int] = mapped_column(default=0)
     excluded: Mapped[int] = mapped_column(default=0)
     invalid: Mapped[int] = mapped_column(default=0)
@@ -149,6 +156,8 @@ class Batch(Base):
     __table_args__ = (
         sa.UniqueConstraint("run_id", "seq", name="uq_mcsync_batch_run_seq"),
         sa.Index("ix_mcsync_batches_status_lease", "status", "lease_until"),
+        # The progress window's few rows of each status, and the count of those in flight.
+        sa.Index("ix_mcsync_batches_run_status_seq", "run_id", "status", "seq"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

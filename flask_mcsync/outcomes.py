@@ -100,8 +100,10 @@ class AddressOutcome:
     skip_reason: str | None = None  # why skipped, or a note (archived, confirmation)
     mailchimp_status: str | None = None
     sent: dict[str, Any] | None = None
+    # Given by a caller that already hashed the address (a batch hashes each one once).
+    email_hash: str | None = None
 
-    def row(self, run_id: int, batch_id: int | None) -> dict[str, Any]:
+    def row(self, run_id: int, batch_id: int | None, now: datetime | None = None) -> dict[str, Any]:
         error = self.error
         # "Skipped" and the labels are shown translated (pgettext "outcome"); Mailchimp's
         # titles as they come.
@@ -115,14 +117,14 @@ class AddressOutcome:
             "run_id": run_id,
             "batch_id": batch_id,
             "email": self.email,
-            "email_hash": subscriber_hash(self.email),
+            "email_hash": self.email_hash or subscriber_hash(self.email),
             "outcome": self.result.value,
             "permanent": bool(error.permanent) if error else False,
             "error_title": title,
             "error_detail": error.full_detail if error else self.skip_reason,
             "mailchimp_status": self.mailchimp_status,
             "sent": self.sent,
-            "created_at": utcnow(),
+            "created_at": now or utcnow(),
         }
 
 
@@ -140,15 +142,23 @@ def archived_outcome(email: str, sent: dict[str, Any] | None) -> AddressOutcome:
     )
 
 
-def synced_since(session: Session, list_id: str, emails: list[str], since: datetime) -> set[str]:
+def synced_since(
+    session: Session,
+    list_id: str,
+    emails: list[str],
+    since: datetime,
+    hashes: list[str] | None = None,
+) -> set[str]:
     """The subscriber hashes among ``emails`` that a sync put in this audience since ``since``.
+
+    ``hashes``, when the caller has them, are those of ``emails`` (not computed again).
 
     Probes by address (``ix_mcsync_outcomes_hash_created``) and reads only the outcomes
     recorded since then, so its cost does not grow with the history. ``since`` is taken
     to the whole second, like Mailchimp's timestamps that it is compared with.
     """
     since = since.replace(microsecond=0)
-    hashes = sorted({subscriber_hash(e) for e in emails})
+    hashes = sorted(set(hashes) if hashes is not None else {subscriber_hash(e) for e in emails})
     wanted = (Result.CREATED.value, Result.UPDATED.value)
     found: dict[str, set[int]] = {}
     for start in range(0, len(hashes), 900):  # stay under SQLite's bound-parameter limit
@@ -184,7 +194,8 @@ def record(
     """
     if not outcomes:
         return {}
-    session.execute(sa.insert(Outcome), [o.row(run_id, batch_id) for o in outcomes])
+    now = utcnow()  # one batch's rows are recorded at one moment
+    session.execute(sa.insert(Outcome), [o.row(run_id, batch_id, now) for o in outcomes])
     counts: dict[str, int] = {}
     for outcome in outcomes:
         name = COUNTER[outcome.result]

@@ -85,7 +85,8 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
             session.flush()
             # Read the id now: after the commit it would reload the whole payload.
             batch_id = batch.id
-            values["batch_count"] = seq
+            # Counted, not set to seq: a retry batch added meanwhile counts too.
+            values["batch_count"] = Run.batch_count + 1
             values["total"] = Run.total + len(pending)
         record(session, run_id, skipped)
         updated = session.execute(

@@ -25,7 +25,12 @@ from .outbox import enqueue_items
 from .settings import InvalidSetting
 
 BATCH_ENDED = ("done", "failed")
+BATCH_ACTIVE = ("sending", "processing")
+BATCH_NOT_ENDED = ("waiting", *BATCH_ACTIVE)
 RUN_ENDED = ("finished", "failed")
+# The progress window shows this many batches of each status at most: its cost must
+# not grow with the run (a million addresses are 1,000 batches).
+WINDOW = 20
 
 
 class ExportError(RuntimeError):
@@ -150,9 +155,9 @@ def stop_run(session: Session, run_id: int, message: str) -> None:
     session.execute(
         sa.update(Run).where(Run.id == run_id).values(lease_until=None, lease_token=None)
     )
-    session.execute(
+    stopped = session.execute(
         sa.update(Batch)
-        .where(Batch.run_id == run_id, Batch.status.not_in(BATCH_ENDED))
+        .where(Batch.run_id == run_id, Batch.status.in_(BATCH_NOT_ENDED))
         .values(
             status="failed",
             finished_at=utcnow(),
@@ -162,6 +167,34 @@ def stop_run(session: Session, run_id: int, message: str) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+    count_ended(session, run_id, failed=getattr(stopped, "rowcount", 0) or 0)
+
+
+def count_ended(session: Session, run_id: int, done: int = 0, failed: int = 0) -> None:
+    """Count batches that ended, in the transaction that ends them. The caller commits."""
+    if done or failed:
+        session.execute(
+            sa.update(Run)
+            .where(Run.id == run_id)
+            .values(
+                batches_done=Run.batches_done + done, batches_failed=Run.batches_failed + failed
+            )
+        )
+
+
+def count_retry(
+    session: Session, run_id: int, seconds: float, batch_retries: int | None = None
+) -> None:
+    """Count the backoff ``seconds`` a batch waits, and its passing failure when it is
+    one (the batch's ``batch_retries``-th), in the transaction that records it on the
+    batch. The caller commits."""
+    values: dict[str, Any] = {"retry_seconds": Run.retry_seconds + seconds}
+    if batch_retries is not None:
+        values["retries"] = Run.retries + 1
+        values["most_retries"] = sa.case(
+            (Run.most_retries < batch_retries, batch_retries), else_=Run.most_retries
+        )
+    session.execute(sa.update(Run).where(Run.id == run_id).values(values))
 
 
 def finish_if_complete(ext: McSync, run_id: int) -> bool:
@@ -171,8 +204,12 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
     exactly one caller ends the run however batches interleave across workers.
     """
     session = ext.session
+    # Probes of ix_mcsync_batches_run_status_seq: a few index entries, however many
+    # batches the run has.
     pending = (
-        sa.select(Batch.id).where(Batch.run_id == run_id, Batch.status.not_in(BATCH_ENDED)).exists()
+        sa.select(Batch.id)
+        .where(Batch.run_id == run_id, Batch.status.in_(BATCH_NOT_ENDED))
+        .exists()
     )
     failed = sa.select(Batch.id).where(Batch.run_id == run_id, Batch.status == "failed").exists()
     status = "failed" if session.execute(sa.select(failed)).scalar() else "finished"
@@ -203,6 +240,70 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
         return True
     session.commit()
     return False
+
+
+BATCH_COLUMNS = (
+    Batch.seq,
+    Batch.status,
+    Batch.size,
+    Batch.first_address,
+    Batch.last_address,
+    Batch.finished_operations,
+    Batch.total_operations,
+    Batch.created,
+    Batch.updated,
+    Batch.errors,
+    Batch.archived,
+    Batch.attempts,
+    Batch.retries,
+    Batch.retry_seconds,
+    Batch.last_error,
+    Batch.finished_at,
+)
+
+
+def _batch_dict(b: Any) -> dict[str, Any]:
+    return {
+        "seq": b.seq,
+        "status": b.status,
+        "size": b.size,
+        "first": b.first_address,
+        "last": b.last_address,
+        "finished_operations": b.finished_operations,
+        "total_operations": b.total_operations,
+        "created": b.created,
+        "updated": b.updated,
+        "errors": b.errors,
+        "archived": b.archived,
+        "attempts": b.attempts,
+        "retries": b.retries,
+        "retry_seconds": round(b.retry_seconds or 0.0, 1),
+        "last_error": b.last_error,
+    }
+
+
+def batches(session: Session, run_id: int) -> list[dict[str, Any]]:
+    """Every batch of a run, in order: the run page's full table (not the live window)."""
+    rows = session.execute(
+        sa.select(*BATCH_COLUMNS).where(Batch.run_id == run_id).order_by(Batch.seq)
+    )
+    return [_batch_dict(b) for b in rows]
+
+
+def _window(session: Session, run_id: int) -> list[Any]:
+    """The batches the progress window shows: the first few of each status still to
+    come, the last few done and failed. Each is an index range read of at most WINDOW
+    rows, so the answer costs the same at 10 batches and at 2,000."""
+    rows: list[Any] = []
+    for status in (*BATCH_NOT_ENDED, *BATCH_ENDED):
+        order = Batch.seq.desc() if status in BATCH_ENDED else Batch.seq
+        rows += session.execute(
+            sa.select(*BATCH_COLUMNS)
+            .where(Batch.run_id == run_id, Batch.status == status)
+            .order_by(order)
+            .limit(WINDOW)
+        ).all()
+    return sorted(rows, key=lambda b: b.seq)
 
 
 def _wake(ext: McSync, ids: list[int]) -> None:
@@ -247,33 +348,29 @@ def estimate_seconds_left(
 
 
 def progress(session: Session, run_id: int) -> dict[str, Any] | None:
-    """Everything the progress window and ``export --wait`` show, as plain data."""
-    run = session.get(Run, run_id)
+    """Everything the progress window and ``export --wait`` show, as plain data.
+
+    The counts come from the run row (kept by the batches as they end or retry) and
+    from the batches in flight (an index count); ``batches`` is only the window of
+    :func:`_window`. Nothing here reads every batch of the run.
+    """
+    run = session.execute(
+        sa.select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
+    ).scalar_one_or_none()  # one query, fresh even if the session held the row
     if run is None:
         return None
-    session.refresh(run)
-    batches = session.execute(
+    active, in_flight_operations = session.execute(
         sa.select(
-            Batch.seq,
-            Batch.status,
-            Batch.size,
-            Batch.first_address,
-            Batch.last_address,
-            Batch.finished_operations,
-            Batch.total_operations,
-            Batch.created,
-            Batch.updated,
-            Batch.errors,
-            Batch.archived,
-            Batch.attempts,
-            Batch.retries,
-            Batch.retry_seconds,
-            Batch.last_error,
-            Batch.finished_at,
-        )
-        .where(Batch.run_id == run_id)
-        .order_by(Batch.seq)
-    ).all()
+            sa.func.count(), sa.func.coalesce(sa.func.sum(Batch.finished_operations), 0)
+        ).where(Batch.run_id == run_id, Batch.status.in_(BATCH_ACTIVE))
+    ).one()
+    counts = {
+        "done": run.batches_done,
+        "failed": run.batches_failed,
+        "active": int(active),
+        "waiting": max(run.batch_count - run.batches_done - run.batches_failed - int(active), 0),
+    }
+    window = _window(session, run_id)
     done_addresses = run.created + run.updated + run.archived + run.confirmations + run.errors
     now = utcnow()
     elapsed = ((run.finished_at or now) - run.started_at).total_seconds() if run.started_at else 0
@@ -285,7 +382,8 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
             run.total,
             done_addresses,
             run.planning_done,
-            [(b.finished_at, b.size) for b in batches if b.status == "done" and b.finished_at],
+            # The last WINDOW batches done: the recent pace, not the whole run's.
+            [(b.finished_at, b.size) for b in window if b.status == "done" and b.finished_at],
             now,
         )
     )
@@ -310,9 +408,9 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         "invalid": run.invalid,
         "duplicates": run.duplicates,
         # What passing failures cost: tries that failed, and the backoff they added.
-        "retries": sum(b.retries for b in batches),
-        "most_retries": max((b.retries for b in batches), default=0),
-        "retry_seconds": round(sum(b.retry_seconds or 0.0 for b in batches), 1),
+        "retries": run.retries,
+        "most_retries": run.most_retries,
+        "retry_seconds": round(run.retry_seconds or 0.0, 1),
         "percent": round(100.0 * done_addresses / run.total, 1)
         if run.total
         else (100.0 if run.status in RUN_ENDED else 0.0),
@@ -322,26 +420,12 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         "created_at": run.created_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "batches": [
-            {
-                "seq": b.seq,
-                "status": b.status,
-                "size": b.size,
-                "first": b.first_address,
-                "last": b.last_address,
-                "finished_operations": b.finished_operations,
-                "total_operations": b.total_operations,
-                "created": b.created,
-                "updated": b.updated,
-                "errors": b.errors,
-                "archived": b.archived,
-                "attempts": b.attempts,
-                "retries": b.retries,
-                "retry_seconds": round(b.retry_seconds or 0.0, 1),
-                "last_error": b.last_error,
-            }
-            for b in batches
-        ],
+        "batch_count": run.batch_count,
+        "batch_counts": counts,
+        # Operations Mailchimp already processed in the batches in flight: they move the
+        # bar before their batch is counted done.
+        "in_flight_operations": int(in_flight_operations),
+        "batches": [_batch_dict(b) for b in window],
     }
 
 

@@ -183,7 +183,7 @@ def run_page(run_id: int) -> str:
         run=run,
         summary=summary,
         progress=progress,
-        batches=progress.get("batches", []),
+        batches=runs.batches(session, run_id),
         titles=titles,
         errors=errors,
         errors_capped=len(errors) >= ERRORS_SHOWN,

@@ -246,16 +246,14 @@
   function render(p) {
     var batches = p.batches || [];
     $("xw-progress").setAttribute("data-run-id", String(p.id));
-    var counts = { done: 0, active: 0, waiting: 0, failed: 0 };
+    // The counts are the server's (the run's own counters); ``batches`` is only a window
+    // (the first few to come, those in flight, the last few ended), so the answer costs
+    // the same for 10 batches and 2,000. Rows already shown stay, updated when seen.
+    var counts = p.batch_counts || { done: 0, active: 0, waiting: 0, failed: 0 };
     for (var i = 0; i < batches.length; i++) {
-      var s = batches[i].status;
-      if (s === "done") { counts.done++; }
-      else if (s === "failed") { counts.failed++; }
-      else if (s === "waiting") { counts.waiting++; }
-      else { counts.active++; }
       renderBatch(batches[i]);
     }
-    $("xw-no-batches").hidden = batches.length > 0;
+    $("xw-no-batches").hidden = (p.batch_count || batches.length) > 0;
     var chips = $("xw-chips").querySelectorAll("[data-count]");
     for (var j = 0; j < chips.length; j++) {
       chips[j].textContent = fmt(counts[chips[j].getAttribute("data-count")]);
@@ -265,10 +263,7 @@
     if (!p.ended && p.total > 0) {
       // The run counts a batch once it is done; the operations Mailchimp already
       // processed in the others move the bar too, so it never sits still for a batch.
-      var inFlight = 0;
-      for (var k = 0; k < batches.length; k++) {
-        if (batches[k].status === "processing") { inFlight += batches[k].finished_operations || 0; }
-      }
+      var inFlight = p.in_flight_operations || 0;
       percent = Math.max(percent, Math.min(99.9, 100 * (p.done + inFlight) / p.total));
     }
     // Before the first address is through, a percentage would sit at 0.0 % for seconds:
@@ -286,7 +281,7 @@
       : t("done_so_far", { num: p.done }));
     text("xw-rate", rateLine(p));
     runBadge($("xw-run-badge"), p.status);
-    text("xw-phase", phase(p, batches.length));
+    text("xw-phase", phase(p, p.batch_count || batches.length));
 
     if (p.ended) {
       finish(p);
@@ -395,7 +390,12 @@
       entry.created = cell(row, "mc-num");
       entry.updated = cell(row, "mc-num");
       entry.errors = cell(row, "mc-num");
-      $("xw-batches").tBodies[0].appendChild(row);
+      // In seq order: the window may show a batch after others that follow it.
+      var body = $("xw-batches").tBodies[0], next = null;
+      for (var r = body.firstChild; r; r = r.nextSibling) {
+        if (Number(r.getAttribute("data-seq")) > b.seq) { next = r; break; }
+      }
+      body.insertBefore(row, next);
     }
     entry.row.setAttribute("data-seq", String(b.seq));
     entry.row.setAttribute("data-status", b.status);
