@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from .. import i18n
-from ..extension import state
+from ..app_state import state
 from ..i18n import N_
 from .both_ways_views import register as register_both_ways_views
 from .diagnostic_views import register as register_diagnostic_views

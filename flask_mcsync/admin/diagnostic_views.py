@@ -13,9 +13,9 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ..app_state import state
 from ..config import ConfigError
 from ..diagnostic import diagnose, start_resync
-from ..extension import state
 from ..i18n import N_
 from ..i18n import gettext as _
 from ..models import Run

@@ -24,7 +24,7 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from .. import runs, status
-from ..extension import state
+from ..app_state import state
 from ..i18n import N_, NP_, csv_dialect, format_day
 from ..i18n import gettext as _
 from ..models import Outcome, Run

@@ -14,8 +14,8 @@ from werkzeug.wrappers import Response
 
 from .. import i18n, preflight, runs
 from .. import settings as settings_mod
+from ..app_state import state
 from ..config import ConfigError
-from ..extension import state
 from ..i18n import N_, plural_forms
 from ..i18n import gettext as _
 from .account import connection_problem
