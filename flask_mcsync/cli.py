@@ -30,7 +30,6 @@ from .outbox import flush as flush_outbox
 from .outcomes import LABELS, REASON_LABELS, run_label
 from .preflight import preview as preflight
 from .runs import ExportError, progress, start_export
-from .sandbox import serve
 from .status import (
     CSV_OUTCOMES,
     Period,
@@ -513,6 +512,10 @@ def _wait_single(ext: McSync, run_id: int, timeout: float = 120) -> Any:
 @click.option("--port", default=8025, show_default=True, help="Port to listen on.")
 def sandbox(host: str, port: int) -> None:
     """Serve the local Mailchimp API stand-in (for development and demos)."""
+    # Here, not at the top: every 'flask' command loads this module, and the sandbox's
+    # server is for development only.
+    from .sandbox import serve
+
     serve(host, port)
 
 

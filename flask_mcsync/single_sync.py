@@ -35,7 +35,7 @@ SHOP = N_("shop")
 CLOCK_SKEW = timedelta(seconds=2)
 
 
-# What the shop asked for, from the outbox rows' actions (see outbox.add).
+# What the shop asked for, from the outbox rows' actions (see hook.add).
 OPT_INS = ("signup", "optin")
 CHANGES = ("change", "optin", "optout")
 

@@ -1,6 +1,6 @@
 """Mailchimp's webhook into the example shop: Mailchimp's exact form-encoded callbacks
 (MAILCHIMP.md) posted with the Flask test client, on SQLite and PostgreSQL, with real
-Redis. Events are applied here by ``webhooks.apply_due`` (what the sweep does); the end
+Redis. Events are applied here by ``webhook_events.apply_due`` (what the sweep does); the end
 to end tests with workers and the sandbox firing the events live in test_twoway_e2e.py.
 
 What must hold shows in the shop's customer rows, the event rows, the "From Mailchimp"

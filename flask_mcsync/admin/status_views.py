@@ -3,7 +3,8 @@
 Everything is a GET with its filters in the query string, so a page can be bookmarked
 or sent to a colleague. The numbers come from :mod:`flask_mcsync.status`; this module
 only reads the query string, has the per-day chart's geometry computed (:mod:`.chart`;
-inline SVG, no script) and renders. A small JSON view gives one run's state for the diagnostic tool's script.
+inline SVG, no script) and renders. A small JSON view gives one run's state for the
+diagnostic tool's script.
 """
 
 from __future__ import annotations
