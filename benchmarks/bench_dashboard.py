@@ -487,7 +487,7 @@ def short_sql(statement: str) -> str:
 class Bench:
     def __init__(self, backend: str, app: Any, year: Year, repeat: int, plans: bool) -> None:
         from example_app.models import db
-        from flask_mcsync.extension import state
+        from flask_mcsync import state
 
         self.backend = backend
         self.app = app

@@ -219,7 +219,7 @@ def export_in_batches(
     workers: int | None = None,
 ) -> BatchResult:
     from flask_mcsync import state
-    from flask_mcsync.jobs import enqueued_count
+    from flask_mcsync.enqueue import enqueued_count
     from flask_mcsync.runs import progress, start_export
 
     ext = state()

@@ -88,8 +88,7 @@ def rows(count: int) -> list[tuple[str, str, str, str]]:
 
 def seed(app: Any, sandbox: Any, people: list[tuple[str, str, str, str]]) -> None:
     from example_app.models import Customer, db
-    from flask_mcsync import settings
-    from flask_mcsync.extension import state
+    from flask_mcsync import settings, state
 
     with app.app_context():
         for start in range(0, len(people), 10_000):

@@ -161,7 +161,7 @@ def _stop(signum: int, _frame: Any) -> None:
 
 def prepare_and_export(app: Any, env: dict[str, str], args: argparse.Namespace) -> str:
     from flask_mcsync import exclusions, settings, state
-    from flask_mcsync.cli import follow, summary_line
+    from flask_mcsync.follow import follow, summary_line
     from flask_mcsync.rules import InvalidRule
     from flask_mcsync.runs import start_export
 

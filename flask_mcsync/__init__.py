@@ -1,7 +1,8 @@
 """flask-mcsync: keep a Flask shop's customer and newsletter addresses in a Mailchimp audience."""
 
+from .app_state import state
 from .config import ConfigError
-from .extension import MailchimpSync, state
+from .extension import MailchimpSync
 from .models import metadata
 from .source import SubscriberSource
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import jobs, leases
+from . import enqueue, leases
 from .addresses import subscriber_hash
-from .extension import McSync
+from .app_state import McSync
 from .gateway import (
     AccountError,
     BatchLost,
@@ -146,7 +146,7 @@ def _schedule_poll(ext: McSync, batch_id: int, token: str, **values: Any) -> Non
     )
     session.commit()
     if getattr(held, "rowcount", 0):  # else another worker took the batch over
-        jobs.schedule_batch(ext, batch_id, token, delay)
+        enqueue.schedule_batch(ext, batch_id, token, delay)
 
 
 def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
@@ -259,7 +259,7 @@ def _complete(
         count_retry(session, run.id, retry_delay)
     session.commit()
     if retry:
-        jobs.schedule_batch(ext, retry_batch.id, retry_token, retry_delay)
+        enqueue.schedule_batch(ext, retry_batch.id, retry_token, retry_delay)
     finish_if_complete(ext, run.id)
 
 
@@ -367,7 +367,7 @@ def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None
         return
     count_retry(session, batch.run_id, delay, batch.retries + 1)
     session.commit()
-    jobs.schedule_batch(ext, batch_id, token, delay)
+    enqueue.schedule_batch(ext, batch_id, token, delay)
 
 
 def _give_up(

@@ -10,67 +10,46 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
 from . import exclusions, settings
-from .config import ConfigError
+from .app_state import McSync, state
+from .cli_both_ways import both_ways_cli
+from .cli_output import emit, friendly, say_csv
+from .diagnostic import diagnose, start_resync
 from .eligibility import tally
-from .extension import McSync, state
-from .gateway import MailchimpError
+from .follow import follow, summary_line
 from .inputs import RowIdParam, TextParam
 from .migrations import upgrade
+from .models import Run
+from .outbox import flush as flush_outbox
 from .outcomes import LABELS, REASON_LABELS, run_label
-from .rules import InvalidRule
+from .preflight import preview as preflight
 from .runs import ExportError, progress, start_export
-from .status import InvalidPeriod
-from .terminal import ProgressLine, count, inert, say, when
+from .status import (
+    CSV_OUTCOMES,
+    Period,
+    check_days,
+    errors,
+    errors_csv,
+    report,
+    run_summary,
+)
+from .sweep import sweep_once
+from .terminal import count, inert, say, when
+from .worker import run_worker
 
 mcsync_cli = AppGroup("mcsync", help="Keep the shop's addresses in a Mailchimp audience.")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly(func: F) -> F:
-    """Turn the errors a user can meet into a message and exit status 1, not a traceback."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (
-            ConfigError,
-            ExportError,
-            InvalidRule,
-            settings.InvalidSetting,
-            InvalidPeriod,
-        ) as exc:
-            raise click.ClickException(inert(exc)) from None
-        except MailchimpError as exc:
-            raise click.ClickException(
-                inert(f"Mailchimp said: {exc.title}. {exc.full_detail}")
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
-    else:
-        text()
-
 
 AUDIENCE_ID = TextParam("audience id")
 
 
 @mcsync_cli.command("init-db")
-@_friendly
+@friendly
 def init_db() -> None:
     """Create or upgrade the mcsync_* tables in the app's database."""
     done = upgrade(state().db.engine)
@@ -78,7 +57,7 @@ def init_db() -> None:
 
 
 @mcsync_cli.command("ping")
-@_friendly
+@friendly
 def ping() -> None:
     """Check that the Mailchimp API answers with the configured key."""
     ext = state()
@@ -88,7 +67,7 @@ def ping() -> None:
 
 @mcsync_cli.command("lists")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def lists(as_json: bool) -> None:
     """List the account's audiences (the targets an export can have)."""
     ext = state()
@@ -103,7 +82,7 @@ def lists(as_json: bool) -> None:
             members = count(a["member_count"], "member")
             say(f"{mark} {inert(a['id'])}  {inert(a['name'])}  ({members})")
 
-    _emit(audiences, as_json, text)
+    emit(audiences, as_json, text)
 
 
 @mcsync_cli.command("settings")
@@ -114,7 +93,7 @@ def lists(as_json: bool) -> None:
 @click.option("--batch-size", type=int, help="Addresses per batch.")
 @click.option("--auto-sync/--no-auto-sync", default=None, help="Sync new subscribers.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def settings_cmd(
     list_id: str | None,
     double_optin: bool | None,
@@ -160,7 +139,7 @@ def settings_cmd(
         for key, value in data.items():
             say(f"{key}: {inert(value)}")
 
-    _emit(data, as_json, text)
+    emit(data, as_json, text)
 
 
 def _audience_name(ext: McSync, list_id: str) -> str:
@@ -179,7 +158,7 @@ def rules_cli() -> None:
 
 @rules_cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def rules_list(as_json: bool) -> None:
     """List the exclusion rules with how many of the shop's addresses each excludes."""
     ext = state()
@@ -198,14 +177,14 @@ def rules_list(as_json: bool) -> None:
             excludes = count(int(r["excludes"] or 0), "address", "addresses")
             say(f"{r['id']:>4}  {r['kind']:<8} {inert(r['value'])}  ({excludes})")
 
-    _emit(data, as_json, text)
+    emit(data, as_json, text)
 
 
 @rules_cli.command("add")
 @click.argument("kind", type=click.Choice(["address", "domain", "pattern"]))
 @click.argument("value", type=TextParam("rule value"))
 @click.option("--confirm", is_flag=True, help="Add a pattern even if it matches every address.")
-@_friendly
+@friendly
 def rules_add(kind: str, value: str, confirm: bool) -> None:
     """Add a rule: KIND is address, domain or pattern (shell-style, like '*@mailinator.com')."""
     rule = exclusions.add_rule(state().session, kind, value, allow_catch_all=confirm)
@@ -214,7 +193,7 @@ def rules_add(kind: str, value: str, confirm: bool) -> None:
 
 @rules_cli.command("remove")
 @click.argument("rule_id", type=RowIdParam("rule number"))
-@_friendly
+@friendly
 def rules_remove(rule_id: int) -> None:
     """Remove the rule with this id (see 'flask mcsync rules list')."""
     if not exclusions.remove_rule(state().session, rule_id):
@@ -224,10 +203,9 @@ def rules_remove(rule_id: int) -> None:
 
 @mcsync_cli.command("preview")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def preview(as_json: bool) -> None:
     """What an export would send, exclude and skip, and the required merge field check."""
-    from .preflight import preview as preflight
 
     ext = state()
     answer = preflight(ext, settings.load(ext.session, ext.config).list_id)
@@ -241,7 +219,7 @@ def preview(as_json: bool) -> None:
         if data["merge_fields"]["message"]:
             say(inert(data["merge_fields"]["message"]))
 
-    _emit(data, as_json, text)
+    emit(data, as_json, text)
 
 
 @mcsync_cli.command("export")
@@ -257,7 +235,7 @@ def preview(as_json: bool) -> None:
     " accepts members without them).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the run (at the end with --wait).")
-@_friendly
+@friendly
 def export(
     list_id: str | None,
     batch_size: int | None,
@@ -325,93 +303,18 @@ def _target_note(ext: McSync, list_id: str | None) -> str | None:
     )
 
 
-def follow(ext: McSync, run_id: int, quiet: bool = False, interval: float = 0.5) -> dict[str, Any]:
-    """Print a progress bar until the run ends; return its final progress."""
-    session = ext.session
-    last_change = time.monotonic()
-    seen: tuple[Any, ...] = ()
-    line = ProgressLine()
-    while True:
-        data = progress(session, run_id)
-        session.commit()  # end the read transaction so the next poll sees new rows
-        assert data is not None
-        marker = (
-            data["done"],
-            data["total"],
-            data["planning_done"],
-            tuple(data["batch_counts"].values()),
-        )
-        if not quiet:
-            line.show(bar_line(data), step=marker)
-        if data["ended"]:
-            line.end()
-            return data
-        if marker != seen:
-            seen, last_change = marker, time.monotonic()
-        elif time.monotonic() - last_change > 120 and not quiet:
-            line.end()
-            say(
-                "Nothing has moved for 2 minutes: is a worker running? Start one with"
-                " 'flask mcsync worker'.",
-                err=True,
-            )
-            last_change = time.monotonic()
-        time.sleep(interval)
-
-
-def bar_line(data: dict[str, Any], width: int = 30) -> str:
-    filled = int(width * data["percent"] / 100)
-    counts = data["batch_counts"]
-    done = counts["done"] + counts["failed"]
-    eta = f" ETA {data['seconds_left']}s" if data["seconds_left"] else ""
-    planning = "" if data["planning_done"] else " (reading the shop...)"
-    return (
-        f"[{'#' * filled}{'.' * (width - filled)}] {data['percent']:5.1f}%"
-        f"  {data['done']}/{count(data['total'], 'address', 'addresses')}"
-        f"  batches {done}/{data['batch_count']}"
-        f"  {data['rate']:.0f}/s{eta}{planning}   "
-    )
-
-
-def summary_line(data: dict[str, Any]) -> str:
-    line = (
-        f"Run {data['id']} {data['status']} in {data['elapsed']:.1f}s: exported"
-        f" {data['created'] + data['updated']} ({data['created']} created,"
-        f" {data['updated']} updated), excluded {data['excluded']}, invalid"
-        f" {data['invalid']}, duplicates {data['duplicates']}, errors {data['errors']}."
-    )
-    if data.get("archived"):
-        # Counted apart: neither created nor updated, and they receive nothing.
-        line += f" {data['archived']} archived in Mailchimp: left archived."
-    if data.get("skip_merge_validation"):
-        line += " Required merge fields were not checked (skip_merge_validation)."
-    if data.get("retries"):
-        line += (
-            f"\nPassing failures: {count(data['retries'], 'failed try', 'failed tries')} (at"
-            f" most {data['most_retries']} for one batch), {data['retry_seconds']:.0f}s of"
-            " backoff."
-        )
-    if data.get("message"):
-        line += f"\n{inert(data['message'])}"
-    return line
-
-
 @mcsync_cli.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-@_friendly
+@friendly
 def worker(burst: bool) -> None:
     """Run an RQ worker for the sync jobs (inside this app's context)."""
-    from .worker import run_worker
-
     run_worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
 
 
 @mcsync_cli.command("sweep")
-@_friendly
+@friendly
 def sweep_cmd() -> None:
     """Queue again any run or batch whose worker died (the workers also do this on their own)."""
-    from .jobs import sweep_once
-
     counts = sweep_once(state())
     say(
         f"Re-queued {count(counts['plans'], 'planning job')} and"
@@ -422,11 +325,9 @@ def sweep_cmd() -> None:
 
 @mcsync_cli.command("flush")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def flush(as_json: bool) -> None:
     """Send the auto-sync rows that are waiting (e.g. after Redis was down), right here."""
-    from .outbox import flush as flush_outbox
-
     done = flush_outbox(state())
     data = {
         "handled": sum(done.results.values()),
@@ -450,7 +351,7 @@ def flush(as_json: bool) -> None:
             f" to retry later {done.count('retry')}; {done.still_waiting} still waiting."
         )
 
-    _emit(data, as_json, text)
+    emit(data, as_json, text)
 
 
 @mcsync_cli.command("status")
@@ -459,11 +360,9 @@ def flush(as_json: bool) -> None:
     "--page", type=RowIdParam("page"), default=1, show_default=True, help="Page of the run list."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def status_cmd(days: int, page: int, as_json: bool) -> None:
     """Every sync of the last DAYS days (manual runs, auto-syncs, re-syncs) and its errors."""
-    from .status import report
-
     data = report(state().session, days, page)
 
     def text() -> None:
@@ -493,7 +392,7 @@ def status_cmd(days: int, page: int, as_json: bool) -> None:
         if data["waiting"]["count"]:
             say(f"{count(data['waiting']['count'], 'auto-sync row')} waiting to be sent.")
 
-    _emit(data, as_json, text)
+    emit(data, as_json, text)
 
 
 @mcsync_cli.command("errors")
@@ -501,11 +400,9 @@ def status_cmd(days: int, page: int, as_json: bool) -> None:
 @click.option("--run", "run_id", type=RowIdParam("run number"), help="Only this run's errors.")
 @click.option("--kind", type=click.Choice(["permanent", "retried"]), help="Filter by kind.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
-@_friendly
+@friendly
 def errors_cmd(days: int, run_id: int | None, kind: str | None, as_csv: bool) -> None:
     """Error outcomes with Mailchimp's title and detail."""
-    from .status import CSV_OUTCOMES, Period, check_days, errors, errors_csv
-
     period = None if run_id else Period.last(check_days(days))
     rows = errors(
         state().session,
@@ -528,21 +425,13 @@ def errors_cmd(days: int, run_id: int | None, kind: str | None, as_csv: bool) ->
     say(f"{count(len(rows), 'error')}.")
 
 
-def say_csv(chunk: str) -> str:
-    """A CSV chunk for a terminal: its row ends kept, every other control character shown."""
-    return "\r\n".join(inert(line) for line in chunk.split("\r\n"))
-
-
 @mcsync_cli.command("diagnose")
 @click.argument("email", type=TextParam("address"))
 @click.option("--resync", is_flag=True, help="Re-synchronize it and wait for the outcome.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def diagnose_cmd(email: str, resync: bool, as_json: bool) -> None:
     """What we know about one address, what Mailchimp holds now, and a re-sync."""
-    from .diagnostic import diagnose, start_resync
-    from .status import run_summary
-
     ext = state()
     resynced = None
     if resync:
@@ -583,7 +472,7 @@ def diagnose_cmd(email: str, resync: bool, as_json: bool) -> None:
         if resynced is not None:
             say(resync_line(resynced, data["history"]))
 
-    _emit(data, as_json, text)
+    emit(data, as_json, text)
 
 
 def resync_line(run: Any, history: list[dict[str, Any]]) -> str:
@@ -605,8 +494,6 @@ def resync_line(run: Any, history: list[dict[str, Any]]) -> str:
 
 
 def _wait_single(ext: McSync, run_id: int, timeout: float = 120) -> Any:
-    from .models import Run
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ext.session.expire_all()
@@ -625,10 +512,13 @@ def _wait_single(ext: McSync, run_id: int, timeout: float = 120) -> Any:
 @click.option("--port", default=8025, show_default=True, help="Port to listen on.")
 def sandbox(host: str, port: int) -> None:
     """Serve the local Mailchimp API stand-in (for development and demos)."""
+    # Here, not at the top: every 'flask' command loads this module, and the sandbox's
+    # server is for development only.
     from .sandbox import serve
 
     serve(host, port)
 
 
 # Mailchimp's changes back to the shop: webhook, reconcile, drift (a module of their own).
-from . import cli_both_ways  # noqa: E402, F401
+for _command in both_ways_cli.commands.values():
+    mcsync_cli.add_command(_command)

@@ -1,7 +1,7 @@
 """``flask mcsync webhook|reconcile|drift``: Mailchimp's changes back to the shop.
 
 The same functions as the "Connect Mailchimp's changes" card and the drift report tab;
-they are added to the ``mcsync`` group by :mod:`cli`.
+they are added to the ``mcsync`` group by :mod:`cli`, which imports this module.
 """
 
 from __future__ import annotations
@@ -9,16 +9,20 @@ from __future__ import annotations
 import sys
 
 import click
+from flask.cli import AppGroup
 
 from . import connect, drift
 from . import settings as settings_mod
-from .cli import _emit, _friendly, mcsync_cli, say_csv
-from .extension import state
+from .app_state import state
+from .cli_output import emit, friendly, say_csv
 from .reconcile import ReconcileBusy, reconcile
 from .terminal import say, when
 
+#: Holds this module's commands until :mod:`cli` adds them to the ``mcsync`` group.
+both_ways_cli = AppGroup("both-ways")
 
-@mcsync_cli.group("webhook")
+
+@both_ways_cli.group("webhook")
 def webhook_cli() -> None:
     """Connect Mailchimp's changes (unsubscribes, bounces, profile and address changes)."""
 
@@ -45,33 +49,33 @@ def _echo_status(found: connect.WebhookStatus) -> None:
 
 @webhook_cli.command("register")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def webhook_register(as_json: bool) -> None:
     """Register the webhook on the audience (user and admin changes, not API ones)."""
     found = connect.register(state())
-    _emit(found.as_dict(), as_json, lambda: _echo_status(found))
+    emit(found.as_dict(), as_json, lambda: _echo_status(found))
 
 
 @webhook_cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def webhook_status(as_json: bool) -> None:
     """Whether the webhook is in place (asked of Mailchimp) and when an event last came."""
     found = connect.status(state())
-    _emit(found.as_dict(), as_json, lambda: _echo_status(found))
+    emit(found.as_dict(), as_json, lambda: _echo_status(found))
 
 
 @webhook_cli.command("remove")
-@_friendly
+@friendly
 def webhook_remove() -> None:
     """Remove the shop's webhook from the audience."""
     removed = connect.remove(state())
     say(f"Removed {removed} webhook(s)." if removed else "No webhook of this shop was in place.")
 
 
-@mcsync_cli.command("reconcile")
+@both_ways_cli.command("reconcile")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_friendly
+@friendly
 def reconcile_cmd(as_json: bool) -> None:
     """Read what changed in Mailchimp since the last reconcile and apply it to the shop."""
     try:
@@ -87,13 +91,13 @@ def reconcile_cmd(as_json: bool) -> None:
             f" change(s) to the shop, {result.stale} older than what was known."
         )
 
-    _emit(result.as_dict(), as_json, text)
+    emit(result.as_dict(), as_json, text)
 
 
-@mcsync_cli.command("drift")
+@both_ways_cli.command("drift")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every row).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print every row as CSV.")
-@_friendly
+@friendly
 def drift_cmd(as_json: bool, as_csv: bool) -> None:
     """Where the shop and Mailchimp disagree, from the last reconcile, with the action."""
     ext = state()
@@ -123,4 +127,4 @@ def drift_cmd(as_json: bool, as_csv: bool) -> None:
                 f"  → {drift.ACTIONS[kind].value}"
             )
 
-    _emit(found.as_dict(), as_json, text)
+    emit(found.as_dict(), as_json, text)

@@ -15,11 +15,11 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from . import settings as settings_mod
+from .app_state import McSync
 from .config import ConfigError
-from .extension import McSync
 from .gateway import MailchimpError
 from .throttle import SlotTimeout
-from .webhooks import event_counts, last_event
+from .webhook_events import event_counts, last_event
 
 EVENTS = {
     "subscribe": True,

@@ -15,10 +15,11 @@ from redis.exceptions import RedisError
 
 from . import settings as settings_mod
 from .addresses import invalid_reason, normalize, subscriber_hash
+from .app_state import McSync
 from .config import ConfigError
 from .eligibility import judge
+from .enqueue import enqueue_resync
 from .exclusions import load_ruleset
-from .extension import McSync
 from .gateway import MailchimpError
 from .i18n import gettext as _
 from .inbound import FROM_MAILCHIMP_RUNS
@@ -172,8 +173,6 @@ def start_resync(ext: McSync, email: str, started_by: str = "diagnostic") -> Run
     run = Run(kind="resync", list_id=current.list_id, started_by=started_by[:120], total=1)
     session.add(run)
     session.commit()
-    from .jobs import enqueue_resync
-
     try:
         enqueue_resync(ext, run.id, email.strip())
     except Exception as exc:  # the run must not stay "queued" forever

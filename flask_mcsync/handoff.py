@@ -28,8 +28,10 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .extension import McSync
+if TYPE_CHECKING:
+    from .app_state import McSync
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,33 @@ IDLE_EXIT_SECONDS = 60.0
 POLL_SECONDS = 0.05
 #: How long an exiting process waits for the thread to hand over what it has.
 EXIT_WAIT_SECONDS = 1.0
+REDIS_PAUSE_SECONDS = 15.0
+
+
+class _Breaker:
+    """Skip enqueueing for a while after Redis failed, so a backlog drains fast."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def open(self) -> bool:
+        return time.monotonic() < self._until
+
+    def trip(self) -> None:
+        with self._lock:
+            self._until = time.monotonic() + REDIS_PAUSE_SECONDS
+
+
+# One per app: a Redis that fails for one app (or one test) must not pause another's.
+_breakers: weakref.WeakKeyDictionary[McSync, _Breaker] = weakref.WeakKeyDictionary()
+
+
+def breaker_for(ext: McSync) -> _Breaker:
+    found = _breakers.get(ext)
+    if found is None:
+        found = _breakers[ext] = _Breaker()
+    return found
 
 
 class Handoff:

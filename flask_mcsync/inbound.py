@@ -31,8 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .addresses import normalize, subscriber_hash
+from .app_state import McSync
 from .changes import Kind, MailchimpChange
-from .extension import McSync
 from .models import AudienceMember, OutboxItem, Run, metadata, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .signals import FROM_MAILCHIMP, mailchimp_changed

@@ -1,14 +1,11 @@
-"""Auto-sync's outbox: the signup side (cheap, transactional) and the sending side.
+"""Auto-sync's sending side: the ready set, the drain job, sending one row, ``flush``.
 
-On the signup's request the hook only notes the change in the host's session. SQLAlchemy
-session events then do the rest: just before the commit one INSERT writes the outbox
-rows in the host's transaction, after the commit their ids go into the app's
-:mod:`handoff` queue; a rollback (of the transaction, or of the savepoint the signal
-came in) forgets them, so a signup that did not happen sends nothing. No network on
-the signup's path: a background thread hands the ids to Redis, so a dead or hung Redis
-costs a signup nothing. When Redis does not answer, the rows wait in the database and the workers'
-sweep (or ``flask mcsync flush``) sends them later; after a Redis failure the thread
-stops trying for a short while, so a backlog is not paid one socket timeout at a time.
+The signup side (:mod:`hook`) commits a row and hands its id to Redis; :func:`ready`
+puts it in a sorted set and makes sure a drain job is queued; the drain job sends
+every ready row through :func:`send_outbox_item`, which claims the row, sends the
+address like every single-address sync (:mod:`single_sync`) and closes the row with
+what Mailchimp said. ``flask mcsync flush`` sends waiting rows from the command line,
+with or without Redis.
 
 Whether a row is sent, waits for the first export, or was covered by it is decided when
 it is sent, by :mod:`first_export`.
@@ -17,170 +14,27 @@ it is sent, by :mod:`first_export`.
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
-from blinker import Signal
-from flask import Flask, current_app
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
-from .addresses import normalize, subscriber_hash
-from .extension import McSync, state
-from .handoff import handoff_for
+from . import first_export
+from . import settings as settings_mod
+from .app_state import McSync
+from .enqueue import enqueue_drain, enqueue_outbox_item
+from .gateway import AccountError, TransientError
+from .handoff import breaker_for
 from .models import OutboxItem, utcnow
-from .signals import FROM_MAILCHIMP, subscriber_changed, subscriber_signed_up
+from .retry import backoff_seconds
+from .single_sync import SHOP, fail_run, run_single
+from .throttle import SlotTimeout
 
 log = logging.getLogger(__name__)
-
-PENDING_KEY = "mcsync_outbox_items"
-IDS_KEY = "mcsync_outbox_ids"
-REDIS_PAUSE_SECONDS = 15.0
-
-
-class _Breaker:
-    """Skip enqueueing for a while after Redis failed, so a backlog drains fast."""
-
-    def __init__(self) -> None:
-        self._until = 0.0
-        self._lock = threading.Lock()
-
-    def open(self) -> bool:
-        return time.monotonic() < self._until
-
-    def trip(self) -> None:
-        with self._lock:
-            self._until = time.monotonic() + REDIS_PAUSE_SECONDS
-
-
-# One per app: a Redis that fails for one app (or one test) must not pause another's.
-_breakers: weakref.WeakKeyDictionary[McSync, _Breaker] = weakref.WeakKeyDictionary()
-
-
-def breaker_for(ext: McSync) -> _Breaker:
-    found = _breakers.get(ext)
-    if found is None:
-        found = _breakers[ext] = _Breaker()
-    return found
-
-
-@dataclass
-class Pending:
-    """A change to write to the outbox when the host's transaction commits."""
-
-    action: str
-    email: str
-    email_hash: str
-    previous_email: str | None
-    # The innermost savepoint open when the signal came: rolling it back forgets us.
-    savepoint: SessionTransaction | None
-
-
-def add(
-    ext: McSync,
-    *,
-    subscriber: Any = None,
-    email: str | None = None,
-    previous_email: str | None = None,
-    action: str = "signup",
-) -> Pending | None:
-    """Note an outbox row for this subscriber in the host's session (no I/O).
-
-    The row is written by one INSERT just before the host's commit, inside its
-    transaction (:func:`_write_rows`). Repeated calls for one address in one transaction
-    are coalesced into one row.
-    Nothing is added while a change from Mailchimp is being applied (no echo).
-    """
-    if ext.session.info.get(FROM_MAILCHIMP):
-        return None
-    if email is None and subscriber is not None:
-        email = getattr(subscriber, ext.require_source().email, None)
-    if not email:
-        log.warning("mcsync: a %s signal came without an address; nothing to sync.", action)
-        return None
-    # The scoped session's current Session (the proxy has no get_nested_transaction).
-    session: Session = ext.db.session()
-    pending: dict[str, Pending] = session.info.setdefault(PENDING_KEY, {})
-    key = normalize(email)
-    item = pending.get(key)
-    if item is not None:
-        # A change after a signup in the same transaction is still a signup; a newsletter
-        # opt-in or opt-out says more than a profile change (or an earlier opt-in/out).
-        item.previous_email = item.previous_email or previous_email
-        if action in ("optin", "optout") and item.action != "signup":
-            item.action = action
-        return item
-    item = pending[key] = Pending(
-        action=action,
-        email=email.strip(),
-        email_hash=subscriber_hash(email),
-        previous_email=previous_email.strip() if previous_email else None,
-        savepoint=session.get_nested_transaction(),
-    )
-    return item
-
-
-_OUTBOX = cast(sa.Table, OutboxItem.__table__)
-_INSERT_ROWS = sa.insert(_OUTBOX).returning(_OUTBOX.c.id)  # built once: it is on every signup
-
-
-@event.listens_for(Session, "before_commit")
-def _write_rows(session: Session) -> None:
-    # One Core INSERT in the host's transaction, just before its COMMIT: the signup and
-    # its outbox row commit or roll back together. Core, not ORM objects: the unit of
-    # work's bookkeeping for a second mapper cost a signup more than the INSERT itself.
-    pending: dict[str, Pending] | None = session.info.pop(PENDING_KEY, None)
-    if not pending:
-        return
-    rows = [
-        {
-            "action": item.action,
-            "email": item.email,
-            "email_hash": item.email_hash,
-            "previous_email": item.previous_email,
-        }
-        for item in pending.values()
-    ]
-    # On the session's connection: the ORM execution path adds nothing for a Core INSERT.
-    written = session.connection().execute(_INSERT_ROWS, rows)
-    ids: list[int] = session.info.setdefault(IDS_KEY, [])
-    ids.extend(written.scalars())
-
-
-@event.listens_for(Session, "after_commit")
-def _enqueue_committed(session: Session) -> None:
-    ids = session.info.pop(IDS_KEY, None)
-    if ids:
-        handoff_for(state(), enqueue_items).submit(sorted(ids))
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_savepoint(session: Session, previous_transaction: SessionTransaction) -> None:
-    # A savepoint rolled back (e.g. a host retrying after an IntegrityError): forget the
-    # signals sent inside it. A whole-transaction rollback is handled below.
-    pending: dict[str, Pending] | None = session.info.get(PENDING_KEY)
-    if not pending or not previous_transaction.nested:
-        return
-    for key, item in list(pending.items()):
-        savepoint = item.savepoint
-        while savepoint is not None and savepoint is not previous_transaction:
-            savepoint = savepoint.parent
-        if savepoint is not None:
-            del pending[key]
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(IDS_KEY, None)
-    session.info.pop(PENDING_KEY, None)
 
 
 def enqueue_items(ext: McSync, ids: list[int]) -> int:
@@ -219,8 +73,6 @@ def ready(ext: McSync, ids: list[int]) -> None:
     # The flag lives a lease: if the queued drain job is lost, the next signup re-queues.
     pipe.set(DRAIN_FLAG_KEY, "1", nx=True, ex=int(ext.config.lease_seconds))
     if pipe.execute()[1]:
-        from .jobs import enqueue_drain
-
         enqueue_drain(ext)
 
 
@@ -232,7 +84,6 @@ def drain(ext: McSync) -> dict[str, int]:
     drain jobs may run at once under load; the claim in ``send_outbox_item`` keeps
     each row to one of them.
     """
-    from .single_sync import send_outbox_item
 
     ext.redis.delete(DRAIN_FLAG_KEY)
     results: dict[str, int] = {}
@@ -240,45 +91,6 @@ def drain(ext: McSync) -> dict[str, int]:
         outcome = send_outbox_item(ext, int(popped[0][0]))
         results[outcome] = results.get(outcome, 0) + 1
     return results
-
-
-def _receiver(action: str) -> Callable[..., None]:
-    def receive(sender: Any, **kwargs: Any) -> None:
-        app = sender if isinstance(sender, Flask) else current_app._get_current_object()  # type: ignore[attr-defined]
-        # ``newsletter=True/False`` says the change was a newsletter opt-in / opt-out: an
-        # opt-in may ask Mailchimp to e-mail a confirmation (see single_sync.perform).
-        newsletter = kwargs.get("newsletter")
-        add(
-            state(app),
-            subscriber=kwargs.get("subscriber"),
-            email=kwargs.get("email"),
-            previous_email=kwargs.get("previous_email"),
-            action=action if newsletter is None else ("optin" if newsletter else "optout"),
-        )
-
-    return receive
-
-
-_on_signup = _receiver("signup")
-_on_change = _receiver("change")
-subscriber_signed_up.connect(_on_signup)
-subscriber_changed.connect(_on_change)
-
-
-def connect(
-    signal: Signal, subscriber: Callable[..., Any], action: str = "signup"
-) -> Callable[..., None]:
-    """Make an existing host signal feed the outbox.
-
-    ``subscriber(sender, **kwargs)`` picks the subscriber out of the signal's arguments,
-    e.g. ``lambda sender, **kw: kw["user"]`` for Flask-Security-Too's ``user_registered``.
-    """
-
-    def receive(sender: Any, **kwargs: Any) -> None:
-        add(state(), subscriber=subscriber(sender, **kwargs), action=action)
-
-    signal.connect(receive, weak=False)
-    return receive
 
 
 def due_items(session: Session, limit: int = 1000, idle_seconds: float = 0) -> list[int]:
@@ -339,7 +151,6 @@ def flush(ext: McSync) -> FlushResult:
     cannot take slots either while Redis is silent. If Redis stops answering midway,
     the row in hand is given back and the rest go out the same way.
     """
-    from .single_sync import send_outbox_item
 
     session = ext.session
     done = FlushResult(redis_problem=redis_problem(ext))
@@ -390,3 +201,155 @@ def waiting_count(session: Session) -> int:
             .where(OutboxItem.status.in_(("pending", "sending")))
         ).scalar_one()
     )
+
+
+# --- sending one row -------------------------------------------------------------------
+
+
+def send_outbox_item(ext: McSync, item_id: int) -> str:
+    """Send one waiting outbox row (and any other waiting rows for the same address).
+
+    Returns what happened: sent, skipped, retry, failed, ignored, held (it waits for the
+    first export), covered (an export sent it), or busy (another worker holds it). Safe
+    to call twice: the row is claimed with a conditional UPDATE first.
+    """
+    session = ext.session
+    now = utcnow()
+    claimed = session.execute(
+        sa.update(OutboxItem)
+        .where(
+            OutboxItem.id == item_id,
+            OutboxItem.status.in_(("pending", "sending")),
+            OutboxItem.next_attempt_at <= now,
+        )
+        .values(
+            status="sending",
+            attempts=OutboxItem.attempts + 1,
+            next_attempt_at=now + timedelta(seconds=ext.config.lease_seconds),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if getattr(claimed, "rowcount", 0) != 1:
+        return "busy"
+    item = session.get(OutboxItem, item_id)
+    assert item is not None
+    session.refresh(item)
+    # Coalesce: later rows for the same address ride along (the job reads current data).
+    siblings = list(
+        session.execute(
+            sa.select(OutboxItem)
+            .where(
+                OutboxItem.email_hash == item.email_hash,
+                OutboxItem.status == "pending",
+                OutboxItem.id != item.id,
+            )
+            .order_by(OutboxItem.id)
+        ).scalars()
+    )
+    wants = wanted([i.action for i in sorted([item, *siblings], key=lambda i: i.id)])
+    previous = next((i.previous_email for i in [item, *siblings] if i.previous_email), None)
+    latest_email = siblings[-1].email if siblings else item.email
+
+    closing = [item, *siblings]
+    decision = first_export.decide(session, settings_mod.load(session, ext.config), closing)
+    if decision.action == "hold":
+        first_export.hold(closing, decision, ext.config.lease_seconds)
+        session.commit()
+        return "held"
+    if decision.action != "send":
+        status = decision.status if decision.action == "covered" else "ignored"
+        _close(session, closing, status or "ignored", decision.reason, decision.run_id)
+        return "covered" if decision.action == "covered" else "ignored"
+    try:
+        run = run_single(
+            ext,
+            latest_email,
+            kind="auto",
+            started_by=SHOP,
+            wants=wants,
+            previous_email=previous,
+            commit=False,
+        )
+    except (TransientError, SlotTimeout) as exc:
+        session.rollback()
+        error = exc if isinstance(exc, TransientError) else TransientError("Busy", str(exc))
+        if item.attempts >= ext.config.max_attempts:
+            gave_up = TransientError(
+                f"Gave up after {item.attempts} attempts", f"{error.title}: {error.detail}"
+            )
+            run = fail_run(
+                ext,
+                None,
+                latest_email,
+                gave_up,
+                kind="auto",
+                started_by=SHOP,
+                reason=_asked(wants, previous),
+                commit=False,
+            )
+            _close(session, closing, "failed", str(gave_up), run.id)
+            return "failed"
+        delay = backoff_seconds(item.attempts, error.retry_after)
+        item.status = "pending"
+        item.last_error = f"Attempt {item.attempts}: {error}"
+        item.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        session.commit()
+        if not ext.redis_offline:  # else the row waits, due again after its backoff
+            enqueue_outbox_item(ext, item.id, delay=delay)
+        return "retry"
+    except AccountError as exc:
+        session.rollback()
+        run = fail_run(
+            ext,
+            None,
+            latest_email,
+            exc,
+            kind="auto",
+            started_by=SHOP,
+            reason=_asked(wants, previous),
+            commit=False,
+        )
+        _close(session, closing, "failed", str(exc), run.id)
+        return "failed"
+    # The outcome and the outbox rows commit together: a crash cannot leave the address
+    # recorded as synced while its row waits to be sent again.
+    session.refresh(run)
+    status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
+    _close(session, closing, status, run.message, run.id)
+    return status
+
+
+def wanted(actions: list[str]) -> str:
+    """What the shop asked for, from its rows' actions, oldest first.
+
+    The latest newsletter statement wins (a signup then an opt-out is an opt-out). A
+    profile change after an opt-in keeps the opt-in: else a customer who opted in again
+    and then edited their name would never get Mailchimp's confirmation e-mail.
+    """
+    said = [a for a in actions if a != "signup"]
+    if not said:
+        return "signup"
+    last = said[-1]
+    if last == "change":
+        opted = [a for a in actions if a in ("signup", "optin", "optout")]
+        if opted and opted[-1] != "optout":
+            return "optin"  # plan_for treats it as a change too (an opt-out since unsubscribes)
+    return last
+
+
+def _asked(wants: str, previous: str | None) -> str:
+    """The sync's reason when it failed before the shop's data was read."""
+    if previous:
+        return "address_change"
+    return {"change": "update"}.get(wants, wants)
+
+
+def _close(
+    session: Any, items: list[OutboxItem], status: str, message: str | None, run_id: int | None
+) -> None:
+    for outbox_item in items:
+        outbox_item.status = status
+        outbox_item.last_error = message
+        outbox_item.run_id = run_id
+    session.commit()

@@ -15,10 +15,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import jobs, leases
+from . import enqueue, leases
+from .app_state import McSync
 from .eligibility import Deduplicator, Fate, scan
 from .exclusions import load_ruleset
-from .extension import McSync
 from .merge_values import convert_all
 from .models import Batch, Run, utcnow
 from .outcomes import AddressOutcome, Result, record
@@ -100,7 +100,7 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
             raise LostLease(f"Run {run_id}: another worker took over planning.")
         session.commit()
         if batch_id is not None:
-            jobs.enqueue_batch(ext, batch_id)
+            enqueue.enqueue_batch(ext, batch_id)
         pending, skipped = [], []
         counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
 

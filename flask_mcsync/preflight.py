@@ -17,10 +17,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from .app_state import McSync
 from .config import ConfigError
 from .eligibility import Tally, scan
 from .exclusions import load_ruleset
-from .extension import McSync
 from .gateway import MailchimpError
 from .merge_values import convert_all, field_types
 from .source import SubscriberSource

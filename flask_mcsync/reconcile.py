@@ -26,9 +26,9 @@ from sqlalchemy.exc import IntegrityError
 
 from . import settings as settings_mod
 from .addresses import normalize, subscriber_hash
+from .app_state import McSync
 from .changes import OFF_STATUSES, Kind, MailchimpChange
 from .config import ConfigError
-from .extension import McSync
 from .gateway import TransientError
 from .gateway import _parse_time as _time
 from .inbound import RECONCILE_RUN, Applied, apply_change, close_run, insert_new

@@ -17,11 +17,13 @@ from sqlalchemy.orm import Session
 
 from . import first_export
 from . import settings as settings_mod
-from .extension import McSync
+from .app_state import McSync
+from .enqueue import enqueue_plan
 from .i18n import N_
 from .i18n import gettext as _
 from .models import Batch, Run, utcnow
 from .outbox import enqueue_items
+from .preflight import refusal_message, unmapped_required
 from .settings import InvalidSetting
 
 BATCH_ENDED = ("done", "failed")
@@ -86,8 +88,6 @@ def start_export(
         raise ExportError(str(exc)) from None
     source = ext.require_source()
     if not skip_merge_validation:
-        from .preflight import refusal_message, unmapped_required
-
         missing = unmapped_required(ext, source, list_id)
         if missing:
             raise ExportError(refusal_message(missing))
@@ -112,8 +112,6 @@ def start_export(
             raise ExportError(_("An export just ended: start the export again.")) from None
         return Started(running, created=False)
     try:
-        from .jobs import enqueue_plan
-
         enqueue_plan(ext, run.id)
     except Exception as exc:  # any failure to queue must leave no run holding the audience
         end_run(session, run.id, "failed", f"Could not queue the export: {exc}")

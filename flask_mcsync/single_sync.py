@@ -16,20 +16,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import first_export
 from . import settings as settings_mod
 from .addresses import normalize, subscriber_hash
+from .app_state import McSync
 from .eligibility import judge
 from .exclusions import load_ruleset
-from .extension import McSync
-from .gateway import AccountError, AddressError, MailchimpError, TransientError, was_created
+from .gateway import AccountError, AddressError, MailchimpError, was_created
 from .i18n import N_
 from .merge_values import convert_all
 from .models import OutboxItem, Run, utcnow
 from .outcomes import AddressOutcome, Result, archived_outcome, record, synced_since
 from .preflight import types_or_none
-from .retry import backoff_seconds
-from .throttle import SlotTimeout
 
 # Who starts an auto-sync, as the dashboard shows it (translated there).
 SHOP = N_("shop")
@@ -38,7 +35,7 @@ SHOP = N_("shop")
 CLOCK_SKEW = timedelta(seconds=2)
 
 
-# What the shop asked for, from the outbox rows' actions (see outbox.add).
+# What the shop asked for, from the outbox rows' actions (see hook.add).
 OPT_INS = ("signup", "optin")
 CHANGES = ("change", "optin", "optout")
 
@@ -290,157 +287,3 @@ def fail_run(
     else:
         session.flush()
     return run
-
-
-# --- the outbox job ---------------------------------------------------------------------
-
-
-def send_outbox_item(ext: McSync, item_id: int) -> str:
-    """Send one waiting outbox row (and any other waiting rows for the same address).
-
-    Returns what happened: sent, skipped, retry, failed, ignored, held (it waits for the
-    first export), covered (an export sent it), or busy (another worker holds it). Safe
-    to call twice: the row is claimed with a conditional UPDATE first.
-    """
-    session = ext.session
-    now = utcnow()
-    claimed = session.execute(
-        sa.update(OutboxItem)
-        .where(
-            OutboxItem.id == item_id,
-            OutboxItem.status.in_(("pending", "sending")),
-            OutboxItem.next_attempt_at <= now,
-        )
-        .values(
-            status="sending",
-            attempts=OutboxItem.attempts + 1,
-            next_attempt_at=now + timedelta(seconds=ext.config.lease_seconds),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    if getattr(claimed, "rowcount", 0) != 1:
-        return "busy"
-    item = session.get(OutboxItem, item_id)
-    assert item is not None
-    session.refresh(item)
-    # Coalesce: later rows for the same address ride along (the job reads current data).
-    siblings = list(
-        session.execute(
-            sa.select(OutboxItem)
-            .where(
-                OutboxItem.email_hash == item.email_hash,
-                OutboxItem.status == "pending",
-                OutboxItem.id != item.id,
-            )
-            .order_by(OutboxItem.id)
-        ).scalars()
-    )
-    wants = wanted([i.action for i in sorted([item, *siblings], key=lambda i: i.id)])
-    previous = next((i.previous_email for i in [item, *siblings] if i.previous_email), None)
-    latest_email = siblings[-1].email if siblings else item.email
-
-    closing = [item, *siblings]
-    decision = first_export.decide(session, settings_mod.load(session, ext.config), closing)
-    if decision.action == "hold":
-        first_export.hold(closing, decision, ext.config.lease_seconds)
-        session.commit()
-        return "held"
-    if decision.action != "send":
-        status = decision.status if decision.action == "covered" else "ignored"
-        _close(session, closing, status or "ignored", decision.reason, decision.run_id)
-        return "covered" if decision.action == "covered" else "ignored"
-    try:
-        run = run_single(
-            ext,
-            latest_email,
-            kind="auto",
-            started_by=SHOP,
-            wants=wants,
-            previous_email=previous,
-            commit=False,
-        )
-    except (TransientError, SlotTimeout) as exc:
-        session.rollback()
-        error = exc if isinstance(exc, TransientError) else TransientError("Busy", str(exc))
-        if item.attempts >= ext.config.max_attempts:
-            gave_up = TransientError(
-                f"Gave up after {item.attempts} attempts", f"{error.title}: {error.detail}"
-            )
-            run = fail_run(
-                ext,
-                None,
-                latest_email,
-                gave_up,
-                kind="auto",
-                started_by=SHOP,
-                reason=_asked(wants, previous),
-                commit=False,
-            )
-            _close(session, closing, "failed", str(gave_up), run.id)
-            return "failed"
-        delay = backoff_seconds(item.attempts, error.retry_after)
-        item.status = "pending"
-        item.last_error = f"Attempt {item.attempts}: {error}"
-        item.next_attempt_at = utcnow() + timedelta(seconds=delay)
-        session.commit()
-        if not ext.redis_offline:  # else the row waits, due again after its backoff
-            from .jobs import enqueue_outbox_item
-
-            enqueue_outbox_item(ext, item.id, delay=delay)
-        return "retry"
-    except AccountError as exc:
-        session.rollback()
-        run = fail_run(
-            ext,
-            None,
-            latest_email,
-            exc,
-            kind="auto",
-            started_by=SHOP,
-            reason=_asked(wants, previous),
-            commit=False,
-        )
-        _close(session, closing, "failed", str(exc), run.id)
-        return "failed"
-    # The outcome and the outbox rows commit together: a crash cannot leave the address
-    # recorded as synced while its row waits to be sent again.
-    session.refresh(run)
-    status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
-    _close(session, closing, status, run.message, run.id)
-    return status
-
-
-def wanted(actions: list[str]) -> str:
-    """What the shop asked for, from its rows' actions, oldest first.
-
-    The latest newsletter statement wins (a signup then an opt-out is an opt-out). A
-    profile change after an opt-in keeps the opt-in: else a customer who opted in again
-    and then edited their name would never get Mailchimp's confirmation e-mail.
-    """
-    said = [a for a in actions if a != "signup"]
-    if not said:
-        return "signup"
-    last = said[-1]
-    if last == "change":
-        opted = [a for a in actions if a in ("signup", "optin", "optout")]
-        if opted and opted[-1] != "optout":
-            return "optin"  # plan_for treats it as a change too (an opt-out since unsubscribes)
-    return last
-
-
-def _asked(wants: str, previous: str | None) -> str:
-    """The sync's reason when it failed before the shop's data was read."""
-    if previous:
-        return "address_change"
-    return {"change": "update"}.get(wants, wants)
-
-
-def _close(
-    session: Any, items: list[OutboxItem], status: str, message: str | None, run_id: int | None
-) -> None:
-    for outbox_item in items:
-        outbox_item.status = status
-        outbox_item.last_error = message
-        outbox_item.run_id = run_id
-    session.commit()

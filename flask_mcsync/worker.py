@@ -16,49 +16,18 @@ first drops the inherited pool; the parent's connections are left open for the p
 from __future__ import annotations
 
 import logging
-import os
 import time
-import weakref
-from typing import Any, ClassVar
 
 from flask import Flask
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Queue, SimpleWorker, Worker
-from rq.job import Job
+from rq import SimpleWorker, Worker
 
-from .extension import McSync, state
+from .app_state import McSync, state
+from .enqueue import AppJob, bind_app, make_queue, reconcile_if_due
+from .sweep import sweep_if_due
 
 log = logging.getLogger(__name__)
-
-
-class AppJob(Job):
-    """An RQ job run inside the app context of the worker's app."""
-
-    app_ref: ClassVar[weakref.ref[Flask] | None] = None
-    parent_pid: ClassVar[int | None] = None
-
-    def perform(self) -> Any:
-        app = AppJob.app_ref() if AppJob.app_ref else None
-        if app is None:
-            raise RuntimeError(
-                "This RQ worker has no Flask app: start it with 'flask mcsync worker' so"
-                " jobs run inside the shop's app context."
-            )
-        with app.app_context():
-            if os.getpid() != AppJob.parent_pid:
-                state(app).db.engine.dispose(close=False)
-            return super().perform()
-
-
-def bind_app(app: Flask) -> None:
-    """Make jobs performed in this process (and its forks) run in ``app``'s context."""
-    AppJob.app_ref = weakref.ref(app)
-    AppJob.parent_pid = os.getpid()
-
-
-def make_queue(ext: McSync) -> Queue:
-    return Queue(ext.config.queue_name, connection=ext.redis, job_class=AppJob)
 
 
 class Sweeping:
@@ -66,8 +35,6 @@ class Sweeping:
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[misc]
-        from .jobs import sweep_if_due
-
         try:
             found = sweep_if_due(state())
         except Exception:  # a sweep that fails must not take the worker down with it
@@ -76,8 +43,6 @@ class Sweeping:
             return
         if found and any(found.values()):
             log.info("mcsync sweep: %s", found)
-        from .jobs import reconcile_if_due
-
         try:
             if reconcile_if_due(state()):
                 log.info("mcsync: periodic reconcile queued")
@@ -101,8 +66,8 @@ def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> 
     answers again and start over (the job's batch or outbox row is picked up again
     through its lease).
     """
-    bind_app(app)
     ext = state(app)
+    bind_app(ext)
     # Maintenance (the sweep) runs in this process and needs the app, whoever calls us.
     with app.app_context():
         while True:

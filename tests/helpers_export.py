@@ -128,8 +128,7 @@ def insert_customers(db: Any, rows: list[dict[str, Any]]) -> None:
 
 
 def choose_audience(app: Any, list_id: str = LIST_ID) -> None:
-    from flask_mcsync import settings
-    from flask_mcsync.extension import state
+    from flask_mcsync import settings, state
 
     ext = state(app)
     settings.update(ext.db.session, ext.config, list_id=list_id)

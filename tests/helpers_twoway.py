@@ -16,7 +16,7 @@ def db() -> Any:
 
 
 def ext(app: Flask) -> Any:
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
 
     return state(app)
 

@@ -20,10 +20,9 @@ from support import ADMIN_CSRF_TOKEN as TOKEN
 
 from example_app.commands import make_customers
 from example_app.models import Customer, db
-from flask_mcsync import MailchimpSync, exclusions, settings
+from flask_mcsync import MailchimpSync, exclusions, settings, state
 from flask_mcsync.admin.security import NO_AUTHORIZE, NOT_ALLOWED
 from flask_mcsync.eligibility import tally
-from flask_mcsync.extension import state
 from flask_mcsync.models import Batch, ExclusionRule, Run
 from flask_mcsync.sandbox import SandboxServer
 

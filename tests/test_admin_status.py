@@ -22,10 +22,9 @@ from markupsafe import escape
 from support import ADMIN_CSRF_TOKEN as TOKEN
 
 from example_app.models import Customer, db
-from flask_mcsync import exclusions, settings
+from flask_mcsync import exclusions, settings, state
 from flask_mcsync.addresses import subscriber_hash
 from flask_mcsync.admin.security import NO_AUTHORIZE, SESSION_KEY
-from flask_mcsync.extension import state
 from flask_mcsync.models import Batch, OutboxItem, Outcome, Run
 from flask_mcsync.sandbox import SandboxServer
 

@@ -39,7 +39,7 @@ def _db() -> Any:
 
 
 def _ext(app: Flask | None = None) -> Any:
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
 
     return state(app)
 
@@ -456,10 +456,10 @@ def own_workers(own_app: Flask) -> Iterator[Workers]:
 @pytest.fixture
 def fresh_breaker(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The hand-off's Redis breaker is per app; start this test with none tripped."""
-    from flask_mcsync import outbox
+    from flask_mcsync import handoff
 
-    monkeypatch.setattr(outbox, "_breakers", outbox.weakref.WeakKeyDictionary())
-    return outbox
+    monkeypatch.setattr(handoff, "_breakers", handoff.weakref.WeakKeyDictionary())
+    return handoff
 
 
 def _created_per_address() -> dict[str, int]:

@@ -52,7 +52,7 @@ def _prepare(app: Flask, count: int, seed: int = 31) -> Any:
 
 
 def _start(app: Flask, batch_size: int) -> int:
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
     from flask_mcsync.runs import start_export
 
     return int(start_export(state(app), "test", batch_size=batch_size).run.id)
@@ -201,7 +201,7 @@ def test_reexport_after_mailchimp_lost_its_members_counts_them_created(
 def test_job_a_dead_worker_took_from_the_queue_is_requeued_by_one_sweep(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
 
     expected = _prepare(app, 60)
     ext = state(app)
@@ -246,9 +246,10 @@ def _waiting_jobs_per_batch(ext: Any) -> Counter[int]:
 def test_sweep_never_queues_a_second_job_for_a_batch(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
-    from flask_mcsync.extension import state
-    from flask_mcsync.jobs import enqueued_count, sweep_once
+    from flask_mcsync import state
+    from flask_mcsync.enqueue import enqueued_count
     from flask_mcsync.models import utcnow
+    from flask_mcsync.sweep import sweep_once
 
     expected = _prepare(app, 90)
     ext = state(app)

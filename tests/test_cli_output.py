@@ -16,10 +16,9 @@ from helpers_export import LIST_ID, choose_audience, insert_customers
 from support import ROOT
 
 from example_app.models import db
-from flask_mcsync import settings
+from flask_mcsync import settings, state
 from flask_mcsync.addresses import subscriber_hash
-from flask_mcsync.cli import say_csv
-from flask_mcsync.extension import state
+from flask_mcsync.cli_output import say_csv
 from flask_mcsync.models import ExclusionRule, Outcome, Run
 from flask_mcsync.terminal import ProgressLine, count, inert, when
 

@@ -21,7 +21,7 @@ from flask_mcsync.addresses import subscriber_hash
 
 def test_a_profile_change_after_an_opt_in_keeps_the_opt_in() -> None:
     """Coalesced rows: an opt-in then a name change must still ask for confirmation."""
-    from flask_mcsync.single_sync import wanted
+    from flask_mcsync.outbox import wanted
 
     assert wanted(["optin", "change"]) == "optin"
     assert wanted(["signup", "change"]) == "optin"
@@ -53,8 +53,8 @@ def test_an_export_does_not_cover_a_signup_that_needs_a_confirmation_email(
     still be sent, so Mailchimp e-mails the confirmation: not closed as "covered"."""
     from flask_mcsync import settings
     from flask_mcsync.models import OutboxItem, Run
+    from flask_mcsync.outbox import send_outbox_item
     from flask_mcsync.runs import start_export
-    from flask_mcsync.single_sync import send_outbox_item
 
     email = "back.again@gmail.com"
     choose_audience(app)
@@ -136,7 +136,7 @@ def test_a_late_unsubscribe_from_mailchimp_does_not_undo_a_newer_opt_in(app: Fla
     newer choice stands: its flag stays on, so auto-sync asks for the confirmation."""
     from example_app.models import Customer
     from flask_mcsync.signals import subscriber_changed
-    from flask_mcsync.webhooks import apply_due
+    from flask_mcsync.webhook_events import apply_due
 
     secret = activate(app)
     email = "changed.mind@gmail.com"

@@ -26,7 +26,7 @@ def _db() -> Any:
 
 
 def _ext(app: Flask) -> Any:
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
 
     return state(app)
 
@@ -328,8 +328,8 @@ def test_mailchimp_failing_still_gives_the_rest_of_the_answer(
 
 def test_mailchimp_unreachable_at_a_wrong_url(db_only_app: Flask, sandbox: Any) -> None:
     from example_app import create_app
+    from flask_mcsync import state
     from flask_mcsync.diagnostic import diagnose
-    from flask_mcsync.extension import state
 
     insert_customers(_db(), [_customer("kept@gmail.com")])
     choose_audience(db_only_app)

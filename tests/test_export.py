@@ -44,7 +44,7 @@ def _db() -> Any:
 
 
 def _ext(app: Flask) -> Any:
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
 
     return state(app)
 

@@ -45,7 +45,7 @@ def _prepare(app: Flask, count: int = 90, seed: int = 21) -> Any:
 
 
 def _start(app: Flask, batch_size: int = 30) -> int:
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
     from flask_mcsync.runs import start_export
 
     started = start_export(state(app), "test", batch_size=batch_size)

@@ -16,7 +16,7 @@ from flask_sqlalchemy import SQLAlchemy
 
 from flask_mcsync import ConfigError, MailchimpSync, SubscriberSource, state
 from flask_mcsync import settings as sync_settings
-from flask_mcsync.extension import McSync
+from flask_mcsync.app_state import McSync
 from flask_mcsync.migrations import upgrade
 from flask_mcsync.sandbox import SandboxServer
 

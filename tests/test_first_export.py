@@ -28,7 +28,7 @@ OTHER_LIST_ID = "f0e1d2c3b4"
 
 
 def _ext(app: Flask) -> Any:
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
 
     return state(app)
 

@@ -18,10 +18,9 @@ from flask.testing import FlaskClient
 from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended
 from support import ADMIN_CSRF_TOKEN
 
-from flask_mcsync import exclusions
+from flask_mcsync import exclusions, state
 from flask_mcsync.addresses import invalid_reason
 from flask_mcsync.eligibility import Fate, judge
-from flask_mcsync.extension import state
 from flask_mcsync.rules import CatchAllRule, RuleSet
 from flask_mcsync.runs import estimate_seconds_left
 
@@ -79,7 +78,7 @@ def test_no_time_left_until_it_can_be_honest(
 
 
 def test_the_cli_and_the_window_read_the_same_estimate(db_only_app: Flask) -> None:
-    from flask_mcsync.cli import bar_line
+    from flask_mcsync.follow import bar_line
     from flask_mcsync.models import Batch, Run
     from flask_mcsync.runs import progress
 

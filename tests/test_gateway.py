@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from helpers_export import LIST_ID, choose_audience, insert_customers
 
-from flask_mcsync.extension import state
+from flask_mcsync import state
 from flask_mcsync.gateway import Gateway, TransientError
 from flask_mcsync.sandbox import SandboxServer
 

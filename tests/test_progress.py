@@ -92,7 +92,7 @@ def test_progress_counts_equal_the_batch_rows_through_a_run(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
     from example_app.models import db
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
     from flask_mcsync.runs import WINDOW, start_export
 
     rows = shop_rows(400)

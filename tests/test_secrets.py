@@ -21,7 +21,7 @@ from redis import Redis
 from support import ROOT, Workers, wait_for
 
 from example_app.models import db
-from flask_mcsync.extension import state
+from flask_mcsync import state
 from flask_mcsync.models import OutboxItem
 from flask_mcsync.throttle import account_id
 

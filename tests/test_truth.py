@@ -44,7 +44,7 @@ NEW = [f"new.customer{i}@gmail.com" for i in range(6)]
 
 
 def _ext(app: Flask) -> Any:
-    from flask_mcsync.extension import state
+    from flask_mcsync import state
 
     return state(app)
 
@@ -107,7 +107,7 @@ def _shop_rows() -> list[dict[str, Any]]:
 def test_export_into_a_lived_in_audience_gives_mailchimps_outcomes(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
-    from flask_mcsync.cli import summary_line
+    from flask_mcsync.follow import summary_line
     from flask_mcsync.models import Batch, Outcome, Run
     from flask_mcsync.preflight import preview
     from flask_mcsync.runs import ExportError, start_export

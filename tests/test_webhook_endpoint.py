@@ -1,6 +1,6 @@
 """Mailchimp's webhook into the example shop: Mailchimp's exact form-encoded callbacks
 (MAILCHIMP.md) posted with the Flask test client, on SQLite and PostgreSQL, with real
-Redis. Events are applied here by ``webhooks.apply_due`` (what the sweep does); the end
+Redis. Events are applied here by ``webhook_events.apply_due`` (what the sweep does); the end
 to end tests with workers and the sandbox firing the events live in test_twoway_e2e.py.
 
 What must hold shows in the shop's customer rows, the event rows, the "From Mailchimp"
@@ -75,7 +75,7 @@ def _post(app: Flask, secret: str, data: dict[str, str]) -> Any:
 
 
 def _apply(app: Flask) -> dict[str, int]:
-    from flask_mcsync.webhooks import apply_due
+    from flask_mcsync.webhook_events import apply_due
 
     counts: dict[str, int] = apply_due(ext(app))
     return counts
@@ -326,13 +326,13 @@ def test_html_in_merge_fields_is_kept_as_text_and_escaped_on_the_pages(
 def test_with_redis_down_the_event_is_recorded_and_applied_by_the_sweep(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flask_mcsync import outbox
+    from flask_mcsync import handoff
 
     secret = activate(app)
     _customer("ada@example.org")
     mc = ext(app)
-    # The hand-off's Redis breaker is per app (outbox.breaker_for): start with none tripped.
-    monkeypatch.setattr(outbox, "_breakers", outbox.weakref.WeakKeyDictionary())
+    # The hand-off's Redis breaker is per app (handoff.breaker_for): start with none tripped.
+    monkeypatch.setattr(handoff, "_breakers", handoff.weakref.WeakKeyDictionary())
     # A Redis nobody listens on: the hand-off fails, Mailchimp still gets its 200.
     from redis import Redis
 
@@ -342,12 +342,11 @@ def test_with_redis_down_the_event_is_recorded_and_applied_by_the_sweep(
     response = _post(app, secret, payload("unsubscribe", "ada@example.org", "2026-11-20 10:00:00"))
     assert response.status_code == 200
     assert [e.status for e in _events()] == ["received"]
-    from flask_mcsync.handoff import handoff_for
-    from flask_mcsync.webhooks import due_events, hand_off
+    from flask_mcsync.webhook_events import due_events, hand_off
 
     # The hand-off thread tried (and failed) off the request; then Redis is back.
-    assert handoff_for(mc, hand_off).wait_idle(5)
-    monkeypatch.setattr(outbox, "_breakers", outbox.weakref.WeakKeyDictionary())
+    assert handoff.handoff_for(mc, hand_off).wait_idle(5)
+    monkeypatch.setattr(handoff, "_breakers", handoff.weakref.WeakKeyDictionary())
     monkeypatch.setattr(mc, "_redis", None)
     # Redis is back: the sweep hands the waiting event to the workers' queue.
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from ..app_state import McSync
 from ..config import ConfigError
-from ..extension import McSync
 from ..gateway import MailchimpError
 from ..i18n import gettext as _
 

@@ -18,14 +18,15 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from .. import i18n
-from ..extension import state
+from ..app_state import state
 from ..i18n import N_
 from .both_ways_views import register as register_both_ways_views
 from .diagnostic_views import register as register_diagnostic_views
+from .filters import register as register_filters
+from .labels import MEMBER_STATUS_LABELS, OUTCOME_LABELS
 from .request_input import check_request
 from .security import check_access, check_csrf, csrf_token
 from .settings_views import register as register_settings_views
-from .status_views import MEMBER_STATUS_LABELS, OUTCOME_LABELS
 from .status_views import register as register_status_views
 from .sync_views import register as register_sync_views
 from .tabs import visible_tabs
@@ -63,11 +64,7 @@ def make_blueprint() -> Blueprint:
     bp.after_request(_security_headers)
     bp.record_once(_exempt_from_flask_wtf)
     bp.context_processor(_template_helpers)
-    bp.app_template_filter("mcsync_number")(i18n.format_number)
-    bp.app_template_filter("mcsync_datetime")(i18n.format_datetime)
-    bp.app_template_filter("mcsync_duration")(i18n.format_duration)
-    bp.app_template_filter("mcsync_day")(i18n.format_day)
-    bp.app_template_filter("mcsync_stored")(i18n.translate_stored)
+    register_filters(bp)
     for code in (400, 403, 404, 405):
         bp.register_error_handler(code, _error_page)
 

@@ -14,8 +14,9 @@ from werkzeug.wrappers import Response
 
 from .. import connect, drift
 from .. import settings as settings_mod
+from ..app_state import state
 from ..config import ConfigError
-from ..extension import state
+from ..enqueue import enqueue_reconcile
 from ..gateway import MailchimpError
 from ..i18n import gettext as _
 
@@ -115,8 +116,6 @@ def drift_csv() -> Response:
 
 
 def start_reconcile() -> Response:
-    from ..jobs import enqueue_reconcile
-
     try:
         queued = enqueue_reconcile(state())
     except ConfigError as exc:

@@ -13,15 +13,18 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from ..app_state import state
 from ..config import ConfigError
 from ..diagnostic import diagnose, start_resync
-from ..extension import state
 from ..i18n import N_
 from ..i18n import gettext as _
 from ..models import Run
+from ..outcomes import KIND_LABELS
 from ..runs import RUN_ENDED
+from .filters import parse_time
+from .labels import STATUS_LABELS, translated
 from .request_input import query_id
-from .status_views import KIND_LABELS, STATUS_LABELS, parse_time, run_outcomes, translated
+from .status_views import run_outcomes
 
 STARTED_BY = N_("admin pages (diagnostic tool)")  # stored in English, shown translated
 MAX_EMAIL = 320

@@ -14,7 +14,7 @@ import secrets
 
 from flask import abort, request, session
 
-from ..extension import state
+from ..app_state import state
 from ..i18n import N_
 
 SESSION_KEY = "mcsync_csrf"

@@ -13,9 +13,9 @@ from werkzeug.wrappers import Response
 
 from .. import connect, exclusions
 from .. import settings as settings_mod
+from ..app_state import state
 from ..config import ConfigError
 from ..eligibility import tally
-from ..extension import state
 from ..i18n import gettext as _
 from ..rules import CatchAllRule, InvalidRule, RuleKind
 from .account import account_status

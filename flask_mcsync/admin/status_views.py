@@ -2,14 +2,13 @@
 
 Everything is a GET with its filters in the query string, so a page can be bookmarked
 or sent to a colleague. The numbers come from :mod:`flask_mcsync.status`; this module
-only reads the query string, draws the per-day chart (inline SVG, no script) and
-renders. A small JSON view gives one run's state for the diagnostic tool's script.
+only reads the query string, has the per-day chart's geometry computed (:mod:`.chart`;
+inline SVG, no script) and renders. A small JSON view gives one run's state for the
+diagnostic tool's script.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,34 +23,24 @@ from flask import (
 from werkzeug.wrappers import Response
 
 from .. import runs, status
-from ..extension import state
-from ..i18n import N_, NP_, csv_dialect, format_day
+from ..app_state import state
+from ..i18n import N_, csv_dialect
 from ..i18n import gettext as _
 from ..models import Outcome, Run
-from ..outcomes import KIND_LABELS, outcome_label, run_label
+from ..outcomes import KIND_LABELS
+from .chart import draw_chart
+from .filters import parse_time
+from .labels import BATCH_LABELS, STATUS_LABELS, translated
 from .request_input import query_id
 
 UNPROCESSABLE = 422
 DEFAULT_DAYS = 7
 ERRORS_SHOWN = 200  # per page; the CSV has them all
 
-STATUS_LABELS = {
-    "queued": N_("Queued"),
-    "running": N_("Running"),
-    "finished": N_("Finished"),
-    "failed": N_("Failed"),
-}
 ERROR_KIND_LABELS = {
     "": N_("All errors"),
     "permanent": N_("Permanent"),
     "retried": N_("Retried, gave up"),
-}
-BATCH_LABELS = {
-    "waiting": N_("Waiting"),
-    "sending": N_("Sending"),
-    "processing": N_("Processing at Mailchimp"),
-    "done": N_("Done"),
-    "failed": N_("Failed"),
 }
 # The actions of waiting auto-syncs (status.html translates them by these words).
 WAITING_ACTIONS = (
@@ -62,23 +51,6 @@ WAITING_ACTIONS = (
     N_("Newsletter opt-in"),
     N_("Opt-out"),
 )
-# One address's outcome (a badge): translated with pgettext("outcome", ...).
-OUTCOME_LABELS = {
-    "created": NP_("outcome", "Created"),
-    "updated": NP_("outcome", "Updated"),
-    "unsubscribed": NP_("outcome", "Unsubscribed"),
-    "skipped": NP_("outcome", "Skipped"),
-    "error": NP_("outcome", "Error"),
-}
-# Mailchimp's member statuses, as its own French interface names them.
-MEMBER_STATUS_LABELS = {
-    "subscribed": N_("subscribed"),
-    "unsubscribed": N_("unsubscribed"),
-    "cleaned": N_("cleaned"),
-    "pending": N_("pending"),
-    "transactional": N_("transactional"),
-    "archived": N_("archived"),
-}
 # The CSV's column titles: the field names in English (scripts read them), the page's
 # words in another language, whose spreadsheet users read them.
 CSV_HEADERS = {
@@ -92,19 +64,11 @@ CSV_HEADERS = {
 }
 
 
-def translated(labels: dict[str, str]) -> dict[str, str]:
-    """A label table in the page's language."""
-    return {key: _(label) for key, label in labels.items()}
-
-
 def register(bp: Blueprint) -> None:
     bp.add_url_rule("/status", "status_page", status_page, methods=["GET"])
     bp.add_url_rule("/status/runs/<int:run_id>", "run_page", run_page, methods=["GET"])
     bp.add_url_rule("/status/runs/<int:run_id>.json", "run_status", run_status, methods=["GET"])
     bp.add_url_rule("/status/errors.csv", "errors_csv", errors_csv, methods=["GET"])
-    bp.app_template_filter("mcsync_time")(parse_time)
-    bp.app_template_global("mcsync_run_label")(run_label)
-    bp.app_template_global("mcsync_outcome_label")(outcome_label)
 
 
 # --- query string ---------------------------------------------------------------------------
@@ -273,113 +237,3 @@ def run_outcomes(session: Any, run_id: int, limit: int = 20) -> list[dict[str, A
         }
         for o in rows
     ]
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 string (ours or Mailchimp's) as a datetime, for the ``when`` macro."""
-    if isinstance(value, datetime) or value is None:
-        return value
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-
-# --- the per-day chart ----------------------------------------------------------------------
-
-CHART_WIDTH = 1000
-CHART_HEIGHT = 220
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 8, 12, 28
-MAX_X_LABELS = 8
-
-
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-
-
-@dataclass(frozen=True)
-class ChartDay:
-    day: str
-    synced: int
-    failed: int
-    skipped: int
-    synced_bar: Bar
-    failed_bar: Bar
-    label: str | None  # the x-axis label under this day, if it gets one
-    label_x: float
-    slot_x: float  # the day's whole column: hovering it shows the day's figures
-    slot_width: float
-
-
-def _nice_max(value: int) -> int:
-    """The y axis top: 1, 2 or 5 times a power of ten, at least ``value``."""
-    if value <= 0:
-        return 1
-    magnitude = 1
-    while True:
-        for step in (1, 2, 5):
-            if step * magnitude >= value:
-                return step * magnitude
-        magnitude *= 10
-
-
-def draw_chart(daily: list[dict[str, Any]], days: int) -> dict[str, Any]:
-    """Geometry of the bars, computed here so the template only places rectangles."""
-    plot_w = CHART_WIDTH - PAD_LEFT - PAD_RIGHT
-    plot_h = CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
-    top = _nice_max(max([max(d["synced"], d["failed"]) for d in daily] or [0]))
-    slot = plot_w / max(len(daily), 1)
-    bar_w = max(slot * 0.38, 0.6)
-    every = max(1, -(-len(daily) // MAX_X_LABELS))
-    base = PAD_TOP + plot_h
-
-    def bar(value: int, x: float) -> Bar:
-        height = plot_h * value / top
-        if value:
-            height = max(height, 3.0)  # a single address still shows
-        return Bar(round(x, 2), round(base - height, 2), round(bar_w, 2), round(height, 2))
-
-    out = []
-    for i, d in enumerate(daily):
-        left = PAD_LEFT + i * slot + (slot - 2 * bar_w) / 2
-        last = i == len(daily) - 1
-        labelled = (len(daily) - 1 - i) % every == 0 or (len(daily) <= MAX_X_LABELS) or last
-        out.append(
-            ChartDay(
-                day=d["day"],
-                synced=d["synced"],
-                failed=d["failed"],
-                skipped=d["skipped"],
-                synced_bar=bar(d["synced"], left),
-                failed_bar=bar(d["failed"], left + bar_w),
-                label=format_day(d["day"], short=True) if labelled else None,
-                label_x=round(PAD_LEFT + (i + 0.5) * slot, 2),
-                slot_x=round(PAD_LEFT + i * slot, 2),
-                slot_width=round(slot, 2),
-            )
-        )
-    ticks = [
-        {"value": v, "y": round(base - plot_h * v / top, 2)} for v in sorted({0, top // 2, top})
-    ]
-    synced = sum(d["synced"] for d in daily)
-    failed = sum(d["failed"] for d in daily)
-    busiest = max(daily, key=lambda d: d["synced"] + d["failed"], default=None)
-    return {
-        "width": CHART_WIDTH,
-        "height": CHART_HEIGHT,
-        "left": PAD_LEFT,
-        "right": CHART_WIDTH - PAD_RIGHT,
-        "top": PAD_TOP,
-        "base": base,
-        "days": out,
-        "ticks": ticks,
-        "synced": synced,
-        "failed": failed,
-        "busiest": busiest if busiest and busiest["synced"] + busiest["failed"] else None,
-        "period_days": days,
-    }

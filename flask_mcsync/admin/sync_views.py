@@ -14,12 +14,12 @@ from werkzeug.wrappers import Response
 
 from .. import i18n, preflight, runs
 from .. import settings as settings_mod
+from ..app_state import state
 from ..config import ConfigError
-from ..extension import state
 from ..i18n import N_, plural_forms
 from ..i18n import gettext as _
 from .account import connection_problem
-from .status_views import BATCH_LABELS, STATUS_LABELS
+from .labels import BATCH_LABELS, STATUS_LABELS
 
 STARTED_BY = N_("admin pages")  # stored in English, shown translated
 # Mailchimp's words for a new contact's status, shown in the page's sentences.

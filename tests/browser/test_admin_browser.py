@@ -15,9 +15,8 @@ from flask import Flask
 
 from example_app.commands import make_customers
 from example_app.models import Customer, db
-from flask_mcsync import exclusions, settings
+from flask_mcsync import exclusions, settings, state
 from flask_mcsync.eligibility import tally
-from flask_mcsync.extension import state
 from flask_mcsync.sandbox import SandboxServer
 
 pytestmark = pytest.mark.browser

@@ -17,8 +17,7 @@ from support import Workers, app_config, wait_for
 from werkzeug.serving import make_server
 
 from example_app.models import Customer, db
-from flask_mcsync import settings
-from flask_mcsync.extension import state
+from flask_mcsync import settings, state
 from flask_mcsync.sandbox import SandboxServer
 
 pytestmark = pytest.mark.browser

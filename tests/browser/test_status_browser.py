@@ -20,9 +20,8 @@ from flask import Flask
 
 from example_app.commands import make_customers
 from example_app.models import Customer, db
-from flask_mcsync import exclusions, settings
+from flask_mcsync import exclusions, settings, state
 from flask_mcsync.addresses import subscriber_hash
-from flask_mcsync.extension import state
 from flask_mcsync.models import Outcome, Run
 from flask_mcsync.runs import progress, start_export
 from flask_mcsync.sandbox import SandboxServer

@@ -15,8 +15,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from example_app.models import Customer, db
-from flask_mcsync import settings
-from flask_mcsync.extension import state
+from flask_mcsync import settings, state
 from flask_mcsync.models import Run
 from flask_mcsync.sandbox import SandboxServer
 

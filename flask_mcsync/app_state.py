@@ -1,0 +1,147 @@
+"""The per-app state of the extension, and how to find it: the one module everyone may import.
+
+Per-app state lives in ``app.extensions["mcsync"]`` (a :class:`McSync`), made by
+:meth:`MailchimpSync.init_app <flask_mcsync.MailchimpSync.init_app>`. Services receive it
+as an argument; entry points (commands, views, jobs) look it up with :func:`state`.
+Lower modules that only name the type import it under ``TYPE_CHECKING``.
+
+Not called ``state.py``: that submodule would shadow the public ``flask_mcsync.state``
+function on the package.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+from flask import Flask, current_app, has_app_context
+from flask_sqlalchemy import SQLAlchemy
+from redis import Redis
+from sqlalchemy.orm import Session
+
+from .config import Config, ConfigError
+from .enqueue import make_queue
+from .gateway import Gateway
+from .source import SubscriberSource
+from .throttle import ConnectionSlots, account_id
+
+if TYPE_CHECKING:
+    from rq import Queue
+
+EXTENSION_KEY = "mcsync"
+
+Authorize = Callable[[], bool]
+
+
+class McSync:
+    """What the extension knows about one app. Get it with :func:`state`."""
+
+    def __init__(
+        self,
+        app: Flask,
+        config: Config,
+        db: SQLAlchemy,
+        source: SubscriberSource | None,
+        authorize: Authorize | None,
+    ) -> None:
+        self._app = weakref.ref(app)
+        self.config = config
+        self.db = db
+        self.source = source
+        self.authorize = authorize
+        self._redis: Redis | None = None
+        #: Set by a command that found Redis not answering (``flask mcsync flush``): it
+        #: then sends without the shared connection slots and queues no job.
+        self.redis_offline = False
+
+    @property
+    def app(self) -> Flask:
+        app = self._app()
+        if app is None:  # pragma: no cover - the app owns this object
+            raise RuntimeError("The Flask app of this mcsync state is gone.")
+        return app
+
+    @property
+    def session(self) -> Session:
+        """The host's Flask-SQLAlchemy session (a scoped session, typed as what it proxies)."""
+        return cast(Session, self.db.session)
+
+    def require_source(self) -> SubscriberSource:
+        if self.source is None:
+            raise ConfigError(
+                "No subscriber source: pass source=SubscriberSource(model=..., email=...) to"
+                " MailchimpSync(...) or init_app(...) so the extension knows where the"
+                " shop's addresses live."
+            )
+        return self.source
+
+    @property
+    def redis(self) -> Redis:
+        """The Redis connection for jobs and connection slots (made on first use)."""
+        if self._redis is None:
+            if not self.config.redis_url:
+                raise ConfigError(
+                    "MCSYNC_REDIS_URL is not set: exports and auto-sync run as RQ jobs and"
+                    " need Redis. Set it to 'redis://host:6379/0'."
+                )
+            # Short timeouts: a signup must not hang on a dead Redis, it falls back instead.
+            self._redis = Redis.from_url(
+                self.config.redis_url, socket_connect_timeout=2, socket_timeout=10
+            )
+        return self._redis
+
+    def queue(self) -> Queue:
+        return make_queue(self)
+
+    def gateway(self) -> Gateway:
+        """A gateway to the configured Mailchimp account.
+
+        :raises ConfigError: when ``MCSYNC_API_KEY`` is not set.
+        """
+        if not self.config.api_key:
+            raise ConfigError(
+                "MCSYNC_API_KEY is not set: add your Mailchimp API key to the app config"
+                " (or run the sandbox and point MCSYNC_API_URL at it)."
+            )
+        slots = None
+        if self.config.redis_url and not self.redis_offline:
+            slots = ConnectionSlots(
+                self.redis,
+                account=account_id(self.config.api_key),
+                limit=self.config.max_connections,
+                # A lease outlives the slowest possible request, then frees itself.
+                lease_seconds=self.config.connect_timeout + self.config.request_timeout + 30,
+                # Give up waiting well before the job's own lease runs out, so a job
+                # stuck behind busy slots retries instead of being taken over mid-wait.
+                wait_seconds=self.config.lease_seconds / 2,
+            )
+        return Gateway(
+            self.config.api_key,
+            self.config.api_url,
+            self.config.request_timeout,
+            slots,
+            connect_timeout=self.config.connect_timeout,
+        )
+
+
+
+def state(app: Flask | None = None) -> McSync:
+    """The mcsync state of ``app`` (default: the current app).
+
+    :raises RuntimeError: outside an app context, or when the extension is not registered.
+    """
+    if app is None:
+        if not has_app_context():
+            raise RuntimeError(
+                "flask-mcsync needs an application context: run this inside"
+                " 'with app.app_context():' or a request."
+            )
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        found: McSync = app.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError(
+            "MailchimpSync is not registered on this app: call mcsync.init_app(app)."
+        ) from None
+    return found

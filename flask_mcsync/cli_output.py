@@ -1,0 +1,58 @@
+"""What every ``flask mcsync`` command shares: errors as messages, JSON or text, inert CSV.
+
+Used by :mod:`cli` and :mod:`cli_both_ways`, which add their commands to the one
+``mcsync`` group.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from . import settings
+from .config import ConfigError
+from .gateway import MailchimpError
+from .rules import InvalidRule
+from .runs import ExportError
+from .status import InvalidPeriod
+from .terminal import inert
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly(func: F) -> F:
+    """Turn the errors a user can meet into a message and exit status 1, not a traceback."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (
+            ConfigError,
+            ExportError,
+            InvalidRule,
+            settings.InvalidSetting,
+            InvalidPeriod,
+        ) as exc:
+            raise click.ClickException(inert(exc)) from None
+        except MailchimpError as exc:
+            raise click.ClickException(
+                inert(f"Mailchimp said: {exc.title}. {exc.full_detail}")
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        text()
+
+
+def say_csv(chunk: str) -> str:
+    """A CSV chunk for a terminal: its row ends kept, every other control character shown."""
+    return "\r\n".join(inert(line) for line in chunk.split("\r\n"))

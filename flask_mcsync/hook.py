@@ -1,0 +1,207 @@
+"""Auto-sync's signup side: the signal receivers, the outbox row, the after-commit hand-off.
+
+On the signup's request the hook only notes the change in the host's session. SQLAlchemy
+session events then do the rest: just before the commit one INSERT writes the outbox
+rows in the host's transaction, after the commit their ids go into the app's
+:mod:`handoff` queue; a rollback (of the transaction, or of the savepoint the signal
+came in) forgets them, so a signup that did not happen sends nothing. No network on
+the signup's path: a background thread hands the ids to Redis, so a dead or hung Redis
+costs a signup nothing. When Redis does not answer, the rows wait in the database and the workers'
+sweep (or ``flask mcsync flush``) sends them later; after a Redis failure the thread
+stops trying for a short while, so a backlog is not paid one socket timeout at a time.
+
+The receivers and session events are attached by :func:`listen`, which ``init_app``
+calls. The sending side is :mod:`outbox`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import sqlalchemy as sa
+from blinker import Signal
+from flask import Flask, current_app
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
+from .addresses import normalize, subscriber_hash
+from .app_state import McSync, state
+from .handoff import handoff_for
+from .models import OutboxItem
+from .outbox import enqueue_items
+from .signals import FROM_MAILCHIMP, subscriber_changed, subscriber_signed_up
+
+log = logging.getLogger(__name__)
+
+PENDING_KEY = "mcsync_outbox_items"
+IDS_KEY = "mcsync_outbox_ids"
+
+
+@dataclass
+class Pending:
+    """A change to write to the outbox when the host's transaction commits."""
+
+    action: str
+    email: str
+    email_hash: str
+    previous_email: str | None
+    # The innermost savepoint open when the signal came: rolling it back forgets us.
+    savepoint: SessionTransaction | None
+
+
+def add(
+    ext: McSync,
+    *,
+    subscriber: Any = None,
+    email: str | None = None,
+    previous_email: str | None = None,
+    action: str = "signup",
+) -> Pending | None:
+    """Note an outbox row for this subscriber in the host's session (no I/O).
+
+    The row is written by one INSERT just before the host's commit, inside its
+    transaction (:func:`_write_rows`). Repeated calls for one address in one transaction
+    are coalesced into one row.
+    Nothing is added while a change from Mailchimp is being applied (no echo).
+    """
+    if ext.session.info.get(FROM_MAILCHIMP):
+        return None
+    if email is None and subscriber is not None:
+        email = getattr(subscriber, ext.require_source().email, None)
+    if not email:
+        log.warning("mcsync: a %s signal came without an address; nothing to sync.", action)
+        return None
+    # The scoped session's current Session (the proxy has no get_nested_transaction).
+    session: Session = ext.db.session()
+    pending: dict[str, Pending] = session.info.setdefault(PENDING_KEY, {})
+    key = normalize(email)
+    item = pending.get(key)
+    if item is not None:
+        # A change after a signup in the same transaction is still a signup; a newsletter
+        # opt-in or opt-out says more than a profile change (or an earlier opt-in/out).
+        item.previous_email = item.previous_email or previous_email
+        if action in ("optin", "optout") and item.action != "signup":
+            item.action = action
+        return item
+    item = pending[key] = Pending(
+        action=action,
+        email=email.strip(),
+        email_hash=subscriber_hash(email),
+        previous_email=previous_email.strip() if previous_email else None,
+        savepoint=session.get_nested_transaction(),
+    )
+    return item
+
+
+_OUTBOX = cast(sa.Table, OutboxItem.__table__)
+_INSERT_ROWS = sa.insert(_OUTBOX).returning(_OUTBOX.c.id)  # built once: it is on every signup
+
+
+def _write_rows(session: Session) -> None:
+    # One Core INSERT in the host's transaction, just before its COMMIT: the signup and
+    # its outbox row commit or roll back together. Core, not ORM objects: the unit of
+    # work's bookkeeping for a second mapper cost a signup more than the INSERT itself.
+    pending: dict[str, Pending] | None = session.info.pop(PENDING_KEY, None)
+    if not pending:
+        return
+    rows = [
+        {
+            "action": item.action,
+            "email": item.email,
+            "email_hash": item.email_hash,
+            "previous_email": item.previous_email,
+        }
+        for item in pending.values()
+    ]
+    # On the session's connection: the ORM execution path adds nothing for a Core INSERT.
+    written = session.connection().execute(_INSERT_ROWS, rows)
+    ids: list[int] = session.info.setdefault(IDS_KEY, [])
+    ids.extend(written.scalars())
+
+
+def _enqueue_committed(session: Session) -> None:
+    ids = session.info.pop(IDS_KEY, None)
+    if ids:
+        handoff_for(state(), enqueue_items).submit(sorted(ids))
+
+
+def _forget_savepoint(session: Session, previous_transaction: SessionTransaction) -> None:
+    # A savepoint rolled back (e.g. a host retrying after an IntegrityError): forget the
+    # signals sent inside it. A whole-transaction rollback is handled below.
+    pending: dict[str, Pending] | None = session.info.get(PENDING_KEY)
+    if not pending or not previous_transaction.nested:
+        return
+    for key, item in list(pending.items()):
+        savepoint = item.savepoint
+        while savepoint is not None and savepoint is not previous_transaction:
+            savepoint = savepoint.parent
+        if savepoint is not None:
+            del pending[key]
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(IDS_KEY, None)
+    session.info.pop(PENDING_KEY, None)
+
+
+def _receiver(action: str) -> Callable[..., None]:
+    def receive(sender: Any, **kwargs: Any) -> None:
+        app = sender if isinstance(sender, Flask) else current_app._get_current_object()  # type: ignore[attr-defined]
+        # ``newsletter=True/False`` says the change was a newsletter opt-in / opt-out: an
+        # opt-in may ask Mailchimp to e-mail a confirmation (see single_sync.perform).
+        newsletter = kwargs.get("newsletter")
+        add(
+            state(app),
+            subscriber=kwargs.get("subscriber"),
+            email=kwargs.get("email"),
+            previous_email=kwargs.get("previous_email"),
+            action=action if newsletter is None else ("optin" if newsletter else "optout"),
+        )
+
+    return receive
+
+
+_on_signup = _receiver("signup")
+_on_change = _receiver("change")
+
+_SESSION_EVENTS: list[tuple[str, Callable[..., None]]] = [
+    ("before_commit", _write_rows),
+    ("after_commit", _enqueue_committed),
+    ("after_soft_rollback", _forget_savepoint),
+    ("after_rollback", _forget),
+]
+
+
+def listen() -> None:
+    """Attach the signup signals' receivers and the session events (once per process).
+
+    Called by ``init_app``. The session events are on SQLAlchemy's ``Session`` class, so
+    they see the host's sessions whatever their factory; they do nothing in a session
+    that noted no outbox row.
+    """
+    subscriber_signed_up.connect(_on_signup)
+    subscriber_changed.connect(_on_change)
+    for name, listener in _SESSION_EVENTS:
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
+
+
+def connect(
+    signal: Signal, subscriber: Callable[..., Any], action: str = "signup"
+) -> Callable[..., None]:
+    """Make an existing host signal feed the outbox.
+
+    ``subscriber(sender, **kwargs)`` picks the subscriber out of the signal's arguments,
+    e.g. ``lambda sender, **kw: kw["user"]`` for Flask-Security-Too's ``user_registered``.
+    """
+
+    def receive(sender: Any, **kwargs: Any) -> None:
+        add(state(), subscriber=subscriber(sender, **kwargs), action=action)
+
+    signal.connect(receive, weak=False)
+    return receive
+
+

@@ -1,0 +1,105 @@
+"""The sweep: finding work nobody is doing (a worker died, Redis lost a job) and queueing it.
+
+Every worker runs it from its maintenance loop (:mod:`worker`), at most once per
+``MCSYNC_SWEEP_INTERVAL`` across all workers; ``flask mcsync sweep`` runs it by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from .app_state import McSync
+from .enqueue import enqueue_batch, enqueue_plan
+from .models import Batch, OutboxItem, Run, utcnow
+from .outbox import due_items, ready
+from .runs import finish_if_complete
+from .webhook_events import due_events, hand_off
+
+SWEEP_GUARD_KEY = "mcsync:sweep:recent"
+OUTBOX_KEEP = timedelta(days=7)  # handled rows live on as outcomes after that
+
+
+def sweep_if_due(ext: McSync) -> dict[str, int] | None:
+    """Run the sweep unless another worker ran it less than an interval ago.
+
+    Called from every worker's maintenance loop, not from a scheduled job: a scheduled
+    job needs RQ's scheduler, whose lock a SIGKILLed worker keeps for a minute, and the
+    sweep is exactly what must keep working when a worker died.
+    """
+    if not ext.redis.set(SWEEP_GUARD_KEY, "1", nx=True, ex=ext.config.sweep_interval):
+        return None
+    return sweep_once(ext)
+
+
+def sweep_once(ext: McSync) -> dict[str, int]:
+    """Find runs and batches nobody is working on and queue them again.
+
+    * planning not done and its lease expired (planner died), or never taken and no plan
+      job waiting (the job was lost, e.g. Redis restarted);
+    * a batch whose lease expired (its worker died between two steps, or its scheduled
+      poll was lost), or never taken and no job waiting for it;
+    * a run whose batches are all ended but which was not closed.
+    """
+    session = ext.session
+    now = utcnow()
+    counts = {
+        "plans": 0,
+        "batches": 0,
+        "runs_closed": 0,
+        "outbox": 0,
+        "outbox_pruned": 0,
+        "webhook_events": 0,
+    }
+    live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
+        Run.kind == "export", Run.status.in_(("queued", "running"))
+    )
+    for run_id, planning_done, lease_until in session.execute(live).all():
+        if not planning_done and (lease_until is None or lease_until < now):
+            counts["plans"] += int(enqueue_plan(ext, run_id))
+    # The job a stalled batch waits for is named by its row (see batch_job_id): one that
+    # still waits in the queue (a long queue outlives a lease) is left alone.
+    stalled = (
+        sa.select(Batch.id, Batch.lease_token)
+        .join(Run, Run.id == Batch.run_id)
+        .where(
+            Run.status == "running",
+            Batch.status.not_in(("done", "failed")),
+            sa.or_(Batch.lease_until.is_(None), Batch.lease_until < now),
+        )
+    )
+    for batch_id, token in session.execute(stalled).all():
+        counts["batches"] += int(enqueue_batch(ext, batch_id, token))
+
+    running = sa.select(Run.id).where(
+        Run.kind == "export", Run.status == "running", Run.planning_done.is_(True)
+    )
+    for (run_id,) in session.execute(running).all():
+        counts["runs_closed"] += int(finish_if_complete(ext, run_id))
+    session.commit()
+    # Auto-sync rows whose job was lost (Redis down at signup, restarted) or whose
+    # worker died while sending.
+
+    due = due_items(session, idle_seconds=ext.config.sweep_interval)
+    if due:
+        # A sorted set: rows still waiting there from before are not added twice.
+        ready(ext, due)
+    counts["outbox"] = len(due)
+    # Handled rows live on as outcomes; pruning keeps the outbox (and its scans) small.
+    pruned = session.execute(
+        sa.delete(OutboxItem).where(
+            OutboxItem.status.not_in(("pending", "sending")),
+            OutboxItem.updated_at < now - OUTBOX_KEEP,
+        )
+    )
+    session.commit()
+    counts["outbox_pruned"] = int(getattr(pruned, "rowcount", 0) or 0)
+    # Webhook events recorded while Redis was down (or whose job was lost).
+
+    events = due_events(session, idle_seconds=ext.config.sweep_interval)
+    session.commit()
+    if events:
+        hand_off(ext, events)
+    counts["webhook_events"] = len(events)
+    return counts
