@@ -1,6 +1,7 @@
 """flask-mcsync: keep a Flask shop's customer and newsletter addresses in a Mailchimp audience."""
 
 from .config import ConfigError
+from .errors import McSyncError
 from .extension import MailchimpSync, state
 from .models import metadata
 from .source import SubscriberSource
@@ -8,4 +9,12 @@ from .source import SubscriberSource
 # The one place the version is written: pyproject.toml reads it from here at build time.
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "MailchimpSync", "SubscriberSource", "__version__", "metadata", "state"]
+__all__ = [
+    "ConfigError",
+    "MailchimpSync",
+    "McSyncError",
+    "SubscriberSource",
+    "__version__",
+    "metadata",
+    "state",
+]

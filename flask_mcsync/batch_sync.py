@@ -41,6 +41,7 @@ from .gateway import (
     MailchimpError,
     TransientError,
     error_from_response,
+    gave_up,
     member_body,
     was_created,
 )
@@ -389,8 +390,7 @@ def _give_up(
     run = session.get(Run, batch.run_id)
     if run is None:
         return
-    error = exc if isinstance(exc, MailchimpError) else TransientError(type(exc).__name__, str(exc))
-    gave_up = TransientError(f"Gave up after {tries} tries", f"{error.title}: {error.detail}")
+    given_up = gave_up(tries, exc)
     since = _first_sent(batch)
     gateway = ext.gateway()
     replies: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
@@ -405,11 +405,11 @@ def _give_up(
         if member is not None and (_archived(member) or _holds_what_we_sent(member, merge_fields)):
             replies.append((email, member, sent))
             continue
-        failure = gave_up
+        failure = given_up
         if lookup_error is not None:
             failure = TransientError(
-                gave_up.title,
-                f"{gave_up.detail} (Mailchimp could not say whether it holds the address:"
+                given_up.title,
+                f"{given_up.detail} (Mailchimp could not say whether it holds the address:"
                 f" {lookup_error})",
             )
         outcomes.append(AddressOutcome(email, Result.ERROR, error=failure, sent=sent))

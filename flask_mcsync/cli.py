@@ -18,16 +18,14 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from . import exclusions, settings
-from .config import ConfigError
 from .eligibility import tally
+from .errors import McSyncError
 from .extension import McSync, state
 from .gateway import MailchimpError
 from .inputs import RowIdParam, TextParam
 from .migrations import upgrade
 from .outcomes import LABELS, REASON_LABELS, run_label
-from .rules import InvalidRule
 from .runs import ExportError, progress, start_export
-from .status import InvalidPeriod
 from .terminal import ProgressLine, count, inert, say, when
 
 mcsync_cli = AppGroup("mcsync", help="Keep the shop's addresses in a Mailchimp audience.")
@@ -43,18 +41,13 @@ def _friendly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (
-            ConfigError,
-            ExportError,
-            InvalidRule,
-            settings.InvalidSetting,
-            InvalidPeriod,
-        ) as exc:
-            raise click.ClickException(inert(exc)) from None
-        except MailchimpError as exc:
-            raise click.ClickException(
-                inert(f"Mailchimp said: {exc.title}. {exc.full_detail}")
-            ) from None
+        except McSyncError as exc:
+            sentence = (
+                f"Mailchimp said: {exc.title}. {exc.full_detail}"
+                if isinstance(exc, MailchimpError)
+                else str(exc)
+            )
+            raise click.ClickException(inert(sentence)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -14,7 +14,7 @@ from . import connect, drift
 from . import settings as settings_mod
 from .cli import _emit, _friendly, mcsync_cli, say_csv
 from .extension import state
-from .reconcile import ReconcileBusy, reconcile
+from .reconcile import reconcile
 from .terminal import say, when
 
 
@@ -74,10 +74,7 @@ def webhook_remove() -> None:
 @_friendly
 def reconcile_cmd(as_json: bool) -> None:
     """Read what changed in Mailchimp since the last reconcile and apply it to the shop."""
-    try:
-        result = reconcile(state(), started_by="cli")
-    except ReconcileBusy as exc:
-        raise click.ClickException(str(exc)) from None
+    result = reconcile(state(), started_by="cli")  # ReconcileBusy: _friendly says it
 
     def text() -> None:
         what = "the whole audience" if result.first else f"changes since {result.since}"

@@ -121,12 +121,7 @@ def waiting_rows(session: Any, email: str) -> list[dict[str, Any]]:
 def lookup(ext: McSync, list_id: str | None, email: str) -> dict[str, Any]:
     """Mailchimp's member now: status, merge fields, last change; or why we cannot tell."""
     if not list_id:
-        return {
-            "mailchimp_error": _(
-                "No audience is chosen: pick one in the General settings (or run"
-                " 'flask mcsync settings --list ID')."
-            )
-        }
+        return {"mailchimp_error": str(settings_mod.NoAudience())}
     try:
         member = ext.gateway().get_member(list_id, email)
     except (MailchimpError, ConfigError, SlotTimeout) as exc:
@@ -158,18 +153,12 @@ def start_resync(ext: McSync, email: str, started_by: str = "diagnostic") -> Run
     The job applies the same rules as every path: an excluded or invalid address is
     recorded as skipped, and an existing member's status is never changed.
 
-    :raises ConfigError: when no audience is chosen or the queue is not configured.
+    :raises NoAudience: when no audience is chosen.
+    :raises ConfigError: when the queue is not configured.
     """
     session = ext.session
-    current = settings_mod.load(session, ext.config)
-    if not current.list_id:
-        raise ConfigError(
-            _(
-                "No audience is chosen: pick one in the General settings (or run"
-                " 'flask mcsync settings --list ID') first."
-            )
-        )
-    run = Run(kind="resync", list_id=current.list_id, started_by=started_by[:120], total=1)
+    list_id = settings_mod.load(session, ext.config).audience()
+    run = Run(kind="resync", list_id=list_id, started_by=started_by[:120], total=1)
     session.add(run)
     session.commit()
     from .jobs import enqueue_resync

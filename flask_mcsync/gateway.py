@@ -36,7 +36,8 @@ from mailchimp3 import MailChimp
 from mailchimp3.mailchimpclient import MailChimpError
 
 from .addresses import subscriber_hash
-from .throttle import ConnectionSlots
+from .errors import McSyncError
+from .throttle import ConnectionSlots, SlotTimeout
 
 # Titles of 400 answers that are about one address and will not change on a retry.
 ADDRESS_TITLES = {
@@ -59,7 +60,7 @@ EMPTY_403_DETAIL = (
 )
 
 
-class MailchimpError(Exception):
+class MailchimpError(McSyncError):
     """Something Mailchimp (or the way to it) refused. ``str()`` is a full sentence."""
 
     permanent = True
@@ -104,6 +105,19 @@ class AddressError(MailchimpError):
 
 class AccountError(MailchimpError):
     pass
+
+
+def as_mailchimp_error(exc: Exception) -> MailchimpError:
+    """A passing failure told as Mailchimp's are; a full connection limit is "Busy"."""
+    if isinstance(exc, MailchimpError):
+        return exc
+    return TransientError("Busy" if isinstance(exc, SlotTimeout) else type(exc).__name__, str(exc))
+
+
+def gave_up(tries: int, exc: Exception, unit: str = "tries") -> TransientError:
+    """What is recorded once a passing failure outlasted every try: the last cause."""
+    cause = as_mailchimp_error(exc)
+    return TransientError(f"Gave up after {tries} {unit}", f"{cause.title}: {cause.detail}")
 
 
 def error_from_response(

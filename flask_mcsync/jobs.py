@@ -62,14 +62,16 @@ def sync_outbox_item(item_id: int) -> str:
 
 def resync_address(run_id: int, email: str) -> None:
     """The diagnostic tool's "Re-synchronize": one address, same rules as every path."""
-    from .gateway import MailchimpError, TransientError
+    from .gateway import MailchimpError, TransientError, as_mailchimp_error, gave_up
     from .retry import backoff_seconds
+    from .settings import NoAudience
     from .single_sync import fail_run, run_single
     from .throttle import SlotTimeout
 
     ext = state()
     # The shop owner is looking at the page: a few quick tries, then the error is shown.
     for attempt in range(1, RESYNC_TRIES + 1):
+        failure: MailchimpError | NoAudience
         try:
             run_single(
                 ext, email, kind="resync", started_by="diagnostic", wants="resync", run_id=run_id
@@ -77,14 +79,12 @@ def resync_address(run_id: int, email: str) -> None:
             return
         except (TransientError, SlotTimeout) as exc:
             ext.session.rollback()
-            error = exc if isinstance(exc, MailchimpError) else TransientError("Busy", str(exc))
             if attempt < RESYNC_TRIES:
-                time.sleep(min(backoff_seconds(attempt, error.retry_after), 20.0))
+                delay = backoff_seconds(attempt, as_mailchimp_error(exc).retry_after)
+                time.sleep(min(delay, 20.0))
                 continue
-            failure: MailchimpError = TransientError(
-                f"Gave up after {attempt} tries", f"{error.title}: {error.detail}"
-            )
-        except MailchimpError as exc:
+            failure = gave_up(attempt, exc)
+        except (MailchimpError, NoAudience) as exc:
             ext.session.rollback()
             failure = exc
         fail_run(ext, run_id, email, failure, kind="resync", started_by="diagnostic")

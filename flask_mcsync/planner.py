@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from . import jobs, leases
 from .eligibility import Deduplicator, Fate, scan
+from .errors import McSyncError
 from .exclusions import load_ruleset
 from .extension import McSync
 from .merge_values import convert_all
@@ -136,5 +137,5 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
     finish_if_complete(ext, run_id)
 
 
-class LostLease(RuntimeError):
+class LostLease(McSyncError, RuntimeError):
     """This worker no longer holds the row it was working on; it stops quietly."""

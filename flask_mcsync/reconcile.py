@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from . import settings as settings_mod
 from .addresses import normalize, subscriber_hash
 from .changes import OFF_STATUSES, Kind, MailchimpChange
-from .config import ConfigError
+from .errors import McSyncError
 from .extension import McSync
 from .gateway import TransientError
 from .gateway import _parse_time as _time
@@ -51,7 +51,7 @@ KIND_OF_STATUS = {
 }
 
 
-class ReconcileBusy(RuntimeError):
+class ReconcileBusy(McSyncError, RuntimeError):
     """Another reconcile of this audience is running."""
 
 
@@ -122,14 +122,12 @@ def _claim(ext: McSync, list_id: str, started_by: str) -> Run:
 def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) -> ReconcileResult:
     """Read the members changed since the last reconcile and apply their changes.
 
-    :raises ConfigError: no audience chosen.
+    :raises NoAudience: no audience chosen.
     :raises ReconcileBusy: another reconcile of this audience is running.
     :raises MailchimpError: Mailchimp refused (bad key, unknown audience) or stayed busy.
     """
     session = ext.session
-    list_id = settings_mod.load(session, ext.config).list_id
-    if not list_id:
-        raise ConfigError("No audience is chosen: pick the target audience in General settings.")
+    list_id = settings_mod.load(session, ext.config).audience()
     previous = last_reconcile(session, list_id)
     since = _since(previous.planned_through) if previous is not None else None
     run = _claim(ext, list_id, started_by)

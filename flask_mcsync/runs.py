@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from . import first_export
 from . import settings as settings_mod
+from .errors import McSyncError
 from .extension import McSync
 from .i18n import N_
 from .i18n import gettext as _
@@ -33,7 +34,7 @@ RUN_ENDED = ("finished", "failed")
 WINDOW = 20
 
 
-class ExportError(RuntimeError):
+class ExportError(McSyncError, RuntimeError):
     """A run could not be started; the message says what to do."""
 
 
@@ -61,20 +62,14 @@ def start_export(
     required field, Mailchimp would refuse the addresses, so the export starts only if
     the owner chose ``skip_merge_validation`` (recorded on the run).
 
-    :raises ExportError: when no audience is chosen, the batch size is out of range,
+    :raises NoAudience: when no audience is chosen (and none is given).
+    :raises ExportError: when the batch size is out of range,
         required merge fields are not filled and not skipped, or the job queue cannot be
         reached.
     """
     session = ext.session
     current = settings_mod.load(session, ext.config)
-    list_id = list_id or current.list_id
-    if not list_id:
-        raise ExportError(
-            _(
-                "No target audience is chosen: pick one in the General settings (or, from the"
-                " command line, pass --list with an id from 'flask mcsync lists')."
-            )
-        )
+    list_id = list_id or current.audience()
     running = active_export(session, list_id)
     if running is not None:
         return Started(running, created=False)

@@ -22,13 +22,22 @@ from .addresses import normalize, subscriber_hash
 from .eligibility import judge
 from .exclusions import load_ruleset
 from .extension import McSync
-from .gateway import AccountError, AddressError, MailchimpError, TransientError, was_created
+from .gateway import (
+    AccountError,
+    AddressError,
+    MailchimpError,
+    TransientError,
+    as_mailchimp_error,
+    gave_up,
+    was_created,
+)
 from .i18n import N_
 from .merge_values import convert_all
 from .models import OutboxItem, Run, utcnow
 from .outcomes import AddressOutcome, Result, archived_outcome, record, synced_since
 from .preflight import types_or_none
 from .retry import backoff_seconds
+from .settings import NoAudience
 from .throttle import SlotTimeout
 
 # Who starts an auto-sync, as the dashboard shows it (translated there).
@@ -200,15 +209,11 @@ def run_single(
 
     :raises TransientError: when Mailchimp is unreachable or busy (the caller retries).
     :raises AccountError: when the key or audience is wrong.
+    :raises NoAudience: when no audience is chosen.
     """
     session = ext.session
     current = settings_mod.load(session, ext.config)
-    if not current.list_id:
-        raise AccountError(
-            "No audience chosen",
-            "Pick the target audience in the General settings (or run 'flask mcsync"
-            " settings --list ID') first.",
-        )
+    list_id = current.audience()
     started = utcnow()
     if run_id is not None:
         session.execute(
@@ -216,8 +221,8 @@ def run_single(
         )
         session.commit()
     plan = plan_for(ext, email, wants)
-    outcome = perform(ext, current.list_id, current.status_if_new, plan, previous_email, wants)
-    run = _single_run(ext, run_id, kind, started_by, current.list_id, started)
+    outcome = perform(ext, list_id, current.status_if_new, plan, previous_email, wants)
+    run = _single_run(ext, run_id, kind, started_by, list_id, started)
     run.status_if_new = current.status_if_new
     run.sync_reason = sync_reason(plan, wants, previous_email)
     record(session, run.id, [outcome])
@@ -269,7 +274,7 @@ def fail_run(
     ext: McSync,
     run_id: int | None,
     email: str,
-    error: MailchimpError,
+    error: MailchimpError | NoAudience,
     *,
     kind: str = "resync",
     started_by: str = "",
@@ -277,6 +282,8 @@ def fail_run(
     commit: bool = True,
 ) -> Run:
     """Record a single-address sync that gave up: its run, failed, with the error."""
+    if isinstance(error, NoAudience):  # recorded like Mailchimp's refusals, in our words
+        error = AccountError(str(error))
     session = ext.session
     list_id = settings_mod.load(session, ext.config).list_id or ""
     run = _single_run(ext, run_id, kind, started_by, list_id, utcnow())
@@ -284,7 +291,7 @@ def fail_run(
     record(session, run.id, [AddressOutcome(email, Result.ERROR, error=error)])
     run.status = "failed"
     run.finished_at = utcnow()
-    run.message = f"{error.title}: {error.full_detail}"
+    run.message = f"{error.title}: {error.full_detail}" if error.full_detail else error.title
     if commit:
         session.commit()
     else:
@@ -350,6 +357,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         status = decision.status if decision.action == "covered" else "ignored"
         _close(session, closing, status or "ignored", decision.reason, decision.run_id)
         return "covered" if decision.action == "covered" else "ignored"
+    failure: MailchimpError | NoAudience
     try:
         run = run_single(
             ext,
@@ -362,53 +370,42 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         )
     except (TransientError, SlotTimeout) as exc:
         session.rollback()
-        error = exc if isinstance(exc, TransientError) else TransientError("Busy", str(exc))
         if item.attempts >= ext.config.max_attempts:
-            gave_up = TransientError(
-                f"Gave up after {item.attempts} attempts", f"{error.title}: {error.detail}"
-            )
-            run = fail_run(
-                ext,
-                None,
-                latest_email,
-                gave_up,
-                kind="auto",
-                started_by=SHOP,
-                reason=_asked(wants, previous),
-                commit=False,
-            )
-            _close(session, closing, "failed", str(gave_up), run.id)
-            return "failed"
-        delay = backoff_seconds(item.attempts, error.retry_after)
-        item.status = "pending"
-        item.last_error = f"Attempt {item.attempts}: {error}"
-        item.next_attempt_at = utcnow() + timedelta(seconds=delay)
-        session.commit()
-        if not ext.redis_offline:  # else the row waits, due again after its backoff
-            from .jobs import enqueue_outbox_item
+            failure = gave_up(item.attempts, exc, "attempts")
+        else:
+            error = as_mailchimp_error(exc)
+            delay = backoff_seconds(item.attempts, error.retry_after)
+            item.status = "pending"
+            item.last_error = f"Attempt {item.attempts}: {error}"
+            item.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            session.commit()
+            if not ext.redis_offline:  # else the row waits, due again after its backoff
+                from .jobs import enqueue_outbox_item
 
-            enqueue_outbox_item(ext, item.id, delay=delay)
-        return "retry"
-    except AccountError as exc:
+                enqueue_outbox_item(ext, item.id, delay=delay)
+            return "retry"
+    except (AccountError, NoAudience) as exc:
         session.rollback()
-        run = fail_run(
-            ext,
-            None,
-            latest_email,
-            exc,
-            kind="auto",
-            started_by=SHOP,
-            reason=_asked(wants, previous),
-            commit=False,
-        )
-        _close(session, closing, "failed", str(exc), run.id)
-        return "failed"
-    # The outcome and the outbox rows commit together: a crash cannot leave the address
-    # recorded as synced while its row waits to be sent again.
-    session.refresh(run)
-    status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
-    _close(session, closing, status, run.message, run.id)
-    return status
+        failure = exc
+    else:
+        # The outcome and the outbox rows commit together: a crash cannot leave the
+        # address recorded as synced while its row waits to be sent again.
+        session.refresh(run)
+        status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
+        _close(session, closing, status, run.message, run.id)
+        return status
+    run = fail_run(
+        ext,
+        None,
+        latest_email,
+        failure,
+        kind="auto",
+        started_by=SHOP,
+        reason=_asked(wants, previous),
+        commit=False,
+    )
+    _close(session, closing, "failed", str(failure), run.id)
+    return "failed"
 
 
 def wanted(actions: list[str]) -> str:

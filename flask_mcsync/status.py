@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from .errors import McSyncError
 from .i18n import gettext as _
 from .models import OutboxItem, Outcome, Run, utcnow
 from .outbox import waiting_count
@@ -28,7 +29,7 @@ PER_PAGE = 25
 ERROR_KINDS = ("permanent", "retried")  # "retried": passing failures that ran out of tries
 
 
-class InvalidPeriod(ValueError):
+class InvalidPeriod(McSyncError, ValueError):
     """The period asked for is not 1 to 365 days; the message says so."""
 
 

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from .. import connect, drift
 from .. import settings as settings_mod
-from ..config import ConfigError
+from ..errors import McSyncError
 from ..extension import state
 from ..gateway import MailchimpError
 from ..i18n import gettext as _
@@ -37,16 +37,15 @@ def _back() -> Response:
 def register_webhook() -> Response:
     try:
         found = connect.register(state())
-    except ConfigError as exc:
-        flash(str(exc), "error")
-        return _back()
-    except MailchimpError as exc:
+    except McSyncError as exc:
         flash(
             _(
                 "Mailchimp refused the webhook: %(title)s. %(detail)s",
                 title=exc.title,
                 detail=exc.full_detail,
-            ),
+            )
+            if isinstance(exc, MailchimpError)
+            else str(exc),
             "error",
         )
         return _back()
@@ -64,7 +63,7 @@ def register_webhook() -> Response:
 def remove_webhook() -> Response:
     try:
         removed = connect.remove(state())
-    except (ConfigError, MailchimpError) as exc:
+    except McSyncError as exc:
         flash(_("The webhook could not be removed: %(error)s", error=exc), "error")
         return _back()
     flash(
@@ -119,7 +118,7 @@ def start_reconcile() -> Response:
 
     try:
         queued = enqueue_reconcile(state())
-    except ConfigError as exc:
+    except McSyncError as exc:
         flash(str(exc), "error")
         return redirect(url_for(".drift_page"))
     except Exception as exc:  # Redis down: say so, nothing is lost

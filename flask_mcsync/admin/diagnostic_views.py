@@ -13,8 +13,8 @@ from typing import Any
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from ..config import ConfigError
 from ..diagnostic import diagnose, start_resync
+from ..errors import McSyncError
 from ..extension import state
 from ..i18n import N_
 from ..i18n import gettext as _
@@ -72,7 +72,7 @@ def diagnostic_page() -> str:
         try:
             # Without Redis or Mailchimp the answer still comes, with mailchimp_error.
             answer = diagnose(ext, typed, live=True)
-        except ConfigError as exc:
+        except McSyncError as exc:
             session.rollback()
             error = str(exc)
     resync_run = _resync_run(query_id("run"))
@@ -124,7 +124,7 @@ def resync() -> Response:
         return redirect(url_for(".diagnostic_page"), 303)
     try:
         run = start_resync(ext, email, started_by=STARTED_BY)
-    except ConfigError as exc:
+    except McSyncError as exc:
         ext.session.rollback()
         flash(_("The re-synchronization could not start. %(error)s", error=exc), "error")
         return redirect(url_for(".diagnostic_page", email=email), 303)
