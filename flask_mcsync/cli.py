@@ -26,6 +26,7 @@ from .inputs import RowIdParam, TextParam
 from .migrations import upgrade
 from .outcomes import LABELS, REASON_LABELS, run_label
 from .runs import ExportError, progress, start_export
+from .statuses import RUN_ENDED, RunStatus
 from .terminal import ProgressLine, count, inert, say, when
 
 mcsync_cli = AppGroup("mcsync", help="Keep the shop's addresses in a Mailchimp audience.")
@@ -287,7 +288,7 @@ def export(
         click.echo(json.dumps(final, indent=2, default=str))
     else:
         say(summary_line(final))
-    if final["status"] != "finished":
+    if final["status"] != RunStatus.FINISHED:
         sys.exit(1)
 
 
@@ -604,7 +605,7 @@ def _wait_single(ext: McSync, run_id: int, timeout: float = 120) -> Any:
     while time.monotonic() < deadline:
         ext.session.expire_all()
         run = ext.session.get(Run, run_id)
-        if run is not None and run.status in ("finished", "failed"):
+        if run is not None and run.status in RUN_ENDED:
             return run
         time.sleep(0.3)
     raise click.ClickException(

@@ -23,7 +23,8 @@ from .gateway import MailchimpError
 from .i18n import gettext as _
 from .inbound import FROM_MAILCHIMP_RUNS
 from .models import OutboxItem, Outcome, Run
-from .outcomes import LABELS, run_label
+from .outcomes import LABELS, run_label, shown
+from .statuses import RunKind, RunStatus
 from .throttle import SlotTimeout
 
 HISTORY = 20
@@ -81,17 +82,11 @@ def history(session: Any, email: str) -> list[dict[str, Any]]:
     ).all()
     return [
         {
-            "at": o.created_at.isoformat(),
-            "run_id": o.run_id,
+            **shown(o),
             "run_kind": kind,
             "sync_reason": reason,
             "run_label": run_label(kind, reason),
-            "outcome": o.outcome,
             "outcome_label": LABELS.get(o.outcome, o.outcome),
-            "permanent": o.permanent,
-            "title": o.error_title,
-            "detail": o.error_detail,
-            "mailchimp_status": o.mailchimp_status,
             "sent": o.sent,
         }
         for o, kind, reason in rows
@@ -103,7 +98,7 @@ def waiting_rows(session: Any, email: str) -> list[dict[str, Any]]:
         sa.select(OutboxItem)
         .where(
             OutboxItem.email_hash == subscriber_hash(email),
-            OutboxItem.status.in_(("pending", "sending")),
+            OutboxItem.waiting(),
         )
         .order_by(OutboxItem.id)
     ).scalars()
@@ -158,7 +153,7 @@ def start_resync(ext: McSync, email: str, started_by: str = "diagnostic") -> Run
     """
     session = ext.session
     list_id = settings_mod.load(session, ext.config).audience()
-    run = Run(kind="resync", list_id=list_id, started_by=started_by[:120], total=1)
+    run = Run(kind=RunKind.RESYNC, list_id=list_id, started_by=started_by[:120], total=1)
     session.add(run)
     session.commit()
     from .jobs import enqueue_resync
@@ -166,7 +161,7 @@ def start_resync(ext: McSync, email: str, started_by: str = "diagnostic") -> Run
     try:
         enqueue_resync(ext, run.id, email.strip())
     except Exception as exc:  # the run must not stay "queued" forever
-        run.status = "failed"
+        run.status = RunStatus.FAILED
         run.message = _(
             "Could not queue the re-sync (%(error)s): check that Redis is running.", error=exc
         )

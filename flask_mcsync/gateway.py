@@ -28,7 +28,7 @@ import json
 import tarfile
 import weakref
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -37,6 +37,7 @@ from mailchimp3.mailchimpclient import MailChimpError
 
 from .addresses import subscriber_hash
 from .errors import McSyncError
+from .models import parse_time
 from .throttle import ConnectionSlots, SlotTimeout
 
 # Titles of 400 answers that are about one address and will not change on a retry.
@@ -528,18 +529,8 @@ def was_created(member: dict[str, Any], status_if_new: str, since: datetime) -> 
     if member.get("status") != status_if_new:
         return False
     field = "timestamp_opt" if status_if_new == "subscribed" else "last_changed"
-    stamp = _parse_time(member.get(field)) or _parse_time(member.get("timestamp_signup"))
+    stamp = parse_time(member.get(field)) or parse_time(member.get("timestamp_signup"))
     if stamp is None or stamp < since.replace(microsecond=0):
         return False
-    changed = _parse_time(member.get("last_changed"))
+    changed = parse_time(member.get("last_changed"))
     return field == "last_changed" or changed is None or changed <= stamp
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

@@ -19,6 +19,7 @@ from rq.job import Job, JobStatus
 
 from .extension import McSync, state
 from .models import Batch, OutboxItem, Run, utcnow
+from .statuses import BATCH_ENDED, RUN_ENDED, RunKind, RunStatus, SyncReason
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,12 @@ def resync_address(run_id: int, email: str) -> None:
         failure: MailchimpError | NoAudience
         try:
             run_single(
-                ext, email, kind="resync", started_by="diagnostic", wants="resync", run_id=run_id
+                ext,
+                email,
+                kind=RunKind.RESYNC,
+                started_by="diagnostic",
+                wants=SyncReason.RESYNC,
+                run_id=run_id,
             )
             return
         except (TransientError, SlotTimeout) as exc:
@@ -87,7 +93,7 @@ def resync_address(run_id: int, email: str) -> None:
         except (MailchimpError, NoAudience) as exc:
             ext.session.rollback()
             failure = exc
-        fail_run(ext, run_id, email, failure, kind="resync", started_by="diagnostic")
+        fail_run(ext, run_id, email, failure, kind=RunKind.RESYNC, started_by="diagnostic")
         return
 
 
@@ -299,7 +305,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         "webhook_events": 0,
     }
     live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
-        Run.kind == "export", Run.status.in_(("queued", "running"))
+        Run.kind == RunKind.EXPORT, Run.status.not_in(RUN_ENDED)
     )
     for run_id, planning_done, lease_until in session.execute(live).all():
         if not planning_done and (lease_until is None or lease_until < now):
@@ -310,8 +316,8 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         sa.select(Batch.id, Batch.lease_token)
         .join(Run, Run.id == Batch.run_id)
         .where(
-            Run.status == "running",
-            Batch.status.not_in(("done", "failed")),
+            Run.status == RunStatus.RUNNING,
+            Batch.status.not_in(BATCH_ENDED),
             sa.or_(Batch.lease_until.is_(None), Batch.lease_until < now),
         )
     )
@@ -320,7 +326,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     from .runs import finish_if_complete
 
     running = sa.select(Run.id).where(
-        Run.kind == "export", Run.status == "running", Run.planning_done.is_(True)
+        Run.kind == RunKind.EXPORT, Run.status == RunStatus.RUNNING, Run.planning_done.is_(True)
     )
     for (run_id,) in session.execute(running).all():
         counts["runs_closed"] += int(finish_if_complete(ext, run_id))
@@ -337,7 +343,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     # Handled rows live on as outcomes; pruning keeps the outbox (and its scans) small.
     pruned = session.execute(
         sa.delete(OutboxItem).where(
-            OutboxItem.status.not_in(("pending", "sending")),
+            ~OutboxItem.waiting(),
             OutboxItem.updated_at < now - OUTBOX_KEEP,
         )
     )

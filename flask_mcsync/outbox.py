@@ -38,6 +38,7 @@ from .extension import McSync, state
 from .handoff import handoff_for
 from .models import OutboxItem, utcnow
 from .signals import FROM_MAILCHIMP, subscriber_changed, subscriber_signed_up
+from .statuses import OutboxStatus
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ def due_items(session: Session, limit: int = 1000, idle_seconds: float = 0) -> l
     cutoff = utcnow() - timedelta(seconds=idle_seconds)
     query = (
         sa.select(OutboxItem.id)
-        .where(OutboxItem.status.in_(("pending", "sending")), OutboxItem.next_attempt_at <= cutoff)
+        .where(OutboxItem.waiting(), OutboxItem.next_attempt_at <= cutoff)
         .order_by(OutboxItem.id)
         .limit(limit)
     )
@@ -371,9 +372,9 @@ def _give_back(session: Session, item_id: int) -> None:
     """Undo our claim on a row whose send broke on Redis (nothing was recorded)."""
     session.execute(
         sa.update(OutboxItem)
-        .where(OutboxItem.id == item_id, OutboxItem.status == "sending")
+        .where(OutboxItem.id == item_id, OutboxItem.status == OutboxStatus.SENDING)
         .values(
-            status="pending",
+            status=OutboxStatus.PENDING,
             attempts=OutboxItem.attempts - 1,  # the claim counted a try that never went out
             next_attempt_at=utcnow(),
         )
@@ -387,6 +388,6 @@ def waiting_count(session: Session) -> int:
         session.execute(
             sa.select(sa.func.count())
             .select_from(OutboxItem)
-            .where(OutboxItem.status.in_(("pending", "sending")))
+            .where(OutboxItem.waiting())
         ).scalar_one()
     )

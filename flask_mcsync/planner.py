@@ -25,12 +25,13 @@ from .models import Batch, Run, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .preflight import types_or_none
 from .runs import finish_if_complete
+from .statuses import RunStatus
 
 
 def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
     session = ext.session
     lease = ext.config.lease_seconds
-    token = leases.claim(session, Run, run_id, lease, token, status="running")
+    token = leases.claim(session, Run, run_id, lease, token, status=RunStatus.RUNNING)
     if token is None:
         return  # another worker is planning it, or it has ended
     run = session.get(Run, run_id)

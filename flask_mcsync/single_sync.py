@@ -29,15 +29,15 @@ from .gateway import (
     TransientError,
     as_mailchimp_error,
     gave_up,
-    was_created,
 )
 from .i18n import N_
 from .merge_values import convert_all
 from .models import OutboxItem, Run, utcnow
-from .outcomes import AddressOutcome, Result, archived_outcome, record, synced_since
+from .outcomes import AddressOutcome, Result, archived_outcome, created_or_updated, record
 from .preflight import types_or_none
 from .retry import backoff_seconds
 from .settings import NoAudience
+from .statuses import OutboxStatus, RunKind, RunStatus, SyncReason
 from .throttle import SlotTimeout
 
 # Who starts an auto-sync, as the dashboard shows it (translated there).
@@ -95,15 +95,17 @@ def sync_reason(plan: Plan, wants: str, previous_email: str | None) -> str:
     signup, optin (newsletter opt-in), optout, address_change, update (a profile
     change), resync.
     """
-    if wants == "resync":
-        return "resync"
+    if wants == SyncReason.RESYNC:
+        return SyncReason.RESYNC
     if previous_email and normalize(previous_email) != normalize(plan.email):
-        return "address_change"
+        return SyncReason.ADDRESS_CHANGE
     if plan.action == "unsubscribe":
-        return "optout"
-    if wants in ("signup", "optin"):
-        return wants
-    return "optout" if wants == "optout" and plan.action == "skip" else "update"
+        return SyncReason.OPTOUT
+    if wants in (SyncReason.SIGNUP, SyncReason.OPTIN):
+        return SyncReason(wants)
+    if wants == SyncReason.OPTOUT and plan.action == "skip":
+        return SyncReason.OPTOUT
+    return SyncReason.UPDATE
 
 
 def perform(
@@ -166,12 +168,12 @@ def perform(
     except AddressError as exc:
         return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)
     # Mailchimp's answer decides; our history only for a sync a moment before this one.
-    created = was_created(member, status_if_new, since) and not synced_since(
-        ext.session, list_id, [plan.email], since
+    [result] = created_or_updated(
+        ext.session, list_id, status_if_new, since, [(plan.email, member)]
     )
     return AddressOutcome(
         plan.email,
-        Result.CREATED if created else Result.UPDATED,
+        result,
         mailchimp_status=member.get("status"),
         sent=sent,
     )
@@ -217,7 +219,9 @@ def run_single(
     started = utcnow()
     if run_id is not None:
         session.execute(
-            sa.update(Run).where(Run.id == run_id).values(status="running", started_at=started)
+            sa.update(Run)
+            .where(Run.id == run_id)
+            .values(status=RunStatus.RUNNING, started_at=started)
         )
         session.commit()
     plan = plan_for(ext, email, wants)
@@ -226,9 +230,9 @@ def run_single(
     run.status_if_new = current.status_if_new
     run.sync_reason = sync_reason(plan, wants, previous_email)
     record(session, run.id, [outcome])
-    run.status = "finished"
+    run.status = RunStatus.FINISHED
     run.finished_at = utcnow()
-    if kind == "resync" and outcome.result in SENT:
+    if kind == RunKind.RESYNC and outcome.result in SENT:
         _settle_waiting(session, email, run.id)
     if outcome.result in (Result.SKIPPED, Result.ARCHIVED, Result.CONFIRMATION):
         run.message = outcome.skip_reason
@@ -250,8 +254,11 @@ def _settle_waiting(session: Any, email: str, run_id: int) -> None:
     would go on showing "Auto-sync waiting" with a stale error beside a fresh success."""
     session.execute(
         sa.update(OutboxItem)
-        .where(OutboxItem.email_hash == subscriber_hash(email), OutboxItem.status == "pending")
-        .values(status="sent", last_error=None, run_id=run_id)
+        .where(
+            OutboxItem.email_hash == subscriber_hash(email),
+            OutboxItem.status == OutboxStatus.PENDING,
+        )
+        .values(status=OutboxStatus.SENT, last_error=None, run_id=run_id)
         .execution_options(synchronize_session=False)
     )
 
@@ -276,7 +283,7 @@ def fail_run(
     email: str,
     error: MailchimpError | NoAudience,
     *,
-    kind: str = "resync",
+    kind: str = RunKind.RESYNC,
     started_by: str = "",
     reason: str | None = None,
     commit: bool = True,
@@ -287,9 +294,11 @@ def fail_run(
     session = ext.session
     list_id = settings_mod.load(session, ext.config).list_id or ""
     run = _single_run(ext, run_id, kind, started_by, list_id, utcnow())
-    run.sync_reason = reason or run.sync_reason or ("resync" if kind == "resync" else None)
+    if not (reason or run.sync_reason) and kind == RunKind.RESYNC:
+        reason = SyncReason.RESYNC
+    run.sync_reason = reason or run.sync_reason
     record(session, run.id, [AddressOutcome(email, Result.ERROR, error=error)])
-    run.status = "failed"
+    run.status = RunStatus.FAILED
     run.finished_at = utcnow()
     run.message = f"{error.title}: {error.full_detail}" if error.full_detail else error.title
     if commit:
@@ -315,11 +324,11 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         sa.update(OutboxItem)
         .where(
             OutboxItem.id == item_id,
-            OutboxItem.status.in_(("pending", "sending")),
+            OutboxItem.waiting(),
             OutboxItem.next_attempt_at <= now,
         )
         .values(
-            status="sending",
+            status=OutboxStatus.SENDING,
             attempts=OutboxItem.attempts + 1,
             next_attempt_at=now + timedelta(seconds=ext.config.lease_seconds),
         )
@@ -337,7 +346,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             sa.select(OutboxItem)
             .where(
                 OutboxItem.email_hash == item.email_hash,
-                OutboxItem.status == "pending",
+                OutboxItem.status == OutboxStatus.PENDING,
                 OutboxItem.id != item.id,
             )
             .order_by(OutboxItem.id)
@@ -354,15 +363,15 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         session.commit()
         return "held"
     if decision.action != "send":
-        status = decision.status if decision.action == "covered" else "ignored"
-        _close(session, closing, status or "ignored", decision.reason, decision.run_id)
+        status = decision.status if decision.action == "covered" else OutboxStatus.IGNORED
+        _close(session, closing, status or OutboxStatus.IGNORED, decision.reason, decision.run_id)
         return "covered" if decision.action == "covered" else "ignored"
     failure: MailchimpError | NoAudience
     try:
         run = run_single(
             ext,
             latest_email,
-            kind="auto",
+            kind=RunKind.AUTO,
             started_by=SHOP,
             wants=wants,
             previous_email=previous,
@@ -375,7 +384,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         else:
             error = as_mailchimp_error(exc)
             delay = backoff_seconds(item.attempts, error.retry_after)
-            item.status = "pending"
+            item.status = OutboxStatus.PENDING
             item.last_error = f"Attempt {item.attempts}: {error}"
             item.next_attempt_at = utcnow() + timedelta(seconds=delay)
             session.commit()
@@ -391,20 +400,24 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         # The outcome and the outbox rows commit together: a crash cannot leave the
         # address recorded as synced while its row waits to be sent again.
         session.refresh(run)
-        status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
+        status = (
+            OutboxStatus.SKIPPED
+            if run.skipped
+            else (OutboxStatus.FAILED if run.errors else OutboxStatus.SENT)
+        )
         _close(session, closing, status, run.message, run.id)
-        return status
+        return status.value
     run = fail_run(
         ext,
         None,
         latest_email,
         failure,
-        kind="auto",
+        kind=RunKind.AUTO,
         started_by=SHOP,
         reason=_asked(wants, previous),
         commit=False,
     )
-    _close(session, closing, "failed", str(failure), run.id)
+    _close(session, closing, OutboxStatus.FAILED, str(failure), run.id)
     return "failed"
 
 
@@ -429,8 +442,8 @@ def wanted(actions: list[str]) -> str:
 def _asked(wants: str, previous: str | None) -> str:
     """The sync's reason when it failed before the shop's data was read."""
     if previous:
-        return "address_change"
-    return {"change": "update"}.get(wants, wants)
+        return SyncReason.ADDRESS_CHANGE
+    return SyncReason.UPDATE if wants == "change" else wants
 
 
 def _close(

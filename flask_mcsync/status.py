@@ -259,7 +259,7 @@ def _cell(value: Any) -> Any:
 
 def waiting(session: Session, limit: int = 50) -> dict[str, Any]:
     """Auto-sync rows not sent yet, with their last error (they will be retried)."""
-    where = OutboxItem.status.in_(("pending", "sending"))
+    where = OutboxItem.waiting()
     count = waiting_count(session)
     rows = session.execute(
         sa.select(OutboxItem).where(where).order_by(OutboxItem.id).limit(limit)

@@ -19,7 +19,7 @@ from ..extension import state
 from ..i18n import N_
 from ..i18n import gettext as _
 from ..models import Run
-from ..runs import RUN_ENDED
+from ..statuses import RUN_ENDED, RunKind
 from .request_input import query_id
 from .status_views import KIND_LABELS, STATUS_LABELS, parse_time, run_outcomes, translated
 
@@ -104,7 +104,7 @@ def _resync_run(run_id: int | None) -> dict[str, Any] | None:
         return None
     session = state().session
     run = session.get(Run, run_id)
-    if run is None or run.kind != "resync":
+    if run is None or run.kind != RunKind.RESYNC:
         return None
     outcomes = run_outcomes(session, run_id, limit=1)
     return {

@@ -9,7 +9,6 @@ renders. A small JSON view gives one run's state for the diagnostic tool's scrip
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,31 +26,32 @@ from .. import runs, status
 from ..extension import state
 from ..i18n import N_, NP_, csv_dialect, format_day
 from ..i18n import gettext as _
-from ..models import Outcome, Run
-from ..outcomes import KIND_LABELS, outcome_label, run_label
+from ..models import Outcome, Run, parse_time
+from ..outcomes import KIND_LABELS, outcome_label, run_label, shown
+from ..statuses import RUN_ENDED, BatchStatus, RunKind, RunStatus
 from .request_input import query_id
 
 UNPROCESSABLE = 422
 DEFAULT_DAYS = 7
 ERRORS_SHOWN = 200  # per page; the CSV has them all
 
-STATUS_LABELS = {
-    "queued": N_("Queued"),
-    "running": N_("Running"),
-    "finished": N_("Finished"),
-    "failed": N_("Failed"),
+STATUS_LABELS: dict[str, str] = {
+    RunStatus.QUEUED: N_("Queued"),
+    RunStatus.RUNNING: N_("Running"),
+    RunStatus.FINISHED: N_("Finished"),
+    RunStatus.FAILED: N_("Failed"),
 }
 ERROR_KIND_LABELS = {
     "": N_("All errors"),
     "permanent": N_("Permanent"),
     "retried": N_("Retried, gave up"),
 }
-BATCH_LABELS = {
-    "waiting": N_("Waiting"),
-    "sending": N_("Sending"),
-    "processing": N_("Processing at Mailchimp"),
-    "done": N_("Done"),
-    "failed": N_("Failed"),
+BATCH_LABELS: dict[str, str] = {
+    BatchStatus.WAITING: N_("Waiting"),
+    BatchStatus.SENDING: N_("Sending"),
+    BatchStatus.PROCESSING: N_("Processing at Mailchimp"),
+    BatchStatus.DONE: N_("Done"),
+    BatchStatus.FAILED: N_("Failed"),
 }
 # The actions of waiting auto-syncs (status.html translates them by these words).
 WAITING_ACTIONS = (
@@ -174,7 +174,7 @@ def run_page(run_id: int) -> str:
     errors = status.errors(
         session, run_id=run_id, kind=kind or None, title=title or None, limit=ERRORS_SHOWN
     )
-    outcomes = run_outcomes(session, run_id) if run.kind != "export" else []
+    outcomes = run_outcomes(session, run_id) if run.kind != RunKind.EXPORT else []
     session.commit()
     back_days, _error = _days()
     return render_template(
@@ -206,7 +206,7 @@ def run_status(run_id: int) -> tuple[Response, int]:
         session.commit()
         return jsonify(error=_("There is no sync run %(id)s.", id=run_id), status=404), 404
     data = status.run_summary(run)
-    data["ended"] = run.status in runs.RUN_ENDED
+    data["ended"] = run.status in RUN_ENDED
     data["status_label"] = _(STATUS_LABELS.get(run.status, run.status))
     data["outcomes"] = run_outcomes(session, run_id)
     session.commit()
@@ -261,28 +261,7 @@ def run_outcomes(session: Any, run_id: int, limit: int = 20) -> list[dict[str, A
     rows = session.execute(
         sa.select(Outcome).where(Outcome.run_id == run_id).order_by(Outcome.id).limit(limit)
     ).scalars()
-    return [
-        {
-            "email": o.email,
-            "outcome": o.outcome,
-            "permanent": o.permanent,
-            "title": o.error_title,
-            "detail": o.error_detail,
-            "mailchimp_status": o.mailchimp_status,
-            "at": o.created_at.isoformat(),
-        }
-        for o in rows
-    ]
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 string (ours or Mailchimp's) as a datetime, for the ``when`` macro."""
-    if isinstance(value, datetime) or value is None:
-        return value
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    return [shown(o) for o in rows]
 
 
 
