@@ -23,6 +23,8 @@ from flask_mcsync.sandbox import SandboxServer
 ROOT = Path(__file__).resolve().parent.parent
 # The CSRF token the logged-in admin client of conftest holds.
 ADMIN_CSRF_TOKEN = "test-csrf-token"
+# Where the example shop mounts our admin pages.
+ADMIN_PREFIX = "/admin/mailchimp"
 
 # Fast timings so crash-and-resume tests take seconds, not minutes.
 FAST = {
@@ -89,3 +91,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "con
         if time.monotonic() > deadline:
             pytest.fail(f"Timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+def admin_login(page: Any, base: str) -> None:
+    """Log a browser page in to the example shop as its admin; it lands on our settings."""
+    page.goto(f"{base}/login")
+    page.fill("#password", "admin")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}{ADMIN_PREFIX}/")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from support import admin_login as login
 
 from example_app.commands import make_customers
 from example_app.models import Customer, db
@@ -38,13 +39,6 @@ ODD_ADDRESS = "'onmouseover=window.__pwned&x@gmail.com"
 # judges example.com and the like invalid, so the local part is what Mailchimp refuses).
 FAKE_ADDRESS = "fake@gmail.com"
 FORGOTTEN = "gone.forever@gmail.com"
-
-
-def login(page: Any, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#password", "admin")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{PREFIX}/")
 
 
 def customer(
