@@ -2,6 +2,7 @@
 
 from .app_state import state
 from .config import ConfigError
+from .errors import McSyncError
 from .extension import MailchimpSync
 from .models import metadata
 from .source import SubscriberSource
@@ -9,4 +10,12 @@ from .source import SubscriberSource
 # The one place the version is written: pyproject.toml reads it from here at build time.
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "MailchimpSync", "SubscriberSource", "__version__", "metadata", "state"]
+__all__ = [
+    "ConfigError",
+    "MailchimpSync",
+    "McSyncError",
+    "SubscriberSource",
+    "__version__",
+    "metadata",
+    "state",
+]

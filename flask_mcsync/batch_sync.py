@@ -41,13 +41,14 @@ from .gateway import (
     MailchimpError,
     TransientError,
     error_from_response,
+    gave_up,
     member_body,
-    was_created,
 )
 from .models import Batch, Run, utcnow
-from .outcomes import AddressOutcome, Result, archived_outcome, record, synced_since
+from .outcomes import AddressOutcome, Result, archived_outcome, created_or_updated, record
 from .retry import backoff_seconds
 from .runs import RUN_ENDED, count_ended, count_retry, finish_if_complete, stop_run
+from .statuses import BatchStatus
 from .throttle import SlotTimeout
 
 # Mailchimp may stamp a new member a little before our clock says we sent it. Kept small:
@@ -113,7 +114,10 @@ def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -
     session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch.id, token))
-        .values(status="sending", started_at=Batch.started_at if batch.started_at else utcnow())
+        .values(
+            status=BatchStatus.SENDING,
+            started_at=Batch.started_at if batch.started_at else utcnow(),
+        )
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -124,7 +128,7 @@ def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -
         batch.id,
         token,
         mailchimp_batch_id=answer["id"],
-        status="processing",
+        status=BatchStatus.PROCESSING,
         submitted_at=submitted_at,
         attempts=0,  # the send step succeeded: its budget starts over
         finished_operations=0,
@@ -157,7 +161,7 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
             ext,
             batch.id,
             token,
-            status="processing",
+            status=BatchStatus.PROCESSING,
             poll_failures=0,
             finished_operations=int(status.get("finished_operations") or 0),
         )
@@ -233,7 +237,7 @@ def _complete(
         sa.update(Batch)
         .where(leases.holds(Batch, batch.id, token))
         .values(
-            status="done",
+            status=BatchStatus.DONE,
             finished_operations=len(batch.payload),
             created=counts.get("created", 0),
             updated=counts.get("updated", 0),
@@ -280,40 +284,27 @@ def _held(
 ) -> list[AddressOutcome]:
     """Outcomes of the addresses Mailchimp answered with the member it holds.
 
-    Mailchimp's answer decides created or updated (:func:`was_created`): after Mailchimp
-    lost its members (a restart of the sandbox, a deleted contact), what it created
-    again is "created", whatever our history says. Our history only settles the one
-    case the answer cannot: a member another sync created a moment before this batch was
-    first sent, so only syncs recorded since then are looked up (a probe by address,
-    whose cost does not grow with the history).
+    Created or updated as :func:`~.outcomes.created_or_updated` says, for the whole
+    batch at once (one probe by address, whose cost does not grow with the history).
     """
     # status_if_new leaves an archived contact archived: say so, never "created".
     archived = [archived_outcome(email, sent) for email, body, sent in replies if _archived(body)]
     replies = [reply for reply in replies if not _archived(reply[1])]
     # Each address hashed once, each answer read once.
     hashes = [subscriber_hash(email) for email, _, _ in replies]
-    new = [was_created(body, run.status_if_new, since) for _, body, _ in replies]
-    maybe_new = [reply[0] for reply, is_new in zip(replies, new, strict=True) if is_new]
-    recent = (
-        synced_since(
-            ext.session,
-            run.list_id,
-            maybe_new,
-            since,
-            hashes=[h for h, is_new in zip(hashes, new, strict=True) if is_new],
-        )
-        if maybe_new
-        else set()
+    members = [(email, body) for email, body, _ in replies]
+    results = created_or_updated(
+        ext.session, run.list_id, run.status_if_new, since, members, hashes
     )
     return archived + [
         AddressOutcome(
             email,
-            Result.CREATED if is_new and email_hash not in recent else Result.UPDATED,
+            result,
             mailchimp_status=body.get("status"),
             sent=sent,
             email_hash=email_hash,
         )
-        for (email, body, sent), email_hash, is_new in zip(replies, hashes, new, strict=True)
+        for (email, body, sent), email_hash, result in zip(replies, hashes, results, strict=True)
     ]
 
 
@@ -355,7 +346,7 @@ def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None
     }
     if step != "poll_failures":
         # Not accepted by Mailchimp (or lost there): send it again from scratch.
-        values.update(status="waiting", mailchimp_batch_id=None, poll_failures=0)
+        values.update(status=BatchStatus.WAITING, mailchimp_batch_id=None, poll_failures=0)
     held = session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch_id, token))
@@ -389,8 +380,7 @@ def _give_up(
     run = session.get(Run, batch.run_id)
     if run is None:
         return
-    error = exc if isinstance(exc, MailchimpError) else TransientError(type(exc).__name__, str(exc))
-    gave_up = TransientError(f"Gave up after {tries} tries", f"{error.title}: {error.detail}")
+    given_up = gave_up(tries, exc)
     since = _first_sent(batch)
     gateway = ext.gateway()
     replies: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
@@ -405,11 +395,11 @@ def _give_up(
         if member is not None and (_archived(member) or _holds_what_we_sent(member, merge_fields)):
             replies.append((email, member, sent))
             continue
-        failure = gave_up
+        failure = given_up
         if lookup_error is not None:
             failure = TransientError(
-                gave_up.title,
-                f"{gave_up.detail} (Mailchimp could not say whether it holds the address:"
+                given_up.title,
+                f"{given_up.detail} (Mailchimp could not say whether it holds the address:"
                 f" {lookup_error})",
             )
         outcomes.append(AddressOutcome(email, Result.ERROR, error=failure, sent=sent))
@@ -424,7 +414,7 @@ def _give_up(
         sa.update(Batch)
         .where(leases.holds(Batch, batch.id, token))
         .values(
-            status="failed" if errors else "done",
+            status=BatchStatus.FAILED if errors else BatchStatus.DONE,
             retries=Batch.retries + 1,
             finished_operations=len(batch.payload),
             last_error=last_error,
@@ -439,7 +429,7 @@ def _give_up(
         session.rollback()
         return  # another worker holds the batch now
     counts = record(session, batch.run_id, outcomes, batch.id)
-    count_ended(session, batch.run_id, **{"failed" if errors else "done": 1})
+    count_ended(session, batch.run_id, done=int(not errors), failed=int(bool(errors)))
     count_retry(session, batch.run_id, 0.0, batch.retries + 1)
     session.execute(
         sa.update(Batch)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .errors import McSyncError
+
 MAX_FIELD = 1000  # characters; Mailchimp's own text merge fields stop at 255
 MAX_FIELDS = 100
 MAX_EMAIL = 320
@@ -73,7 +75,7 @@ class MailchimpChange:
         return self.status in OFF_STATUSES
 
 
-class InvalidPayload(ValueError):
+class InvalidPayload(McSyncError, ValueError):
     """A webhook body that is not one of Mailchimp's callbacks; the message says why."""
 
 

@@ -39,6 +39,7 @@ from .status import (
     report,
     run_summary,
 )
+from .statuses import RUN_ENDED, RunStatus
 from .sweep import sweep_once
 from .terminal import count, inert, say, when
 from .worker import run_worker
@@ -272,7 +273,7 @@ def export(
         click.echo(json.dumps(final, indent=2, default=str))
     else:
         say(summary_line(final))
-    if final["status"] != "finished":
+    if final["status"] != RunStatus.FINISHED:
         sys.exit(1)
 
 
@@ -498,7 +499,7 @@ def _wait_single(ext: McSync, run_id: int, timeout: float = 120) -> Any:
     while time.monotonic() < deadline:
         ext.session.expire_all()
         run = ext.session.get(Run, run_id)
-        if run is not None and run.status in ("finished", "failed"):
+        if run is not None and run.status in RUN_ENDED:
             return run
         time.sleep(0.3)
     raise click.ClickException(

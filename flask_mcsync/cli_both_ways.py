@@ -15,7 +15,7 @@ from . import connect, drift
 from . import settings as settings_mod
 from .app_state import state
 from .cli_output import emit, friendly, say_csv
-from .reconcile import ReconcileBusy, reconcile
+from .reconcile import reconcile
 from .terminal import say, when
 
 #: Holds this module's commands until :mod:`cli` adds them to the ``mcsync`` group.
@@ -78,10 +78,7 @@ def webhook_remove() -> None:
 @friendly
 def reconcile_cmd(as_json: bool) -> None:
     """Read what changed in Mailchimp since the last reconcile and apply it to the shop."""
-    try:
-        result = reconcile(state(), started_by="cli")
-    except ReconcileBusy as exc:
-        raise click.ClickException(str(exc)) from None
+    result = reconcile(state(), started_by="cli")  # ReconcileBusy: _friendly says it
 
     def text() -> None:
         what = "the whole audience" if result.first else f"changes since {result.since}"

@@ -13,12 +13,8 @@ from typing import Any, TypeVar
 
 import click
 
-from . import settings
-from .config import ConfigError
+from .errors import McSyncError
 from .gateway import MailchimpError
-from .rules import InvalidRule
-from .runs import ExportError
-from .status import InvalidPeriod
 from .terminal import inert
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,18 +26,13 @@ def friendly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (
-            ConfigError,
-            ExportError,
-            InvalidRule,
-            settings.InvalidSetting,
-            InvalidPeriod,
-        ) as exc:
-            raise click.ClickException(inert(exc)) from None
-        except MailchimpError as exc:
-            raise click.ClickException(
-                inert(f"Mailchimp said: {exc.title}. {exc.full_detail}")
-            ) from None
+        except McSyncError as exc:
+            sentence = (
+                f"Mailchimp said: {exc.title}. {exc.full_detail}"
+                if isinstance(exc, MailchimpError)
+                else str(exc)
+            )
+            raise click.ClickException(inert(sentence)) from None
 
     return wrapper  # type: ignore[return-value]
 

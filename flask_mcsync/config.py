@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from .errors import McSyncError
 from .i18n import available_locales, is_available
 
 #: Every key the extension reads, with its default. Documented in the README.
@@ -47,7 +48,7 @@ API_KEY_RE = re.compile(r"^[0-9a-f]{32}-[a-z0-9]+$")
 MAX_TIMEOUT = 120.0
 
 
-class ConfigError(click.ClickException, RuntimeError):
+class ConfigError(click.ClickException, McSyncError, RuntimeError):
     """A ``MCSYNC_*`` setting is missing or malformed.
 
     Also a :class:`click.ClickException`: when the app fails to start under ``flask ...``

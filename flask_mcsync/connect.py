@@ -36,7 +36,6 @@ NO_PUBLIC_URL = (
     " it. Set MCSYNC_PUBLIC_URL to the address Mailchimp can reach, or let the workers"
     " reconcile periodically (MCSYNC_RECONCILE_INTERVAL) or run 'flask mcsync reconcile'."
 )
-NO_AUDIENCE = "No audience is chosen: pick the target audience in General settings first."
 
 
 @dataclass
@@ -76,38 +75,38 @@ def _ours(hooks: list[dict[str, Any]], url: str) -> dict[str, Any] | None:
 def register(ext: McSync) -> WebhookStatus:
     """Register the webhook on the chosen audience (once: an existing one is kept).
 
-    :raises ConfigError: no public URL, or no audience chosen.
+    :raises ConfigError: no public URL, or :class:`~.settings.NoAudience`.
     :raises MailchimpError: Mailchimp refused (e.g. it could not reach the URL).
     """
     session = ext.session
     current = settings_mod.load(session, ext.config)
     if not ext.config.public_url:
         raise ConfigError(NO_PUBLIC_URL)
-    if not current.list_id:
-        raise ConfigError(NO_AUDIENCE)
+    list_id = current.audience()
     secret = settings_mod.ensure_webhook_secret(session, ext.config)
     url = webhook_url(ext, secret)
     gateway = ext.gateway()
-    existing = _ours(gateway.webhooks(current.list_id), url)
-    hook = existing or gateway.create_webhook(current.list_id, url, EVENTS, SOURCES)
+    existing = _ours(gateway.webhooks(list_id), url)
+    hook = existing or gateway.create_webhook(list_id, url, EVENTS, SOURCES)
     settings_mod.set_webhook_id(session, ext.config, str(hook.get("id") or "") or None)
     return status(ext)
 
 
 def remove(ext: McSync) -> int:
-    """Remove our webhook from the audience; returns how many were removed."""
+    """Remove our webhook from the audience; returns how many were removed.
+
+    :raises NoAudience: when no audience is chosen.
+    """
     session = ext.session
-    current = settings_mod.load(session, ext.config)
-    if not current.list_id:
-        raise ConfigError(NO_AUDIENCE)
+    list_id = settings_mod.load(session, ext.config).audience()
     secret = settings_mod.webhook_secret(session)
     stored_id = settings_mod.stored_webhook_id(session)
     gateway = ext.gateway()
     removed = 0
-    for hook in gateway.webhooks(current.list_id):
+    for hook in gateway.webhooks(list_id):
         url = str(hook.get("url", ""))
         if hook.get("id") == stored_id or (secret and secret in url):
-            removed += int(gateway.delete_webhook(current.list_id, str(hook["id"])))
+            removed += int(gateway.delete_webhook(list_id, str(hook["id"])))
     settings_mod.set_webhook_id(session, ext.config, None)
     return removed
 
@@ -128,7 +127,7 @@ def status(ext: McSync, live: bool = True) -> WebhookStatus:
         answer.error = NO_PUBLIC_URL
         return answer
     if not current.list_id:
-        answer.error = NO_AUDIENCE
+        answer.error = str(settings_mod.NoAudience())
         return answer
     if not secret:
         answer.in_place = False

@@ -24,7 +24,8 @@ from .gateway import MailchimpError
 from .i18n import gettext as _
 from .inbound import FROM_MAILCHIMP_RUNS
 from .models import OutboxItem, Outcome, Run
-from .outcomes import LABELS, run_label
+from .outcomes import LABELS, run_label, shown
+from .statuses import RunKind, RunStatus
 from .throttle import SlotTimeout
 
 HISTORY = 20
@@ -82,17 +83,11 @@ def history(session: Any, email: str) -> list[dict[str, Any]]:
     ).all()
     return [
         {
-            "at": o.created_at.isoformat(),
-            "run_id": o.run_id,
+            **shown(o),
             "run_kind": kind,
             "sync_reason": reason,
             "run_label": run_label(kind, reason),
-            "outcome": o.outcome,
             "outcome_label": LABELS.get(o.outcome, o.outcome),
-            "permanent": o.permanent,
-            "title": o.error_title,
-            "detail": o.error_detail,
-            "mailchimp_status": o.mailchimp_status,
             "sent": o.sent,
         }
         for o, kind, reason in rows
@@ -104,7 +99,7 @@ def waiting_rows(session: Any, email: str) -> list[dict[str, Any]]:
         sa.select(OutboxItem)
         .where(
             OutboxItem.email_hash == subscriber_hash(email),
-            OutboxItem.status.in_(("pending", "sending")),
+            OutboxItem.waiting(),
         )
         .order_by(OutboxItem.id)
     ).scalars()
@@ -122,12 +117,7 @@ def waiting_rows(session: Any, email: str) -> list[dict[str, Any]]:
 def lookup(ext: McSync, list_id: str | None, email: str) -> dict[str, Any]:
     """Mailchimp's member now: status, merge fields, last change; or why we cannot tell."""
     if not list_id:
-        return {
-            "mailchimp_error": _(
-                "No audience is chosen: pick one in the General settings (or run"
-                " 'flask mcsync settings --list ID')."
-            )
-        }
+        return {"mailchimp_error": str(settings_mod.NoAudience())}
     try:
         member = ext.gateway().get_member(list_id, email)
     except (MailchimpError, ConfigError, SlotTimeout) as exc:
@@ -159,24 +149,18 @@ def start_resync(ext: McSync, email: str, started_by: str = "diagnostic") -> Run
     The job applies the same rules as every path: an excluded or invalid address is
     recorded as skipped, and an existing member's status is never changed.
 
-    :raises ConfigError: when no audience is chosen or the queue is not configured.
+    :raises NoAudience: when no audience is chosen.
+    :raises ConfigError: when the queue is not configured.
     """
     session = ext.session
-    current = settings_mod.load(session, ext.config)
-    if not current.list_id:
-        raise ConfigError(
-            _(
-                "No audience is chosen: pick one in the General settings (or run"
-                " 'flask mcsync settings --list ID') first."
-            )
-        )
-    run = Run(kind="resync", list_id=current.list_id, started_by=started_by[:120], total=1)
+    list_id = settings_mod.load(session, ext.config).audience()
+    run = Run(kind=RunKind.RESYNC, list_id=list_id, started_by=started_by[:120], total=1)
     session.add(run)
     session.commit()
     try:
         enqueue_resync(ext, run.id, email.strip())
     except Exception as exc:  # the run must not stay "queued" forever
-        run.status = "failed"
+        run.status = RunStatus.FAILED
         run.message = _(
             "Could not queue the re-sync (%(error)s): check that Redis is running.", error=exc
         )

@@ -33,6 +33,7 @@ from .inbound import RECONCILE_RUN
 from .models import AudienceMember, Run
 from .source import SubscriberSource
 from .status import _cell
+from .statuses import RunStatus
 
 
 class DriftKind(str, enum.Enum):
@@ -187,7 +188,7 @@ def report(
         return DriftReport(None, None, 0)
     last = session.execute(
         sa.select(Run.finished_at)
-        .where(Run.kind == RECONCILE_RUN, Run.list_id == list_id, Run.status == "finished")
+        .where(Run.kind == RECONCILE_RUN, Run.list_id == list_id, Run.status == RunStatus.FINISHED)
         .order_by(Run.id.desc())
         .limit(1)
     ).scalar_one_or_none()

@@ -47,14 +47,15 @@ from sqlalchemy.orm import Session
 
 from .models import OutboxItem, Outcome, Run, Settings, utcnow
 from .settings import SyncSettings
+from .statuses import OutboxStatus, Result, RunKind
 
 # An export's outcome, as the outbox row it covers records it.
-_COVERED_STATUS = {
-    "created": "sent",
-    "updated": "sent",
-    "unsubscribed": "sent",
-    "skipped": "skipped",
-    "error": "failed",
+_COVERED_STATUS: dict[str, OutboxStatus] = {
+    Result.CREATED: OutboxStatus.SENT,
+    Result.UPDATED: OutboxStatus.SENT,
+    Result.UNSUBSCRIBED: OutboxStatus.SENT,
+    Result.SKIPPED: OutboxStatus.SKIPPED,
+    Result.ERROR: OutboxStatus.FAILED,
 }
 
 
@@ -105,11 +106,13 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
         covered = _export_outcome(session, current.list_id, items)
         if covered is not None and covered[2] not in NEEDS_CONFIRMATION:
             run_id, outcome, _ = covered
-            status = _COVERED_STATUS.get(outcome, "sent")
+            status = _COVERED_STATUS.get(outcome, OutboxStatus.SENT)
             said = {
-                "sent": f"Already sent by export run {run_id} ({outcome})",
-                "skipped": f"Already recorded as skipped by export run {run_id}",
-                "failed": f"Already tried by export run {run_id}, which recorded an error",
+                OutboxStatus.SENT: f"Already sent by export run {run_id} ({outcome})",
+                OutboxStatus.SKIPPED: f"Already recorded as skipped by export run {run_id}",
+                OutboxStatus.FAILED: (
+                    f"Already tried by export run {run_id}, which recorded an error"
+                ),
             }[status]
             return Decision(
                 "covered",
@@ -146,7 +149,7 @@ def _export_outcome(
         .where(
             Outcome.email_hash == items[0].email_hash,
             Outcome.created_at >= max(item.created_at for item in items),
-            Run.kind == "export",
+            Run.kind == RunKind.EXPORT,
             Run.list_id == list_id,
         )
         .order_by(Outcome.id.desc())
@@ -160,9 +163,9 @@ def _export_outcome(
 def hold(items: Sequence[OutboxItem], decision: Decision, lease_seconds: float) -> None:
     """Park the rows until their export ends (not an attempt: the claim is given back)."""
     for item in items:
-        if item.status == "sending":
+        if item.status == OutboxStatus.SENDING:
             item.attempts = max(item.attempts - 1, 0)
-        item.status = "pending"
+        item.status = OutboxStatus.PENDING
         item.last_error = decision.reason
         item.run_id = decision.run_id
         item.next_attempt_at = utcnow() + timedelta(seconds=lease_seconds)
@@ -175,13 +178,13 @@ def release(session: Session, run_id: int) -> list[int]:
     Returns their ids, for the caller to hand to the workers after the commit.
     """
     waiting = sa.select(OutboxItem.id).where(
-        OutboxItem.run_id == run_id, OutboxItem.status == "pending"
+        OutboxItem.run_id == run_id, OutboxItem.status == OutboxStatus.PENDING
     )
     ids = list(session.execute(waiting).scalars())
     if ids:
         session.execute(
             sa.update(OutboxItem)
-            .where(OutboxItem.id.in_(ids), OutboxItem.status == "pending")
+            .where(OutboxItem.id.in_(ids), OutboxItem.status == OutboxStatus.PENDING)
             .values(next_attempt_at=utcnow())
             .execution_options(synchronize_session=False)
         )

@@ -28,7 +28,7 @@ import json
 import tarfile
 import weakref
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -36,7 +36,9 @@ from mailchimp3 import MailChimp
 from mailchimp3.mailchimpclient import MailChimpError
 
 from .addresses import subscriber_hash
-from .throttle import ConnectionSlots
+from .errors import McSyncError
+from .models import parse_time
+from .throttle import ConnectionSlots, SlotTimeout
 
 # Titles of 400 answers that are about one address and will not change on a retry.
 ADDRESS_TITLES = {
@@ -59,7 +61,7 @@ EMPTY_403_DETAIL = (
 )
 
 
-class MailchimpError(Exception):
+class MailchimpError(McSyncError):
     """Something Mailchimp (or the way to it) refused. ``str()`` is a full sentence."""
 
     permanent = True
@@ -104,6 +106,19 @@ class AddressError(MailchimpError):
 
 class AccountError(MailchimpError):
     pass
+
+
+def as_mailchimp_error(exc: Exception) -> MailchimpError:
+    """A passing failure told as Mailchimp's are; a full connection limit is "Busy"."""
+    if isinstance(exc, MailchimpError):
+        return exc
+    return TransientError("Busy" if isinstance(exc, SlotTimeout) else type(exc).__name__, str(exc))
+
+
+def gave_up(tries: int, exc: Exception, unit: str = "tries") -> TransientError:
+    """What is recorded once a passing failure outlasted every try: the last cause."""
+    cause = as_mailchimp_error(exc)
+    return TransientError(f"Gave up after {tries} {unit}", f"{cause.title}: {cause.detail}")
 
 
 def error_from_response(
@@ -514,18 +529,8 @@ def was_created(member: dict[str, Any], status_if_new: str, since: datetime) -> 
     if member.get("status") != status_if_new:
         return False
     field = "timestamp_opt" if status_if_new == "subscribed" else "last_changed"
-    stamp = _parse_time(member.get(field)) or _parse_time(member.get("timestamp_signup"))
+    stamp = parse_time(member.get(field)) or parse_time(member.get("timestamp_signup"))
     if stamp is None or stamp < since.replace(microsecond=0):
         return False
-    changed = _parse_time(member.get("last_changed"))
+    changed = parse_time(member.get("last_changed"))
     return field == "last_changed" or changed is None or changed <= stamp
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)

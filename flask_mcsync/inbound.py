@@ -36,11 +36,12 @@ from .changes import Kind, MailchimpChange
 from .models import AudienceMember, OutboxItem, Run, metadata, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .signals import FROM_MAILCHIMP, mailchimp_changed
+from .statuses import RunKind, RunStatus
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_RUN = "mailchimp"  # a run per webhook event
-RECONCILE_RUN = "reconcile"  # a run per reconcile, an outcome per change it applied
+WEBHOOK_RUN = RunKind.MAILCHIMP  # a run per webhook event
+RECONCILE_RUN = RunKind.RECONCILE  # a run per reconcile, an outcome per change it applied
 FROM_MAILCHIMP_RUNS = (WEBHOOK_RUN, RECONCILE_RUN)
 
 
@@ -77,57 +78,42 @@ def apply_change(
     commits (or rolls back: nothing then happened).
     """
     session = ext.session
-    pending = outcomes if outcomes is not None else []
     previous_status = _advance(session, change, list_id)
     if previous_status is Applied.STALE:
-        pending.append(
-            AddressOutcome(
-                change.email,
-                Result.SKIPPED,
-                skip_reason=(
-                    f"Mailchimp {change.kind.value} of {change.changed_at:%Y-%m-%d %H:%M:%S}"
-                    " is older than the state already applied: ignored."
-                ),
-                mailchimp_status=change.status,
-                sent=_described(change, None),
-            )
+        stale_because = "the state already applied: ignored."
+    elif (opted_in := _shop_opted_in_after(session, change)) is not None:
+        stale_because = (
+            f"the customer's opt-in in the shop ({opted_in:%Y-%m-%d %H:%M:%S}): the shop's"
+            " newer choice stands, and auto-sync sends it."
         )
-        if outcomes is None:
-            record(session, run_id, pending)
-        return Applied.STALE
-    opted_in = _shop_opted_in_after(session, change)
-    if opted_in is not None:
-        pending.append(
-            AddressOutcome(
-                change.email,
-                Result.SKIPPED,
-                skip_reason=(
-                    f"Mailchimp {change.kind.value} of {change.changed_at:%Y-%m-%d %H:%M:%S}"
-                    " is older than the customer's opt-in in the shop"
-                    f" ({opted_in:%Y-%m-%d %H:%M:%S}): the shop's newer choice stands, and"
-                    " auto-sync sends it."
-                ),
-                mailchimp_status=change.status,
-                sent=_described(change, None),
-            )
+    else:
+        stale_because = None
+    if stale_because is not None:
+        outcome = AddressOutcome(
+            change.email,
+            Result.SKIPPED,
+            skip_reason=(
+                f"Mailchimp {change.kind.value} of {change.changed_at:%Y-%m-%d %H:%M:%S}"
+                f" is older than {stale_because}"
+            ),
+            mailchimp_status=change.status,
+            sent=_described(change, None),
         )
-        if outcomes is None:
-            record(session, run_id, pending)
-        return Applied.STALE
-    if change.status is None and previous_status:
-        change = _with_status(change, previous_status)
-    what = tell_host(ext, change)
-    pending.append(
-        AddressOutcome(
+    else:
+        if change.status is None and previous_status:
+            change = _with_status(change, previous_status)
+        what = tell_host(ext, change)
+        outcome = AddressOutcome(
             change.email,
             Result.UPDATED,
             mailchimp_status=change.status,
             sent=_described(change, what),
         )
-    )
     if outcomes is None:
-        record(session, run_id, pending)
-    return Applied.APPLIED
+        record(session, run_id, [outcome])
+    else:
+        outcomes.append(outcome)
+    return Applied.STALE if stale_because is not None else Applied.APPLIED
 
 
 def _shop_opted_in_after(session: Session, change: MailchimpChange) -> Any:
@@ -322,7 +308,7 @@ def new_run(session: Session, kind: str, list_id: str, started_by: str) -> Run:
         kind=kind,
         list_id=list_id or "",
         started_by=started_by[:120],
-        status="running",
+        status=RunStatus.RUNNING,
         started_at=utcnow(),
     )
     session.add(run)
@@ -331,7 +317,7 @@ def new_run(session: Session, kind: str, list_id: str, started_by: str) -> Run:
 
 
 def close_run(run: Run, message: str | None = None) -> None:
-    run.status = "finished"
+    run.status = RunStatus.FINISHED
     run.finished_at = utcnow()
     if message:
         run.message = message

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from .errors import McSyncError
 from .i18n import gettext as _
 from .terminal import inert
 
@@ -27,7 +28,7 @@ MAX_ID = 2**31 - 1
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
-class InvalidInput(ValueError):
+class InvalidInput(McSyncError, ValueError):
     """An id, number or text a person typed cannot be used; the message says what can."""
 
 

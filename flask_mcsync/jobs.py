@@ -15,12 +15,14 @@ from typing import Any
 
 from .app_state import state
 from .batch_sync import advance
-from .gateway import MailchimpError, TransientError
+from .gateway import MailchimpError, TransientError, as_mailchimp_error, gave_up
 from .outbox import drain, send_outbox_item
 from .planner import LostLease, plan
 from .reconcile import ReconcileBusy, reconcile
 from .retry import backoff_seconds
+from .settings import NoAudience
 from .single_sync import fail_run, run_single
+from .statuses import RunKind, SyncReason
 from .throttle import SlotTimeout
 from .webhook_events import apply_event
 
@@ -53,24 +55,28 @@ def resync_address(run_id: int, email: str) -> None:
     ext = state()
     # The shop owner is looking at the page: a few quick tries, then the error is shown.
     for attempt in range(1, RESYNC_TRIES + 1):
+        failure: MailchimpError | NoAudience
         try:
             run_single(
-                ext, email, kind="resync", started_by="diagnostic", wants="resync", run_id=run_id
+                ext,
+                email,
+                kind=RunKind.RESYNC,
+                started_by="diagnostic",
+                wants=SyncReason.RESYNC,
+                run_id=run_id,
             )
             return
         except (TransientError, SlotTimeout) as exc:
             ext.session.rollback()
-            error = exc if isinstance(exc, MailchimpError) else TransientError("Busy", str(exc))
             if attempt < RESYNC_TRIES:
-                time.sleep(min(backoff_seconds(attempt, error.retry_after), 20.0))
+                delay = backoff_seconds(attempt, as_mailchimp_error(exc).retry_after)
+                time.sleep(min(delay, 20.0))
                 continue
-            failure: MailchimpError = TransientError(
-                f"Gave up after {attempt} tries", f"{error.title}: {error.detail}"
-            )
-        except MailchimpError as exc:
+            failure = gave_up(attempt, exc)
+        except (MailchimpError, NoAudience) as exc:
             ext.session.rollback()
             failure = exc
-        fail_run(ext, run_id, email, failure, kind="resync", started_by="diagnostic")
+        fail_run(ext, run_id, email, failure, kind=RunKind.RESYNC, started_by="diagnostic")
         return
 
 

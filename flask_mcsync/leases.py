@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .models import Batch, Run, utcnow
+from .statuses import BATCH_ENDED, RUN_ENDED
 
 
 def new_token() -> str:
@@ -40,7 +41,7 @@ def claim(
     free = sa.or_(model.lease_until.is_(None), model.lease_until < now)
     if token is not None:
         free = sa.or_(free, model.lease_token == token)
-    ended = ("finished", "failed") if model is Run else ("done", "failed")
+    ended = RUN_ENDED if model is Run else BATCH_ENDED
     result = session.execute(
         sa.update(model)
         .where(model.id == row_id, model.status.not_in(ended), free)

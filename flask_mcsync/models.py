@@ -18,9 +18,29 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from .statuses import OUTBOX_WAITING, BatchStatus, EventStatus, OutboxStatus, RunStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 text (ours, or Mailchimp's with ``Z``) as an aware datetime, or None.
+
+    A naive time is UTC, as our columns hold; a datetime passes through; empty or
+    unreadable text gives None.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif not value or not isinstance(value, str):
+        return None
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -106,7 +126,7 @@ class Run(Base):
     # address_change | resync (NULL for exports and runs older than the column).
     sync_reason: Mapped[str | None] = mapped_column(sa.String(24))
     list_id: Mapped[str] = mapped_column(sa.String(64))
-    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    status: Mapped[str] = mapped_column(sa.String(16), default=RunStatus.QUEUED.value)
     active_list_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     started_by: Mapped[str] = mapped_column(sa.String(120), default="")
     batch_size: Mapped[int] = mapped_column(default=0)
@@ -165,7 +185,7 @@ class Batch(Base):
     seq: Mapped[int]
     # A retry batch re-sends the addresses of batch ``retry_of`` that failed transiently.
     retry_of: Mapped[int | None]
-    status: Mapped[str] = mapped_column(sa.String(16), default="waiting")
+    status: Mapped[str] = mapped_column(sa.String(16), default=BatchStatus.WAITING.value)
     size: Mapped[int] = mapped_column(default=0)
     first_address: Mapped[str] = mapped_column(sa.String(254), default="")
     last_address: Mapped[str] = mapped_column(sa.String(254), default="")
@@ -242,13 +262,18 @@ class OutboxItem(Base):
     email_hash: Mapped[str] = mapped_column(sa.String(32))
     previous_email: Mapped[str | None] = mapped_column(sa.String(320))
     merge_fields: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
-    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    status: Mapped[str] = mapped_column(sa.String(16), default=OutboxStatus.PENDING.value)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("mcsync_runs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @classmethod
+    def waiting(cls) -> sa.ColumnElement[bool]:
+        """The rows still to send: due or backing off, or claimed by a worker."""
+        return cls.status.in_(sorted(OUTBOX_WAITING))
 
 
 class SchemaVersion(Base):
@@ -282,7 +307,7 @@ class WebhookEvent(Base):
     email: Mapped[str] = mapped_column(sa.String(320), default="")
     email_hash: Mapped[str] = mapped_column(sa.String(32), default="")
     # received | applied | stale | ignored | invalid
-    status: Mapped[str] = mapped_column(sa.String(16), default="received")
+    status: Mapped[str] = mapped_column(sa.String(16), default=EventStatus.RECEIVED.value)
     message: Mapped[str | None] = mapped_column(sa.Text)
     payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
     run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("mcsync_runs.id", ondelete="SET NULL"))

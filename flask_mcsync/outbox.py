@@ -27,11 +27,13 @@ from . import first_export
 from . import settings as settings_mod
 from .app_state import McSync
 from .enqueue import enqueue_drain, enqueue_outbox_item
-from .gateway import AccountError, TransientError
+from .gateway import AccountError, MailchimpError, TransientError, as_mailchimp_error, gave_up
 from .handoff import breaker_for
 from .models import OutboxItem, utcnow
 from .retry import backoff_seconds
+from .settings import NoAudience
 from .single_sync import SHOP, fail_run, run_single
+from .statuses import OutboxStatus, RunKind, SyncReason
 from .throttle import SlotTimeout
 
 log = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def due_items(session: Session, limit: int = 1000, idle_seconds: float = 0) -> l
     cutoff = utcnow() - timedelta(seconds=idle_seconds)
     query = (
         sa.select(OutboxItem.id)
-        .where(OutboxItem.status.in_(("pending", "sending")), OutboxItem.next_attempt_at <= cutoff)
+        .where(OutboxItem.waiting(), OutboxItem.next_attempt_at <= cutoff)
         .order_by(OutboxItem.id)
         .limit(limit)
     )
@@ -182,9 +184,9 @@ def _give_back(session: Session, item_id: int) -> None:
     """Undo our claim on a row whose send broke on Redis (nothing was recorded)."""
     session.execute(
         sa.update(OutboxItem)
-        .where(OutboxItem.id == item_id, OutboxItem.status == "sending")
+        .where(OutboxItem.id == item_id, OutboxItem.status == OutboxStatus.SENDING)
         .values(
-            status="pending",
+            status=OutboxStatus.PENDING,
             attempts=OutboxItem.attempts - 1,  # the claim counted a try that never went out
             next_attempt_at=utcnow(),
         )
@@ -198,7 +200,7 @@ def waiting_count(session: Session) -> int:
         session.execute(
             sa.select(sa.func.count())
             .select_from(OutboxItem)
-            .where(OutboxItem.status.in_(("pending", "sending")))
+            .where(OutboxItem.waiting())
         ).scalar_one()
     )
 
@@ -219,11 +221,11 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         sa.update(OutboxItem)
         .where(
             OutboxItem.id == item_id,
-            OutboxItem.status.in_(("pending", "sending")),
+            OutboxItem.waiting(),
             OutboxItem.next_attempt_at <= now,
         )
         .values(
-            status="sending",
+            status=OutboxStatus.SENDING,
             attempts=OutboxItem.attempts + 1,
             next_attempt_at=now + timedelta(seconds=ext.config.lease_seconds),
         )
@@ -241,7 +243,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             sa.select(OutboxItem)
             .where(
                 OutboxItem.email_hash == item.email_hash,
-                OutboxItem.status == "pending",
+                OutboxItem.status == OutboxStatus.PENDING,
                 OutboxItem.id != item.id,
             )
             .order_by(OutboxItem.id)
@@ -258,14 +260,15 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         session.commit()
         return "held"
     if decision.action != "send":
-        status = decision.status if decision.action == "covered" else "ignored"
-        _close(session, closing, status or "ignored", decision.reason, decision.run_id)
+        status = decision.status if decision.action == "covered" else OutboxStatus.IGNORED
+        _close(session, closing, status or OutboxStatus.IGNORED, decision.reason, decision.run_id)
         return "covered" if decision.action == "covered" else "ignored"
+    failure: MailchimpError | NoAudience
     try:
         run = run_single(
             ext,
             latest_email,
-            kind="auto",
+            kind=RunKind.AUTO,
             started_by=SHOP,
             wants=wants,
             previous_email=previous,
@@ -273,51 +276,44 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         )
     except (TransientError, SlotTimeout) as exc:
         session.rollback()
-        error = exc if isinstance(exc, TransientError) else TransientError("Busy", str(exc))
         if item.attempts >= ext.config.max_attempts:
-            gave_up = TransientError(
-                f"Gave up after {item.attempts} attempts", f"{error.title}: {error.detail}"
-            )
-            run = fail_run(
-                ext,
-                None,
-                latest_email,
-                gave_up,
-                kind="auto",
-                started_by=SHOP,
-                reason=_asked(wants, previous),
-                commit=False,
-            )
-            _close(session, closing, "failed", str(gave_up), run.id)
-            return "failed"
-        delay = backoff_seconds(item.attempts, error.retry_after)
-        item.status = "pending"
-        item.last_error = f"Attempt {item.attempts}: {error}"
-        item.next_attempt_at = utcnow() + timedelta(seconds=delay)
-        session.commit()
-        if not ext.redis_offline:  # else the row waits, due again after its backoff
-            enqueue_outbox_item(ext, item.id, delay=delay)
-        return "retry"
-    except AccountError as exc:
+            failure = gave_up(item.attempts, exc, "attempts")
+        else:
+            error = as_mailchimp_error(exc)
+            delay = backoff_seconds(item.attempts, error.retry_after)
+            item.status = OutboxStatus.PENDING
+            item.last_error = f"Attempt {item.attempts}: {error}"
+            item.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            session.commit()
+            if not ext.redis_offline:  # else the row waits, due again after its backoff
+                enqueue_outbox_item(ext, item.id, delay=delay)
+            return "retry"
+    except (AccountError, NoAudience) as exc:
         session.rollback()
-        run = fail_run(
-            ext,
-            None,
-            latest_email,
-            exc,
-            kind="auto",
-            started_by=SHOP,
-            reason=_asked(wants, previous),
-            commit=False,
+        failure = exc
+    else:
+        # The outcome and the outbox rows commit together: a crash cannot leave the
+        # address recorded as synced while its row waits to be sent again.
+        session.refresh(run)
+        status = (
+            OutboxStatus.SKIPPED
+            if run.skipped
+            else (OutboxStatus.FAILED if run.errors else OutboxStatus.SENT)
         )
-        _close(session, closing, "failed", str(exc), run.id)
-        return "failed"
-    # The outcome and the outbox rows commit together: a crash cannot leave the address
-    # recorded as synced while its row waits to be sent again.
-    session.refresh(run)
-    status = "skipped" if run.skipped else ("failed" if run.errors else "sent")
-    _close(session, closing, status, run.message, run.id)
-    return status
+        _close(session, closing, status, run.message, run.id)
+        return status.value
+    run = fail_run(
+        ext,
+        None,
+        latest_email,
+        failure,
+        kind=RunKind.AUTO,
+        started_by=SHOP,
+        reason=_asked(wants, previous),
+        commit=False,
+    )
+    _close(session, closing, OutboxStatus.FAILED, str(failure), run.id)
+    return "failed"
 
 
 def wanted(actions: list[str]) -> str:
@@ -341,8 +337,8 @@ def wanted(actions: list[str]) -> str:
 def _asked(wants: str, previous: str | None) -> str:
     """The sync's reason when it failed before the shop's data was read."""
     if previous:
-        return "address_change"
-    return {"change": "update"}.get(wants, wants)
+        return SyncReason.ADDRESS_CHANGE
+    return SyncReason.UPDATE if wants == "change" else wants
 
 
 def _close(

@@ -8,7 +8,6 @@ address counted twice or not at all.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,10 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .addresses import subscriber_hash
-from .gateway import MailchimpError
+from .gateway import MailchimpError, was_created
 from .i18n import N_, NP_, pgettext
 from .i18n import gettext as _
 from .models import Outcome, Run, utcnow
+from .statuses import Result, RunKind, SyncReason
 
 # What the admin pages, the CSV and the CLI call each result.
 # English here (stored, and the CLI's words); the admin pages show them translated.
@@ -41,43 +41,29 @@ def outcome_label(outcome: str) -> str:
     return pgettext("outcome", label) if label else outcome.capitalize()
 
 
-KIND_LABELS = {
-    "export": N_("Manual export"),
-    "auto": N_("Auto-sync"),
-    "resync": N_("Re-sync"),
-    "mailchimp": N_("From Mailchimp"),
-    "reconcile": N_("From Mailchimp (reconcile)"),
+KIND_LABELS: dict[str, str] = {
+    RunKind.EXPORT: N_("Manual export"),
+    RunKind.AUTO: N_("Auto-sync"),
+    RunKind.RESYNC: N_("Re-sync"),
+    RunKind.MAILCHIMP: N_("From Mailchimp"),
+    RunKind.RECONCILE: N_("From Mailchimp (reconcile)"),
 }
-REASON_LABELS = {
-    "signup": N_("signup"),
-    "optin": N_("newsletter opt-in"),
-    "optout": N_("opt-out"),
-    "address_change": N_("address change"),
-    "update": N_("profile change"),
-    "resync": N_("re-sync"),
+REASON_LABELS: dict[str, str] = {
+    SyncReason.SIGNUP: N_("signup"),
+    SyncReason.OPTIN: N_("newsletter opt-in"),
+    SyncReason.OPTOUT: N_("opt-out"),
+    SyncReason.ADDRESS_CHANGE: N_("address change"),
+    SyncReason.UPDATE: N_("profile change"),
+    SyncReason.RESYNC: N_("re-sync"),
 }
 
 
 def run_label(kind: str, reason: str | None) -> str:
     """What a sync was, e.g. "Auto-sync · opt-out" (the dashboard, diagnostic and CLI)."""
     label = _(KIND_LABELS.get(kind, kind))
-    if reason and not (kind == "resync" and reason == "resync"):
+    if reason and not (kind == RunKind.RESYNC and reason == SyncReason.RESYNC):
         label += f" · {_(REASON_LABELS.get(reason, reason))}"
     return label
-
-
-class Result(str, enum.Enum):
-    CREATED = "created"
-    UPDATED = "updated"
-    UNSUBSCRIBED = "unsubscribed"
-    # Mailchimp holds the contact archived and left it so (only an explicit status would
-    # un-archive it, which no sync sends): neither created nor updated.
-    ARCHIVED = "archived"
-    # A fresh opt-in in the shop of someone Mailchimp held unsubscribed: set to pending,
-    # so Mailchimp sent its confirmation e-mail.
-    CONFIRMATION = "confirmation"
-    SKIPPED = "skipped"
-    ERROR = "error"
 
 
 # Which Run counter each result adds to.
@@ -126,6 +112,20 @@ class AddressOutcome:
             "sent": self.sent,
             "created_at": now or utcnow(),
         }
+
+
+def shown(row: Outcome) -> dict[str, Any]:
+    """A recorded outcome as the admin pages, the diagnostic tool and their JSON show it."""
+    return {
+        "at": row.created_at.isoformat(),
+        "run_id": row.run_id,
+        "email": row.email,
+        "outcome": row.outcome,
+        "permanent": row.permanent,
+        "title": row.error_title,
+        "detail": row.error_detail,
+        "mailchimp_status": row.mailchimp_status,
+    }
 
 
 def archived_outcome(email: str, sent: dict[str, Any] | None) -> AddressOutcome:
@@ -183,6 +183,43 @@ def synced_since(
         ).scalars()
     )
     return {email_hash for email_hash, runs in found.items() if runs & in_audience}
+
+
+def created_or_updated(
+    session: Session,
+    list_id: str,
+    status_if_new: str,
+    since: datetime,
+    members: list[tuple[str, dict[str, Any]]],
+    hashes: list[str] | None = None,
+) -> list[Result]:
+    """Created or updated, for each (address, member Mailchimp answered) of one write.
+
+    Mailchimp's answer decides (:func:`~.gateway.was_created`): after Mailchimp lost its
+    members (a restart of the sandbox, a deleted contact), what it created again is
+    "created", whatever our history says. Our history only settles the one case the
+    answer cannot: a member another sync created since ``since`` (the first send), so
+    only the syncs recorded since then are looked up. ``hashes``, when the caller has
+    them, are those of the addresses.
+    """
+    hashes = hashes if hashes is not None else [subscriber_hash(e) for e, _ in members]
+    new = [was_created(body, status_if_new, since) for _, body in members]
+    maybe_new = [email for (email, _), is_new in zip(members, new, strict=True) if is_new]
+    recent = (
+        synced_since(
+            session,
+            list_id,
+            maybe_new,
+            since,
+            hashes=[h for h, is_new in zip(hashes, new, strict=True) if is_new],
+        )
+        if maybe_new
+        else set()
+    )
+    return [
+        Result.CREATED if is_new and email_hash not in recent else Result.UPDATED
+        for email_hash, is_new in zip(hashes, new, strict=True)
+    ]
 
 
 def record(

@@ -18,18 +18,20 @@ import sqlalchemy as sa
 from . import enqueue, leases
 from .app_state import McSync
 from .eligibility import Deduplicator, Fate, scan
+from .errors import McSyncError
 from .exclusions import load_ruleset
 from .merge_values import convert_all
 from .models import Batch, Run, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .preflight import types_or_none
 from .runs import finish_if_complete
+from .statuses import RunStatus
 
 
 def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
     session = ext.session
     lease = ext.config.lease_seconds
-    token = leases.claim(session, Run, run_id, lease, token, status="running")
+    token = leases.claim(session, Run, run_id, lease, token, status=RunStatus.RUNNING)
     if token is None:
         return  # another worker is planning it, or it has ended
     run = session.get(Run, run_id)
@@ -136,5 +138,5 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
     finish_if_complete(ext, run_id)
 
 
-class LostLease(RuntimeError):
+class LostLease(McSyncError, RuntimeError):
     """This worker no longer holds the row it was working on; it stops quietly."""

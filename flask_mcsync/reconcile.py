@@ -28,13 +28,13 @@ from . import settings as settings_mod
 from .addresses import normalize, subscriber_hash
 from .app_state import McSync
 from .changes import OFF_STATUSES, Kind, MailchimpChange
-from .config import ConfigError
+from .errors import McSyncError
 from .gateway import TransientError
-from .gateway import _parse_time as _time
 from .inbound import RECONCILE_RUN, Applied, apply_change, close_run, insert_new
-from .models import AudienceMember, Run, utcnow
+from .models import AudienceMember, Run, parse_time, utcnow
 from .outcomes import AddressOutcome, record
 from .retry import backoff_seconds
+from .statuses import RunStatus
 from .throttle import SlotTimeout
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ KIND_OF_STATUS = {
 }
 
 
-class ReconcileBusy(RuntimeError):
+class ReconcileBusy(McSyncError, RuntimeError):
     """Another reconcile of this audience is running."""
 
 
@@ -76,7 +76,7 @@ class ReconcileResult:
 def last_reconcile(session: Any, list_id: str) -> Run | None:
     return session.execute(
         sa.select(Run)
-        .where(Run.kind == RECONCILE_RUN, Run.list_id == list_id, Run.status == "finished")
+        .where(Run.kind == RECONCILE_RUN, Run.list_id == list_id, Run.status == RunStatus.FINISHED)
         .order_by(Run.id.desc())
         .limit(1)
     ).scalar_one_or_none()
@@ -93,7 +93,7 @@ def _claim(ext: McSync, list_id: str, started_by: str) -> Run:
             list_id=list_id,
             active_list_id=slot,
             started_by=started_by[:120],
-            status="running",
+            status=RunStatus.RUNNING,
             started_at=now,
             lease_until=now + LEASE,
         )
@@ -112,7 +112,7 @@ def _claim(ext: McSync, list_id: str, started_by: str) -> Run:
                 " will be done soon: look at Sync status."
             )
         if holder is not None:  # it died: end it and take its place
-            holder.status, holder.active_list_id = "failed", None
+            holder.status, holder.active_list_id = RunStatus.FAILED, None
             holder.message = "Stopped: its worker went silent; a later reconcile took over."
             holder.finished_at = utcnow()
             session.commit()
@@ -122,14 +122,12 @@ def _claim(ext: McSync, list_id: str, started_by: str) -> Run:
 def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) -> ReconcileResult:
     """Read the members changed since the last reconcile and apply their changes.
 
-    :raises ConfigError: no audience chosen.
+    :raises NoAudience: no audience chosen.
     :raises ReconcileBusy: another reconcile of this audience is running.
     :raises MailchimpError: Mailchimp refused (bad key, unknown audience) or stayed busy.
     """
     session = ext.session
-    list_id = settings_mod.load(session, ext.config).list_id
-    if not list_id:
-        raise ConfigError("No audience is chosen: pick the target audience in General settings.")
+    list_id = settings_mod.load(session, ext.config).audience()
     previous = last_reconcile(session, list_id)
     since = _since(previous.planned_through) if previous is not None else None
     run = _claim(ext, list_id, started_by)
@@ -159,7 +157,7 @@ def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) 
                     break
     except BaseException as exc:
         session.rollback()
-        run.status, run.active_list_id, run.finished_at = "failed", None, utcnow()
+        run.status, run.active_list_id, run.finished_at = RunStatus.FAILED, None, utcnow()
         run.message = f"Stopped after {result.read} members: {exc}"[:2000]
         session.commit()
         raise
@@ -180,7 +178,7 @@ def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) 
 def _since(through: str | None) -> str | None:
     """A second before the newest change the last reconcile saw: a member changed in that
     same second after its read is not missed (one read again changes nothing)."""
-    stamp = _time(through)
+    stamp = parse_time(through)
     return (stamp - timedelta(seconds=1)).isoformat() if stamp else None
 
 
@@ -260,7 +258,7 @@ def _apply_page(
             for k, v in (member.get("merge_fields") or {}).items()
             if isinstance(v, (str, int, float))
         }
-        changed_at = _time(member.get("last_changed")) or now
+        changed_at = parse_time(member.get("last_changed")) or now
         stamp = changed_at.isoformat()
         if result.through is None or stamp > result.through:
             result.through = stamp

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .addresses import invalid_domain, invalid_reason, normalize
+from .errors import McSyncError
 from .i18n import N_
 from .i18n import gettext as _
 
@@ -40,7 +41,7 @@ class RuleKind(str, enum.Enum):
         }[self.value]
 
 
-class InvalidRule(ValueError):
+class InvalidRule(McSyncError, ValueError):
     """A rule the shop owner typed cannot be used; the message says how to fix it."""
 
 

@@ -19,23 +19,29 @@ from . import first_export
 from . import settings as settings_mod
 from .app_state import McSync
 from .enqueue import enqueue_plan
+from .errors import McSyncError
 from .i18n import N_
 from .i18n import gettext as _
 from .models import Batch, Run, utcnow
 from .outbox import enqueue_items
 from .preflight import refusal_message, unmapped_required
 from .settings import InvalidSetting
+from .statuses import (
+    BATCH_ACTIVE,
+    BATCH_ENDED,
+    BATCH_NOT_ENDED,
+    RUN_ENDED,
+    BatchStatus,
+    RunKind,
+    RunStatus,
+)
 
-BATCH_ENDED = ("done", "failed")
-BATCH_ACTIVE = ("sending", "processing")
-BATCH_NOT_ENDED = ("waiting", *BATCH_ACTIVE)
-RUN_ENDED = ("finished", "failed")
 # The progress window shows this many batches of each status at most: its cost must
 # not grow with the run (a million addresses are 1,000 batches).
 WINDOW = 20
 
 
-class ExportError(RuntimeError):
+class ExportError(McSyncError, RuntimeError):
     """A run could not be started; the message says what to do."""
 
 
@@ -63,20 +69,14 @@ def start_export(
     required field, Mailchimp would refuse the addresses, so the export starts only if
     the owner chose ``skip_merge_validation`` (recorded on the run).
 
-    :raises ExportError: when no audience is chosen, the batch size is out of range,
+    :raises NoAudience: when no audience is chosen (and none is given).
+    :raises ExportError: when the batch size is out of range,
         required merge fields are not filled and not skipped, or the job queue cannot be
         reached.
     """
     session = ext.session
     current = settings_mod.load(session, ext.config)
-    list_id = list_id or current.list_id
-    if not list_id:
-        raise ExportError(
-            _(
-                "No target audience is chosen: pick one in the General settings (or, from the"
-                " command line, pass --list with an id from 'flask mcsync lists')."
-            )
-        )
+    list_id = list_id or current.audience()
     running = active_export(session, list_id)
     if running is not None:
         return Started(running, created=False)
@@ -92,10 +92,10 @@ def start_export(
         if missing:
             raise ExportError(refusal_message(missing))
     run = Run(
-        kind="export",
+        kind=RunKind.EXPORT,
         list_id=list_id,
         active_list_id=list_id,
-        status="queued",
+        status=RunStatus.QUEUED,
         started_by=started_by[:120],
         batch_size=size,
         status_if_new=current.status_if_new,
@@ -114,7 +114,7 @@ def start_export(
     try:
         enqueue_plan(ext, run.id)
     except Exception as exc:  # any failure to queue must leave no run holding the audience
-        end_run(session, run.id, "failed", f"Could not queue the export: {exc}")
+        end_run(session, run.id, RunStatus.FAILED, f"Could not queue the export: {exc}")
         session.commit()
         raise ExportError(
             _(
@@ -148,7 +148,7 @@ def stop_run(session: Session, run_id: int, message: str) -> None:
     or "processing" for a run that has stopped. Their addresses got no outcome, and the
     run's message says to export again.
     """
-    end_run(session, run_id, "failed", message)
+    end_run(session, run_id, RunStatus.FAILED, message)
     # A planner still reading the shop loses its lease, so it adds no batch after this.
     session.execute(
         sa.update(Run).where(Run.id == run_id).values(lease_until=None, lease_token=None)
@@ -157,7 +157,7 @@ def stop_run(session: Session, run_id: int, message: str) -> None:
         sa.update(Batch)
         .where(Batch.run_id == run_id, Batch.status.in_(BATCH_NOT_ENDED))
         .values(
-            status="failed",
+            status=BatchStatus.FAILED,
             finished_at=utcnow(),
             lease_until=None,
             lease_token=None,
@@ -209,13 +209,17 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
         .where(Batch.run_id == run_id, Batch.status.in_(BATCH_NOT_ENDED))
         .exists()
     )
-    failed = sa.select(Batch.id).where(Batch.run_id == run_id, Batch.status == "failed").exists()
-    status = "failed" if session.execute(sa.select(failed)).scalar() else "finished"
+    failed = (
+        sa.select(Batch.id)
+        .where(Batch.run_id == run_id, Batch.status == BatchStatus.FAILED)
+        .exists()
+    )
+    status = RunStatus.FAILED if session.execute(sa.select(failed)).scalar() else RunStatus.FINISHED
     ended = session.execute(
         sa.update(Run)
         .where(
             Run.id == run_id,
-            Run.status == "running",
+            Run.status == RunStatus.RUNNING,
             Run.planning_done.is_(True),
             ~pending,
         )
@@ -223,12 +227,14 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
             status=status,
             active_list_id=None,
             finished_at=utcnow(),
-            message=None if status == "finished" else N_("Some batches failed after retries."),
+            message=(
+                None if status == RunStatus.FINISHED else N_("Some batches failed after retries.")
+            ),
         )
         .execution_options(synchronize_session=False)
     )
     if getattr(ended, "rowcount", 0):
-        if status == "finished":
+        if status == RunStatus.FINISHED:
             list_id = session.execute(sa.select(Run.list_id).where(Run.id == run_id)).scalar()
             settings_mod.mark_first_export_done(session, ext.config, list_id)
         # The signups that waited for this export go out now, in this transaction.
@@ -293,7 +299,7 @@ def _window(session: Session, run_id: int) -> list[Any]:
     come, the last few done and failed. Each is an index range read of at most WINDOW
     rows, so the answer costs the same at 10 batches and at 2,000."""
     rows: list[Any] = []
-    for status in (*BATCH_NOT_ENDED, *BATCH_ENDED):
+    for status in BatchStatus:
         order = Batch.seq.desc() if status in BATCH_ENDED else Batch.seq
         rows += session.execute(
             sa.select(*BATCH_COLUMNS)
@@ -381,7 +387,11 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
             done_addresses,
             run.planning_done,
             # The last WINDOW batches done: the recent pace, not the whole run's.
-            [(b.finished_at, b.size) for b in window if b.status == "done" and b.finished_at],
+            [
+                (b.finished_at, b.size)
+                for b in window
+                if b.status == BatchStatus.DONE and b.finished_at
+            ],
             now,
         )
     )
@@ -428,7 +438,7 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
 
 
 def latest_export(session: Session, list_id: str | None = None) -> Run | None:
-    query = sa.select(Run).where(Run.kind == "export")
+    query = sa.select(Run).where(Run.kind == RunKind.EXPORT)
     if list_id:
         query = query.where(Run.list_id == list_id)
     return session.execute(query.order_by(Run.id.desc()).limit(1)).scalar_one_or_none()

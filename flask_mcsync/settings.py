@@ -10,13 +10,30 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from .config import Config
+from .config import Config, ConfigError
+from .errors import McSyncError
 from .i18n import gettext as _
 from .models import Settings, utcnow
 
 
-class InvalidSetting(ValueError):
+class InvalidSetting(McSyncError, ValueError):
     """A setting the shop owner chose cannot be used; the message says what would."""
+
+
+class NoAudience(ConfigError):
+    """No target audience is chosen yet, so there is nowhere to send, connect or reconcile.
+
+    A :class:`~flask_mcsync.config.ConfigError` (the audience is a setting), raised by
+    :meth:`SyncSettings.audience` only.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            _(
+                "No audience is chosen: pick one in the General settings (or run"
+                " 'flask mcsync settings --list ID') first."
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,15 @@ class SyncSettings:
     def status_if_new(self) -> str:
         """What a new contact becomes: 'pending' sends Mailchimp's confirmation e-mail."""
         return "pending" if self.double_optin else "subscribed"
+
+    def audience(self) -> str:
+        """The chosen audience's id.
+
+        :raises NoAudience: when none is chosen yet.
+        """
+        if not self.list_id:
+            raise NoAudience()
+        return self.list_id
 
     @property
     def auto_sync_active(self) -> bool:

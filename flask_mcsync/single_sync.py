@@ -21,12 +21,18 @@ from .addresses import normalize, subscriber_hash
 from .app_state import McSync
 from .eligibility import judge
 from .exclusions import load_ruleset
-from .gateway import AccountError, AddressError, MailchimpError, was_created
+from .gateway import (
+    AccountError,
+    AddressError,
+    MailchimpError,
+)
 from .i18n import N_
 from .merge_values import convert_all
 from .models import OutboxItem, Run, utcnow
-from .outcomes import AddressOutcome, Result, archived_outcome, record, synced_since
+from .outcomes import AddressOutcome, Result, archived_outcome, created_or_updated, record
 from .preflight import types_or_none
+from .settings import NoAudience
+from .statuses import OutboxStatus, RunKind, RunStatus, SyncReason
 
 # Who starts an auto-sync, as the dashboard shows it (translated there).
 SHOP = N_("shop")
@@ -83,15 +89,17 @@ def sync_reason(plan: Plan, wants: str, previous_email: str | None) -> str:
     signup, optin (newsletter opt-in), optout, address_change, update (a profile
     change), resync.
     """
-    if wants == "resync":
-        return "resync"
+    if wants == SyncReason.RESYNC:
+        return SyncReason.RESYNC
     if previous_email and normalize(previous_email) != normalize(plan.email):
-        return "address_change"
+        return SyncReason.ADDRESS_CHANGE
     if plan.action == "unsubscribe":
-        return "optout"
-    if wants in ("signup", "optin"):
-        return wants
-    return "optout" if wants == "optout" and plan.action == "skip" else "update"
+        return SyncReason.OPTOUT
+    if wants in (SyncReason.SIGNUP, SyncReason.OPTIN):
+        return SyncReason(wants)
+    if wants == SyncReason.OPTOUT and plan.action == "skip":
+        return SyncReason.OPTOUT
+    return SyncReason.UPDATE
 
 
 def perform(
@@ -154,12 +162,12 @@ def perform(
     except AddressError as exc:
         return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)
     # Mailchimp's answer decides; our history only for a sync a moment before this one.
-    created = was_created(member, status_if_new, since) and not synced_since(
-        ext.session, list_id, [plan.email], since
+    [result] = created_or_updated(
+        ext.session, list_id, status_if_new, since, [(plan.email, member)]
     )
     return AddressOutcome(
         plan.email,
-        Result.CREATED if created else Result.UPDATED,
+        result,
         mailchimp_status=member.get("status"),
         sent=sent,
     )
@@ -197,30 +205,28 @@ def run_single(
 
     :raises TransientError: when Mailchimp is unreachable or busy (the caller retries).
     :raises AccountError: when the key or audience is wrong.
+    :raises NoAudience: when no audience is chosen.
     """
     session = ext.session
     current = settings_mod.load(session, ext.config)
-    if not current.list_id:
-        raise AccountError(
-            "No audience chosen",
-            "Pick the target audience in the General settings (or run 'flask mcsync"
-            " settings --list ID') first.",
-        )
+    list_id = current.audience()
     started = utcnow()
     if run_id is not None:
         session.execute(
-            sa.update(Run).where(Run.id == run_id).values(status="running", started_at=started)
+            sa.update(Run)
+            .where(Run.id == run_id)
+            .values(status=RunStatus.RUNNING, started_at=started)
         )
         session.commit()
     plan = plan_for(ext, email, wants)
-    outcome = perform(ext, current.list_id, current.status_if_new, plan, previous_email, wants)
-    run = _single_run(ext, run_id, kind, started_by, current.list_id, started)
+    outcome = perform(ext, list_id, current.status_if_new, plan, previous_email, wants)
+    run = _single_run(ext, run_id, kind, started_by, list_id, started)
     run.status_if_new = current.status_if_new
     run.sync_reason = sync_reason(plan, wants, previous_email)
     record(session, run.id, [outcome])
-    run.status = "finished"
+    run.status = RunStatus.FINISHED
     run.finished_at = utcnow()
-    if kind == "resync" and outcome.result in SENT:
+    if kind == RunKind.RESYNC and outcome.result in SENT:
         _settle_waiting(session, email, run.id)
     if outcome.result in (Result.SKIPPED, Result.ARCHIVED, Result.CONFIRMATION):
         run.message = outcome.skip_reason
@@ -242,8 +248,11 @@ def _settle_waiting(session: Any, email: str, run_id: int) -> None:
     would go on showing "Auto-sync waiting" with a stale error beside a fresh success."""
     session.execute(
         sa.update(OutboxItem)
-        .where(OutboxItem.email_hash == subscriber_hash(email), OutboxItem.status == "pending")
-        .values(status="sent", last_error=None, run_id=run_id)
+        .where(
+            OutboxItem.email_hash == subscriber_hash(email),
+            OutboxItem.status == OutboxStatus.PENDING,
+        )
+        .values(status=OutboxStatus.SENT, last_error=None, run_id=run_id)
         .execution_options(synchronize_session=False)
     )
 
@@ -266,22 +275,26 @@ def fail_run(
     ext: McSync,
     run_id: int | None,
     email: str,
-    error: MailchimpError,
+    error: MailchimpError | NoAudience,
     *,
-    kind: str = "resync",
+    kind: str = RunKind.RESYNC,
     started_by: str = "",
     reason: str | None = None,
     commit: bool = True,
 ) -> Run:
     """Record a single-address sync that gave up: its run, failed, with the error."""
+    if isinstance(error, NoAudience):  # recorded like Mailchimp's refusals, in our words
+        error = AccountError(str(error))
     session = ext.session
     list_id = settings_mod.load(session, ext.config).list_id or ""
     run = _single_run(ext, run_id, kind, started_by, list_id, utcnow())
-    run.sync_reason = reason or run.sync_reason or ("resync" if kind == "resync" else None)
+    if not (reason or run.sync_reason) and kind == RunKind.RESYNC:
+        reason = SyncReason.RESYNC
+    run.sync_reason = reason or run.sync_reason
     record(session, run.id, [AddressOutcome(email, Result.ERROR, error=error)])
-    run.status = "failed"
+    run.status = RunStatus.FAILED
     run.finished_at = utcnow()
-    run.message = f"{error.title}: {error.full_detail}"
+    run.message = f"{error.title}: {error.full_detail}" if error.full_detail else error.title
     if commit:
         session.commit()
     else:

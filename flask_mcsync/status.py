@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from .errors import McSyncError
 from .i18n import gettext as _
 from .models import OutboxItem, Outcome, Run, utcnow
 from .outbox import waiting_count
@@ -28,7 +29,7 @@ PER_PAGE = 25
 ERROR_KINDS = ("permanent", "retried")  # "retried": passing failures that ran out of tries
 
 
-class InvalidPeriod(ValueError):
+class InvalidPeriod(McSyncError, ValueError):
     """The period asked for is not 1 to 365 days; the message says so."""
 
 
@@ -258,7 +259,7 @@ def _cell(value: Any) -> Any:
 
 def waiting(session: Session, limit: int = 50) -> dict[str, Any]:
     """Auto-sync rows not sent yet, with their last error (they will be retried)."""
-    where = OutboxItem.status.in_(("pending", "sending"))
+    where = OutboxItem.waiting()
     count = waiting_count(session)
     rows = session.execute(
         sa.select(OutboxItem).where(where).order_by(OutboxItem.id).limit(limit)

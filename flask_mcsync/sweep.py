@@ -15,6 +15,7 @@ from .enqueue import enqueue_batch, enqueue_plan
 from .models import Batch, OutboxItem, Run, utcnow
 from .outbox import due_items, ready
 from .runs import finish_if_complete
+from .statuses import BATCH_ENDED, RUN_ENDED, RunKind, RunStatus
 from .webhook_events import due_events, hand_off
 
 SWEEP_GUARD_KEY = "mcsync:sweep:recent"
@@ -53,7 +54,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         "webhook_events": 0,
     }
     live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
-        Run.kind == "export", Run.status.in_(("queued", "running"))
+        Run.kind == RunKind.EXPORT, Run.status.not_in(RUN_ENDED)
     )
     for run_id, planning_done, lease_until in session.execute(live).all():
         if not planning_done and (lease_until is None or lease_until < now):
@@ -64,8 +65,8 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         sa.select(Batch.id, Batch.lease_token)
         .join(Run, Run.id == Batch.run_id)
         .where(
-            Run.status == "running",
-            Batch.status.not_in(("done", "failed")),
+            Run.status == RunStatus.RUNNING,
+            Batch.status.not_in(BATCH_ENDED),
             sa.or_(Batch.lease_until.is_(None), Batch.lease_until < now),
         )
     )
@@ -73,7 +74,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         counts["batches"] += int(enqueue_batch(ext, batch_id, token))
 
     running = sa.select(Run.id).where(
-        Run.kind == "export", Run.status == "running", Run.planning_done.is_(True)
+        Run.kind == RunKind.EXPORT, Run.status == RunStatus.RUNNING, Run.planning_done.is_(True)
     )
     for (run_id,) in session.execute(running).all():
         counts["runs_closed"] += int(finish_if_complete(ext, run_id))
@@ -89,7 +90,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     # Handled rows live on as outcomes; pruning keeps the outbox (and its scans) small.
     pruned = session.execute(
         sa.delete(OutboxItem).where(
-            OutboxItem.status.not_in(("pending", "sending")),
+            ~OutboxItem.waiting(),
             OutboxItem.updated_at < now - OUTBOX_KEEP,
         )
     )

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import IO, Any
 
 import click
+
+from .models import parse_time
 
 # C0 and C1 controls, DEL, and the Unicode marks that reorder or hide what follows.
 _MARKS = r"\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069"
@@ -41,14 +43,9 @@ def when(value: Any) -> str:
     """A stored time (a datetime or ISO 8601 text) as ``2026-11-25 14:57:53 UTC``."""
     if value is None or value == "":
         return "-"
-    moment = value
-    if not isinstance(moment, datetime):
-        try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return inert(value)
-    if moment.tzinfo is None:  # our columns hold UTC
-        moment = moment.replace(tzinfo=timezone.utc)
+    moment = parse_time(value)
+    if moment is None:
+        return inert(value)
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 

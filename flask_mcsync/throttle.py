@@ -20,6 +20,8 @@ from contextlib import contextmanager
 
 import redis
 
+from .errors import McSyncError
+
 # Drop expired leases, then take one if fewer than LIMIT are held. Atomic in Redis.
 _ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -47,7 +49,7 @@ def account_id(api_key: str) -> str:
     return hmac.new(api_key.encode(), ACCOUNT_LABEL, hashlib.sha256).hexdigest()[:32]
 
 
-class SlotTimeout(TimeoutError):
+class SlotTimeout(McSyncError, TimeoutError):
     """No connection slot freed up in time: other workers keep all of them busy."""
 
 

@@ -20,6 +20,7 @@ from .enqueue import enqueue_webhook_event
 from .handoff import breaker_for
 from .inbound import WEBHOOK_RUN, Applied, apply_change, close_run, new_run
 from .models import WebhookEvent, utcnow
+from .statuses import EventStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ def apply_event(ext: McSync, event_id: int) -> str:
     session = ext.session
     claimed = session.execute(
         sa.update(WebhookEvent)
-        .where(WebhookEvent.id == event_id, WebhookEvent.status == "received")
-        .values(status="applying", handled_at=utcnow())
+        .where(WebhookEvent.id == event_id, WebhookEvent.status == EventStatus.RECEIVED)
+        .values(status=EventStatus.APPLYING, handled_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if getattr(claimed, "rowcount", 0) != 1:
@@ -71,16 +72,20 @@ def apply_event(ext: McSync, event_id: int) -> str:
     try:
         change = from_webhook(event.payload or {})
     except InvalidPayload as exc:  # pragma: no cover - checked when received
-        return _finish(session, event, "invalid", str(exc), None)
+        return _finish(session, event, EventStatus.INVALID, str(exc), None)
     if change.list_id and current.list_id and change.list_id != current.list_id:
         return _finish(
-            session, event, "ignored", f"For audience {change.list_id}, not the shop's.", None
+            session,
+            event,
+            EventStatus.IGNORED,
+            f"For audience {change.list_id}, not the shop's.",
+            None,
         )
     run = new_run(session, WEBHOOK_RUN, current.list_id or "", f"webhook: {change.kind.value}")
     run.total = 1
     result = apply_change(ext, change, current.list_id or "", run.id)
     close_run(run)
-    status = "applied" if result is Applied.APPLIED else "stale"
+    status = EventStatus.APPLIED if result is Applied.APPLIED else EventStatus.STALE
     return _finish(session, event, status, None, run.id)
 
 
@@ -101,7 +106,7 @@ def due_events(session: Any, idle_seconds: float, limit: int = 1000) -> list[int
     return list(
         session.execute(
             sa.select(WebhookEvent.id)
-            .where(WebhookEvent.status == "received", WebhookEvent.received_at <= cutoff)
+            .where(WebhookEvent.status == EventStatus.RECEIVED, WebhookEvent.received_at <= cutoff)
             .order_by(WebhookEvent.fired_at, WebhookEvent.id)
             .limit(limit)
         ).scalars()

@@ -31,6 +31,7 @@ from .app_state import McSync, state
 from .changes import InvalidPayload, from_webhook
 from .handoff import handoff_for
 from .models import WebhookEvent, utcnow
+from .statuses import EventStatus
 from .webhook_events import hand_off
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def record_invalid(ext: McSync, raw: bytes, form: dict[str, str], reason: str) -
         digest=hashlib.sha256(raw).hexdigest(),
         type=str(form.get("type", ""))[:16],
         email=str(form.get("data[email]", ""))[:320],
-        status="invalid",
+        status=EventStatus.INVALID,
         message=reason[:500],
         payload=_stored(form),
         handled_at=utcnow(),

@@ -134,6 +134,37 @@ def choose_audience(app: Any, list_id: str = LIST_ID) -> None:
     settings.update(ext.db.session, ext.config, list_id=list_id)
 
 
+def shop_db() -> Any:
+    """The example shop's Flask-SQLAlchemy object (its customers, our tables)."""
+    from example_app.models import db
+
+    return db
+
+
+def prepare_export(app: Any, rows: list[dict[str, Any]]) -> Expected:
+    """A shop holding ``rows``, the audience chosen, and what an export must send."""
+    insert_customers(shop_db(), rows)
+    choose_audience(app)
+    return expected_export(rows, rules=False)
+
+
+def start_export_run(app: Any, batch_size: int) -> int:
+    """Start a manual export as the admin pages do; its run id."""
+    from flask_mcsync import state
+    from flask_mcsync.runs import start_export
+
+    return int(start_export(state(app), "test", batch_size=batch_size).run.id)
+
+
+def assert_all_recorded(sandbox: Any, run_id: int, expected: Any, data: dict[str, Any]) -> None:
+    """The run finished with no error, the audience holds exactly what it had to send,
+    and each address has one outcome."""
+    assert data["status"] == "finished", (data["message"], data["batches"])
+    assert data["errors"] == 0, [b["last_error"] for b in data["batches"]]
+    assert set(audience_members(sandbox)) == set(expected.send)
+    assert_one_outcome_each(shop_db().session, run_id, expected.send)
+
+
 def read_progress(session: Any, run_id: int) -> dict[str, Any]:
     from flask_mcsync.runs import progress
 

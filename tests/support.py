@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from flask_mcsync.sandbox import SandboxServer
 ROOT = Path(__file__).resolve().parent.parent
 # The CSRF token the logged-in admin client of conftest holds.
 ADMIN_CSRF_TOKEN = "test-csrf-token"
+# Where the example shop mounts our admin pages.
+ADMIN_PREFIX = "/admin/mailchimp"
 
 # Fast timings so crash-and-resume tests take seconds, not minutes.
 FAST = {
@@ -89,3 +92,75 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "con
         if time.monotonic() > deadline:
             pytest.fail(f"Timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+def admin_login(page: Any, base: str) -> None:
+    """Log a browser page in to the example shop as its admin; it lands on our settings."""
+    page.goto(f"{base}/login")
+    page.fill("#password", "admin")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}{ADMIN_PREFIX}/")
+
+
+def add_refused_autosync(
+    session: Any,
+    emails: list[str],
+    title: str,
+    detail: str,
+    *,
+    message: str,
+    started_by: str = "signup",
+    permanent: bool = True,
+    at: datetime | None = None,
+    list_id: str = "a1b2c3d4e5",
+) -> Any:
+    """An auto-sync Mailchimp refused: a failed run with one error outcome per address.
+
+    The caller commits (and may add to the run first).
+    """
+    from flask_mcsync.models import Run
+
+    at = at or datetime.now(timezone.utc)
+    run = Run(
+        kind="auto",
+        list_id=list_id,
+        status="failed",
+        total=len(emails),
+        errors=len(emails),
+        started_by=started_by,
+        message=message,
+        created_at=at,
+    )
+    session.add(run)
+    session.flush()
+    for email in emails:
+        add_error_outcome(session, run.id, email, title, detail, permanent=permanent, at=at)
+    return run
+
+
+def add_error_outcome(
+    session: Any,
+    run_id: int,
+    email: str,
+    title: str,
+    detail: str,
+    *,
+    permanent: bool,
+    at: datetime | None = None,
+) -> None:
+    """One address Mailchimp refused in run ``run_id``; the caller commits."""
+    from flask_mcsync.addresses import subscriber_hash
+    from flask_mcsync.models import Outcome
+
+    session.add(
+        Outcome(
+            run_id=run_id,
+            email=email,
+            email_hash=subscriber_hash(email),
+            outcome="error",
+            permanent=permanent,
+            error_title=title,
+            error_detail=detail,
+            created_at=at or datetime.now(timezone.utc),
+        )
+    )

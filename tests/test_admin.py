@@ -299,7 +299,7 @@ def test_sync_page_without_audience_says_to_choose_one(client: FlaskClient) -> N
     assert window["list"] is None and window["counts"] is None and window["run"] is None
     refused = post_json(client, "/sync/export.json", {})
     assert refused.status_code == 422
-    assert "No target audience is chosen" in refused.json["error"]
+    assert "No audience is chosen" in refused.json["error"]
 
 
 def test_export_window_counts_are_the_tally(app: Flask, client: FlaskClient) -> None:

@@ -22,12 +22,12 @@ import sqlalchemy as sa
 from flask import Flask
 from helpers_export import (
     LIST_ID,
-    assert_one_outcome_each,
+    assert_all_recorded,
     audience_members,
-    choose_audience,
-    expected_export,
-    insert_customers,
+    prepare_export,
+    shop_db,
     shop_rows,
+    start_export_run,
     wait_run_ended,
 )
 from support import wait_for
@@ -38,24 +38,14 @@ SUBMIT = {"method": "POST", "path_contains": "/batches"}
 POLL = {"method": "GET", "path_contains": "/batches/"}
 
 
-def _db() -> Any:
-    from example_app.models import db
-
-    return db
+_db = shop_db
+_start = start_export_run
+_assert_all_recorded = assert_all_recorded
 
 
 def _prepare(app: Flask, count: int, seed: int = 31) -> Any:
     rows = [r for r in shop_rows(count, seed=seed) if r["first_name"] != "Edge"]
-    insert_customers(_db(), rows)
-    choose_audience(app)
-    return expected_export(rows, rules=False)
-
-
-def _start(app: Flask, batch_size: int) -> int:
-    from flask_mcsync import state
-    from flask_mcsync.runs import start_export
-
-    return int(start_export(state(app), "test", batch_size=batch_size).run.id)
+    return prepare_export(app, rows)
 
 
 def _batches(run_id: int) -> list[Any]:
@@ -71,13 +61,6 @@ def _batches(run_id: int) -> list[Any]:
     )
     session.commit()
     return rows
-
-
-def _assert_all_recorded(sandbox: Any, run_id: int, expected: Any, data: dict[str, Any]) -> None:
-    assert data["status"] == "finished", (data["message"], data["batches"])
-    assert data["errors"] == 0, [b["last_error"] for b in data["batches"]]
-    assert set(audience_members(sandbox)) == set(expected.send)
-    assert_one_outcome_each(_db().session, run_id, expected.send)
 
 
 def test_fault_storm_at_batch_size_100_ends_with_every_address_recorded(

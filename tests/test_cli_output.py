@@ -13,13 +13,12 @@ from typing import Any
 
 from flask import Flask
 from helpers_export import LIST_ID, choose_audience, insert_customers
-from support import ROOT
+from support import ROOT, add_refused_autosync
 
 from example_app.models import db
 from flask_mcsync import settings, state
-from flask_mcsync.addresses import subscriber_hash
 from flask_mcsync.cli_output import say_csv
-from flask_mcsync.models import ExclusionRule, Outcome, Run
+from flask_mcsync.models import ExclusionRule
 from flask_mcsync.terminal import ProgressLine, count, inert, when
 
 # Clears the screen, retitles the window, and hides what follows behind a reordering mark.
@@ -33,31 +32,15 @@ def _cli(app: Flask, *args: str) -> Any:
 def _hostile_history(app: Flask) -> None:
     """A failed auto-sync whose address, title, detail and message hold escapes, and a
     diagnosable shop customer whose merge field and last error hold them too."""
-    run = Run(
-        kind="auto",
-        list_id=LIST_ID,
-        status="failed",
-        total=2,
-        errors=2,
-        started_by=f"signup{ESCAPES}",
+    add_refused_autosync(
+        db.session,
+        [f"eve{ESCAPES}@gmail.com", "eve@gmail.com"],
+        f"Invalid Resource{ESCAPES}",
+        f"detail {ESCAPES}",
         message=f"Mailchimp said {ESCAPES}",
-        created_at=datetime.now(timezone.utc),
+        started_by=f"signup{ESCAPES}",
+        list_id=LIST_ID,
     )
-    db.session.add(run)
-    db.session.flush()
-    for email in (f"eve{ESCAPES}@gmail.com", "eve@gmail.com"):
-        db.session.add(
-            Outcome(
-                run_id=run.id,
-                email=email,
-                email_hash=subscriber_hash(email),
-                outcome="error",
-                permanent=True,
-                error_title=f"Invalid Resource{ESCAPES}",
-                error_detail=f"detail {ESCAPES}",
-                created_at=datetime.now(timezone.utc),
-            )
-        )
     db.session.add(ExclusionRule(kind="pattern", value=f"*{ESCAPES}*"))
     db.session.commit()
     insert_customers(db, [{"email": "eve@gmail.com", "first_name": ESCAPES, "newsletter": True}])

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended
-from support import wait_for
+from support import add_refused_autosync, wait_for
 
 HOSTILE = "<script>alert('mcsync')</script>"
 
@@ -69,32 +68,9 @@ def _puts(sandbox: Any) -> int:
 
 
 def _add_outcome(email: str, title: str, detail: str) -> None:
-    from flask_mcsync.addresses import subscriber_hash
-    from flask_mcsync.models import Outcome, Run
-
     session = _db().session
-    run = Run(
-        kind="auto",
-        list_id=LIST_ID,
-        status="failed",
-        total=1,
-        errors=1,
-        started_by="signup",
-        message=f"{title}: {detail}",
-    )
-    session.add(run)
-    session.flush()
-    session.add(
-        Outcome(
-            run_id=run.id,
-            email=email,
-            email_hash=subscriber_hash(email),
-            outcome="error",
-            permanent=True,
-            error_title=title,
-            error_detail=detail,
-            created_at=datetime.now(timezone.utc),
-        )
+    add_refused_autosync(
+        session, [email], title, detail, message=f"{title}: {detail}", list_id=LIST_ID
     )
     session.commit()
 

@@ -9,21 +9,10 @@ from typing import Any
 import pytest
 
 from flask_mcsync.merge_values import ALL_TYPES, TEXT_TYPES, convert, convert_all, field_types
+from flask_mcsync.sandbox.merge_fields_api import TYPES as SANDBOX_TYPES
 
-MAILCHIMP_TYPES = {
-    "text",
-    "number",
-    "address",
-    "phone",
-    "email",
-    "date",
-    "birthday",
-    "zip",
-    "imageurl",
-    "url",
-    "radio",
-    "dropdown",
-}
+# The sandbox mirrors Mailchimp's field types, apart from the package's own list.
+MAILCHIMP_TYPES = set(SANDBOX_TYPES)
 AWKWARD = [True, False, date(2024, 3, 9), datetime(2024, 3, 9, 8, 5, 1), Decimal("12.50"), 7, 2.5]
 
 

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended
-from support import wait_for
+from support import add_error_outcome, wait_for
 
 from flask_mcsync import jobs
 
@@ -63,30 +63,10 @@ def add_run(session: Any, kind: str, created_at: datetime, **fields: Any) -> int
 
 
 def add_error(
-    session: Any,
-    run_id: int,
-    email: str,
-    title: str,
-    detail: str,
-    *,
-    permanent: bool,
-    created_at: datetime | None = None,
+    session: Any, *args: Any, created_at: datetime | None = None, **kwargs: Any
 ) -> None:
-    from flask_mcsync.addresses import subscriber_hash
-    from flask_mcsync.models import Outcome
-
-    session.add(
-        Outcome(
-            run_id=run_id,
-            email=email,
-            email_hash=subscriber_hash(email),
-            outcome="error",
-            permanent=permanent,
-            error_title=title,
-            error_detail=detail,
-            created_at=created_at or _now(),
-        )
-    )
+    """:func:`support.add_error_outcome`, committed."""
+    add_error_outcome(session, *args, at=created_at or _now(), **kwargs)
     session.commit()
 
 

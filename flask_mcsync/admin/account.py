@@ -13,7 +13,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from ..app_state import McSync
-from ..config import ConfigError
+from ..errors import McSyncError
 from ..gateway import MailchimpError
 from ..i18n import gettext as _
 
@@ -45,7 +45,7 @@ def connection_problem(ext: McSync) -> str | None:
     """Why Mailchimp cannot be reached now (one ping), or None when it answers."""
     try:
         ext.gateway().ping()
-    except (ConfigError, MailchimpError, RedisError) as exc:
+    except (McSyncError, RedisError) as exc:
         return _(
             "Mailchimp cannot be reached now: %(error)s An export started now waits and"
             " retries, then fails. See the connection in General settings.",
@@ -60,5 +60,5 @@ def account_status(ext: McSync) -> AccountStatus:
         gateway = ext.gateway()
         gateway.ping()
         return AccountStatus(connected=True, audiences=gateway.audiences())
-    except (ConfigError, MailchimpError, RedisError) as exc:
+    except (McSyncError, RedisError) as exc:
         return AccountStatus(connected=False, error=describe_error(exc))

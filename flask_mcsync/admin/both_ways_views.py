@@ -15,8 +15,8 @@ from werkzeug.wrappers import Response
 from .. import connect, drift
 from .. import settings as settings_mod
 from ..app_state import state
-from ..config import ConfigError
 from ..enqueue import enqueue_reconcile
+from ..errors import McSyncError
 from ..gateway import MailchimpError
 from ..i18n import gettext as _
 
@@ -38,16 +38,15 @@ def _back() -> Response:
 def register_webhook() -> Response:
     try:
         found = connect.register(state())
-    except ConfigError as exc:
-        flash(str(exc), "error")
-        return _back()
-    except MailchimpError as exc:
+    except McSyncError as exc:
         flash(
             _(
                 "Mailchimp refused the webhook: %(title)s. %(detail)s",
                 title=exc.title,
                 detail=exc.full_detail,
-            ),
+            )
+            if isinstance(exc, MailchimpError)
+            else str(exc),
             "error",
         )
         return _back()
@@ -65,7 +64,7 @@ def register_webhook() -> Response:
 def remove_webhook() -> Response:
     try:
         removed = connect.remove(state())
-    except (ConfigError, MailchimpError) as exc:
+    except McSyncError as exc:
         flash(_("The webhook could not be removed: %(error)s", error=exc), "error")
         return _back()
     flash(
@@ -118,7 +117,7 @@ def drift_csv() -> Response:
 def start_reconcile() -> Response:
     try:
         queued = enqueue_reconcile(state())
-    except ConfigError as exc:
+    except McSyncError as exc:
         flash(str(exc), "error")
         return redirect(url_for(".drift_page"))
     except Exception as exc:  # Redis down: say so, nothing is lost

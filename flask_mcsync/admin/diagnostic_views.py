@@ -14,14 +14,13 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from ..app_state import state
-from ..config import ConfigError
 from ..diagnostic import diagnose, start_resync
+from ..errors import McSyncError
 from ..i18n import N_
 from ..i18n import gettext as _
-from ..models import Run
+from ..models import Run, parse_time
 from ..outcomes import KIND_LABELS
-from ..runs import RUN_ENDED
-from .filters import parse_time
+from ..statuses import RUN_ENDED, RunKind
 from .labels import STATUS_LABELS, translated
 from .request_input import query_id
 from .status_views import run_outcomes
@@ -75,7 +74,7 @@ def diagnostic_page() -> str:
         try:
             # Without Redis or Mailchimp the answer still comes, with mailchimp_error.
             answer = diagnose(ext, typed, live=True)
-        except ConfigError as exc:
+        except McSyncError as exc:
             session.rollback()
             error = str(exc)
     resync_run = _resync_run(query_id("run"))
@@ -107,7 +106,7 @@ def _resync_run(run_id: int | None) -> dict[str, Any] | None:
         return None
     session = state().session
     run = session.get(Run, run_id)
-    if run is None or run.kind != "resync":
+    if run is None or run.kind != RunKind.RESYNC:
         return None
     outcomes = run_outcomes(session, run_id, limit=1)
     return {
@@ -127,7 +126,7 @@ def resync() -> Response:
         return redirect(url_for(".diagnostic_page"), 303)
     try:
         run = start_resync(ext, email, started_by=STARTED_BY)
-    except ConfigError as exc:
+    except McSyncError as exc:
         ext.session.rollback()
         flash(_("The re-synchronization could not start. %(error)s", error=exc), "error")
         return redirect(url_for(".diagnostic_page", email=email), 303)

@@ -6,12 +6,10 @@ the ``mcsync_`` prefix keeps them out of the host's names.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from flask import Blueprint
 
 from .. import i18n
+from ..models import parse_time
 from ..outcomes import outcome_label, run_label
 
 
@@ -25,12 +23,3 @@ def register(bp: Blueprint) -> None:
     bp.app_template_global("mcsync_run_label")(run_label)
     bp.app_template_global("mcsync_outcome_label")(outcome_label)
 
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 string (ours or Mailchimp's) as a datetime, for the ``when`` macro."""
-    if isinstance(value, datetime) or value is None:
-        return value
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from ..i18n import N_, NP_
 from ..i18n import gettext as _
+from ..statuses import BatchStatus, RunStatus
 
-STATUS_LABELS = {
-    "queued": N_("Queued"),
-    "running": N_("Running"),
-    "finished": N_("Finished"),
-    "failed": N_("Failed"),
+STATUS_LABELS: dict[str, str] = {
+    RunStatus.QUEUED: N_("Queued"),
+    RunStatus.RUNNING: N_("Running"),
+    RunStatus.FINISHED: N_("Finished"),
+    RunStatus.FAILED: N_("Failed"),
 }
-BATCH_LABELS = {
-    "waiting": N_("Waiting"),
-    "sending": N_("Sending"),
-    "processing": N_("Processing at Mailchimp"),
-    "done": N_("Done"),
-    "failed": N_("Failed"),
+BATCH_LABELS: dict[str, str] = {
+    BatchStatus.WAITING: N_("Waiting"),
+    BatchStatus.SENDING: N_("Sending"),
+    BatchStatus.PROCESSING: N_("Processing at Mailchimp"),
+    BatchStatus.DONE: N_("Done"),
+    BatchStatus.FAILED: N_("Failed"),
 }
 # One address's outcome (a badge): translated with pgettext("outcome", ...).
 OUTCOME_LABELS = {

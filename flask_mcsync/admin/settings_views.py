@@ -14,8 +14,8 @@ from werkzeug.wrappers import Response
 from .. import connect, exclusions
 from .. import settings as settings_mod
 from ..app_state import state
-from ..config import ConfigError
 from ..eligibility import tally
+from ..errors import McSyncError
 from ..i18n import gettext as _
 from ..rules import CatchAllRule, InvalidRule, RuleKind
 from .account import account_status
@@ -52,7 +52,7 @@ def _render(
         # One pass over the shop's addresses; only worth it when there are rules to count.
         try:
             counts = tally(session, ext.require_source(), ruleset).by_rule
-        except ConfigError as exc:
+        except McSyncError as exc:
             count_error = str(exc)
     session.commit()  # end the read transaction: no snapshot held between requests
     webhook = connect.status(ext)

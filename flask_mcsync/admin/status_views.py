@@ -26,10 +26,10 @@ from .. import runs, status
 from ..app_state import state
 from ..i18n import N_, csv_dialect
 from ..i18n import gettext as _
-from ..models import Outcome, Run
-from ..outcomes import KIND_LABELS
+from ..models import Outcome, Run, parse_time
+from ..outcomes import KIND_LABELS, shown
+from ..statuses import RUN_ENDED, RunKind
 from .chart import draw_chart
-from .filters import parse_time
 from .labels import BATCH_LABELS, STATUS_LABELS, translated
 from .request_input import query_id
 
@@ -138,7 +138,7 @@ def run_page(run_id: int) -> str:
     errors = status.errors(
         session, run_id=run_id, kind=kind or None, title=title or None, limit=ERRORS_SHOWN
     )
-    outcomes = run_outcomes(session, run_id) if run.kind != "export" else []
+    outcomes = run_outcomes(session, run_id) if run.kind != RunKind.EXPORT else []
     session.commit()
     back_days, _error = _days()
     return render_template(
@@ -170,7 +170,7 @@ def run_status(run_id: int) -> tuple[Response, int]:
         session.commit()
         return jsonify(error=_("There is no sync run %(id)s.", id=run_id), status=404), 404
     data = status.run_summary(run)
-    data["ended"] = run.status in runs.RUN_ENDED
+    data["ended"] = run.status in RUN_ENDED
     data["status_label"] = _(STATUS_LABELS.get(run.status, run.status))
     data["outcomes"] = run_outcomes(session, run_id)
     session.commit()
@@ -225,15 +225,4 @@ def run_outcomes(session: Any, run_id: int, limit: int = 20) -> list[dict[str, A
     rows = session.execute(
         sa.select(Outcome).where(Outcome.run_id == run_id).order_by(Outcome.id).limit(limit)
     ).scalars()
-    return [
-        {
-            "email": o.email,
-            "outcome": o.outcome,
-            "permanent": o.permanent,
-            "title": o.error_title,
-            "detail": o.error_detail,
-            "mailchimp_status": o.mailchimp_status,
-            "at": o.created_at.isoformat(),
-        }
-        for o in rows
-    ]
+    return [shown(o) for o in rows]

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 from .. import i18n, preflight, runs
 from .. import settings as settings_mod
 from ..app_state import state
-from ..config import ConfigError
+from ..errors import McSyncError
 from ..i18n import N_, plural_forms
 from ..i18n import gettext as _
 from .account import connection_problem
@@ -135,7 +135,7 @@ def export_window() -> Response:
             try:
                 # The counts and the required merge field check, as `flask mcsync preview`.
                 data.update(preflight.preview(ext, current.list_id))
-            except ConfigError as exc:
+            except McSyncError as exc:
                 data["error"] = str(exc)
     session.commit()
     return jsonify(data)
@@ -162,7 +162,7 @@ def export_start() -> tuple[Response, int]:
         started = runs.start_export(
             ext, STARTED_BY, batch_size=batch_size, skip_merge_validation=skip
         )
-    except (runs.ExportError, ConfigError) as exc:
+    except McSyncError as exc:
         ext.session.rollback()
         return jsonify(error=str(exc)), UNPROCESSABLE
     data = {

@@ -7,6 +7,7 @@ batch result archives, which in real Mailchimp live on S3 behind a presigned URL
 
 from __future__ import annotations
 
+import inspect
 import json
 import uuid
 from collections.abc import Callable
@@ -251,45 +252,38 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             _fail(400, f"{name} must be a string")
         return value
 
-    @control.post("/lists/<list_id>/members/<key>/unsubscribe")
-    def unsubscribe(list_id: str, key: str) -> Response:
-        return fire(
-            list_id,
-            key,
-            lambda audience, member, body: events.unsubscribe(
-                state,
-                audience,
-                member,
-                reason=_text(body, "reason", "manual"),
-                action=_text(body, "action", "unsub"),
-                source=_text(body, "source", "user"),
-                campaign_id=_text(body, "campaign_id"),
-                unsubscribe_reason=_text(body, "unsubscribe_reason"),
-            ),
-        )
+    def _options(body: dict[str, Any], event: Callable[..., Any]) -> dict[str, str]:
+        """The event's keyword options (all text) from the body, with the event's defaults."""
+        return {
+            p.name: _text(body, p.name, p.default)
+            for p in inspect.signature(event).parameters.values()
+            if p.kind is p.KEYWORD_ONLY
+        }
 
-    @control.post("/lists/<list_id>/members/<key>/confirm")
-    def confirm(list_id: str, key: str) -> Response:
-        return fire(
-            list_id,
-            key,
-            lambda audience, member, body: events.confirm(
-                state, audience, member, ip_opt=_text(body, "ip_opt")
-            ),
-        )
+    def _status_event(
+        event: Callable[..., events.Notification],
+    ) -> Callable[[str, str], Response]:
+        """A route firing an event that takes nothing but its keyword options."""
 
-    @control.post("/lists/<list_id>/members/<key>/clean")
-    def clean(list_id: str, key: str) -> Response:
-        return fire(
-            list_id,
-            key,
-            lambda audience, member, body: events.clean(
-                state,
-                audience,
-                member,
-                reason=_text(body, "reason", "hard"),
-                campaign_id=_text(body, "campaign_id"),
-            ),
+        def view(list_id: str, key: str) -> Response:
+            return fire(
+                list_id,
+                key,
+                lambda audience, member, body: event(
+                    state, audience, member, **_options(body, event)
+                ),
+            )
+
+        return view
+
+    # The person unsubscribes, confirms the opt-in e-mail, or the address bounces.
+    for name, event in (
+        ("unsubscribe", events.unsubscribe),
+        ("confirm", events.confirm),
+        ("clean", events.clean),
+    ):
+        control.add_url_rule(
+            f"/lists/<list_id>/members/<key>/{name}", name, _status_event(event), methods=["POST"]
         )
 
     @control.post("/lists/<list_id>/members/<key>/profile")
@@ -299,7 +293,7 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             if not isinstance(merge_fields, dict):
                 _fail(400, 'expected {"merge_fields": {...}}')
             return events.edit_profile(
-                state, audience, member, merge_fields, source=_text(body, "source", "user")
+                state, audience, member, merge_fields, **_options(body, events.edit_profile)
             )
 
         return fire(list_id, key, edit)
@@ -311,7 +305,7 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             if "@" not in new_email:
                 _fail(400, 'expected {"new_email": "..."}')
             return events.change_address(
-                state, audience, member, new_email, source=_text(body, "source", "user")
+                state, audience, member, new_email, **_options(body, events.change_address)
             )
 
         return fire(list_id, key, change)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from support import admin_login as login
 
 from example_app.commands import make_customers
 from example_app.models import Customer, db
@@ -30,13 +31,6 @@ ODD_ADDRESS = "'onmouseover=window.__pwned&x@gmail.com"
 FAKE_ADDRESS = "fake@orange.fr"
 MARKUP_ADDRESS = "<img src=x onerror=window.__pwned=1>@example.com"
 MARKUP_NAME = "Promo <img src=x onerror=window.__pwned=1>"
-
-
-def login(page: Any, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#password", "admin")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{PREFIX}/")
 
 
 def seed(count: int) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from support import admin_login as login
 
 from example_app.commands import make_customers
 from example_app.models import Customer, db
@@ -118,13 +119,6 @@ def browser_page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]
     assert errors == [], f"the page reported errors: {errors}"
     # Every page asked for a favicon and got a 404: now it names one that exists.
     assert not [u for u in not_found if "favicon" in u], not_found
-
-
-def login(page: Any, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#password", "admin")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{PREFIX}/")
 
 
 @pytest.mark.slow

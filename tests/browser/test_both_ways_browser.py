@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from support import Workers, app_config, wait_for
+from support import admin_login as _login
 from werkzeug.serving import make_server
 
 from example_app.models import Customer, db
@@ -56,13 +57,6 @@ def live_server(app: Flask) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=10)
-
-
-def _login(page: Any, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#password", "admin")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{PREFIX}/")
 
 
 def _customers() -> dict[str, bool]:

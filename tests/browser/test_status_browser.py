@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from support import add_refused_autosync
+from support import admin_login as login
 
 from example_app.commands import make_customers
 from example_app.models import Customer, db
 from flask_mcsync import exclusions, settings, state
-from flask_mcsync.addresses import subscriber_hash
-from flask_mcsync.models import Outcome, Run
+from flask_mcsync.models import Run
 from flask_mcsync.runs import progress, start_export
 from flask_mcsync.sandbox import SandboxServer
 
@@ -37,13 +38,6 @@ ODD_ADDRESS = "'onmouseover=window.__pwned&x@gmail.com"
 # judges example.com and the like invalid, so the local part is what Mailchimp refuses).
 FAKE_ADDRESS = "fake@gmail.com"
 FORGOTTEN = "gone.forever@gmail.com"
-
-
-def login(page: Any, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#password", "admin")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{PREFIX}/")
 
 
 def customer(
@@ -71,33 +65,17 @@ def wait_ended(session: Any, run_id: int, timeout: float = 60) -> dict[str, Any]
 def add_old_autosync(days_ago: int) -> Run:
     """An auto-sync that Mailchimp refused some days ago, with a hostile error title."""
     at = datetime.now(timezone.utc) - timedelta(days=days_ago)
-    run = Run(
-        kind="auto",
-        list_id=LIST_ID,
-        status="failed",
-        errors=1,
-        total=1,
-        started_by="signup",
-        created_at=at,
-        started_at=at,
-        finished_at=at,
+    run = add_refused_autosync(
+        db.session,
+        ["late.signup@gmail.com"],
+        f"Timeout {PWN}",
+        "Gave up after 5 tries.",
         message=f"Refused {PWN}",
+        permanent=False,
+        at=at,
+        list_id=LIST_ID,
     )
-    db.session.add(run)
-    db.session.flush()
-    email = "late.signup@gmail.com"
-    db.session.add(
-        Outcome(
-            run_id=run.id,
-            email=email,
-            email_hash=subscriber_hash(email),
-            outcome="error",
-            permanent=False,
-            error_title=f"Timeout {PWN}",
-            error_detail="Gave up after 5 tries.",
-            created_at=at,
-        )
-    )
+    run.started_at = run.finished_at = at
     db.session.commit()
     return run
 

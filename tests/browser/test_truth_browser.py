@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from support import admin_login as login
 
 from example_app.models import Customer, db
 from flask_mcsync import settings, state
@@ -23,13 +24,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PREFIX = "/admin/mailchimp"
 LIST_ID = "a1b2c3d4e5"
-
-
-def login(page: Any, base: str) -> None:
-    page.goto(f"{base}/login")
-    page.fill("#password", "admin")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}{PREFIX}/")
 
 
 def wait_until(predicate: Any, what: str, timeout: float = 45) -> Any:

@@ -1,0 +1,16 @@
+"""The one family of errors a user of flask-mcsync can meet.
+
+Every error the package raises on purpose is a :class:`McSyncError`, so the CLI's
+translator and the admin views catch one class, and a host can too. ``str(error)`` is
+the sentence shown to the person: what went wrong and what to do next. Subclasses keep
+their builtin base where callers rely on it (an :class:`~flask_mcsync.rules.InvalidRule`
+is still a :class:`ValueError`).
+
+Infrastructure: this module imports nothing of ours, so every layer may raise from it.
+"""
+
+from __future__ import annotations
+
+
+class McSyncError(Exception):
+    """Something the shop owner or the host can act on; ``str()`` says what and how."""
