@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from .config import Config, ConfigError, read_config
 from .gateway import Gateway
+from .host_migrations import leave_our_tables_alone
 from .source import SubscriberSource
 from .throttle import ConnectionSlots, account_id
 
@@ -188,6 +189,7 @@ class MailchimpSync:
 
         app.register_blueprint(make_webhook_blueprint(), url_prefix=config.webhook_path)
         app.cli.add_command(mcsync_cli)
+        leave_our_tables_alone(app)
 
     def connect_signal(
         self, signal: Any, subscriber: Callable[..., Any], action: str = "signup"
