@@ -26,6 +26,7 @@ its revision fails them.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
 from . import legacy_schema
@@ -97,7 +99,9 @@ def configure_context(context: Any, connection: Connection) -> None:
     )
 
 
+@functools.cache
 def script_directory() -> ScriptDirectory:
+    """Our revisions, read once per process: each app start checks the head."""
     return ScriptDirectory(str(SCRIPT_LOCATION))
 
 
@@ -113,15 +117,25 @@ def current_revision(conn: Connection) -> str | None:
     ).get_current_revision()
 
 
-def _check_ours_to_upgrade(conn: Connection, legacy: int | None) -> None:
-    tables = [name for name in sa.inspect(conn).get_table_names() if is_mcsync_table(name)]
-    if legacy is None and tables:
+def _check_ours_to_upgrade(
+    conn: Connection, script: ScriptDirectory, before: str | None, legacy: int | None
+) -> None:
+    if before is not None:
+        try:
+            script.get_revision(before)
+        except CommandError:
+            raise SchemaError(
+                f"The mcsync tables are at revision {before}, which this version of"
+                " flask-mcsync does not know: a newer version migrated them. Install that"
+                " version (or a newer one) again."
+            ) from None
+    elif legacy is None and any(is_mcsync_table(n) for n in sa.inspect(conn).get_table_names()):
         raise SchemaError(
-            "The mcsync_* tables exist but mcsync_alembic_version does not record them, so"
-            " another migration tool created them: your Flask-Migrate runs our revisions"
-            " (flask db upgrade heads), so run that instead of flask mcsync init-db."
+            "The mcsync_* tables exist but mcsync_alembic_version does not record them:"
+            " another tool created them, most likely your Flask-Migrate running our"
+            " revisions. Run flask db upgrade heads instead of flask mcsync init-db."
         )
-    if legacy == 0:
+    elif legacy == 0:
         raise SchemaError(
             "mcsync_schema exists but records no version, so the state of the mcsync_*"
             " tables is unknown. Restore that table from a backup, or drop the mcsync_*"
@@ -140,10 +154,8 @@ def upgrade(engine: Engine) -> list[str]:
         before = current_revision(conn)
         if before is not None and before == script.get_current_head():
             return []
-        legacy = None
-        if before is None:
-            legacy = legacy_schema.installed_version(conn)
-            _check_ours_to_upgrade(conn, legacy)
+        legacy = legacy_schema.installed_version(conn) if before is None else None
+        _check_ours_to_upgrade(conn, script, before, legacy)
         command.upgrade(alembic_config(conn), HEAD)
     applied = reversed(list(script.iterate_revisions(HEAD, before or "base")))
     done = [f"applied revision {rev.revision}: {rev.doc}" for rev in applied]

@@ -22,6 +22,7 @@ from support import app_config
 from flask_mcsync import MailchimpSync, SubscriberSource
 from flask_mcsync.host_migrations import add_revisions
 from flask_mcsync.migrations import (
+    BRANCH,
     VERSION_TABLE,
     SchemaError,
     current_revision,
@@ -86,6 +87,15 @@ def test_a_model_change_without_its_revision_is_caught(engine: sa.Engine) -> Non
         conn.exec_driver_sql("ALTER TABLE mcsync_outbox DROP COLUMN last_error")
 
     assert [diff[0] for diff in differences(engine)] == ["add_column"]
+
+
+def test_init_db_says_when_a_newer_version_migrated_the_tables(engine: sa.Engine) -> None:
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"UPDATE {VERSION_TABLE} SET version_num = 'mcsync_9999'")
+
+    with pytest.raises(SchemaError, match="revision mcsync_9999, which this version"):
+        upgrade(engine)
 
 
 # What each schema version of the hand-written migrations (before Alembic) added.
@@ -305,7 +315,11 @@ def test_the_hosts_autogenerate_proposes_nothing_about_our_tables(
     app, _ = host_app(database_url, sandbox, migrate_first, with_revisions=False)
     directory = tmp_path / "migrations"
     with app.app_context():
-        upgrade(host_db.engine)  # flask mcsync init-db
+        runner = app.test_cli_runner()
+        assert "created the mcsync tables" in runner.invoke(args=["mcsync", "init-db"]).output
+        assert runner.invoke(args=["mcsync", "init-db"]).output == (
+            "The mcsync tables are up to date.\n"
+        )
         flask_migrate.init(str(directory))
         flask_migrate.migrate(str(directory), message="host tables")
         [script] = written_revisions(directory)
@@ -347,6 +361,40 @@ def test_the_hosts_flask_db_upgrade_runs_our_revisions(
             )
         assert head_revision() in recorded and len(recorded) == 2
         assert differences(engine) == []
-        with pytest.raises(SchemaError, match="flask db upgrade heads"):
-            upgrade(engine)  # flask mcsync init-db: the host's Flask-Migrate owns them
+        # flask mcsync init-db: the host's Flask-Migrate owns them now.
+        refused = app.test_cli_runner().invoke(args=["mcsync", "init-db"])
+        assert refused.exit_code == 1
+        assert "instead of flask mcsync init-db" in refused.output
+        engine.dispose()
+
+
+@pytest.mark.usefixtures("logging_kept")
+@pytest.mark.filterwarnings(FLASK_MIGRATE_TEMPLATE)
+def test_tables_init_db_made_move_to_the_hosts_flask_db_upgrade(
+    database_url: str, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    app, _ = host_app(database_url, sandbox, migrate_first=False, with_revisions=True)
+    directory = tmp_path / "migrations"
+    with app.app_context():
+        engine = host_db.engine
+        upgrade(engine)  # what flask mcsync init-db did so far
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO mcsync_settings (id, double_optin, batch_size,"
+                " auto_sync, updated_at) VALUES (1, false, 9, true,"
+                " CURRENT_TIMESTAMP)"
+            )
+        # The steps docs/integration.rst gives:
+        flask_migrate.init(str(directory))
+        flask_migrate.stamp(str(directory), revision=f"{BRANCH}@head")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+        flask_migrate.migrate(str(directory), message="host tables")
+        flask_migrate.upgrade(str(directory), revision="heads")
+
+        with engine.connect() as conn:
+            recorded = conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+            assert head_revision() in set(recorded.scalars())
+            assert conn.exec_driver_sql("SELECT batch_size FROM mcsync_settings").scalar() == 9
+        assert "host_customers" in sa.inspect(engine).get_table_names()
         engine.dispose()
