@@ -3,8 +3,8 @@
 Until 0.1.0 the tables were versioned by a hand-written list of steps recorded in
 ``mcsync_schema``. A database still marked that way is brought to version 5 by the
 remaining steps, in place and keeping its rows, by the first Alembic revision
-(``flask_mcsync/alembic/versions/0001_baseline.py``), which then drops ``mcsync_schema``:
-from there on Alembic's version table says where the database stands.
+(``flask_mcsync/alembic/versions/mcsync_0001_baseline.py``), which then drops
+``mcsync_schema``: from there on Alembic's version table says where the database stands.
 
 The steps are frozen: they write out the DDL of their day and never read
 :mod:`flask_mcsync.models`, so a later revision finds the schema it was written for.

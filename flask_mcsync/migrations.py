@@ -17,7 +17,9 @@ let Alembic write the revision and review it::
 
     from alembic import command
     with engine.begin() as connection:
-        command.revision(alembic_config(connection), "what changed", autogenerate=True)
+        command.revision(
+            alembic_config(connection), "what changed", autogenerate=True, rev_id="mcsync_0002"
+        )
 
 Column changes go through ``op.batch_alter_table``, which SQLite needs. The tests compare
 the migrated schema with the models on SQLite and PostgreSQL, so a model change without
