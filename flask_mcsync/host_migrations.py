@@ -39,10 +39,9 @@ class _Both:
 
 
 def _install_filters(app: Flask) -> None:
-    migrate = app.extensions.get(MIGRATE_KEY)
-    if migrate is None:
-        return
-    args = migrate.configure_args
+    args = getattr(app.extensions.get(MIGRATE_KEY), "configure_args", None)
+    if not isinstance(args, dict):
+        return  # no Flask-Migrate (or something else under its name)
     for key, ours in (("include_name", include_name), ("include_object", include_object)):
         if not isinstance(args.get(key), _Both):
             args[key] = _Both(ours, args.get(key))
@@ -101,6 +100,7 @@ class _OnHostHead:
 
     def __call__(self, context: MigrationContext, revision: Any, directives: list[Any]) -> None:
         script = context.script
+        config = context.environment_context.config if context.environment_context else None
         for directive in directives:
             if script is None or not isinstance(directive, MigrationScript):
                 continue
@@ -113,16 +113,15 @@ class _OnHostHead:
                 # The host's first revision: a new base, in the host's own folder.
                 directive.head = "base"
                 directive.version_path = next(
-                    str(path)
-                    for path in script._version_locations
-                    if path.resolve() != VERSIONS_LOCATION.resolve()
+                    path
+                    for path in (config.get_version_locations_list() if config else None) or []
+                    if Path(path).resolve() != VERSIONS_LOCATION.resolve()
                 )
         if self.host is not None:
             self.host(context, revision, directives)
             return
         # Flask-Migrate's env.py does this itself only when given no hook: an autogenerate
         # that found nothing writes no empty revision.
-        config = context.environment_context.config if context.environment_context else None
         autogenerate = getattr(getattr(config, "cmd_opts", None), "autogenerate", False)
         if autogenerate and directives and directives[0].upgrade_ops.is_empty():
             directives[:] = []
