@@ -20,6 +20,7 @@ from .admin import make_blueprint
 from .app_state import EXTENSION_KEY, Authorize, McSync, state
 from .cli import mcsync_cli
 from .config import ConfigError, read_config
+from .host_migrations import leave_our_tables_alone
 from .source import SubscriberSource
 from .webhooks import make_webhook_blueprint
 
@@ -87,6 +88,7 @@ class MailchimpSync:
         # guarded by the secret in their URL instead.
         app.register_blueprint(make_webhook_blueprint(), url_prefix=config.webhook_path)
         app.cli.add_command(mcsync_cli)
+        leave_our_tables_alone(app)
 
     def connect_signal(
         self, signal: Any, subscriber: Callable[..., Any], action: str = "signup"

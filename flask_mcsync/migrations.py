@@ -1,164 +1,172 @@
-"""Schema migrations for the ``mcsync_*`` tables.
+"""Schema migrations of the ``mcsync_*`` tables, through Alembic.
 
-A fresh database gets the current schema in one ``create_all`` and is stamped with the
-newest version; an older one gets each missing step of :data:`MIGRATIONS` in order, in
-one transaction per step. ``flask mcsync init-db`` runs :func:`upgrade`, and running it
-again does nothing. A host that manages its schema with Alembic can instead include
-:data:`flask_mcsync.models.metadata` in its ``target_metadata``.
+The revisions ship inside the package (``flask_mcsync/alembic/versions/``) on a branch of
+their own, ``mcsync``, and a database records them in a version table of its own,
+``mcsync_alembic_version``: they never mix with a host's migrations. ``flask mcsync
+init-db`` runs :func:`upgrade`, and running it again does nothing. A host on
+Flask-Migrate can run the same revisions from ``flask db upgrade`` instead
+(:mod:`flask_mcsync.host_migrations`); a host with its own Alembic ``env.py`` passes
+:func:`include_name` and :func:`include_object` to ``context.configure`` so its
+autogenerate leaves our tables alone.
 
-To change the schema: change :mod:`models`, then append a step here that brings a
-database of the previous version to the new one (``ALTER TABLE ...``).
+A database made before Alembic (recorded in ``mcsync_schema``) is brought to the first
+revision in place by that revision itself (:mod:`flask_mcsync.legacy_schema`).
+
+To change the schema: change :mod:`flask_mcsync.models`, then, on a database at head,
+let Alembic write the revision and review it::
+
+    from alembic import command
+    with engine.begin() as connection:
+        command.revision(
+            alembic_config(connection), "what changed", autogenerate=True, rev_id="mcsync_0002"
+        )
+
+Column changes go through ``op.batch_alter_table``, which SQLite needs. The tests compare
+the migrated schema with the models on SQLite and PostgreSQL, so a model change without
+its revision fails them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
+from pathlib import Path
+from typing import Any
 
+import click
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
-from .models import AudienceMember, SchemaVersion, Settings, WebhookEvent, metadata
+from . import legacy_schema
+from .models import metadata
+
+SCRIPT_LOCATION = Path(__file__).parent / "alembic"
+VERSIONS_LOCATION = SCRIPT_LOCATION / "versions"
+VERSION_TABLE = "mcsync_alembic_version"
+BRANCH = "mcsync"
+HEAD = f"{BRANCH}@head"
+TABLE_PREFIX = "mcsync_"
 
 
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    description: str
-    apply: Callable[[Connection], None]
+class SchemaError(click.ClickException, RuntimeError):
+    """The mcsync tables are in a state ``init-db`` must not touch; the message says why."""
 
 
-def _initial_schema(conn: Connection) -> None:
-    metadata.create_all(conn)
+def is_mcsync_table(name: str | None) -> bool:
+    return name is not None and name.startswith(TABLE_PREFIX)
 
 
-def _add_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
-    """``ALTER TABLE ... ADD COLUMN`` for each column not there yet, so a step can be
-    renumbered (or re-run after a partial manual fix) safely."""
-    existing = {c["name"] for c in sa.inspect(conn).get_columns(table)}
-    preparer = conn.dialect.identifier_preparer
-    for name, ddl in columns.items():
-        if name not in existing:
-            conn.exec_driver_sql(
-                f"ALTER TABLE {preparer.quote(table)} ADD COLUMN {preparer.quote(name)} {ddl}"
-            )
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic's ``include_name`` hook for a host: its autogenerate does not even reflect
+    the ``mcsync_*`` tables (nor our version table)."""
+    return type_ != "table" or not is_mcsync_table(name)
 
 
-def _model_type(conn: Connection, table: str, name: str) -> str:
-    """The DDL type of a model's column, for a nullable column added as the model has it."""
-    return str(metadata.tables[table].c[name].type.compile(dialect=conn.dialect))
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic's ``include_object`` hook for a host: it never proposes to create, alter or
+    drop an ``mcsync_*`` table, even when its metadata holds :data:`flask_mcsync.metadata`."""
+    return type_ != "table" or not is_mcsync_table(name)
 
 
-def _batch_retry_budget(conn: Connection) -> None:
-    _add_columns(
-        conn,
-        "mcsync_batches",
-        {"resends": "INTEGER DEFAULT 0 NOT NULL", "retry_seconds": "FLOAT DEFAULT 0 NOT NULL"},
+def only_mcsync_tables(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Our own autogenerate's ``include_name``: it runs on a host's database, whose tables
+    are not ours to touch."""
+    return type_ != "table" or is_mcsync_table(name)
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration for our script directory, on ``connection``."""
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION))
+    config.attributes["connection"] = connection
+    return config
+
+
+def configure_context(context: Any, connection: Connection) -> None:
+    """What our ``env.py`` tells Alembic: our version table, our tables only, batch mode
+    so that autogenerated column changes work on SQLite."""
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table=VERSION_TABLE,
+        include_name=only_mcsync_tables,
+        render_as_batch=True,
+        compare_type=True,
     )
 
 
-def _truth_columns(conn: Connection) -> None:
-    # "false" is a boolean literal on PostgreSQL and on SQLite (3.23+) alike.
-    _add_columns(
-        conn,
-        "mcsync_runs",
-        {
-            "sync_reason": "VARCHAR(24)",
-            "skip_merge_validation": "BOOLEAN NOT NULL DEFAULT false",
-            "archived": "INTEGER NOT NULL DEFAULT 0",
-            "confirmations": "INTEGER NOT NULL DEFAULT 0",
-        },
-    )
-    _add_columns(conn, "mcsync_batches", {"archived": "INTEGER NOT NULL DEFAULT 0"})
+@functools.cache
+def script_directory() -> ScriptDirectory:
+    """Our revisions, read once per process: each app start checks the head."""
+    return ScriptDirectory(str(SCRIPT_LOCATION))
 
 
-def _both_ways(conn: Connection) -> None:
-    # Webhook events, Mailchimp's view of the audience, and the webhook's secret and id.
-    tables = [metadata.tables[m.__tablename__] for m in (WebhookEvent, AudienceMember)]
-    metadata.create_all(conn, tables=tables)
-    settings = Settings.__tablename__
-    _add_columns(
-        conn,
-        settings,
-        {name: _model_type(conn, settings, name) for name in ("webhook_secret", "webhook_id")},
-    )
+def head_revision() -> str:
+    """The newest revision this version of flask-mcsync ships."""
+    return script_directory().get_current_head() or ""
 
 
-def _run_batch_counters(conn: Connection) -> None:
-    # Only what is missing: a database built from a newer model may have some already.
-    have = {c["name"] for c in sa.inspect(conn).get_columns("mcsync_runs")}
-    for column in ("batches_done", "batches_failed", "retries", "most_retries"):
-        if column not in have:
-            conn.exec_driver_sql(
-                f"ALTER TABLE mcsync_runs ADD COLUMN {column} INTEGER DEFAULT 0 NOT NULL"
-            )
-    if "retry_seconds" not in have:
-        conn.exec_driver_sql(
-            "ALTER TABLE mcsync_runs ADD COLUMN retry_seconds FLOAT DEFAULT 0 NOT NULL"
+def current_revision(conn: Connection) -> str | None:
+    """The revision recorded in ``mcsync_alembic_version``, or ``None`` when there is none."""
+    return MigrationContext.configure(
+        conn, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
+
+
+def _check_ours_to_upgrade(
+    conn: Connection, script: ScriptDirectory, before: str | None, legacy: int | None
+) -> None:
+    if before is not None:
+        try:
+            script.get_revision(before)
+        except CommandError:
+            raise SchemaError(
+                f"The mcsync tables are at revision {before}, which this version of"
+                " flask-mcsync does not know: a newer version migrated them. Install that"
+                " version (or a newer one) again."
+            ) from None
+    elif legacy is None and any(is_mcsync_table(n) for n in sa.inspect(conn).get_table_names()):
+        raise SchemaError(
+            "The mcsync_* tables exist but mcsync_alembic_version does not record them:"
+            " another tool created them, most likely your Flask-Migrate running our"
+            " revisions. Run flask db upgrade heads instead of flask mcsync init-db."
         )
-    # Runs of the previous version: their counters from their batches, once.
-    conn.exec_driver_sql(
-        "UPDATE mcsync_runs SET"
-        " batches_done = (SELECT count(*) FROM mcsync_batches b"
-        "   WHERE b.run_id = mcsync_runs.id AND b.status = 'done'),"
-        " batches_failed = (SELECT count(*) FROM mcsync_batches b"
-        "   WHERE b.run_id = mcsync_runs.id AND b.status = 'failed'),"
-        " retries = (SELECT coalesce(sum(b.retries), 0) FROM mcsync_batches b"
-        "   WHERE b.run_id = mcsync_runs.id),"
-        " most_retries = (SELECT coalesce(max(b.retries), 0) FROM mcsync_batches b"
-        "   WHERE b.run_id = mcsync_runs.id),"
-        " retry_seconds = (SELECT coalesce(sum(b.retry_seconds), 0) FROM mcsync_batches b"
-        "   WHERE b.run_id = mcsync_runs.id)"
-    )
-    conn.exec_driver_sql(
-        "CREATE INDEX IF NOT EXISTS ix_mcsync_batches_run_status_seq"
-        " ON mcsync_batches (run_id, status, seq)"
-    )
-
-
-MIGRATIONS: list[Migration] = [
-    Migration(1, "initial schema", _initial_schema),
-    Migration(2, "batches: re-sends and time added by retries", _batch_retry_budget),
-    Migration(
-        3,
-        "runs: sync reason, skip_merge_validation, archived and confirmation counts",
-        _truth_columns,
-    ),
-    Migration(4, "both ways: webhook events, audience members, webhook settings", _both_ways),
-    Migration(5, "runs: batch counters for the progress window", _run_batch_counters),
-]
-
-HEAD = MIGRATIONS[-1].version
-
-
-def current_version(conn: Connection) -> int | None:
-    """The applied version, or ``None`` when the mcsync tables do not exist yet."""
-    if not sa.inspect(conn).has_table(SchemaVersion.__tablename__):
-        return None
-    return conn.execute(sa.select(sa.func.max(SchemaVersion.version))).scalar() or 0
+    elif legacy == 0:
+        raise SchemaError(
+            "mcsync_schema exists but records no version, so the state of the mcsync_*"
+            " tables is unknown. Restore that table from a backup, or drop the mcsync_*"
+            " tables if they hold nothing you need, then run flask mcsync init-db again."
+        )
 
 
 def upgrade(engine: Engine) -> list[str]:
-    """Bring the mcsync tables to the newest schema. Returns what was done, one line each."""
-    done: list[str] = []
+    """Bring the mcsync tables to the newest revision, in one transaction. Returns what was
+    done, one line each (nothing when they were up to date).
+
+    :raises SchemaError: when the tables are not ours to upgrade from here.
+    """
+    script = script_directory()
     with engine.begin() as conn:
-        version = current_version(conn)
-        if version is None:
-            metadata.create_all(conn)
-            conn.execute(
-                sa.insert(SchemaVersion),
-                [{"version": m.version, "description": m.description} for m in MIGRATIONS],
-            )
-            return [f"created the mcsync tables (schema version {HEAD})"]
-    for migration in MIGRATIONS:
-        if migration.version <= version:
-            continue
-        with engine.begin() as conn:
-            migration.apply(conn)
-            conn.execute(
-                sa.insert(SchemaVersion).values(
-                    version=migration.version, description=migration.description
-                )
-            )
-        done.append(f"applied migration {migration.version}: {migration.description}")
+        before = current_revision(conn)
+        if before is not None and before == script.get_current_head():
+            return []
+        legacy = legacy_schema.installed_version(conn) if before is None else None
+        _check_ours_to_upgrade(conn, script, before, legacy)
+        command.upgrade(alembic_config(conn), HEAD)
+    applied = reversed(list(script.iterate_revisions(HEAD, before or "base")))
+    done = [f"applied revision {rev.revision}: {rev.doc}" for rev in applied]
+    if legacy is not None:
+        done.insert(
+            0,
+            f"brought the mcsync tables from schema version {legacy} to"
+            f" {legacy_schema.LAST_VERSION} (kept their rows) and moved them to Alembic",
+        )
+    elif before is None:
+        done.insert(0, "created the mcsync tables")
     return done

@@ -146,7 +146,7 @@ class Run(Base):
     batches_failed: Mapped[int] = mapped_column(default=0, server_default="0")
     retries: Mapped[int] = mapped_column(default=0, server_default="0")
     most_retries: Mapped[int] = mapped_column(default=0, server_default="0")
-    retry_seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    retry_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default="0")
     total: Mapped[int] = mapped_column(default=0)
     excluded: Mapped[int] = mapped_column(default=0)
     invalid: Mapped[int] = mapped_column(default=0)
@@ -206,7 +206,7 @@ class Batch(Base):
     resends: Mapped[int] = mapped_column(default=0, server_default="0")
     retries: Mapped[int] = mapped_column(default=0)  # every passing failure, for the record
     # Seconds of backoff those failures added, for the record.
-    retry_seconds: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    retry_seconds: Mapped[float] = mapped_column(sa.Float, default=0.0, server_default="0")
     # A worker holds a batch until lease_until; past it, the sweep hands it to another.
     lease_until: Mapped[datetime | None]
     # The job holding the lease passes this token to the job it schedules (the next poll),
@@ -274,16 +274,6 @@ class OutboxItem(Base):
     def waiting(cls) -> sa.ColumnElement[bool]:
         """The rows still to send: due or backing off, or claimed by a worker."""
         return cls.status.in_(sorted(OUTBOX_WAITING))
-
-
-class SchemaVersion(Base):
-    """Which of :mod:`flask_mcsync.migrations` have been applied."""
-
-    __tablename__ = "mcsync_schema"
-
-    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    description: Mapped[str] = mapped_column(sa.String(200))
-    applied_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class WebhookEvent(Base):

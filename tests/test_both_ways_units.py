@@ -4,10 +4,8 @@ and the schema migration that brings an existing database to the both-ways table
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from flask_mcsync.changes import InvalidPayload, Kind, from_webhook
 from flask_mcsync.config import ConfigError, read_config
@@ -72,46 +70,3 @@ def test_too_many_fields_is_a_malformed_payload() -> None:
     form.update({"type": "profile", "fired_at": "2026-11-20 10:00:00", "data[email]": "a@b.org"})
     with pytest.raises(InvalidPayload, match="more than"):
         from_webhook(form)
-
-
-def test_a_database_of_schema_3_is_upgraded_keeping_its_settings(tmp_path: Any) -> None:
-    from flask_mcsync.migrations import HEAD, upgrade
-    from flask_mcsync.models import AudienceMember, SchemaVersion, WebhookEvent, metadata
-
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    new_tables = {WebhookEvent.__tablename__, AudienceMember.__tablename__}
-    with engine.begin() as conn:
-        metadata.create_all(
-            conn, tables=[t for name, t in metadata.tables.items() if name not in new_tables]
-        )
-        conn.exec_driver_sql("ALTER TABLE mcsync_settings DROP COLUMN webhook_secret")
-        conn.exec_driver_sql("ALTER TABLE mcsync_settings DROP COLUMN webhook_id")
-        conn.execute(
-            sa.insert(SchemaVersion),
-            [
-                {"version": 1, "description": "initial"},
-                {"version": 2, "description": "batches"},
-                {"version": 3, "description": "runs"},
-            ],
-        )
-        conn.exec_driver_sql(
-            "INSERT INTO mcsync_settings (id, list_id, double_optin, batch_size, auto_sync,"
-            " updated_at) VALUES (1, 'a1b2c3d4e5', 0, 250, 1, '2026-01-01 00:00:00')"
-        )
-
-    assert upgrade(engine) == [
-        "applied migration 4: both ways: webhook events, audience members, webhook settings",
-        "applied migration 5: runs: batch counters for the progress window",
-    ]
-    inspector = sa.inspect(engine)
-    assert new_tables <= set(inspector.get_table_names())
-    columns = {c["name"] for c in inspector.get_columns("mcsync_settings")}
-    assert {"webhook_secret", "webhook_id"} <= columns
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT list_id, batch_size FROM mcsync_settings").one() == (
-            "a1b2c3d4e5",
-            250,
-        )
-        assert conn.execute(sa.select(sa.func.max(SchemaVersion.version))).scalar() == HEAD
-    assert upgrade(engine) == []  # again: nothing to do
-    engine.dispose()

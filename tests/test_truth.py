@@ -336,40 +336,6 @@ def test_fresh_opt_in_of_cleaned_or_forgotten_records_mailchimps_refusal(
     assert sandbox.client.confirmation_emails(list_id) == []
 
 
-def test_older_databases_upgrade_to_the_new_run_columns(db_only_app: Flask) -> None:
-    from flask_mcsync.migrations import HEAD, current_version, upgrade
-    from flask_mcsync.models import SchemaVersion
-
-    engine = _db().engine
-    with engine.begin() as conn:
-        # Back to schema version 1: the columns this change added are not there yet.
-        for column in ("sync_reason", "skip_merge_validation", "archived", "confirmations"):
-            conn.exec_driver_sql(f"ALTER TABLE mcsync_runs DROP COLUMN {column}")
-        conn.exec_driver_sql("ALTER TABLE mcsync_batches DROP COLUMN archived")
-        conn.execute(sa.delete(SchemaVersion).where(SchemaVersion.version > 1))
-        conn.execute(
-            sa.text(
-                "INSERT INTO mcsync_runs (kind, list_id, status, active_list_id, started_by,"
-                " batch_size, status_if_new, planning_done, batch_count, total, excluded,"
-                " invalid, duplicates, created, updated, skipped, errors, created_at)"
-                " VALUES ('export', 'x', 'finished', NULL, 'old', 1, 'subscribed', :f, 0,"
-                " 1, 0, 0, 0, 1, 0, 0, 0, CURRENT_TIMESTAMP)"
-            ),
-            {"f": False},
-        )
-    assert any("migration 2" in line for line in upgrade(engine))
-    with engine.connect() as conn:
-        assert current_version(conn) == HEAD
-        row = conn.execute(
-            sa.text(
-                "SELECT archived, confirmations, skip_merge_validation, sync_reason"
-                " FROM mcsync_runs"
-            )
-        ).one()
-    assert (row[0], row[1], bool(row[2]), row[3]) == (0, 0, False, None)
-    assert upgrade(engine) == []
-
-
 def test_opt_out_and_confirmation_requests_pass_a_required_field_the_member_lacks(
     db_only_app: Flask, sandbox: Any
 ) -> None:
