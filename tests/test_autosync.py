@@ -9,11 +9,6 @@ counts the sandbox kept, the ``mcsync_outbox`` rows and the outcome history.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask, current_app
 from redis import Redis
-from support import Workers, app_config, wait_for
+from rq import Worker as RqWorker
+from support import OwnRedis, Workers, app_config, redis_server_binary, wait_for, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -129,6 +125,11 @@ def _member(sandbox: Any, email: str) -> dict[str, Any] | None:
 
 def _puts(sandbox: Any) -> int:
     return int(sandbox.client.stats()["requests_by_method"].get("PUT", 0))
+
+
+def _in_flight(sandbox: Any) -> bool:
+    stats = sandbox.client.stats()
+    return int(stats["requests_total"]) > sum(stats["responses_by_status"].values())
 
 
 def _queued_jobs(app: Flask) -> int:
@@ -359,66 +360,9 @@ def test_opt_out_unsubscribes_and_a_returning_unsubscriber_is_asked_to_confirm(
 # --- 4. Redis down ----------------------------------------------------------------------------
 
 
-class OwnRedis:
-    """A redis-server of this test's own on a free port, so it can be stopped and
-    restarted without touching the Redis other tests use."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = Redis(port=self.port, socket_connect_timeout=0.5)
-        try:
-            wait_for(lambda: _pings(client), 10, "the test's redis-server to answer")
-        finally:
-            client.close()
-
-    def hang(self) -> None:
-        """SIGSTOP: connections are still accepted (by the kernel) but never answered."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()  # a crash: nothing saved, every queued job is lost
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-
-def _pings(client: Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-
-
 @pytest.fixture
 def own_redis() -> Iterator[OwnRedis]:
-    binary = shutil.which("redis-server")
+    binary = redis_server_binary()
     if binary is None:
         pytest.skip("redis-server is not installed: this test stops and restarts its own")
     server = OwnRedis(binary)
@@ -440,15 +384,7 @@ def own_app(database_url: str, own_redis: OwnRedis, sandbox: Any) -> Iterator[Fl
 
 @pytest.fixture
 def own_workers(own_app: Flask) -> Iterator[Workers]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSYNC_")}
-    env.update(
-        {
-            "DATABASE_URL": own_app.config["SQLALCHEMY_DATABASE_URI"],
-            "SECRET_KEY": "test",
-            **{k: str(v) for k, v in own_app.config.items() if k.startswith("MCSYNC_") and v},
-        }
-    )
-    pool = Workers(env)
+    pool = Workers(worker_env(own_app))
     yield pool
     pool.stop_all()
 
@@ -593,11 +529,19 @@ def test_a_busy_worker_survives_a_redis_restart(
     for email in before:
         _signup(client, email)
     wait_for(lambda: any(r.status == "sending" for r in _outbox()), 20, "the worker to take a row")
+    wait_for(lambda: _in_flight(sandbox), 20, "the worker's request to Mailchimp")
     own_redis.stop()
-    time.sleep(3)  # longer than the PUT: the job ends while Redis is away
+    # The job ends while Redis is away: its request is answered, and the worker's next
+    # word to Redis (releasing its request slot) fails.
+    wait_for(lambda: not _in_flight(sandbox), 20, "the request in flight to be answered")
+    time.sleep(0.5)  # the answer's way back to the worker: local, milliseconds
     own_redis.start()
     sandbox.client.clear_faults()
-    time.sleep(3)
+    restarted = Redis.from_url(own_redis.url)
+    try:
+        wait_for(lambda: RqWorker.count(connection=restarted), 20, "the worker to come back")
+    finally:
+        restarted.close()
     assert worker.poll() is None, "'flask mcsync worker' exited when Redis restarted"
     after = "after.restart@gmail.com"
     _signup(client, after)
