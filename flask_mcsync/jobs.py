@@ -18,7 +18,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from .extension import McSync, state
-from .models import Batch, OutboxItem, Run, utcnow
+from .models import Batch, OutboxItem, PlanChunk, Run, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,16 @@ def plan_run(run_id: int, token: str | None = None) -> None:
 
     try:
         plan(state(), run_id, token)
+    except LostLease as exc:
+        log.info("%s", exc)
+
+
+def plan_chunk(chunk_id: int, token: str | None = None) -> None:
+    from .planner import LostLease
+    from .planner import plan_chunk as plan_range
+
+    try:
+        plan_range(state(), chunk_id, token)
     except LostLease as exc:
         log.info("%s", exc)
 
@@ -180,6 +190,13 @@ def enqueue_plan(ext: McSync, run_id: int) -> bool:
     return _enqueue_once(ext, f"mcsync-plan-{run_id}", plan_run, run_id, timeout=PLAN_TIMEOUT)
 
 
+def enqueue_chunk(ext: McSync, chunk_id: int) -> bool:
+    """Queue the planning of one key range of a run unless its job already waits."""
+    return _enqueue_once(
+        ext, f"mcsync-chunk-{chunk_id}", plan_chunk, chunk_id, timeout=PLAN_TIMEOUT
+    )
+
+
 def enqueue_batch(ext: McSync, batch_id: int, token: str | None = None) -> bool:
     """Queue the batch's next step unless its job already waits (see :func:`batch_job_id`)."""
     return _enqueue_once(
@@ -283,7 +300,8 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     """Find runs and batches nobody is working on and queue them again.
 
     * planning not done and its lease expired (planner died), or never taken and no plan
-      job waiting (the job was lost, e.g. Redis restarted);
+      job waiting (the job was lost, e.g. Redis restarted); once the run is cut into
+      chunks, the same for each chunk not done;
     * a batch whose lease expired (its worker died between two steps, or its scheduled
       poll was lost), or never taken and no job waiting for it;
     * a run whose batches are all ended but which was not closed.
@@ -298,12 +316,28 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         "outbox_pruned": 0,
         "webhook_events": 0,
     }
-    live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
-        Run.kind == "export", Run.status.in_(("queued", "running"))
+    # A run not yet cut into chunks waits for its plan job; once cut, for its chunks'.
+    cut = sa.select(PlanChunk.id).where(PlanChunk.run_id == Run.id).exists()
+    uncut = sa.select(Run.id).where(
+        Run.kind == "export",
+        Run.status.in_(("queued", "running")),
+        Run.planning_done.is_(False),
+        sa.or_(Run.lease_until.is_(None), Run.lease_until < now),
+        ~cut,
     )
-    for run_id, planning_done, lease_until in session.execute(live).all():
-        if not planning_done and (lease_until is None or lease_until < now):
-            counts["plans"] += int(enqueue_plan(ext, run_id))
+    for run_id in session.execute(uncut).scalars().all():
+        counts["plans"] += int(enqueue_plan(ext, run_id))
+    chunks = (
+        sa.select(PlanChunk.id)
+        .join(Run, Run.id == PlanChunk.run_id)
+        .where(
+            Run.status == "running",
+            PlanChunk.status != "done",
+            sa.or_(PlanChunk.lease_until.is_(None), PlanChunk.lease_until < now),
+        )
+    )
+    for chunk_id in session.execute(chunks).scalars().all():
+        counts["plans"] += int(enqueue_chunk(ext, chunk_id))
     # The job a stalled batch waits for is named by its row (see batch_job_id): one that
     # still waits in the queue (a long queue outlives a lease) is left alone.
     stalled = (

@@ -15,7 +15,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .models import Batch, Run, utcnow
+from .models import Batch, PlanChunk, Run, utcnow
 
 
 def new_token() -> str:
@@ -24,7 +24,7 @@ def new_token() -> str:
 
 def claim(
     session: Session,
-    model: type[Run] | type[Batch],
+    model: type[Run] | type[Batch] | type[PlanChunk],
     row_id: int,
     seconds: float,
     token: str | None = None,
@@ -33,14 +33,14 @@ def claim(
     """Take the lease on a row; returns the new token, or ``None`` if someone holds it.
 
     The row must not be ended (``Run.status`` running/queued, ``Batch.status`` not
-    done/failed). ``values`` are set in the same UPDATE. Commits.
+    done/failed, ``PlanChunk.status`` not done). ``values`` are set in the same UPDATE. Commits.
     """
     now = utcnow()
     fresh = new_token()
     free = sa.or_(model.lease_until.is_(None), model.lease_until < now)
     if token is not None:
         free = sa.or_(free, model.lease_token == token)
-    ended = ("finished", "failed") if model is Run else ("done", "failed")
+    ended = {Run: ("finished", "failed"), PlanChunk: ("done",)}.get(model, ("done", "failed"))
     result = session.execute(
         sa.update(model)
         .where(model.id == row_id, model.status.not_in(ended), free)
@@ -51,6 +51,8 @@ def claim(
     return fresh if getattr(result, "rowcount", 0) == 1 else None
 
 
-def holds(model: type[Run] | type[Batch], row_id: int, token: str) -> sa.ColumnElement[bool]:
+def holds(
+    model: type[Run] | type[Batch] | type[PlanChunk], row_id: int, token: str
+) -> sa.ColumnElement[bool]:
     """The WHERE clause that makes an update apply only while ``token`` holds the lease."""
     return sa.and_(model.id == row_id, model.lease_token == token)

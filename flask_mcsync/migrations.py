@@ -18,7 +18,15 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .models import AudienceMember, SchemaVersion, Settings, WebhookEvent, metadata
+from .models import (
+    AudienceMember,
+    PlanChunk,
+    PlannedAddress,
+    SchemaVersion,
+    Settings,
+    WebhookEvent,
+    metadata,
+)
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,12 @@ def _run_batch_counters(conn: Connection) -> None:
     )
 
 
+def _plan_chunks(conn: Connection) -> None:
+    # New tables only: a run planned by the one-job planner resumes as one chunk.
+    tables = [metadata.tables[m.__tablename__] for m in (PlanChunk, PlannedAddress)]
+    metadata.create_all(conn, tables=tables)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "batches: re-sends and time added by retries", _batch_retry_budget),
@@ -126,6 +140,7 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(4, "both ways: webhook events, audience members, webhook settings", _both_ways),
     Migration(5, "runs: batch counters for the progress window", _run_batch_counters),
+    Migration(6, "planning in chunks: key ranges and planned addresses", _plan_chunks),
 ]
 
 HEAD = MIGRATIONS[-1].version
