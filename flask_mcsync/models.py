@@ -169,7 +169,6 @@ class Batch(Base):
     size: Mapped[int] = mapped_column(default=0)
     first_address: Mapped[str] = mapped_column(sa.String(254), default="")
     last_address: Mapped[str] = mapped_column(sa.String(254), default="")
-    payload: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
     mailchimp_batch_id: Mapped[str | None] = mapped_column(sa.String(64))
     total_operations: Mapped[int] = mapped_column(default=0)
     finished_operations: Mapped[int] = mapped_column(default=0)
@@ -196,6 +195,10 @@ class Batch(Base):
     submitted_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Last in the table: SQLite keeps a large value in overflow pages that a read of any
+    # column stored after it walks, so the progress window's reads (which never need
+    # the payload) would cost more with each batch they show.
+    payload: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
 
 
 class PlanChunk(Base):
