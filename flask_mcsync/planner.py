@@ -124,6 +124,18 @@ def address_key(email: str) -> int:
     return int(subscriber_hash(email)[:15], 16)
 
 
+# One statement with the keys as one parameter: compiled once, whatever their number
+# (a 1,000-row VALUES list cost ~10x more CPU on SQLite, most of it compiling).
+CLAIM_SQL = {
+    "sqlite": "INSERT INTO mcsync_planned_addresses (run_id, key)"
+    " SELECT :run_id, value FROM json_each(:keys) WHERE true"
+    " ON CONFLICT DO NOTHING RETURNING key",
+    "postgresql": "INSERT INTO mcsync_planned_addresses (run_id, key)"
+    " SELECT :run_id, unnest(CAST(:keys AS BIGINT[]))"
+    " ON CONFLICT DO NOTHING RETURNING key",
+}
+
+
 def _claim(session: Session, run_id: int, keys: list[int]) -> set[int]:
     """Record ``keys`` as planned for the run; returns those no batch had before.
 
@@ -132,16 +144,13 @@ def _claim(session: Session, run_id: int, keys: list[int]) -> set[int]:
     """
     if not keys:
         return set()
-    rows = [{"run_id": run_id, "key": key} for key in keys]
     dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        insert: Any
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        statement = insert(PlannedAddress).values(rows).on_conflict_do_nothing()
-        return set(session.execute(statement.returning(PlannedAddress.key)).scalars())
+    if dialect in CLAIM_SQL:
+        keys_param: Any = json.dumps(keys) if dialect == "sqlite" else keys
+        inserted = session.execute(
+            sa.text(CLAIM_SQL[dialect]), {"run_id": run_id, "keys": keys_param}
+        ).scalars()
+        return {int(key) for key in inserted}
     # Elsewhere: read what is there, insert the rest; a chunk racing for the same key
     # makes the commit fail, and the job is retried from its cursor.
     there = set(
@@ -151,7 +160,7 @@ def _claim(session: Session, run_id: int, keys: list[int]) -> set[int]:
             )
         ).scalars()
     )
-    new = [row for row in rows if row["key"] not in there]
+    new = [{"run_id": run_id, "key": key} for key in keys if key not in there]
     if new:
         session.execute(sa.insert(PlannedAddress), new)
     return {row["key"] for row in new}

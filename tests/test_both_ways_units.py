@@ -102,6 +102,7 @@ def test_a_database_of_schema_3_is_upgraded_keeping_its_settings(tmp_path: Any) 
     assert upgrade(engine) == [
         "applied migration 4: both ways: webhook events, audience members, webhook settings",
         "applied migration 5: runs: batch counters for the progress window",
+        "applied migration 6: planning in chunks: key ranges and planned addresses",
     ]
     inspector = sa.inspect(engine)
     assert new_tables <= set(inspector.get_table_names())
