@@ -327,16 +327,24 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     )
     for run_id in session.execute(uncut).scalars().all():
         counts["plans"] += int(enqueue_plan(ext, run_id))
-    chunks = (
-        sa.select(PlanChunk.id)
+    # A chunk whose planner died, and the first chunk not started (each chunk queues
+    # the next when it starts sending: its job may be the one lost).
+    unplanned = (
+        sa.select(PlanChunk.id, PlanChunk.run_id, PlanChunk.lease_until)
         .join(Run, Run.id == PlanChunk.run_id)
         .where(
             Run.status == "running",
             PlanChunk.status != "done",
             sa.or_(PlanChunk.lease_until.is_(None), PlanChunk.lease_until < now),
         )
+        .order_by(PlanChunk.run_id, PlanChunk.seq)
     )
-    for chunk_id in session.execute(chunks).scalars().all():
+    first_waiting: set[int] = set()
+    for chunk_id, run_id, lease_until in session.execute(unplanned).all():
+        if lease_until is None:
+            if run_id in first_waiting:
+                continue
+            first_waiting.add(run_id)
         counts["plans"] += int(enqueue_chunk(ext, chunk_id))
     # The job a stalled batch waits for is named by its row (see batch_job_id): one that
     # still waits in the queue (a long queue outlives a lease) is left alone.

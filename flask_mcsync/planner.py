@@ -82,8 +82,8 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
             raise LostLease(f"Run {run_id}: another worker took over planning.")
         session.commit()
         chunks = _chunk_ids(session, run_id)
-    for chunk_id in chunks:
-        jobs.enqueue_chunk(ext, chunk_id)
+    if chunks:
+        jobs.enqueue_chunk(ext, chunks[0])  # the rest follow one by one (_queue_next)
 
 
 def _chunk_ids(session: Session, run_id: int) -> list[int]:
@@ -193,13 +193,15 @@ def plan_chunk(ext: McSync, chunk_id: int, token: str | None = None) -> None:
     dedup = Deduplicator()
     session.expunge_all()  # nothing of this job lingers in the identity map
 
+    chunk_seq = chunk.seq
     pending: list[list[Any]] = []
     skipped: list[AddressOutcome] = []
     counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
     last_pk: Any = None
+    next_queued = False
 
     def commit_batch() -> None:
-        nonlocal pending, skipped, counts
+        nonlocal pending, skipped, counts, next_queued
         batch = _first_of_each(pending)
         claimed = _claim(session, run_id, sorted({key for key, _ in batch}))
         batch_rows = [row for key, row in batch if key in claimed]
@@ -249,6 +251,8 @@ def plan_chunk(ext: McSync, chunk_id: int, token: str | None = None) -> None:
         session.commit()
         if batch_id is not None:
             jobs.enqueue_batch(ext, batch_id)
+            if not next_queued:
+                next_queued = _queue_next(ext, run_id, chunk_seq)
         pending, skipped = [], []
         counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
         dedup.forget()
@@ -282,7 +286,28 @@ def plan_chunk(ext: McSync, chunk_id: int, token: str | None = None) -> None:
         .execution_options(synchronize_session=False)
     )
     session.commit()
+    if not next_queued:
+        _queue_next(ext, run_id, chunk_seq)
     _end_planning(ext, run_id)
+
+
+def _queue_next(ext: McSync, run_id: int, seq: int) -> bool:
+    """Queue the next chunk behind this chunk's first batch.
+
+    Queued all at once, the chunks would sit ahead of every batch in RQ's first-in
+    first-out queue, and no batch would be sent before the whole shop was read. One
+    at a time, each behind the batches planned so far, planning and sending take turns
+    on every worker, and two workers plan side by side (this chunk and the next).
+    """
+    following = ext.session.execute(
+        sa.select(PlanChunk.id).where(
+            PlanChunk.run_id == run_id, PlanChunk.seq == seq + 1, PlanChunk.status != "done"
+        )
+    ).scalar()
+    ext.session.commit()
+    if following is not None:
+        jobs.enqueue_chunk(ext, following)
+    return True
 
 
 def _first_of_each(pending: list[list[Any]]) -> list[tuple[int, list[Any]]]:
