@@ -68,6 +68,11 @@ class Deduplicator:
         self._seen.add(key)
         return False
 
+    def forget(self) -> None:
+        """Start afresh: the planner keeps only the batch being cut here (the database
+        remembers the rest, see :class:`~.models.PlannedAddress`)."""
+        self._seen.clear()
+
 
 @dataclass
 class Tally:
@@ -103,14 +108,16 @@ def scan(
     after: Any = None,
     dedup: Deduplicator | None = None,
     page_size: int = 2000,
+    through: Any = None,
 ) -> Iterator[list[tuple[SourceRow, Verdict]]]:
-    """Judge every subscriber row in primary-key order, a page at a time.
+    """Judge every subscriber row in primary-key order, a page at a time (after
+    ``after``, up to ``through``).
 
     An address seen earlier (in any case) is a :attr:`Fate.DUPLICATE`: Mailchimp holds
     one contact per lower-cased address, and the first row in key order speaks for it.
     """
     dedup = dedup or Deduplicator()
-    for page in source.pages(session, after=after, page_size=page_size):
+    for page in source.pages(session, after=after, page_size=page_size, through=through):
         judged = []
         for row in page:
             verdict = judge(row.email, rules)

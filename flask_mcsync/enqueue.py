@@ -31,6 +31,7 @@ FAILURE_TTL = 7 * 24 * 3600
 #: The module holding the job functions; what RQ stores for each job is this plus a name.
 JOBS = "flask_mcsync.jobs"
 PLAN_RUN = f"{JOBS}.plan_run"
+PLAN_CHUNK = f"{JOBS}.plan_chunk"
 ADVANCE_BATCH = f"{JOBS}.advance_batch"
 DRAIN_OUTBOX = f"{JOBS}.drain_outbox"
 SYNC_OUTBOX_ITEM = f"{JOBS}.sync_outbox_item"
@@ -136,6 +137,13 @@ def _enqueue_if_overdue(ext: McSync, queue: Queue, job: Job) -> bool:
 
 def enqueue_plan(ext: McSync, run_id: int) -> bool:
     return _enqueue_once(ext, f"mcsync-plan-{run_id}", PLAN_RUN, run_id, timeout=PLAN_TIMEOUT)
+
+
+def enqueue_chunk(ext: McSync, chunk_id: int) -> bool:
+    """Queue the planning of one key range of a run unless its job already waits."""
+    return _enqueue_once(
+        ext, f"mcsync-chunk-{chunk_id}", PLAN_CHUNK, chunk_id, timeout=PLAN_TIMEOUT
+    )
 
 
 def enqueue_batch(ext: McSync, batch_id: int, token: str | None = None) -> bool:

@@ -18,6 +18,7 @@ from .batch_sync import advance
 from .gateway import MailchimpError, TransientError, as_mailchimp_error, gave_up
 from .outbox import drain, send_outbox_item
 from .planner import LostLease, plan
+from .planner import plan_chunk as plan_range
 from .reconcile import ReconcileBusy, reconcile
 from .retry import backoff_seconds
 from .settings import NoAudience
@@ -34,6 +35,13 @@ RESYNC_TRIES = 3
 def plan_run(run_id: int, token: str | None = None) -> None:
     try:
         plan(state(), run_id, token)
+    except LostLease as exc:
+        log.info("%s", exc)
+
+
+def plan_chunk(chunk_id: int, token: str | None = None) -> None:
+    try:
+        plan_range(state(), chunk_id, token)
     except LostLease as exc:
         log.info("%s", exc)
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .models import Batch, Run, utcnow
+from .models import Batch, PlanChunk, Run, utcnow
 from .statuses import BATCH_ENDED, RUN_ENDED
 
 
@@ -25,7 +25,7 @@ def new_token() -> str:
 
 def claim(
     session: Session,
-    model: type[Run] | type[Batch],
+    model: type[Run] | type[Batch] | type[PlanChunk],
     row_id: int,
     seconds: float,
     token: str | None = None,
@@ -34,14 +34,14 @@ def claim(
     """Take the lease on a row; returns the new token, or ``None`` if someone holds it.
 
     The row must not be ended (``Run.status`` running/queued, ``Batch.status`` not
-    done/failed). ``values`` are set in the same UPDATE. Commits.
+    done/failed, ``PlanChunk.status`` not done). ``values`` are set in the same UPDATE. Commits.
     """
     now = utcnow()
     fresh = new_token()
     free = sa.or_(model.lease_until.is_(None), model.lease_until < now)
     if token is not None:
         free = sa.or_(free, model.lease_token == token)
-    ended = RUN_ENDED if model is Run else BATCH_ENDED
+    ended = {Run: RUN_ENDED, PlanChunk: frozenset({"done"})}.get(model, BATCH_ENDED)
     result = session.execute(
         sa.update(model)
         .where(model.id == row_id, model.status.not_in(ended), free)
@@ -52,6 +52,8 @@ def claim(
     return fresh if getattr(result, "rowcount", 0) == 1 else None
 
 
-def holds(model: type[Run] | type[Batch], row_id: int, token: str) -> sa.ColumnElement[bool]:
+def holds(
+    model: type[Run] | type[Batch] | type[PlanChunk], row_id: int, token: str
+) -> sa.ColumnElement[bool]:
     """The WHERE clause that makes an update apply only while ``token`` holds the lease."""
     return sa.and_(model.id == row_id, model.lease_token == token)

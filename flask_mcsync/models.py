@@ -189,7 +189,6 @@ class Batch(Base):
     size: Mapped[int] = mapped_column(default=0)
     first_address: Mapped[str] = mapped_column(sa.String(254), default="")
     last_address: Mapped[str] = mapped_column(sa.String(254), default="")
-    payload: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
     mailchimp_batch_id: Mapped[str | None] = mapped_column(sa.String(64))
     total_operations: Mapped[int] = mapped_column(default=0)
     finished_operations: Mapped[int] = mapped_column(default=0)
@@ -216,6 +215,50 @@ class Batch(Base):
     submitted_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Last in the table: SQLite keeps a large value in overflow pages that a read of any
+    # column stored after it walks, so the progress window's reads (which never need
+    # the payload) would cost more with each batch they show.
+    payload: Mapped[list[Any]] = mapped_column(sa.JSON, default=list)
+
+
+class PlanChunk(Base):
+    """One key range of a run's source, planned by one job (see :mod:`planner`).
+
+    A run's planning is cut into chunks of the source's primary key, after ``after``
+    (exclusive) up to ``through`` (inclusive; NULL for the last chunk, which reads to the
+    end), so several workers plan one run side by side. Each chunk keeps its own cursor
+    and lease, like the run did when one job planned it all.
+    """
+
+    __tablename__ = "mcsync_plan_chunks"
+    __table_args__ = (sa.UniqueConstraint("run_id", "seq", name="uq_mcsync_plan_chunk_run_seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("mcsync_runs.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    # Keys as JSON, like Run.planned_through: the host's key may be an integer or a string.
+    after: Mapped[str | None] = mapped_column(sa.String(64))
+    through: Mapped[str | None] = mapped_column(sa.String(64))
+    planned_through: Mapped[str | None] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16), default="waiting")  # waiting | done
+    lease_until: Mapped[datetime | None]
+    lease_token: Mapped[str | None] = mapped_column(sa.String(32))
+
+
+class PlannedAddress(Base):
+    """An address a run's planning already put in a batch, by 60 bits of its Mailchimp id.
+
+    The primary key does the de-duplication across chunks and across a planner's restart,
+    so no process keeps every address of the audience in memory. The rows live only while
+    the run is planned: the chunk that ends planning deletes them.
+    """
+
+    __tablename__ = "mcsync_planned_addresses"
+
+    run_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("mcsync_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
 
 
 class Outcome(Base):

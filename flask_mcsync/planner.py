@@ -1,39 +1,57 @@
 """Planning a manual export: read the source, judge each address, cut it into batches.
 
-The planner streams the source in primary-key order and commits one batch at a time,
-together with the cursor (``Run.planned_through``) and the counts of what it skipped.
-A planner killed at any point resumes from the last committed batch: what it had read
-after that is read again, nothing is lost or counted twice. Each batch is queued as soon
-as it is committed, so sending starts while the rest is still being read.
+Planning is spread over the workers. The run's first job (:func:`plan`) cuts the
+source's primary key into ranges, one :class:`~.models.PlanChunk` row each, and queues
+a job per range (:func:`plan_chunk`); every worker can take one, and each batch is
+queued as soon as it is committed, so sending starts while the rest is still read.
+
+A chunk streams its range in key order and commits one batch at a time, together with
+its cursor (``PlanChunk.planned_through``), the counts of what it skipped and the keys
+of the addresses it put in the batch (:class:`~.models.PlannedAddress`, whose primary
+key does the de-duplication: no process holds every address of the audience). A chunk
+killed at any point resumes from its last committed batch: what it had read after that
+is read again, nothing is lost, counted or sent twice. Within a chunk the first row in
+key order speaks for a contact; across chunks planned side by side, the first chunk to
+commit the address does (one contact, sent once, either way).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from . import enqueue, leases
+from .addresses import subscriber_hash
 from .app_state import McSync
 from .eligibility import Deduplicator, Fate, scan
 from .errors import McSyncError
 from .exclusions import load_ruleset
 from .merge_values import convert_all
-from .models import Batch, Run, utcnow
+from .models import Batch, PlanChunk, PlannedAddress, Run, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .preflight import types_or_none
-from .runs import finish_if_complete
+from .runs import finish_if_complete, forget_planned
 from .statuses import RunStatus
+
+# A run is cut into at most this many chunks (the jobs a run adds to its batches and
+# polls stay a small constant), and a chunk holds at least this many batches' worth of
+# rows (a small shop is planned by one job, as before).
+MAX_CHUNKS = 16
+CHUNK_BATCHES = 10
 
 
 def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
+    """The run's first job: cut the source into chunks and queue a job for each."""
     session = ext.session
     lease = ext.config.lease_seconds
     token = leases.claim(session, Run, run_id, lease, token, status=RunStatus.RUNNING)
     if token is None:
-        return  # another worker is planning it, or it has ended
+        return  # another worker is cutting it, or it has ended
     run = session.get(Run, run_id)
     assert run is not None
     if run.started_at is None:
@@ -42,78 +60,214 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
     if run.planning_done:
         finish_if_complete(ext, run_id)
         return
+    chunks = _chunk_ids(session, run_id)
+    if not chunks:
+        ranges = _ranges(ext, run)
+        session.add_all(
+            PlanChunk(
+                run_id=run_id,
+                seq=seq,
+                after=None if after is None else json.dumps(after),
+                through=None if through is None else json.dumps(through),
+            )
+            for seq, (after, through) in enumerate(ranges, 1)
+        )
+        # The chunks hold the planning from now on: the run's lease is given back in
+        # the same commit, so the sweep looks at the chunks, not at this job.
+        held = session.execute(
+            sa.update(Run)
+            .where(leases.holds(Run, run_id, token))
+            .values(lease_until=None, lease_token=None)
+            .execution_options(synchronize_session=False)
+        )
+        if not getattr(held, "rowcount", 0):
+            session.rollback()
+            raise LostLease(f"Run {run_id}: another worker took over planning.")
+        session.commit()
+        chunks = _chunk_ids(session, run_id)
+    if chunks:
+        enqueue.enqueue_chunk(ext, chunks[0])  # the rest follow one by one (_queue_next)
 
+
+def _chunk_ids(session: Session, run_id: int) -> list[int]:
+    """The run's chunks still to plan, in key order."""
+    return list(
+        session.execute(
+            sa.select(PlanChunk.id)
+            .where(PlanChunk.run_id == run_id, PlanChunk.status != "done")
+            .order_by(PlanChunk.seq)
+        ).scalars()
+    )
+
+
+def _ranges(ext: McSync, run: Run) -> list[tuple[Any, Any]]:
+    session = ext.session
+    source = ext.require_source()
+    if run.planned_through:
+        # A run a single planner job had begun before chunks existed: the rest of it is
+        # one chunk, and the addresses of its batches are claimed first.
+        _claim_planned(session, run.id)
+        return [(json.loads(run.planned_through), None)]
+    rows = max(run.batch_size * CHUNK_BATCHES, math.ceil(source.count(session) / MAX_CHUNKS))
+    return source.key_ranges(session, max(rows, 1))
+
+
+def _claim_planned(session: Session, run_id: int) -> None:
+    batch_ids = session.execute(
+        sa.select(Batch.id).where(Batch.run_id == run_id, Batch.retry_of.is_(None))
+    ).scalars()
+    for batch_id in list(batch_ids):
+        payload = session.execute(sa.select(Batch.payload).where(Batch.id == batch_id)).scalar()
+        _claim(session, run_id, sorted({address_key(email) for email, *_ in payload or []}))
+
+
+def address_key(email: str) -> int:
+    """60 bits of the address's Mailchimp id: a signed 64-bit integer on every database.
+    A false duplicate needs a 60-bit collision among one run's addresses."""
+    return int(subscriber_hash(email)[:15], 16)
+
+
+# One statement with the keys as one parameter: compiled once, whatever their number
+# (a 1,000-row VALUES list cost ~10x more CPU on SQLite, most of it compiling).
+CLAIM_SQL = {
+    "sqlite": "INSERT INTO mcsync_planned_addresses (run_id, key)"
+    " SELECT :run_id, value FROM json_each(:keys) WHERE true"
+    " ON CONFLICT DO NOTHING RETURNING key",
+    "postgresql": "INSERT INTO mcsync_planned_addresses (run_id, key)"
+    " SELECT :run_id, unnest(CAST(:keys AS BIGINT[]))"
+    " ON CONFLICT DO NOTHING RETURNING key",
+}
+
+
+def _claim(session: Session, run_id: int, keys: list[int]) -> set[int]:
+    """Record ``keys`` as planned for the run; returns those no batch had before.
+
+    One INSERT that skips the keys already there. The keys go in sorted, so two chunks
+    inserting at once on PostgreSQL lock them in the same order and never deadlock.
+    """
+    if not keys:
+        return set()
+    dialect = session.get_bind().dialect.name
+    if dialect in CLAIM_SQL:
+        keys_param: Any = json.dumps(keys) if dialect == "sqlite" else keys
+        inserted = session.execute(
+            sa.text(CLAIM_SQL[dialect]), {"run_id": run_id, "keys": keys_param}
+        ).scalars()
+        return {int(key) for key in inserted}
+    # Elsewhere: read what is there, insert the rest; a chunk racing for the same key
+    # makes the commit fail, and the job is retried from its cursor.
+    there = set(
+        session.execute(
+            sa.select(PlannedAddress.key).where(
+                PlannedAddress.run_id == run_id, PlannedAddress.key.in_(keys)
+            )
+        ).scalars()
+    )
+    new = [{"run_id": run_id, "key": key} for key in keys if key not in there]
+    if new:
+        session.execute(sa.insert(PlannedAddress), new)
+    return {row["key"] for row in new}
+
+
+def plan_chunk(ext: McSync, chunk_id: int, token: str | None = None) -> None:
+    """Plan one chunk: read its key range, commit its batches, queue each."""
+    session = ext.session
+    lease = ext.config.lease_seconds
+    token = leases.claim(session, PlanChunk, chunk_id, lease, token)
+    if token is None:
+        return  # another worker is planning it, or it is done
+    chunk = session.get(PlanChunk, chunk_id)
+    assert chunk is not None
+    run_id = chunk.run_id
+    run = session.get(Run, run_id)
+    assert run is not None
+    if run.status != RunStatus.RUNNING:
+        return  # stopped: its chunks add nothing
+    batch_size = run.batch_size
     source = ext.require_source()
     rules = load_ruleset(session)
-    # Read once per planning job, not per address: the audience's field types decide how
-    # each merge value is written (never a raw boolean or date).
+    # Read once per chunk, not per address: the audience's field types decide how each
+    # merge value is written (never a raw boolean or date).
     types = types_or_none(ext, run.list_id)
+    cursor = chunk.planned_through or chunk.after
+    after = json.loads(cursor) if cursor else None
+    through = json.loads(chunk.through) if chunk.through else None
+    # Only the batch being cut is remembered here; the database knows the rest.
     dedup = Deduplicator()
-    seq = 0
-    # Resuming: the addresses of committed batches were already seen.
-    for seq_, payload in session.execute(
-        sa.select(Batch.seq, Batch.payload).where(Batch.run_id == run_id, Batch.retry_of.is_(None))
-    ):
-        seq = max(seq, seq_)
-        for email, _ in payload:
-            dedup.seen(email)
-    after = json.loads(run.planned_through) if run.planned_through else None
+    session.expunge_all()  # nothing of this job lingers in the identity map
 
+    chunk_seq = chunk.seq
     pending: list[list[Any]] = []
     skipped: list[AddressOutcome] = []
     counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
     last_pk: Any = None
+    next_queued = False
 
     def commit_batch() -> None:
-        nonlocal seq, pending, skipped, counts
-        values: dict[str, Any] = {
-            "planned_through": json.dumps(last_pk),
-            "lease_until": utcnow() + timedelta(seconds=lease),
-            **{name: getattr(Run, name) + n for name, n in counts.items()},
-        }
-        batch_id = None
-        if pending:
-            seq += 1
-            batch = Batch(
-                run_id=run_id,
-                seq=seq,
-                size=len(pending),
-                first_address=pending[0][0][:254],
-                last_address=pending[-1][0][:254],
-                payload=pending,
-                total_operations=len(pending),
-            )
-            session.add(batch)
-            session.flush()
-            # Read the id now: after the commit it would reload the whole payload.
-            batch_id = batch.id
-            # Counted, not set to seq: a retry batch added meanwhile counts too.
+        nonlocal pending, skipped, counts, next_queued
+        batch = _first_of_each(pending)
+        claimed = _claim(session, run_id, sorted({key for key, _ in batch}))
+        batch_rows = [row for key, row in batch if key in claimed]
+        counts["duplicates"] += len(pending) - len(batch_rows)
+        values: dict[str, Any] = {name: getattr(Run, name) + n for name, n in counts.items()}
+        if batch_rows:
+            # Counted, not set: a retry batch added meanwhile counts too.
             values["batch_count"] = Run.batch_count + 1
-            values["total"] = Run.total + len(pending)
-        record(session, run_id, skipped)
-        updated = session.execute(
+            values["total"] = Run.total + len(batch_rows)
+        # The run's row, locked by this UPDATE until the commit, also hands out the
+        # batch's number: chunks planned side by side never take the same.
+        seq = session.execute(
             sa.update(Run)
-            .where(leases.holds(Run, run_id, token))
+            .where(Run.id == run_id, Run.status == RunStatus.RUNNING)
             .values(values)
+            .returning(Run.batch_count)
+            .execution_options(synchronize_session=False)
+        ).scalar()
+        held = session.execute(
+            sa.update(PlanChunk)
+            .where(leases.holds(PlanChunk, chunk_id, token))
+            .values(
+                planned_through=json.dumps(last_pk),
+                lease_until=utcnow() + timedelta(seconds=lease),
+            )
             .execution_options(synchronize_session=False)
         )
-        if not getattr(updated, "rowcount", 0):
+        if seq is None or not getattr(held, "rowcount", 0):
             session.rollback()
-            raise LostLease(f"Run {run_id}: another worker took over planning.")
+            raise LostLease(f"Run {run_id}: chunk {chunk_id} was taken over or stopped.")
+        batch_id = None
+        if batch_rows:
+            batch_id = session.execute(
+                sa.insert(Batch)
+                .values(
+                    run_id=run_id,
+                    seq=seq,
+                    size=len(batch_rows),
+                    first_address=batch_rows[0][0][:254],
+                    last_address=batch_rows[-1][0][:254],
+                    payload=batch_rows,
+                    total_operations=len(batch_rows),
+                )
+                .returning(Batch.id)
+            ).scalar_one()
+        record(session, run_id, skipped)
         session.commit()
         if batch_id is not None:
             enqueue.enqueue_batch(ext, batch_id)
+            if not next_queued:
+                next_queued = _queue_next(ext, run_id, chunk_seq)
         pending, skipped = [], []
         counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
+        dedup.forget()
 
-    for page in scan(session, source, rules, after=after, dedup=dedup):
+    for page in scan(session, source, rules, after=after, through=through, dedup=dedup):
         for row, verdict in page:
             last_pk = row.pk
             if verdict.fate is Fate.SEND:
                 pending.append(
                     [row.email.strip(), convert_all(row.merge_fields, types), row.language]
                 )
-                if len(pending) >= run.batch_size:
+                if len(pending) >= batch_size:
                     commit_batch()
             elif verdict.fate is Fate.DUPLICATE:
                 counts["duplicates"] += 1
@@ -129,11 +283,65 @@ def plan(ext: McSync, run_id: int, token: str | None = None) -> None:
     if pending or skipped or any(counts.values()) or last_pk is not None:
         commit_batch()
     session.execute(
+        sa.update(PlanChunk)
+        .where(leases.holds(PlanChunk, chunk_id, token))
+        .values(status="done", lease_until=None, lease_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if not next_queued:
+        _queue_next(ext, run_id, chunk_seq)
+    _end_planning(ext, run_id)
+
+
+def _queue_next(ext: McSync, run_id: int, seq: int) -> bool:
+    """Queue the next chunk behind this chunk's first batch.
+
+    Queued all at once, the chunks would sit ahead of every batch in RQ's first-in
+    first-out queue, and no batch would be sent before the whole shop was read. One
+    at a time, each behind the batches planned so far, planning and sending take turns
+    on every worker, and two workers plan side by side (this chunk and the next).
+    """
+    following = ext.session.execute(
+        sa.select(PlanChunk.id).where(
+            PlanChunk.run_id == run_id, PlanChunk.seq == seq + 1, PlanChunk.status != "done"
+        )
+    ).scalar()
+    ext.session.commit()
+    if following is not None:
+        enqueue.enqueue_chunk(ext, following)
+    return True
+
+
+def _first_of_each(pending: list[list[Any]]) -> list[tuple[int, list[Any]]]:
+    """The batch's rows with their keys, the first row of each address only (a row can
+    repeat one the in-memory check forgot at the previous batch's commit)."""
+    seen: set[int] = set()
+    out = []
+    for row in pending:
+        key = address_key(row[0])
+        if key not in seen:
+            seen.add(key)
+            out.append((key, row))
+    return out
+
+
+def _end_planning(ext: McSync, run_id: int) -> None:
+    """Mark planning done once every chunk is; the last chunk to end does it.
+
+    Each chunk commits its own end before looking, so of two ending together at least
+    the later one sees both ended; the condition on ``planning_done`` lets one win.
+    """
+    session = ext.session
+    left = sa.select(PlanChunk.id).where(PlanChunk.run_id == run_id, PlanChunk.status != "done")
+    ended = session.execute(
         sa.update(Run)
-        .where(leases.holds(Run, run_id, token))
+        .where(Run.id == run_id, Run.planning_done.is_(False), ~left.exists())
         .values(planning_done=True, lease_until=None, lease_token=None)
         .execution_options(synchronize_session=False)
     )
+    if getattr(ended, "rowcount", 0):
+        forget_planned(session, run_id)
     session.commit()
     finish_if_complete(ext, run_id)
 

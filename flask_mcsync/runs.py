@@ -22,7 +22,7 @@ from .enqueue import enqueue_plan
 from .errors import McSyncError
 from .i18n import N_
 from .i18n import gettext as _
-from .models import Batch, Run, utcnow
+from .models import Batch, PlannedAddress, Run, utcnow
 from .outbox import enqueue_items
 from .preflight import refusal_message, unmapped_required
 from .settings import InvalidSetting
@@ -137,7 +137,14 @@ def end_run(session: Session, run_id: int, status: str, message: str | None = No
         .where(Run.id == run_id, Run.status.not_in(RUN_ENDED))
         .values(status=status, active_list_id=None, finished_at=utcnow(), message=message)
     )
+    forget_planned(session, run_id)
     first_export.release(session, run_id)
+
+
+def forget_planned(session: Session, run_id: int) -> None:
+    """Drop the keys planning kept to de-duplicate the run's addresses (see
+    :class:`~.models.PlannedAddress`): its planning is over. The caller commits."""
+    session.execute(sa.delete(PlannedAddress).where(PlannedAddress.run_id == run_id))
 
 
 def stop_run(session: Session, run_id: int, message: str) -> None:
@@ -149,7 +156,8 @@ def stop_run(session: Session, run_id: int, message: str) -> None:
     run's message says to export again.
     """
     end_run(session, run_id, RunStatus.FAILED, message)
-    # A planner still reading the shop loses its lease, so it adds no batch after this.
+    # A planner still reading the shop adds no batch after this: the run job loses its
+    # lease, and each chunk commits only while the run is running.
     session.execute(
         sa.update(Run).where(Run.id == run_id).values(lease_until=None, lease_token=None)
     )

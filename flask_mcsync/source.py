@@ -148,14 +148,17 @@ class SubscriberSource:
         )
 
     def pages(
-        self, session: Session, after: Any = None, page_size: int = 2000
+        self, session: Session, after: Any = None, page_size: int = 2000, through: Any = None
     ) -> Iterator[list[SourceRow]]:
-        """Subscriber rows in primary-key order, ``page_size`` at a time, after ``after``."""
+        """Subscriber rows in primary-key order, ``page_size`` at a time, after ``after``
+        and up to ``through`` (``None``: to the end)."""
         last = after
         while True:
             query = self._select().where(self.where()).order_by(self._pk).limit(page_size)
             if last is not None:
                 query = query.where(self._pk > last)
+            if through is not None:
+                query = query.where(self._pk <= through)
             rows = [self._row(r) for r in session.execute(query)]
             if not rows:
                 return
@@ -188,6 +191,29 @@ class SubscriberSource:
         for row in session.execute(query):
             found.append((self._row(row[:-1]), bool(row[-1])))
         return found
+
+    def key_ranges(self, session: Session, rows: int) -> list[tuple[Any, Any]]:
+        """Cut the subscribers into ranges of ``rows`` keys: ``(after, through)`` pairs,
+        ``after`` exclusive, ``through`` inclusive, ``None`` for an open end.
+
+        Each bound is one index range read past ``rows`` keys (OFFSET within a range, never
+        from the start), so cutting a million rows reads each key once. The last range is
+        open, like a planner reading to the end: rows added meanwhile are read too.
+        """
+        ranges: list[tuple[Any, Any]] = []
+        last = None
+        while True:
+            query = (
+                sa.select(self._pk).where(self.where()).order_by(self._pk).offset(rows - 1).limit(1)
+            )
+            if last is not None:
+                query = query.where(self._pk > last)
+            bound = session.execute(query).scalar()
+            if bound is None:
+                ranges.append((last, None))
+                return ranges
+            ranges.append((last, bound))
+            last = bound
 
     def count(self, session: Session) -> int:
         query = sa.select(sa.func.count()).select_from(self.model).where(self.where())

@@ -11,8 +11,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from .app_state import McSync
-from .enqueue import enqueue_batch, enqueue_plan
-from .models import Batch, OutboxItem, Run, utcnow
+from .enqueue import enqueue_batch, enqueue_chunk, enqueue_plan
+from .models import Batch, OutboxItem, PlanChunk, Run, utcnow
 from .outbox import due_items, ready
 from .runs import finish_if_complete
 from .statuses import BATCH_ENDED, RUN_ENDED, RunKind, RunStatus
@@ -38,7 +38,8 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     """Find runs and batches nobody is working on and queue them again.
 
     * planning not done and its lease expired (planner died), or never taken and no plan
-      job waiting (the job was lost, e.g. Redis restarted);
+      job waiting (the job was lost, e.g. Redis restarted); once the run is cut into
+      chunks, the same for each chunk not done;
     * a batch whose lease expired (its worker died between two steps, or its scheduled
       poll was lost), or never taken and no job waiting for it;
     * a run whose batches are all ended but which was not closed.
@@ -53,12 +54,36 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         "outbox_pruned": 0,
         "webhook_events": 0,
     }
-    live = sa.select(Run.id, Run.planning_done, Run.lease_until).where(
-        Run.kind == RunKind.EXPORT, Run.status.not_in(RUN_ENDED)
+    # A run not yet cut into chunks waits for its plan job; once cut, for its chunks'.
+    cut = sa.select(PlanChunk.id).where(PlanChunk.run_id == Run.id).exists()
+    uncut = sa.select(Run.id).where(
+        Run.kind == RunKind.EXPORT,
+        Run.status.not_in(RUN_ENDED),
+        Run.planning_done.is_(False),
+        sa.or_(Run.lease_until.is_(None), Run.lease_until < now),
+        ~cut,
     )
-    for run_id, planning_done, lease_until in session.execute(live).all():
-        if not planning_done and (lease_until is None or lease_until < now):
-            counts["plans"] += int(enqueue_plan(ext, run_id))
+    for run_id in session.execute(uncut).scalars().all():
+        counts["plans"] += int(enqueue_plan(ext, run_id))
+    # A chunk whose planner died, and the first chunk not started (each chunk queues
+    # the next when it starts sending: its job may be the one lost).
+    unplanned = (
+        sa.select(PlanChunk.id, PlanChunk.run_id, PlanChunk.lease_until)
+        .join(Run, Run.id == PlanChunk.run_id)
+        .where(
+            Run.status == RunStatus.RUNNING,
+            PlanChunk.status != "done",
+            sa.or_(PlanChunk.lease_until.is_(None), PlanChunk.lease_until < now),
+        )
+        .order_by(PlanChunk.run_id, PlanChunk.seq)
+    )
+    first_waiting: set[int] = set()
+    for chunk_id, run_id, lease_until in session.execute(unplanned).all():
+        if lease_until is None:
+            if run_id in first_waiting:
+                continue
+            first_waiting.add(run_id)
+        counts["plans"] += int(enqueue_chunk(ext, chunk_id))
     # The job a stalled batch waits for is named by its row (see batch_job_id): one that
     # still waits in the queue (a long queue outlives a lease) is left alone.
     stalled = (

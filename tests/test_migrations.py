@@ -119,12 +119,17 @@ ADDED_BY_VERSION: dict[int, dict[str, list[str]]] = {
 BOTH_WAYS_TABLES = ["mcsync_webhook_events", "mcsync_audience_members"]  # version 4
 
 
+LATER_REVISION_TABLES = ("mcsync_planned_addresses", "mcsync_plan_chunks")
+
+
 def make_legacy_database(engine: sa.Engine, version: int) -> None:
     """The schema ``flask mcsync init-db`` made before Alembic, at ``version``, with rows
     in every table."""
     upgrade(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+        for table in LATER_REVISION_TABLES:  # made by revisions after mcsync_0001
+            conn.exec_driver_sql(f"DROP TABLE {table}")
         for later in range(version + 1, 6):
             for table, columns in ADDED_BY_VERSION[later].items():
                 for column in columns:

@@ -116,7 +116,6 @@ def _batches() -> None:
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("first_address", sa.String(length=254), nullable=False),
         sa.Column("last_address", sa.String(length=254), nullable=False),
-        sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("mailchimp_batch_id", sa.String(length=64), nullable=True),
         sa.Column("total_operations", sa.Integer(), nullable=False),
         sa.Column("finished_operations", sa.Integer(), nullable=False),
@@ -135,6 +134,9 @@ def _batches() -> None:
         sa.Column("submitted_at", Timestamp, nullable=True),
         sa.Column("started_at", Timestamp, nullable=True),
         sa.Column("finished_at", Timestamp, nullable=True),
+        # Last: SQLite reads through a row's earlier columns to reach a later one, and
+        # the progress window reads every column but this one.
+        sa.Column("payload", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"],
             ["mcsync_runs.id"],

@@ -1,0 +1,242 @@
+"""Planning in chunks: a run's source cut into key ranges that several jobs plan.
+
+The jobs are called here directly (no worker, no Mailchimp): what must hold is in the
+batches they commit. Every address the shop would send is in exactly one batch, the
+counts match what the customer rows say, and a chunk that dies half way and runs again
+adds no batch twice. The end-to-end test at the bottom runs real workers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from helpers_export import (
+    audience_members,
+    choose_audience,
+    expected_export,
+    insert_customers,
+    shop_rows,
+    wait_run_ended,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _db() -> Any:
+    from example_app.models import db
+
+    return db
+
+
+def _prepare(app: Flask, rows: list[dict[str, Any]], batch_size: int) -> tuple[int, Any]:
+    """The shop's rows inserted, an export started (its plan job left in the queue)."""
+    from flask_mcsync import state
+    from flask_mcsync.runs import start_export
+
+    insert_customers(_db(), rows)
+    choose_audience(app)
+    run_id = int(start_export(state(app), "test", batch_size=batch_size).run.id)
+    return run_id, expected_export(rows, rules=False)
+
+
+def _cut(app: Flask, run_id: int) -> list[int]:
+    """Run the plan job: the run cut into chunks. Returns their ids, in key order."""
+    from flask_mcsync import state
+    from flask_mcsync.models import PlanChunk
+    from flask_mcsync.planner import plan
+
+    plan(state(app), run_id)
+    session = _db().session
+    return list(
+        session.execute(
+            sa.select(PlanChunk.id).where(PlanChunk.run_id == run_id).order_by(PlanChunk.seq)
+        ).scalars()
+    )
+
+
+def _plan_chunk(app: Flask, chunk_id: int) -> None:
+    from flask_mcsync import state
+    from flask_mcsync.planner import plan_chunk
+
+    plan_chunk(state(app), chunk_id)
+
+
+def _planned(run_id: int) -> tuple[Counter[str], list[int]]:
+    """Every planned address (lower-cased) with how many batches hold it, and the seqs."""
+    from flask_mcsync.models import Batch
+
+    session = _db().session
+    session.commit()
+    addresses: Counter[str] = Counter()
+    seqs = []
+    for seq, payload in session.execute(
+        sa.select(Batch.seq, Batch.payload).where(Batch.run_id == run_id).order_by(Batch.seq)
+    ):
+        seqs.append(seq)
+        addresses.update(email.lower() for email, *_ in payload)
+    return addresses, seqs
+
+
+def _run(run_id: int) -> Any:
+    from flask_mcsync.models import Run
+
+    session = _db().session
+    session.commit()
+    session.expire_all()
+    return session.get(Run, run_id)
+
+
+def _assert_planned_once(run_id: int, expected: Any) -> None:
+    addresses, seqs = _planned(run_id)
+    assert set(addresses) == set(expected.send)
+    assert max(addresses.values()) == 1, addresses.most_common(3)
+    assert seqs == list(range(1, len(seqs) + 1))
+    run = _run(run_id)
+    assert run.planning_done
+    assert run.total == len(expected.send)
+    assert run.batch_count == len(seqs)
+    assert (run.duplicates, run.invalid) == (expected.duplicates, expected.invalid)
+
+
+def _planned_keys(run_id: int) -> int:
+    from flask_mcsync.models import PlannedAddress
+
+    return int(
+        _db()
+        .session.execute(sa.select(sa.func.count()).where(PlannedAddress.run_id == run_id))
+        .scalar_one()
+    )
+
+
+def test_duplicate_in_two_chunks_is_planned_once_whichever_chunk_runs_first(
+    app: Flask,
+) -> None:
+    rows = shop_rows(300, seed=5)
+    # The same contact near the start and at the very end of the shop: two chunks apart.
+    rows.insert(1, {**rows[0], "email": "Twice@Laposte.net", "newsletter": True})
+    rows.append({**rows[0], "email": "twice@laposte.net ", "newsletter": True})
+    run_id, expected = _prepare(app, rows, batch_size=10)
+    chunks = _cut(app, run_id)
+    assert len(chunks) >= 3
+
+    for chunk_id in reversed(chunks):  # the last range first: it claims the address
+        _plan_chunk(app, chunk_id)
+
+    _assert_planned_once(run_id, expected)
+    assert _planned_keys(run_id) == 0, "planning over: its keys are dropped"
+
+
+def test_chunk_killed_between_batches_resumes_without_doubling(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_mcsync import enqueue, state
+    from flask_mcsync.models import PlanChunk, utcnow
+    from flask_mcsync.sweep import sweep_once
+
+    rows = shop_rows(200, seed=9)
+    run_id, expected = _prepare(app, rows, batch_size=10)
+    chunks = _cut(app, run_id)
+    assert len(chunks) >= 2
+    _plan_chunk(app, chunks[0])  # planned whole, between two chunks the crash comes
+
+    class Killed(BaseException):
+        """The worker dying: nothing after this line runs."""
+
+    queued: list[int] = []
+    real_enqueue = enqueue.enqueue_batch
+
+    def dies_at_third(ext: Any, batch_id: int, token: Any = None) -> bool:
+        if len(queued) == 2:
+            raise Killed  # the third batch is committed, its job never queued
+        queued.append(batch_id)
+        return real_enqueue(ext, batch_id, token)
+
+    monkeypatch.setattr(enqueue, "enqueue_batch", dies_at_third)
+    with pytest.raises(Killed):
+        _plan_chunk(app, chunks[1])
+    monkeypatch.setattr(enqueue, "enqueue_batch", real_enqueue)
+    session = _db().session
+    session.rollback()
+    # Its lease runs out; the sweep queues the chunk again, and the batch never queued.
+    session.execute(
+        sa.update(PlanChunk)
+        .where(PlanChunk.id == chunks[1])
+        .values(lease_until=utcnow() - timedelta(seconds=1))
+    )
+    session.commit()
+    swept = sweep_once(state(app))
+    assert swept["batches"] == 1, swept  # the batch whose job was never queued
+    for chunk_id in chunks[1:]:
+        _plan_chunk(app, chunk_id)
+
+    _assert_planned_once(run_id, expected)
+
+
+def test_two_planners_side_by_side_share_the_run(app: Flask) -> None:
+    """Two chunks planned at the same time, each in its own session (two workers)."""
+    rows = shop_rows(400, seed=13)
+    for i in range(0, 400, 37):  # the last chunk repeats addresses of every other one
+        rows.append({**rows[i], "email": rows[i]["email"].upper()})
+    run_id, expected = _prepare(app, rows, batch_size=10)
+    chunks = _cut(app, run_id)
+    assert len(chunks) >= 4
+    failures: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def planner(mine: list[int]) -> None:
+        try:
+            with app.app_context():
+                start.wait(timeout=10)
+                for chunk_id in mine:
+                    _plan_chunk(app, chunk_id)
+                _db().session.remove()
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=planner, args=(chunks[0::2],)),
+        threading.Thread(target=planner, args=(chunks[1::2],)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failures, failures
+
+    _assert_planned_once(run_id, expected)
+
+
+def test_two_workers_plan_and_send_a_chunked_run(app: Flask, sandbox: Any, workers: Any) -> None:
+    from flask_mcsync import state
+    from flask_mcsync.enqueue import enqueued_count
+    from flask_mcsync.models import PlanChunk
+    from flask_mcsync.runs import start_export
+
+    rows = shop_rows(500, seed=17)
+    rows.append({**rows[3], "email": rows[3]["email"].upper()})
+    insert_customers(_db(), rows)
+    choose_audience(app)
+    expected = expected_export(rows, rules=False)
+    workers.start(2)
+    run_id = int(start_export(state(app), "test", batch_size=10).run.id)
+    data = wait_run_ended(_db().session, run_id, timeout=90)
+
+    assert data["status"] == "finished", data["message"]
+    assert set(audience_members(sandbox)) == set(expected.send)
+    assert data["total"] == len(expected.send)
+    assert data["duplicates"] == expected.duplicates
+    chunks = (
+        _db()
+        .session.execute(sa.select(PlanChunk.status).where(PlanChunk.run_id == run_id))
+        .scalars()
+        .all()
+    )
+    assert len(chunks) >= 3 and set(chunks) == {"done"}
+    # The plan job, one job per chunk, and per batch its submit and its polls.
+    assert enqueued_count(state(app)) >= 1 + len(chunks) + data["batch_count"]
