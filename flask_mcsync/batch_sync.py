@@ -59,45 +59,30 @@ LOOKUP_TRIES = 3
 
 def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
     session = ext.session
-    now = utcnow()
-    batch = session.get(Batch, batch_id) if token is not None else None
-    # A poll whose token still holds the lease for a good while goes on without a claim
-    # of its own (a commit, an fsync on SQLite, less per batch): every write it makes is
-    # conditional on the token, so a worker that took the batch over meanwhile wins.
-    held = (
-        batch is not None
-        and batch.mailchimp_batch_id is not None
-        and batch.status not in ("done", "failed")
-        and batch.lease_token == token
-        and batch.lease_until is not None
-        and batch.lease_until > now + timedelta(seconds=ext.config.lease_seconds / 2)
-    )
-    if not held:
-        unsent = Batch.mailchimp_batch_id.is_(None)
-        # A batch not yet accepted by Mailchimp is marked as being sent in the claim's
-        # own commit, before the POST.
-        token = leases.claim(
-            session,
-            Batch,
-            batch_id,
-            ext.config.lease_seconds,
-            token,
-            status=sa.case((unsent, "sending"), else_=Batch.status),
-            started_at=sa.case(
-                (
-                    sa.and_(unsent, Batch.started_at.is_(None)),
-                    sa.literal(now, Batch.started_at.type),
-                ),
-                else_=Batch.started_at,
+    unsent = Batch.mailchimp_batch_id.is_(None)
+    # A batch not yet accepted by Mailchimp is marked as being sent in the claim's own
+    # commit, before the POST (one commit, an fsync on SQLite, less per batch).
+    token = leases.claim(
+        session,
+        Batch,
+        batch_id,
+        ext.config.lease_seconds,
+        token,
+        status=sa.case((unsent, "sending"), else_=Batch.status),
+        started_at=sa.case(
+            (
+                sa.and_(unsent, Batch.started_at.is_(None)),
+                sa.literal(utcnow(), Batch.started_at.type),
             ),
-        )
-        if token is None:
-            return  # held by another worker, or already done
-        batch = session.get(Batch, batch_id, populate_existing=True)
+            else_=Batch.started_at,
+        ),
+    )
+    if token is None:
+        return  # held by another worker, or already done
+    batch = session.get(Batch, batch_id)
     run = session.get(Run, batch.run_id) if batch else None
     if batch is None or run is None or run.status in RUN_ENDED:
         return
-    assert token is not None
     gateway = ext.gateway()
     try:
         if batch.mailchimp_batch_id is None:
