@@ -60,7 +60,24 @@ LOOKUP_TRIES = 3
 
 def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
     session = ext.session
-    token = leases.claim(session, Batch, batch_id, ext.config.lease_seconds, token)
+    unsent = Batch.mailchimp_batch_id.is_(None)
+    # A batch not yet accepted by Mailchimp is marked as being sent in the claim's own
+    # commit, before the POST (one commit, an fsync on SQLite, less per batch).
+    token = leases.claim(
+        session,
+        Batch,
+        batch_id,
+        ext.config.lease_seconds,
+        token,
+        status=sa.case((unsent, BatchStatus.SENDING.value), else_=Batch.status),
+        started_at=sa.case(
+            (
+                sa.and_(unsent, Batch.started_at.is_(None)),
+                sa.literal(utcnow(), Batch.started_at.type),
+            ),
+            else_=Batch.started_at,
+        ),
+    )
     if token is None:
         return  # held by another worker, or already done
     batch = session.get(Batch, batch_id)
@@ -110,17 +127,6 @@ def _entries(payload: list[Any]) -> list[tuple[str, Any, str | None]]:
 
 
 def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
-    session = ext.session
-    session.execute(
-        sa.update(Batch)
-        .where(leases.holds(Batch, batch.id, token))
-        .values(
-            status=BatchStatus.SENDING,
-            started_at=Batch.started_at if batch.started_at else utcnow(),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
     submitted_at = utcnow()
     answer = gateway.submit_batch(_operations(run, batch))
     _schedule_poll(
@@ -206,12 +212,19 @@ def _complete(
     session = ext.session
     counts = record(session, run.id, outcomes, batch.id)
     if retry:
+        # The run's row hands out the number, as it does to the planner's chunks (which
+        # may still be planning): its UPDATE holds the row until the commit, so a retry
+        # and a chunk never take the same number.
         seq = session.execute(
-            sa.select(sa.func.max(Batch.seq)).where(Batch.run_id == run.id)
+            sa.update(Run)
+            .where(Run.id == run.id)
+            .values(batch_count=Run.batch_count + 1)
+            .returning(Run.batch_count)
+            .execution_options(synchronize_session=False)
         ).scalar_one()
         retry_batch = Batch(
             run_id=run.id,
-            seq=seq + 1,
+            seq=seq,
             retry_of=batch.retry_of or batch.seq,
             size=len(retry),
             first_address=retry[0][0][:254],
@@ -230,9 +243,6 @@ def _complete(
             seconds=retry_delay + ext.config.lease_seconds
         )
         session.add(retry_batch)
-        session.execute(
-            sa.update(Run).where(Run.id == run.id).values(batch_count=Run.batch_count + 1)
-        )
     done = session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch.id, token))

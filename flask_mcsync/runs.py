@@ -217,6 +217,11 @@ def finish_if_complete(ext: McSync, run_id: int) -> bool:
         .where(Batch.run_id == run_id, Batch.status.in_(BATCH_NOT_ENDED))
         .exists()
     )
+    # Most batches end with others still pending: one read settles it, without the
+    # UPDATE below (a write lock on SQLite that the other workers would wait for).
+    if session.execute(sa.select(pending)).scalar():
+        session.commit()
+        return False
     failed = (
         sa.select(Batch.id)
         .where(Batch.run_id == run_id, Batch.status == BatchStatus.FAILED)
