@@ -21,6 +21,7 @@ from helpers_export import (
     choose_audience,
     expected_export,
     insert_customers,
+    shop_db,
     shop_rows,
     wait_run_ended,
 )
@@ -28,10 +29,7 @@ from helpers_export import (
 pytestmark = pytest.mark.slow
 
 
-def _db() -> Any:
-    from example_app.models import db
-
-    return db
+_db = shop_db
 
 
 def _prepare(app: Flask, rows: list[dict[str, Any]], batch_size: int) -> tuple[int, Any]:
