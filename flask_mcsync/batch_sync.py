@@ -111,7 +111,11 @@ def _entries(payload: list[Any]) -> list[tuple[str, Any, str | None]]:
 
 def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
     session = ext.session
-    session.execute(
+    # The first send's time is committed before anything is sent, and only by the lease
+    # holder: a worker that stalled past its lease and sent anyway would create the
+    # members before the holder records that time, and the holder's own send would then
+    # find them "opted in before the export" and record them updated.
+    held = session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch.id, token))
         .values(
@@ -121,6 +125,8 @@ def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -
         .execution_options(synchronize_session=False)
     )
     session.commit()
+    if not getattr(held, "rowcount", 0):
+        return  # another worker took the batch over; it sends it
     submitted_at = utcnow()
     answer = gateway.submit_batch(_operations(run, batch))
     _schedule_poll(
