@@ -127,6 +127,15 @@ def _entries(payload: list[Any]) -> list[tuple[str, Any, str | None]]:
 
 
 def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
+    session = ext.session
+    # Only the lease holder sends. The claim committed the first send's time before
+    # anything went out; a worker that stalled past its lease and sent anyway would still
+    # double the batch at Mailchimp (and its members' "created" would then rest on that
+    # time alone). A read, not a write: no commit (an fsync on SQLite) per batch.
+    holder = sa.select(Batch.id).where(leases.holds(Batch, batch.id, token))
+    if session.execute(holder).first() is None:
+        session.rollback()
+        return  # another worker took the batch over; it sends it
     submitted_at = utcnow()
     answer = gateway.submit_batch(_operations(run, batch))
     _schedule_poll(

@@ -308,3 +308,82 @@ def test_batch_that_never_reached_mailchimp_gives_up_with_errors(
         session.execute(sa.select(Outcome.error_title).where(Outcome.run_id == run_id)).scalars()
     )
     assert titles == {"Gave up after 2 tries"}
+
+
+def test_worker_that_lost_the_lease_before_sending_leaves_the_send_to_the_new_holder(
+    app: Flask, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a worker stalls between taking a batch and sending it, past its lease,
+    and the sweep hands the batch to another worker. The stalled one must not send it:
+    its send created the members before the holder recorded when the batch was first
+    sent, so Mailchimp's answer to the holder's own send (each member already there,
+    opted in seconds before) read "updated" for members this export created.
+
+    One process plays both workers, in the order load produced: deterministic."""
+    from flask_mcsync import batch_sync, leases, planner, state
+    from flask_mcsync.models import Batch, Outcome, PlanChunk, Run, utcnow
+
+    expected = _prepare(app, 40)
+    ext = state(app)
+    run_id = _start(app, batch_size=100)
+    planner.plan(ext, run_id)  # cuts the run into key ranges; each is planned here
+    session = ext.session
+    chunks = session.execute(
+        sa.select(PlanChunk.id).where(PlanChunk.run_id == run_id).order_by(PlanChunk.seq)
+    ).scalars()
+    for chunk_id in list(chunks):
+        planner.plan_chunk(ext, chunk_id)
+    batch_id = session.execute(sa.select(Batch.id).where(Batch.run_id == run_id)).scalar_one()
+    session.commit()
+    # Worker A takes the batch, then stalls until its lease has run out.
+    stalled = leases.claim(session, Batch, batch_id, ext.config.lease_seconds)
+    assert stalled is not None
+    session.execute(
+        sa.update(Batch)
+        .where(Batch.id == batch_id)
+        .values(lease_until=utcnow() - timedelta(seconds=1))
+    )
+    session.commit()
+    real_gateway = ext.gateway
+
+    def gateway_of_worker_b() -> Any:
+        # B has taken the batch over and read it; now A wakes up and goes on sending.
+        monkeypatch.setattr(ext, "gateway", real_gateway)
+        batch_sync._submit(
+            ext, real_gateway(), session.get(Run, run_id), session.get(Batch, batch_id), stalled
+        )
+        wait_for(
+            lambda: all(s == "finished" for s in sandbox.client.stats()["batches"].values()),
+            timeout=20,
+            what="Mailchimp to process what worker A sent",
+        )
+        # B, slowed by the load too, sends later than the clock skew allowed.
+        woke = utcnow()
+        wait_for(lambda: utcnow() - woke > timedelta(seconds=3), timeout=10)
+        return real_gateway()
+
+    monkeypatch.setattr(ext, "gateway", gateway_of_worker_b)
+    batch_sync.advance(ext, batch_id)  # worker B: claims the expired lease and sends
+
+    def finished() -> bool:
+        if not all(s == "finished" for s in sandbox.client.stats()["batches"].values()):
+            return False
+        token = session.execute(
+            sa.select(Batch.lease_token).where(Batch.id == batch_id)
+        ).scalar_one()
+        session.commit()
+        if token is None:
+            return True
+        batch_sync.advance(ext, batch_id, token)  # B's scheduled poll
+        return False
+
+    wait_for(finished, timeout=30, what="the batch to be recorded")
+    assert set(audience_members(sandbox)) == set(expected.send)
+    outcomes = Counter(
+        session.execute(
+            sa.select(Outcome.outcome).where(Outcome.run_id == run_id, Outcome.outcome != "skipped")
+        ).scalars()
+    )
+    session.commit()
+    assert outcomes == {"created": len(expected.send)}
+    assert len(sandbox.client.stats()["batches"]) == 1, "only the lease holder sends"

@@ -34,6 +34,8 @@ reading. Uncertain points, one line each with the evidence:
 - unsubscribe_reason texts per source and the marketing-permission refusal wording are
   this sandbox's; "Invalid interest ID: '<id>'." is Mailchimp's (drewm/mailchimp-api #294).
 - Tag names match case-sensitively; tag changes move no last_changed and call no webhook.
+- A PUT that changes nothing (a batch sent again) moves no last_changed: not published,
+  and the lenient reading (if Mailchimp moves it, a re-sent member looks changed since).
 """
 
 from __future__ import annotations
