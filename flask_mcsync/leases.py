@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .models import Batch, PlanChunk, Run, utcnow
-from .statuses import BATCH_ENDED, RUN_ENDED
+from .statuses import BATCH_ENDED, RUN_ENDED, ChunkStatus
 
 
 def new_token() -> str:
@@ -41,7 +41,7 @@ def claim(
     free = sa.or_(model.lease_until.is_(None), model.lease_until < now)
     if token is not None:
         free = sa.or_(free, model.lease_token == token)
-    ended = {Run: RUN_ENDED, PlanChunk: frozenset({"done"})}.get(model, BATCH_ENDED)
+    ended = {Run: RUN_ENDED, PlanChunk: frozenset({ChunkStatus.DONE})}.get(model, BATCH_ENDED)
     result = session.execute(
         sa.update(model)
         .where(model.id == row_id, model.status.not_in(ended), free)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from .statuses import OUTBOX_WAITING, BatchStatus, EventStatus, OutboxStatus, RunStatus
+from .statuses import OUTBOX_WAITING, BatchStatus, ChunkStatus, EventStatus, OutboxStatus, RunStatus
 
 
 def utcnow() -> datetime:
@@ -240,7 +240,7 @@ class PlanChunk(Base):
     after: Mapped[str | None] = mapped_column(sa.String(64))
     through: Mapped[str | None] = mapped_column(sa.String(64))
     planned_through: Mapped[str | None] = mapped_column(sa.String(64))
-    status: Mapped[str] = mapped_column(sa.String(16), default="waiting")  # waiting | done
+    status: Mapped[str] = mapped_column(sa.String(16), default=ChunkStatus.WAITING.value)
     lease_until: Mapped[datetime | None]
     lease_token: Mapped[str | None] = mapped_column(sa.String(32))
 

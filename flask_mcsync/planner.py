@@ -36,7 +36,7 @@ from .models import Batch, PlanChunk, PlannedAddress, Run, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .preflight import types_or_none
 from .runs import finish_if_complete, forget_planned
-from .statuses import RunStatus
+from .statuses import ChunkStatus, RunStatus
 
 # A run is cut into at most this many chunks (the jobs a run adds to its batches and
 # polls stay a small constant), and a chunk holds at least this many batches' worth of
@@ -94,7 +94,7 @@ def _chunk_ids(session: Session, run_id: int) -> list[int]:
     return list(
         session.execute(
             sa.select(PlanChunk.id)
-            .where(PlanChunk.run_id == run_id, PlanChunk.status != "done")
+            .where(PlanChunk.run_id == run_id, PlanChunk.status != ChunkStatus.DONE)
             .order_by(PlanChunk.seq)
         ).scalars()
     )
@@ -285,7 +285,7 @@ def plan_chunk(ext: McSync, chunk_id: int, token: str | None = None) -> None:
     session.execute(
         sa.update(PlanChunk)
         .where(leases.holds(PlanChunk, chunk_id, token))
-        .values(status="done", lease_until=None, lease_token=None)
+        .values(status=ChunkStatus.DONE, lease_until=None, lease_token=None)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -304,7 +304,9 @@ def _queue_next(ext: McSync, run_id: int, seq: int) -> bool:
     """
     following = ext.session.execute(
         sa.select(PlanChunk.id).where(
-            PlanChunk.run_id == run_id, PlanChunk.seq == seq + 1, PlanChunk.status != "done"
+            PlanChunk.run_id == run_id,
+            PlanChunk.seq == seq + 1,
+            PlanChunk.status != ChunkStatus.DONE,
         )
     ).scalar()
     ext.session.commit()
@@ -333,7 +335,9 @@ def _end_planning(ext: McSync, run_id: int) -> None:
     the later one sees both ended; the condition on ``planning_done`` lets one win.
     """
     session = ext.session
-    left = sa.select(PlanChunk.id).where(PlanChunk.run_id == run_id, PlanChunk.status != "done")
+    left = sa.select(PlanChunk.id).where(
+        PlanChunk.run_id == run_id, PlanChunk.status != ChunkStatus.DONE
+    )
     ended = session.execute(
         sa.update(Run)
         .where(Run.id == run_id, Run.planning_done.is_(False), ~left.exists())

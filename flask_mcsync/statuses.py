@@ -46,6 +46,13 @@ class BatchStatus(StoredStr):
     FAILED = "failed"
 
 
+class ChunkStatus(StoredStr):
+    """A key range of a run's planning (:class:`~.models.PlanChunk`)."""
+
+    WAITING = "waiting"
+    DONE = "done"
+
+
 class OutboxStatus(StoredStr):
     """``mcsync_outbox.status``: waiting (pending, sending), then how it ended."""
 

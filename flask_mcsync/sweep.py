@@ -15,7 +15,7 @@ from .enqueue import enqueue_batch, enqueue_chunk, enqueue_plan
 from .models import Batch, OutboxItem, PlanChunk, Run, utcnow
 from .outbox import due_items, ready
 from .runs import finish_if_complete
-from .statuses import BATCH_ENDED, RUN_ENDED, RunKind, RunStatus
+from .statuses import BATCH_ENDED, RUN_ENDED, ChunkStatus, RunKind, RunStatus
 from .webhook_events import due_events, hand_off
 
 SWEEP_GUARD_KEY = "mcsync:sweep:recent"
@@ -72,7 +72,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         .join(Run, Run.id == PlanChunk.run_id)
         .where(
             Run.status == RunStatus.RUNNING,
-            PlanChunk.status != "done",
+            PlanChunk.status != ChunkStatus.DONE,
             sa.or_(PlanChunk.lease_until.is_(None), PlanChunk.lease_until < now),
         )
         .order_by(PlanChunk.run_id, PlanChunk.seq)

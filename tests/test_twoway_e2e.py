@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,18 +19,12 @@ import sqlalchemy as sa
 from flask import Flask
 from helpers_export import LIST_ID, wait_run_ended
 from helpers_twoway import activate, customers, db, ext, outbox_count
-from support import Workers, app_config, wait_for
+from support import Workers, app_config, free_port, wait_for
 from werkzeug.serving import make_server
 
 from flask_mcsync.sandbox import SandboxServer
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -40,7 +33,7 @@ def app(database_url: str, redis_url: str, sandbox: SandboxServer) -> Iterator[F
     from example_app import create_app
     from example_app.models import db
 
-    port = _free_port()
+    port = free_port()
     config = {**app_config(database_url, redis_url, sandbox)}
     config["MCSYNC_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     application = create_app(config)

@@ -5,7 +5,6 @@ workers applying the webhook's events and running the reconcile the page queues.
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from support import Workers, app_config, wait_for
+from support import Workers, app_config, free_port, wait_for
 from support import admin_login as _login
 from werkzeug.serving import make_server
 
@@ -28,17 +27,11 @@ LIST_ID = "a1b2c3d4e5"
 PWN = "<img src=x onerror=window.__pwned=1>"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def app(database_url: str, redis_url: str, sandbox: SandboxServer) -> Iterator[Flask]:
     from example_app import create_app
 
-    port = _free_port()
+    port = free_port()
     config = app_config(database_url, redis_url, sandbox)
     config["MCSYNC_PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     application = create_app(config)
