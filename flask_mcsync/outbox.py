@@ -68,13 +68,21 @@ READY_KEY = "mcsync:outbox:ready"
 DRAIN_FLAG_KEY = "mcsync:outbox:drain-queued"
 
 
-def ready(ext: McSync, ids: list[int]) -> None:
-    """Mark rows ready for the drain job and make sure one is queued. Raises RedisError."""
+def ready(ext: McSync, ids: list[int], *, always_drain: bool = False) -> None:
+    """Mark rows ready for the drain job and make sure one is queued. Raises RedisError.
+
+    ``always_drain`` (the sweep) queues a drain job even when the flag says one is
+    queued. The flag can outlive its job: a hung Redis runs the commands it buffered
+    once it wakes up, so the flag gets set for a client that had already timed out and
+    never queued the job; every later ``ready`` then trusts the flag for a whole lease.
+    Rows the sweep finds have waited a sweep interval, so a drain job for them is never
+    wasted work, and a second drain job doubles nothing (each row is claimed once).
+    """
     pipe = ext.redis.pipeline(transaction=False)
     pipe.zadd(READY_KEY, {str(i): i for i in ids})
     # The flag lives a lease: if the queued drain job is lost, the next signup re-queues.
     pipe.set(DRAIN_FLAG_KEY, "1", nx=True, ex=int(ext.config.lease_seconds))
-    if pipe.execute()[1]:
+    if pipe.execute()[1] or always_drain:
         enqueue_drain(ext)
 
 
@@ -198,9 +206,7 @@ def _give_back(session: Session, item_id: int) -> None:
 def waiting_count(session: Session) -> int:
     return int(
         session.execute(
-            sa.select(sa.func.count())
-            .select_from(OutboxItem)
-            .where(OutboxItem.waiting())
+            sa.select(sa.func.count()).select_from(OutboxItem).where(OutboxItem.waiting())
         ).scalar_one()
     )
 

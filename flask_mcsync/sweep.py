@@ -110,7 +110,7 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     due = due_items(session, idle_seconds=ext.config.sweep_interval)
     if due:
         # A sorted set: rows still waiting there from before are not added twice.
-        ready(ext, due)
+        ready(ext, due, always_drain=True)
     counts["outbox"] = len(due)
     # Handled rows live on as outcomes; pruning keeps the outbox (and its scans) small.
     pruned = session.execute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -513,6 +514,40 @@ def test_a_hung_redis_costs_signups_nothing_and_their_rows_are_sent(
     assert {e: n for e, n in created.items() if n != 1} == {}
     assert set(created) == {"before.the.hang@gmail.com", *first, *second}
     assert _puts(sandbox) == 1 + len(first) + len(second)
+
+
+def test_a_drain_flag_left_without_its_job_holds_no_row_past_the_next_sweep(
+    app: Flask, sandbox: Any, fresh_breaker: Any
+) -> None:
+    """A hung Redis runs the commands it buffered once it wakes up: the hand-off's
+    "drain job queued" flag gets set for a client that had already timed out and queued
+    no job (bench_signup's hang left 277 rows unsent for 120 s that way). The next sweep
+    must queue a drain job for rows that waited a sweep interval, not trust the flag for
+    a whole lease."""
+    from flask_mcsync.models import OutboxItem, utcnow
+    from flask_mcsync.outbox import DRAIN_FLAG_KEY
+    from flask_mcsync.sweep import sweep_once
+    from flask_mcsync.worker import run_worker
+
+    _activate(app)
+    ext = _ext(app)
+    ext.redis.set(DRAIN_FLAG_KEY, "1", ex=3600)  # what the woken Redis left behind
+    email = "flag.without.job@gmail.com"
+    _signup(app.test_client(), email)
+    wait_for(lambda: _ready_rows(app) == 1, 10, "the hand-off to mark the row ready")
+    assert _queued_jobs(app) == 0  # the flag says a drain job is queued; none is
+
+    # A sweep interval later the row is still waiting: the sweep hands it on.
+    aged = utcnow() - timedelta(seconds=2 * ext.config.sweep_interval)
+    ext.session.execute(sa.update(OutboxItem).values(next_attempt_at=aged))
+    ext.session.commit()
+    assert sweep_once(ext)["outbox"] == 1
+    assert _queued_jobs(app) == 1
+    run_worker(app, burst=True, with_scheduler=False)
+    member = _member(sandbox, email)
+    assert member is not None and member["status"] == "subscribed"
+    assert [r.status for r in _outbox(email)] == ["sent"]
+    assert _puts(sandbox) == 1
 
 
 def test_a_busy_worker_survives_a_redis_restart(
