@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -185,10 +186,34 @@ def add_error_outcome(
     )
 
 
+def _below_ephemeral_ports() -> range:
+    """Ports the kernel never hands out by itself (bind to port 0, outgoing connections)."""
+    low = 32768  # Linux's default start of the ephemeral range
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return range(max(1024, low - 12000), low)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nobody listens on, chosen below the kernel's ephemeral range.
+
+    A port from ``bind(("", 0))`` comes from that range, and so does every port another
+    process gets the same way: a test that stops its Redis for a while (a crash) and
+    starts it again on its port could find it taken by another xdist worker's server,
+    and the two tests would then share one Redis. Below the range only our own random
+    picks can meet, and ``OwnRedis.start`` checks that the server answering is its own.
+    """
+    ports = _below_ephemeral_ports()
+    pick = random.Random()  # seeded from os.urandom: xdist workers pick apart
+    for _ in range(200):
+        port = pick.randrange(ports.start, ports.stop)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1} after 200 tries")
 
 
 def redis_server_binary() -> str | None:
@@ -239,8 +264,16 @@ class OwnRedis:
         client = Redis(port=self.port, socket_connect_timeout=0.5)
         try:
             wait_for(lambda: pings(client), 10, "the test's redis-server to answer")
+            # A server that could not bind exits, and another one on the port answers.
+            answering = client.info("server")["process_id"]
         finally:
             client.close()
+        if answering != self.proc.pid:
+            raise RuntimeError(
+                f"port {self.port} is answered by redis-server pid {answering}, not by this"
+                f" test's (pid {self.proc.pid}, exit status {self.proc.poll()}): another"
+                " process took the port; run the test again"
+            )
 
     def hang(self) -> None:
         """SIGSTOP: connections are still accepted (by the kernel) but never answered."""
