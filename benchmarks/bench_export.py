@@ -691,9 +691,10 @@ EXPLAIN = """\
 Notes: wall time runs from start_export() until the run row says it ended (workers are
 already listening). Requests are the sandbox's /3.0 API requests; batch result archives
 are downloaded from the file store, not the API. Peak RSS is the kernel's high-water mark
-(getrusage ru_maxrss) written by each worker when it stops: the worker process itself, and
-the largest of the work horses RQ forked for its jobs (a fork shares the worker's pages,
-so the horse's RSS includes them). The naive way runs in this process, sequentially,
+written by each worker when it stops: the worker process itself (its VmHWM), and the
+largest of the work horses RQ forked for its jobs (wait4's ru_maxrss; a fork shares the
+worker's pages, so the horse's RSS includes them). The sandbox's peak is its VmHWM,
+reset before each phase (ceiling, each export). The naive way runs in this process, sequentially,
 through the project's gateway (mailchimp3, one new HTTP connection per call as with
 mailchimp3 everywhere, plus a Redis connection slot per call)."""
 
