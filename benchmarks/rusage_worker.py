@@ -33,12 +33,16 @@ HORSE_PEAKS: dict[str, int] = {}
 
 
 def own_peak_kb() -> int:
-    """This process's peak resident set since its ``execve`` (VmHWM), in kB."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
+    """This process's peak resident set since its ``execve`` (VmHWM), in kB; off Linux,
+    ``ru_maxrss`` (which may include the spawning process's, see above)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # BENCH_PROFILE=FILE (in-process workers): cProfile of the jobs, written at exit
