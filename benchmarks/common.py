@@ -166,6 +166,24 @@ def address(first: str, last: str, n: int, domain: str, keep_case: bool = False)
 # --- processes we start (and always stop) -------------------------------------------------
 
 
+def peak_rss_mb(pid: int, reset: bool = False) -> float:
+    """The peak resident set (VmHWM) of process ``pid`` so far, in MB; 0 if unreadable.
+
+    ``reset`` then sets the high-water mark back to the current RSS (``clear_refs`` 5),
+    so that the next reading is the peak of what came after this one.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    peaks = [line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")]
+    kb = int(peaks[0]) if peaks else 0
+    if reset:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return round(kb / 1024, 1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -239,6 +257,7 @@ def sandbox_process() -> Iterator[Any]:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError("the sandbox process did not start") from None
                     time.sleep(0.1)
+            client.pid = proc.pid  # for peak_rss_mb(): the sandbox's own memory
             yield client
         finally:
             client.close()
