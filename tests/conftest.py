@@ -205,6 +205,22 @@ def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield tmp_path_factory.mktemp("sqlite")
 
 
+@pytest.fixture(scope="session")
+def sqlite_shop_template(sqlite_dir: Path) -> Path:
+    """A SQLite file with the shop's tables, empty, as ``create_app`` makes them: a test
+    that uses the shop starts on a copy, instead of running every migration again."""
+    from example_app import create_app
+    from example_app.models import db
+
+    path = sqlite_dir / "shop-template.db"
+    application = create_app(
+        {"TESTING": True, "SECRET_KEY": "test", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"}
+    )
+    with application.app_context():
+        db.engine.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, sqlite_dir: Path) -> Iterator[str]:
     """A fresh database: SQLite in a file, then PostgreSQL. It is empty, except for a test
@@ -212,6 +228,8 @@ def database_url(request: pytest.FixtureRequest, sqlite_dir: Path) -> Iterator[s
     tables, empty, which its ``create_app`` then leaves as they are."""
     if request.param == "sqlite":
         directory = Path(tempfile.mkdtemp(dir=sqlite_dir))
+        if any(name in request.fixturenames for name in SHOP_FIXTURES):
+            shutil.copyfile(request.getfixturevalue("sqlite_shop_template"), directory / "shop.db")
         yield f"sqlite:///{directory / 'shop.db'}"
         shutil.rmtree(directory, ignore_errors=True)
         return
