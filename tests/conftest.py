@@ -24,8 +24,11 @@ URLs, so they too stay on their xdist worker's own.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -76,6 +79,104 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+# Everything in the public schema a test could add, change or leave behind, except rows:
+# relations (tables, indexes, sequences, views) with their columns, types and defaults,
+# index and constraint definitions, user types, functions, and the revision our Alembic
+# version table records.
+_SCHEMA_FINGERPRINT = """
+SELECT c.relname::text, c.relkind::text, a.attname::text,
+       format_type(a.atttypid, a.atttypmod), a.attnotnull::text, pg_get_expr(d.adbin, d.adrelid)
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+UNION ALL
+SELECT tablename::text, 'index', indexname::text, indexdef, NULL, NULL
+FROM pg_indexes WHERE schemaname = 'public'
+UNION ALL
+SELECT conrelid::regclass::text, 'constraint', conname::text, pg_get_constraintdef(oid),
+       NULL, NULL
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+UNION ALL
+SELECT typname::text, 'type', typtype::text, NULL, NULL, NULL
+FROM pg_type WHERE typnamespace = 'public'::regnamespace AND typtype IN ('e', 'd')
+UNION ALL
+SELECT proname::text, 'function', NULL, NULL, NULL, NULL
+FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+UNION ALL
+SELECT 'revision', NULL, version_num::text, NULL, NULL, NULL FROM mcsync_alembic_version
+ORDER BY 1, 2, 3, 4
+"""
+
+
+class ShopSchema:
+    """The example shop's tables on this xdist worker's PostgreSQL database, kept between
+    tests: emptying them is much cheaper than dropping the schema and running the
+    migrations again (about 1.5 s a test on this machine), and a test gets the same empty
+    tables either way. Used only when the schema is exactly as ``create_app`` left it; a
+    test that changed it (or left anything else behind) gets a full reset instead."""
+
+    def __init__(self) -> None:
+        self.fingerprint: list[Any] | None = None
+        self.tables: list[str] = []  # children before parents, for DELETE
+        self.sequences: list[str] = []
+
+    def remember(self, url: str) -> None:
+        """Called right after ``create_app`` made the tables on an empty database."""
+        if self.fingerprint is not None:
+            return
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                self.fingerprint = _fingerprint(conn)
+            metadata = sa.MetaData()
+            metadata.reflect(engine)
+            self.tables = [
+                table.name
+                for table in reversed(metadata.sorted_tables)
+                if table.name != "mcsync_alembic_version"
+            ]
+            with engine.connect() as conn:
+                self.sequences = list(
+                    conn.exec_driver_sql(
+                        "SELECT sequence_name FROM information_schema.sequences"
+                        " WHERE sequence_schema = 'public'"
+                    ).scalars()
+                )
+        finally:
+            engine.dispose()
+
+    def empty(self, url: str) -> bool:
+        """Empty the tables if the schema is the shop's, untouched; False if it is not."""
+        if self.fingerprint is None:
+            return False
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                try:
+                    if _fingerprint(conn) != self.fingerprint:
+                        return False
+                except sa.exc.ProgrammingError:  # no version table: not the shop's schema
+                    return False
+                for table in self.tables:
+                    conn.exec_driver_sql(f'DELETE FROM "{table}"')
+                for sequence in self.sequences:
+                    conn.exec_driver_sql(f'ALTER SEQUENCE "{sequence}" RESTART')
+            return True
+        finally:
+            engine.dispose()
+
+
+def _fingerprint(conn: sa.Connection) -> list[Any]:
+    return [tuple(row) for row in conn.exec_driver_sql(_SCHEMA_FINGERPRINT)]
+
+
+_shop_schema = ShopSchema()
+# The fixtures that call create_app on ``database_url``: with one of them, a test starts
+# on the shop's tables, empty, instead of on an empty database.
+SHOP_FIXTURES = ("app", "db_only_app", "own_app")
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """This xdist worker's PostgreSQL database (see the module's docstring)."""
@@ -87,14 +188,56 @@ def postgres_url() -> str:
     return _postgres_of_this_worker(PG_URL)
 
 
+@pytest.fixture(scope="session")
+def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the tests' SQLite files live: in memory (tmpfs) where the machine has one.
+
+    On disk every statement that commits waits for an fsync; creating the shop's tables
+    alone took about a second a test on a busy disk. Worker processes open the same file,
+    so it has to be a real file, not ``:memory:``.
+    """
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        directory = Path(tempfile.mkdtemp(prefix="mcsync-tests-", dir=shm))
+        yield directory
+        shutil.rmtree(directory, ignore_errors=True)
+    else:
+        yield tmp_path_factory.mktemp("sqlite")
+
+
+@pytest.fixture(scope="session")
+def sqlite_shop_template(sqlite_dir: Path) -> Path:
+    """A SQLite file with the shop's tables, empty, as ``create_app`` makes them: a test
+    that uses the shop starts on a copy, instead of running every migration again."""
+    from example_app import create_app
+    from example_app.models import db
+
+    path = sqlite_dir / "shop-template.db"
+    application = create_app(
+        {"TESTING": True, "SECRET_KEY": "test", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}"}
+    )
+    with application.app_context():
+        db.engine.dispose()
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database: SQLite in a file, then PostgreSQL."""
+def database_url(request: pytest.FixtureRequest, sqlite_dir: Path) -> Iterator[str]:
+    """A fresh database: SQLite in a file, then PostgreSQL. It is empty, except for a test
+    that uses the example shop (one of SHOP_FIXTURES): that one may start on the shop's
+    tables, empty, which its ``create_app`` then leaves as they are."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shop.db'}"
+        directory = Path(tempfile.mkdtemp(dir=sqlite_dir))
+        if any(name in request.fixturenames for name in SHOP_FIXTURES):
+            shutil.copyfile(request.getfixturevalue("sqlite_shop_template"), directory / "shop.db")
+        yield f"sqlite:///{directory / 'shop.db'}"
+        shutil.rmtree(directory, ignore_errors=True)
+        return
     url: str = request.getfixturevalue("postgres_url")
-    _reset_postgres(url)
-    return url
+    uses_shop = any(name in request.fixturenames for name in SHOP_FIXTURES)
+    if not (uses_shop and _shop_schema.empty(url)):
+        _reset_postgres(url)
+    yield url
 
 
 @pytest.fixture(scope="session")
@@ -136,6 +279,8 @@ def app(database_url: str, redis_url: str, sandbox: SandboxServer) -> Iterator[F
     from example_app import create_app
 
     application = create_app(app_config(database_url, redis_url, sandbox))
+    if database_url.startswith("postgresql"):
+        _shop_schema.remember(database_url)
     with application.app_context():
         yield application
         from example_app.models import db
@@ -150,6 +295,8 @@ def db_only_app(database_url: str, sandbox: SandboxServer) -> Iterator[Flask]:
     from example_app import create_app
 
     application = create_app(app_config(database_url, None, sandbox))
+    if database_url.startswith("postgresql"):
+        _shop_schema.remember(database_url)
     with application.app_context():
         yield application
         from example_app.models import db
