@@ -17,6 +17,7 @@ calls. The sending side is :mod:`outbox`.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from blinker import Signal
 from flask import Flask, current_app
 from sqlalchemy import event
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.orm import Session, SessionTransaction
 
 from .addresses import normalize, subscriber_hash
@@ -67,15 +69,15 @@ def add(
     are coalesced into one row.
     Nothing is added while a change from Mailchimp is being applied (no echo).
     """
-    if ext.session.info.get(FROM_MAILCHIMP):
+    # The scoped session's current Session (the proxy has no get_nested_transaction).
+    session: Session = ext.db.session()
+    if session.info.get(FROM_MAILCHIMP):
         return None
     if email is None and subscriber is not None:
         email = getattr(subscriber, ext.require_source().email, None)
     if not email:
         log.warning("mcsync: a %s signal came without an address; nothing to sync.", action)
         return None
-    # The scoped session's current Session (the proxy has no get_nested_transaction).
-    session: Session = ext.db.session()
     pending: dict[str, Pending] = session.info.setdefault(PENDING_KEY, {})
     key = normalize(email)
     item = pending.get(key)
@@ -89,7 +91,7 @@ def add(
     item = pending[key] = Pending(
         action=action,
         email=email.strip(),
-        email_hash=subscriber_hash(email),
+        email_hash=subscriber_hash(key),
         previous_email=previous_email.strip() if previous_email else None,
         savepoint=session.get_nested_transaction(),
     )
@@ -97,29 +99,107 @@ def add(
 
 
 _OUTBOX = cast(sa.Table, OutboxItem.__table__)
-_INSERT_ROWS = sa.insert(_OUTBOX).returning(_OUTBOX.c.id)  # built once: it is on every signup
+#: The columns a signup fills; every other column takes the model's default (or NULL).
+_GIVEN = ("action", "email", "email_hash", "previous_email")
+
+
+class _OutboxInsert:
+    """The outbox row's INSERT for one dialect, as the driver's own SQL text (built once).
+
+    Executed with ``exec_driver_sql``: engine events, logging and SQLAlchemy's error
+    wrapping apply as to any statement, but a Core INSERT's work on every execution is
+    skipped (cache key, parameter construction, its Python defaults one column at a
+    time, the RETURNING result's metadata). That work was most of the hook's CPU on a
+    signup (benchmarks/README.md, bench_signup). The defaults are read from the model
+    here, so a column added with one is filled as an ORM insert would fill it.
+    """
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        # SQLite's cursor knows the new id: RETURNING would only add a result to read.
+        self.returning = not (isinstance(dialect, DefaultDialect) and dialect.postfetch_lastrowid)
+        statement = sa.insert(_OUTBOX)
+        if self.returning:
+            statement = statement.returning(_OUTBOX.c.id)
+        compiled = statement.compile(dialect=dialect, column_keys=list(_GIVEN))
+        self.sql = str(compiled)
+        self.names: list[str] | None = None if compiled.positional else list(compiled.binds)
+        order = compiled.positiontup if compiled.positional else self.names
+        assert order is not None
+        # Per parameter: where its value comes from, and the type's bind processor.
+        self.slots = [(_SOURCES[name], _processor(name, dialect)) for name in order]
+
+    def params(self, item: Pending) -> tuple[Any, ...] | dict[str, Any]:
+        made: dict[Callable[[], Any], Any] = {}  # one now() for all the row's timestamps
+        values = []
+        for (kind, source), process in self.slots:
+            if kind == "given":
+                value = getattr(item, source)
+            elif kind == "call":
+                value = made.get(source, made)
+                if value is made:
+                    value = made[source] = source()
+            else:
+                value = source
+            values.append(value if process is None or value is None else process(value))
+        return tuple(values) if self.names is None else dict(zip(self.names, values, strict=True))
+
+    def write(self, connection: sa.Connection, item: Pending) -> int:
+        result = connection.exec_driver_sql(self.sql, self.params(item))
+        row_id = result.scalar_one() if self.returning else result.lastrowid
+        return int(row_id)
+
+
+def _value_sources() -> dict[str, tuple[str, Any]]:
+    """Where each value of the outbox INSERT comes from: the signup, or the model's default.
+
+    Read at import, so a default the INSERT cannot compute fails at start-up, not on a
+    signup.
+    """
+    sources: dict[str, tuple[str, Any]] = {name: ("given", name) for name in _GIVEN}
+    for column in _OUTBOX.c:
+        default = column.default
+        if column.name in sources or default is None:
+            continue
+        # SQLAlchemy wraps a default that takes no context: only those can be called here.
+        plain = getattr(getattr(default, "arg", None), "__wrapped__", None)
+        if isinstance(default, sa.ColumnDefault) and default.is_scalar:
+            sources[column.name] = ("constant", default.arg)
+        elif isinstance(default, sa.ColumnDefault) and default.is_callable and callable(plain):
+            sources[column.name] = ("call", plain)
+        else:
+            raise TypeError(f"mcsync_outbox.{column.name}: the hook cannot compute its default")
+    return sources
+
+
+_SOURCES = _value_sources()
+
+
+def _processor(name: str, dialect: sa.Dialect) -> Callable[[Any], Any] | None:
+    column_type = _OUTBOX.c[name].type
+    return column_type.dialect_impl(dialect).bind_processor(dialect)
+
+
+_inserts: weakref.WeakKeyDictionary[sa.Dialect, _OutboxInsert] = weakref.WeakKeyDictionary()
+
+
+def _insert_for(dialect: sa.Dialect) -> _OutboxInsert:
+    found = _inserts.get(dialect)
+    if found is None:
+        found = _inserts[dialect] = _OutboxInsert(dialect)
+    return found
 
 
 def _write_rows(session: Session) -> None:
-    # One Core INSERT in the host's transaction, just before its COMMIT: the signup and
-    # its outbox row commit or roll back together. Core, not ORM objects: the unit of
-    # work's bookkeeping for a second mapper cost a signup more than the INSERT itself.
+    # In the host's transaction, just before its COMMIT: the signup and its outbox row
+    # commit or roll back together. Not ORM objects: the unit of work's bookkeeping for a
+    # second mapper cost a signup more than the INSERT itself.
     pending: dict[str, Pending] | None = session.info.pop(PENDING_KEY, None)
     if not pending:
         return
-    rows = [
-        {
-            "action": item.action,
-            "email": item.email,
-            "email_hash": item.email_hash,
-            "previous_email": item.previous_email,
-        }
-        for item in pending.values()
-    ]
-    # On the session's connection: the ORM execution path adds nothing for a Core INSERT.
-    written = session.connection().execute(_INSERT_ROWS, rows)
+    connection = session.connection()
+    insert = _insert_for(connection.dialect)
     ids: list[int] = session.info.setdefault(IDS_KEY, [])
-    ids.extend(written.scalars())
+    ids.extend(insert.write(connection, item) for item in pending.values())
 
 
 def _enqueue_committed(session: Session) -> None:
@@ -203,5 +283,3 @@ def connect(
 
     signal.connect(receive, weak=False)
     return receive
-
-
