@@ -410,6 +410,27 @@ def _created_per_address() -> dict[str, int]:
     return {email: count for email, count in rows}
 
 
+def _not_created(email: str, sandbox: Any) -> dict[str, Any]:
+    """What a failed "created exactly once" check needs to be understood."""
+    from flask_mcsync.addresses import subscriber_hash
+    from flask_mcsync.models import Outcome, Run
+
+    member = _member(sandbox, email) or {}
+    return {
+        "email": email,
+        "outbox": _outbox(email),
+        "outcomes": _read(
+            sa.select(Outcome.outcome, Outcome.created_at, Run.id, Run.kind, Run.started_at)
+            .join(Run, Run.id == Outcome.run_id)
+            .where(Outcome.email_hash == subscriber_hash(email))
+        ),
+        "member": {
+            k: member.get(k)
+            for k in ("status", "timestamp_opt", "last_changed", "timestamp_signup")
+        },
+    }
+
+
 def _status_counts() -> dict[str, int]:
     """Outbox rows by status and attempts."""
     from flask_mcsync.models import OutboxItem
@@ -626,9 +647,7 @@ def test_a_thousand_signups_through_a_redis_crash_none_lost_none_twice(
     created = _created_per_address()
     assert {e: n for e, n in created.items() if n != 1} == {}
     not_created = sorted(set(many) - set(created))
-    assert not not_created, [
-        (e, _outbox(e), _outcomes(e), _member(sandbox, e)) for e in not_created[:5]
-    ]
+    assert not not_created, (_puts(sandbox), [_not_created(e, sandbox) for e in not_created[:5]])
     assert _puts(sandbox) == len(many)  # one PUT per address: none was sent twice
     assert slow is None, slow
     assert "Sent 0 waiting rows" in result.output, result.output
