@@ -251,14 +251,18 @@ def _write_member(
     before = events.snapshot(rules.find_member(audience, key) if key else None)
     change = profile.parse(audience, body)  # refuses bad values before anything changes
     new_tags = tags.tags_on_create(body) if method == "POST" else []
+    created = False
     if method == "POST":
-        member, _ = rules.add_member(audience, body, skip)
+        member, created = rules.add_member(audience, body, skip)
         tags.add_tags(audience, member, new_tags)
     elif method == "PUT":
-        member, _ = rules.upsert_member(audience, key, body, skip)
+        member, created = rules.upsert_member(audience, key, body, skip)
     else:
         member = rules.update_member(audience, key, body, skip)
-    profile.apply(member, change)
+    # A create is one change, stamped once: its language or interests must not move
+    # last_changed past timestamp_opt when the clock ticks over mid-request (callers
+    # read "changed after it opted in" as "existed before this write").
+    profile.apply(member, change, touch=not created)
     events.api_changed(state, audience, before, member)
     return member
 

@@ -67,7 +67,7 @@ def parse(audience: Audience, body: object) -> ProfileChange:
     )
 
 
-def apply(member: Member, change: ProfileChange) -> None:
+def apply(member: Member, change: ProfileChange, touch: bool = True) -> None:
     before: tuple[Any, ...] = (
         member.language,
         dict(member.interests),
@@ -80,5 +80,5 @@ def apply(member: Member, change: ProfileChange) -> None:
         member.interests = {**member.interests, **change.interests}
     if change.permissions:
         member.marketing_permissions = {**member.marketing_permissions, **change.permissions}
-    if (member.language, member.interests, member.marketing_permissions) != before:
+    if touch and (member.language, member.interests, member.marketing_permissions) != before:
         member.touch()

@@ -213,3 +213,34 @@ def test_unsubscribe_reason(mc3: MailChimp, official: Any, sandbox: SandboxServe
     back = official.lists.update_list_member(LIST, "api@mail.shop-demo.io",
                                              {"status": "subscribed"})
     assert "unsubscribe_reason" not in back
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST"])
+def test_a_create_with_a_language_is_stamped_once_however_the_clock_ticks(
+    mc3: MailChimp, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """Mailchimp stamps a new contact once: last_changed equals timestamp_opt. The
+    sandbox used to set the language after creating the member, and a second boundary
+    crossed between the two made last_changed later: a contact just created then looked
+    "changed after it opted in", which callers read as "existed before" (an "updated"
+    for a new subscriber, seen in the thousand-signups test under load)."""
+    from flask_mcsync.sandbox import members, state
+
+    ticks = iter(f"2026-11-25T23:10:{n:02d}+00:00" for n in range(60))
+    monkeypatch.setattr(members, "now_iso", lambda: next(ticks))
+    monkeypatch.setattr(state, "now_iso", lambda: next(ticks))
+    email = "stamped.once@mail.shop-demo.io"
+    body = {"email_address": email, "language": "fr"}
+    if method == "PUT":
+        mc3.lists.members.create_or_update(
+            LIST, subscriber_hash(email), {**body, "status_if_new": "subscribed"}
+        )
+    else:
+        mc3.lists.members.create(LIST, {**body, "status": "subscribed"})
+    member = mc3.lists.members.get(LIST, subscriber_hash(email))
+    assert member["language"] == "fr"
+    assert member["last_changed"] == member["timestamp_opt"] != ""
+    # A later change of language is a change of its own, and moves last_changed.
+    mc3.lists.members.update(LIST, subscriber_hash(email), {"language": "de"})
+    changed = mc3.lists.members.get(LIST, subscriber_hash(email))
+    assert changed["last_changed"] > changed["timestamp_opt"]
