@@ -412,18 +412,11 @@ def _created_per_address() -> dict[str, int]:
 
 def _not_created(email: str, sandbox: Any) -> dict[str, Any]:
     """What a failed "created exactly once" check needs to be understood."""
-    from flask_mcsync.addresses import subscriber_hash
-    from flask_mcsync.models import Outcome, Run
-
     member = _member(sandbox, email) or {}
     return {
         "email": email,
         "outbox": _outbox(email),
-        "outcomes": _read(
-            sa.select(Outcome.outcome, Outcome.created_at, Run.id, Run.kind, Run.started_at)
-            .join(Run, Run.id == Outcome.run_id)
-            .where(Outcome.email_hash == subscriber_hash(email))
-        ),
+        "outcomes": _outcomes(email),
         "member": {
             k: member.get(k)
             for k in ("status", "timestamp_opt", "last_changed", "timestamp_signup")

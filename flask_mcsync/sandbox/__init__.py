@@ -36,6 +36,9 @@ reading. Uncertain points, one line each with the evidence:
 - Tag names match case-sensitively; tag changes move no last_changed and call no webhook.
 - A PUT that changes nothing (a batch sent again) moves no last_changed: not published,
   and the lenient reading (if Mailchimp moves it, a re-sent member looks changed since).
+- A create is stamped once: a new member's language or interests do not move last_changed
+  past timestamp_opt. Not published; the API reference's member examples show both times
+  equal for a new subscribed contact, and a create is one write on Mailchimp's side.
 """
 
 from __future__ import annotations
