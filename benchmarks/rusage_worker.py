@@ -116,6 +116,11 @@ def main() -> None:
         sys.exit("usage: rusage_worker.py REPORT.json")
     report = Path(sys.argv[1])
 
+    # The example shop is not installed with the package (only flask_mcsync is): it is
+    # imported from the checkout, as common.py does for the other benchmarks.
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
     from example_app import create_app
     from flask_mcsync.worker import run_worker
 
