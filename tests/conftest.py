@@ -177,6 +177,15 @@ _shop_schema = ShopSchema()
 SHOP_FIXTURES = ("app", "db_only_app", "own_app")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fork_server() -> Iterator[None]:
+    """Stop this test process's fork server (forkserver.py) at the end of the session."""
+    from forkserver import FORK_SERVER
+
+    yield
+    FORK_SERVER.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """This xdist worker's PostgreSQL database (see the module's docstring)."""

@@ -5,10 +5,13 @@ waiting on a run's rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -253,11 +256,20 @@ def flask_cli(*args: str) -> list[str]:
 
 
 def run_cli(app: Any, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        flask_cli(*args),
-        env=cli_env(app),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``flask --app example_app mcsync *args`` in a process of its own (from the fork
+    server, see forkserver.py), as ``subprocess.run(..., capture_output=True)``."""
+    from forkserver import FORK_SERVER
+
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = Path(folder, "stdout"), Path(folder, "stderr")
+        proc = FORK_SERVER.spawn(
+            ["--app", "example_app", "mcsync", *args], cli_env(app), stdout=out, stderr=err
+        )
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            raise
+        return subprocess.CompletedProcess(flask_cli(*args), code, out.read_text(), err.read_text())

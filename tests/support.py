@@ -23,9 +23,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from forkserver import FORK_SERVER, Spawned
 from redis import Redis
 
 from flask_mcsync.sandbox import SandboxServer
+
+# A worker the tests started: the fork server's, or a plain subprocess (test_secrets).
+Process = Spawned | subprocess.Popen[bytes]
 
 ROOT = Path(__file__).resolve().parent.parent
 # The CSRF token the logged-in admin client of conftest holds.
@@ -69,28 +73,22 @@ def worker_env(app: Flask) -> dict[str, str]:
 
 
 class Workers:
-    """Real ``flask mcsync worker`` processes for the current app's configuration."""
+    """Real ``flask mcsync worker`` processes for the current app's configuration, each in
+    a session of its own (started by the fork server, see forkserver.py)."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[Process] = []
 
-    def start(self, count: int = 1) -> list[subprocess.Popen[bytes]]:
-        started = []
+    def start(self, count: int = 1) -> list[Process]:
+        started: list[Process] = []
         for _ in range(count):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "flask", "--app", "example_app", "mcsync", "worker"],
-                env=self.env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            proc = FORK_SERVER.spawn(["--app", "example_app", "mcsync", "worker"], self.env)
             self.procs.append(proc)
             started.append(proc)
         return started
 
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+    def kill(self, proc: Process) -> None:
         """SIGKILL the worker and its work horse: the crash a test wants to survive."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
