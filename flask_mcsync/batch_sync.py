@@ -245,7 +245,7 @@ def _complete(
         )
         # Held for the backoff by the token its scheduled job carries, so the sweep does
         # not send it early.
-        retry_delay = backoff_seconds(retry_batch.resends, None)
+        retry_delay = backoff_seconds(retry_batch.resends, None, ext.config.retry_delay)
         retry_batch.retry_seconds = retry_delay
         retry_batch.lease_token = retry_token = leases.new_token()
         retry_batch.lease_until = utcnow() + timedelta(
@@ -355,7 +355,7 @@ def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None
         _give_up(ext, batch, token, exc, tries, message, {step: tries})
         return
     retry_after = exc.retry_after if isinstance(exc, MailchimpError) else None
-    delay = backoff_seconds(tries, retry_after)
+    delay = backoff_seconds(tries, retry_after, ext.config.retry_delay)
     values: dict[str, Any] = {
         step: tries,
         "retries": Batch.retries + 1,
@@ -408,7 +408,7 @@ def _give_up(
         sent = {"merge_fields": merge_fields, "status_if_new": run.status_if_new}
         if language:
             sent["language"] = language
-        member, lookup_error = _look_up(gateway, run.list_id, email)
+        member, lookup_error = _look_up(gateway, run.list_id, email, ext.config.retry_delay)
         # An archived contact stays archived whatever we send (status_if_new never
         # un-archives it): that is its outcome, whether or not our send reached it.
         if member is not None and (_archived(member) or _holds_what_we_sent(member, merge_fields)):
@@ -464,7 +464,9 @@ def _give_up(
     finish_if_complete(ext, batch.run_id)
 
 
-def _look_up(gateway: Gateway, list_id: str, email: str) -> tuple[dict[str, Any] | None, Any]:
+def _look_up(
+    gateway: Gateway, list_id: str, email: str, retry_delay: float
+) -> tuple[dict[str, Any] | None, Any]:
     """The member Mailchimp holds (or None), with the error if it could not be asked."""
     for attempt in range(1, LOOKUP_TRIES + 1):
         try:
@@ -473,7 +475,7 @@ def _look_up(gateway: Gateway, list_id: str, email: str) -> tuple[dict[str, Any]
             if attempt == LOOKUP_TRIES:
                 return None, exc
             retry_after = exc.retry_after if isinstance(exc, MailchimpError) else None
-            time.sleep(min(backoff_seconds(attempt, retry_after), 10.0))
+            time.sleep(min(backoff_seconds(attempt, retry_after, retry_delay), 10.0))
         except MailchimpError as exc:
             return None, exc
     return None, None

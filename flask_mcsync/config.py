@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "MCSYNC_LEASE_SECONDS": 120.0,
     "MCSYNC_POLL_INTERVAL": 2.0,
     "MCSYNC_SWEEP_INTERVAL": 30,
+    "MCSYNC_RETRY_DELAY": 2.0,
     "MCSYNC_FORK_PER_JOB": False,
     "MCSYNC_LOCALE": None,
     "MCSYNC_PUBLIC_URL": None,
@@ -75,6 +76,8 @@ class Config:
     lease_seconds: float
     poll_interval: float
     sweep_interval: int
+    # The first wait after a passing failure (doubled at each further try).
+    retry_delay: float = 2.0
     fork_per_job: bool = False
     # The admin pages' language: a locale code or a callable returning one (per request);
     # None lets the host's Flask-Babel or the browser decide. See :mod:`.i18n`.
@@ -213,6 +216,7 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
         lease_seconds=_positive(get("MCSYNC_LEASE_SECONDS"), "MCSYNC_LEASE_SECONDS", float),
         poll_interval=_positive(get("MCSYNC_POLL_INTERVAL"), "MCSYNC_POLL_INTERVAL", float),
         sweep_interval=_positive(get("MCSYNC_SWEEP_INTERVAL"), "MCSYNC_SWEEP_INTERVAL", int),
+        retry_delay=_positive(get("MCSYNC_RETRY_DELAY"), "MCSYNC_RETRY_DELAY", float),
         fork_per_job=_flag(get("MCSYNC_FORK_PER_JOB"), "MCSYNC_FORK_PER_JOB"),
         locale=locale,
         public_url=public_url,

@@ -77,7 +77,9 @@ def resync_address(run_id: int, email: str) -> None:
         except (TransientError, SlotTimeout) as exc:
             ext.session.rollback()
             if attempt < RESYNC_TRIES:
-                delay = backoff_seconds(attempt, as_mailchimp_error(exc).retry_after)
+                delay = backoff_seconds(
+                    attempt, as_mailchimp_error(exc).retry_after, ext.config.retry_delay
+                )
                 time.sleep(min(delay, 20.0))
                 continue
             failure = gave_up(attempt, exc)

@@ -286,7 +286,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             failure = gave_up(item.attempts, exc, "attempts")
         else:
             error = as_mailchimp_error(exc)
-            delay = backoff_seconds(item.attempts, error.retry_after)
+            delay = backoff_seconds(item.attempts, error.retry_after, ext.config.retry_delay)
             item.status = OutboxStatus.PENDING
             item.last_error = f"Attempt {item.attempts}: {error}"
             item.next_attempt_at = utcnow() + timedelta(seconds=delay)

@@ -145,7 +145,16 @@ def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) 
         for status in (None, "archived"):
             offset = 0
             while True:
-                members, total = _page(gateway, list_id, offset, page_size, since, status, result)
+                members, total = _page(
+                    gateway,
+                    list_id,
+                    offset,
+                    page_size,
+                    since,
+                    status,
+                    result,
+                    ext.config.retry_delay,
+                )
                 if not members:
                     break
                 _apply_page(ext, run, list_id, members, result)
@@ -190,6 +199,7 @@ def _page(
     since: str | None,
     status: str | None,
     result: ReconcileResult,
+    retry_delay: float,
 ) -> tuple[list[dict[str, Any]], int]:
     for attempt in range(1, PAGE_TRIES + 1):
         result.requests += 1
@@ -202,7 +212,7 @@ def _page(
             if attempt == PAGE_TRIES:
                 raise
             retry_after = exc.retry_after if isinstance(exc, TransientError) else None
-            time.sleep(min(backoff_seconds(attempt, retry_after), 30.0))
+            time.sleep(min(backoff_seconds(attempt, retry_after, retry_delay), 30.0))
     raise AssertionError("unreachable")  # pragma: no cover
 
 

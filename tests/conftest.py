@@ -352,3 +352,60 @@ def client(app: Flask) -> FlaskClient:
         sess["shop_admin"] = True
         sess[SESSION_KEY] = ADMIN_CSRF_TOKEN
     return test_client
+
+
+# --- the order tests are handed to the xdist workers -----------------------------------
+
+# The longest tests (about 30-80 s each on a 2-core machine, the rest take seconds): each
+# xdist worker starts with one of them, so none of them starts last and holds the run
+# open alone. A scheduling hint only: a name that no longer exists changes nothing.
+LONGEST = (
+    "test_a_thousand_signups_through_a_redis_crash_none_lost_none_twice",
+    "test_fault_storm_at_batch_size_100_ends_with_every_address_recorded",
+    "test_export_into_a_lived_in_audience_gives_mailchimps_outcomes",
+    "test_signups_during_the_first_export_reach_the_audience_once",
+    "test_manual_export_window_follows_the_run",
+    "test_the_shop_owners_whole_path_in_their_language",
+    "test_demo_exports_the_example_shop_on_embedded_redis_and_the_sandbox",
+)
+# Fixtures that start real worker processes: the tests that wait the longest.
+WORKER_FIXTURES = ("workers", "own_workers")
+
+
+def _weight(item: pytest.Item) -> int:
+    name = getattr(item, "originalname", item.name)
+    if name in LONGEST:
+        return 0
+    fixtures = getattr(item, "fixturenames", ())
+    if item.get_closest_marker("browser") or any(f in fixtures for f in WORKER_FIXTURES):
+        return 1
+    return 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deal the tests out like cards, the longest first, one hand per xdist worker.
+
+    pytest-xdist's ``worksteal`` gives each worker a contiguous share of the collection and
+    lets an idle worker steal the second half of the longest queue. In file order the
+    end-to-end tests of a few files would land in one or two shares and run one after the
+    other there; dealt out, every share starts with its part of the long tests and ends
+    with quick ones, which are what gets stolen. The order is the same in every worker
+    (xdist requires it): it depends only on the collection.
+    """
+    hands = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    if hands < 2:
+        return
+    # The sizes of xdist's first shares: to each worker in turn, what is left divided by
+    # the workers still without a share.
+    sizes, left = [], len(items)
+    for without in range(hands, 0, -1):
+        sizes.append(left // without)
+        left -= sizes[-1]
+    dealt: list[list[pytest.Item]] = [[] for _ in range(hands)]
+    turn = 0
+    for item in sorted(items, key=_weight):  # stable: file order within a weight
+        while len(dealt[turn]) == sizes[turn]:
+            turn = (turn + 1) % hands
+        dealt[turn].append(item)
+        turn = (turn + 1) % hands
+    items[:] = [item for hand in dealt for item in hand]

@@ -32,6 +32,19 @@ POLL = {"method": "GET", "path_contains": "/batches/"}
 _db = shop_db
 
 
+@pytest.fixture(autouse=True)
+def default_retry_delay(app: Flask) -> None:
+    """The workers wait the default 2 s before a retry, not the suite's shorter delay.
+
+    The scripted faults are a queue met in order (a submit, then a poll, then a submit):
+    each retry has to come after the first polls of the batches already sent, as it does
+    with Mailchimp's clients' usual backoff. With a retry quicker than a poll, every
+    batch could be sent before the poll fault is met, and no submit would be left for
+    the next fault in the queue.
+    """
+    app.config["MCSYNC_RETRY_DELAY"] = 2.0
+
+
 def _prepare(app: Flask, count: int = 90, seed: int = 21) -> Any:
     return prepare_export(app, shop_rows(count, seed=seed))
 

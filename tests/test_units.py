@@ -528,3 +528,28 @@ def test_adversarial_patterns_give_the_right_answer(pattern: str) -> None:
     ends_in_b = "a" * 244 + "@aaaaa.aab"
     assert len(ends_in_b) == 254
     assert rules.match(ends_in_b) is not None
+
+
+# --- MCSYNC_RETRY_DELAY -------------------------------------------------------------
+
+
+def test_the_retry_delay_defaults_to_two_seconds_and_is_read_from_the_config() -> None:
+    assert read_config({"MCSYNC_API_KEY": KEY}).retry_delay == 2.0
+    assert read_config({"MCSYNC_API_KEY": KEY, "MCSYNC_RETRY_DELAY": "0.5"}).retry_delay == 0.5
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_the_retry_delay_must_be_a_positive_number(value: str) -> None:
+    with pytest.raises(ConfigError, match="MCSYNC_RETRY_DELAY"):
+        read_config({"MCSYNC_API_KEY": KEY, "MCSYNC_RETRY_DELAY": value})
+
+
+def test_backoff_starts_at_the_retry_delay_and_doubles_within_its_jitter() -> None:
+    from flask_mcsync.retry import MAX_DELAY, backoff_seconds
+
+    for attempt, full in ((1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0)):
+        waits = [backoff_seconds(attempt, None, 0.5) for _ in range(200)]
+        assert all(full / 2 <= wait <= full for wait in waits), (attempt, min(waits), max(waits))
+    assert backoff_seconds(40, None, 0.5) <= MAX_DELAY
+    # Mailchimp's Retry-After wins over a shorter backoff.
+    assert backoff_seconds(1, 30.0, 0.5) == 30.0
