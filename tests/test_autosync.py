@@ -490,6 +490,9 @@ def test_a_hung_redis_costs_signups_nothing_and_their_rows_are_sent(
     client = app.test_client(use_cookies=False)
     _signup(client, "before.the.hang@gmail.com")
     wait_for(lambda: _member(sandbox, "before.the.hang@gmail.com"), 30, "the first signup")
+    # Its row closed too: a worker slow to close it (a loaded machine) would otherwise
+    # hang on Redis's slot release below, and flush would find the row's lease run out.
+    wait_for(lambda: _settled("before.the.hang@gmail.com"), 30, "the first signup's row")
 
     own_redis.hang()
     seconds: list[float] = []
