@@ -71,7 +71,10 @@ def page(chromium: object, request: pytest.FixtureRequest) -> Iterator[object]:
             errors.append(text)
 
     tab.on("console", on_console)
-    tab.set_default_timeout(15_000)
+    # Generous: a page waits on real workers, and at the start of a parallel run six test
+    # processes start theirs at once on two cores (15 s timed out there). A passing wait
+    # returns as soon as its element shows, so this costs nothing when all is well.
+    tab.set_default_timeout(30_000)
     yield tab
     context.close()
     assert errors == [], f"the page reported errors: {errors}"

@@ -138,7 +138,7 @@ def test_manual_export_window_follows_the_run(
     assert page.text_content("#xs-excluded") == f"{expected.excluded:,}"
     assert page.text_content("#xs-invalid") == f"{expected.invalid:,}"
     assert page.text_content("#xw-percent") == "100.0\u00a0%"
-    page.wait_for_selector("#export-window", state="hidden", timeout=15_000)
+    page.wait_for_selector("#export-window", state="hidden", timeout=30_000)
     page.wait_for_selector("#last-export .mc-badge-finished")
     shots.take(page, "last-export", full_page=True)
     assert page.evaluate("window.__pwned") is None

@@ -214,7 +214,7 @@ def test_the_shop_owners_whole_path_in_their_language(
     page.wait_for_selector("#xw-progress:not([hidden])")
     page.wait_for_selector("#xw-summary:not([hidden])", timeout=60_000)
     check("export-summary")
-    page.wait_for_selector("#export-window", state="hidden", timeout=15_000)
+    page.wait_for_selector("#export-window", state="hidden", timeout=30_000)
     page.wait_for_selector("#last-export .mc-badge-finished")
     assert w["finished"] in page.text_content("#last-export .mc-badge-finished")
     check("last-export")
