@@ -35,6 +35,7 @@ from . import enqueue, leases
 from .addresses import subscriber_hash
 from .app_state import McSync
 from .gateway import (
+    MEMBER_FIELDS,
     AccountError,
     BatchLost,
     Gateway,
@@ -181,7 +182,7 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
             finished_operations=int(status.get("finished_operations") or 0),
         )
         return
-    results = gateway.batch_results(str(status.get("response_body_url") or ""))
+    results = gateway.batch_results(str(status.get("response_body_url") or ""), MEMBER_FIELDS)
     by_op = {str(r["operation_id"]): r for r in results if r.get("operation_id") is not None}
     since = _first_sent(batch)
     outcomes: list[AddressOutcome] = []
@@ -219,20 +220,23 @@ def _complete(
 ) -> None:
     """Record the outcomes and mark the batch done, in one transaction."""
     session = ext.session
-    counts = record(session, run.id, outcomes, batch.id)
+    run_id = run.id  # read before the commit, which expires the row (no reload after)
+    # The run's counters and its batches done, in one UPDATE (rolled back with the rest
+    # if another worker took the batch over).
+    counts = record(session, run_id, outcomes, batch.id, also={"batches_done": 1})
     if retry:
         # The run's row hands out the number, as it does to the planner's chunks (which
         # may still be planning): its UPDATE holds the row until the commit, so a retry
         # and a chunk never take the same number.
         seq = session.execute(
             sa.update(Run)
-            .where(Run.id == run.id)
+            .where(Run.id == run_id)
             .values(batch_count=Run.batch_count + 1)
             .returning(Run.batch_count)
             .execution_options(synchronize_session=False)
         ).scalar_one()
         retry_batch = Batch(
-            run_id=run.id,
+            run_id=run_id,
             seq=seq,
             retry_of=batch.retry_of or batch.seq,
             size=len(retry),
@@ -277,13 +281,12 @@ def _complete(
     if not getattr(done, "rowcount", 0):
         session.rollback()
         return  # another worker took the batch over; it records the outcomes
-    count_ended(session, run.id, done=1)
     if retry:
-        count_retry(session, run.id, retry_delay)
+        count_retry(session, run_id, retry_delay)
     session.commit()
     if retry:
         enqueue.schedule_batch(ext, retry_batch.id, retry_token, retry_delay)
-    finish_if_complete(ext, run.id)
+    finish_if_complete(ext, run_id)
 
 
 def _first_sent(batch: Batch) -> datetime:
