@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,17 +86,58 @@ def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
     run = session.get(Run, batch.run_id) if batch else None
     if batch is None or run is None or run.status in RUN_ENDED:
         return
-    gateway = ext.gateway()
+    held: str = token
+    if batch.mailchimp_batch_id is None:
+        _guarded(ext, batch_id, held, lambda gateway: _submit(ext, gateway, run, batch, held))
+    else:
+        _guarded(ext, batch_id, held, lambda gateway: _poll(ext, gateway, run, batch, held))
+
+
+def send_planned(
+    ext: McSync,
+    batch_id: int,
+    token: str,
+    payload: list[list[Any]],
+    *,
+    list_id: str,
+    status_if_new: str,
+    skip_merge_validation: bool,
+) -> None:
+    """Send a batch the planner has just committed, under the lease it committed with.
+
+    The planner has the batch's rows in hand: sending them at once spares a job, a
+    claim and a reload of the payload per batch. A planner killed before the send
+    leaves the batch leased and unsent: when the lease runs out, the sweep queues it
+    like any stalled batch, and it is sent once.
+    """
+    params = {"params": {"skip_merge_validation": "true"}} if skip_merge_validation else {}
+    operations = _operations_of(list_id, status_if_new, params, payload)
+    _guarded(
+        ext,
+        batch_id,
+        token,
+        lambda gateway: _send(ext, gateway, batch_id, token, operations),
+    )
+
+
+def _guarded(
+    ext: McSync,
+    batch_id: int,
+    token: str,
+    step: Callable[[Gateway], None],
+) -> None:
+    """Take one step of a batch; what Mailchimp refuses ends the run or is tried later."""
+    session = ext.session
     try:
-        if batch.mailchimp_batch_id is None:
-            _submit(ext, gateway, run, batch, token)
-        else:
-            _poll(ext, gateway, run, batch, token)
+        step(ext.gateway())
     except AccountError as exc:
         session.rollback()
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            return
         stop_run(
             session,
-            run.id,
+            batch.run_id,
             f"Mailchimp refused the account or audience: {exc.title}. {exc.detail} Check"
             " MCSYNC_API_KEY and the audience in General settings, then export again.",
         )
@@ -109,15 +151,21 @@ def _operations(run: Run, batch: Batch) -> list[dict[str, Any]]:
     # The owner's choice in the export window: without it, Mailchimp refuses every
     # member missing a required merge field, new or existing.
     params = {"params": {"skip_merge_validation": "true"}} if run.skip_merge_validation else {}
+    return _operations_of(run.list_id, run.status_if_new, params, batch.payload)
+
+
+def _operations_of(
+    list_id: str, status_if_new: str, params: dict[str, Any], payload: list[Any]
+) -> list[dict[str, Any]]:
     return [
         {
             "method": "PUT",
-            "path": f"/lists/{run.list_id}/members/{subscriber_hash(email)}",
+            "path": f"/lists/{list_id}/members/{subscriber_hash(email)}",
             "operation_id": str(index),
-            "body": json.dumps(member_body(email, run.status_if_new, merge_fields, language)),
+            "body": json.dumps(member_body(email, status_if_new, merge_fields, language)),
             **params,
         }
-        for index, (email, merge_fields, language) in enumerate(_entries(batch.payload))
+        for index, (email, merge_fields, language) in enumerate(_entries(payload))
     ]
 
 
@@ -128,27 +176,33 @@ def _entries(payload: list[Any]) -> list[tuple[str, Any, str | None]]:
 
 
 def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
+    _send(ext, gateway, batch.id, token, _operations(run, batch))
+
+
+def _send(
+    ext: McSync, gateway: Gateway, batch_id: int, token: str, operations: list[dict[str, Any]]
+) -> None:
     session = ext.session
     # Only the lease holder sends. The claim committed the first send's time before
     # anything went out; a worker that stalled past its lease and sent anyway would still
     # double the batch at Mailchimp (and its members' "created" would then rest on that
     # time alone). A read, not a write: no commit (an fsync on SQLite) per batch.
-    holder = sa.select(Batch.id).where(leases.holds(Batch, batch.id, token))
+    holder = sa.select(Batch.id).where(leases.holds(Batch, batch_id, token))
     if session.execute(holder).first() is None:
         session.rollback()
         return  # another worker took the batch over; it sends it
     submitted_at = utcnow()
-    answer = gateway.submit_batch(_operations(run, batch))
+    answer = gateway.submit_batch(operations)
     _schedule_poll(
         ext,
-        batch.id,
+        batch_id,
         token,
         mailchimp_batch_id=answer["id"],
         status=BatchStatus.PROCESSING,
         submitted_at=submitted_at,
         attempts=0,  # the send step succeeded: its budget starts over
         finished_operations=0,
-        total_operations=len(batch.payload),
+        total_operations=len(operations),
     )
 
 

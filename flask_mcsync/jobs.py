@@ -14,8 +14,9 @@ import time
 from typing import Any
 
 from .app_state import state
-from .batch_sync import advance
+from .batch_sync import advance, send_planned
 from .gateway import MailchimpError, TransientError, as_mailchimp_error, gave_up
+from .models import Run
 from .outbox import drain, send_outbox_item
 from .planner import LostLease, plan
 from .planner import plan_chunk as plan_range
@@ -40,8 +41,21 @@ def plan_run(run_id: int, token: str | None = None) -> None:
 
 
 def plan_chunk(chunk_id: int, token: str | None = None) -> None:
+    ext = state()
+
+    def send(batch_id: int, batch_token: str, payload: list[list[Any]], run: Run) -> None:
+        send_planned(
+            ext,
+            batch_id,
+            batch_token,
+            payload,
+            list_id=run.list_id,
+            status_if_new=run.status_if_new,
+            skip_merge_validation=run.skip_merge_validation,
+        )
+
     try:
-        plan_range(state(), chunk_id, token)
+        plan_range(ext, chunk_id, token, send=send)
     except LostLease as exc:
         log.info("%s", exc)
 
