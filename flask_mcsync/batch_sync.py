@@ -102,13 +102,19 @@ def send_planned(
     list_id: str,
     status_if_new: str,
     skip_merge_validation: bool,
+    gateway: Gateway | None = None,
 ) -> None:
     """Send a batch the planner has just committed, under the lease it committed with.
 
     The planner has the batch's rows in hand: sending them at once spares a job, a
     claim and a reload of the payload per batch. A planner killed before the send
     leaves the batch leased and unsent: when the lease runs out, the sweep queues it
-    like any stalled batch, and it is sent once.
+    like any stalled batch, and it is sent once. ``gateway``: the one the chunk's job
+    sends all its batches through (one kept-alive connection, not one per batch).
+
+    Sending from a thread while the planner reads on was tried: the two threads'
+    contention for the interpreter cost more worker CPU than the overlapped wait for
+    Mailchimp saved (benchmarks/README.md, issue 10).
     """
     params = {"params": {"skip_merge_validation": "true"}} if skip_merge_validation else {}
     operations = _operations_of(list_id, status_if_new, params, payload)
@@ -117,6 +123,7 @@ def send_planned(
         batch_id,
         token,
         lambda gateway: _send(ext, gateway, batch_id, token, operations),
+        gateway,
     )
 
 
@@ -125,11 +132,12 @@ def _guarded(
     batch_id: int,
     token: str,
     step: Callable[[Gateway], None],
+    gateway: Gateway | None = None,
 ) -> None:
     """Take one step of a batch; what Mailchimp refuses ends the run or is tried later."""
     session = ext.session
     try:
-        step(ext.gateway())
+        step(gateway or ext.gateway())
     except AccountError as exc:
         session.rollback()
         batch = session.get(Batch, batch_id)
