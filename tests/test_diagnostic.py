@@ -376,3 +376,52 @@ def test_hostile_texts_are_kept_verbatim_in_json_and_cli(db_only_app: Flask, san
     assert hostile["email"] == typed and hostile["normalized"] == typed.lower()
     assert not hostile["valid"] and hostile["mailchimp"] is None
     assert f"Address: {typed} " in _cli(db_only_app, typed).output
+
+
+def test_a_resync_that_ends_while_the_page_is_built_is_shown_with_its_history(
+    app: Flask, client: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page must never say "Updated" above a history without that update: a run
+    that ended after the page read the history but before it read the run left the page
+    so, and, its run ended, the page never reloaded (seen in a browser test on a loaded
+    machine). Here the worker's commit lands in the middle of building the page."""
+    from flask_mcsync.addresses import subscriber_hash
+    from flask_mcsync.admin import diagnostic_views
+    from flask_mcsync.models import Outcome, Run
+
+    db = _db()
+    insert_customers(db, [_customer("Late.Finish@gmail.com", "Late", "Finish")])
+    choose_audience(app)
+    run = Run(kind="resync", list_id=LIST_ID, started_by="test", total=1, status="running")
+    db.session.add(run)
+    db.session.commit()
+    run_id = run.id
+
+    real_diagnose = diagnostic_views.diagnose
+
+    def worker_commits_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        answer = real_diagnose(*args, **kwargs)
+        # What the worker commits in one transaction: the outcome and the run's end.
+        db.session.add(
+            Outcome(
+                run_id=run_id,
+                email="late.finish@gmail.com",
+                email_hash=subscriber_hash("late.finish@gmail.com"),
+                outcome="updated",
+            )
+        )
+        db.session.execute(sa.update(Run).where(Run.id == run_id).values(status="finished"))
+        db.session.commit()
+        return answer
+
+    monkeypatch.setattr(diagnostic_views, "diagnose", worker_commits_meanwhile)
+    url = f"/admin/mailchimp/status/diagnostic?email=late.finish@gmail.com&run={run_id}"
+    page = client.get(url).get_data(as_text=True)
+    # Read before the commit: the run is still running, and the page follows it.
+    assert 'id="resync-outcome"' not in page
+    assert "data-poll-url=" in page
+
+    monkeypatch.setattr(diagnostic_views, "diagnose", real_diagnose)
+    page = client.get(url).get_data(as_text=True)  # the reload status.js makes
+    assert 'id="resync-outcome" data-outcome="updated"' in page
+    assert 'id="history-table"' in page and 'data-outcome="updated"' in page

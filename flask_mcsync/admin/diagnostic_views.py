@@ -70,6 +70,11 @@ def diagnostic_page() -> str:
     typed = request.args.get("email", "")[:MAX_EMAIL]
     answer: dict[str, Any] | None = None
     error = None
+    # The re-sync first: its run ends in the same commit that records its outcome, so a
+    # run read as ended here has its outcome in the history read below. Read the other
+    # way round, a run that ended in between showed "Updated" above a history without
+    # it, and the page, its run ended, never reloaded.
+    resync_run = _resync_run(query_id("run"))
     if typed.strip():
         try:
             # Without Redis or Mailchimp the answer still comes, with mailchimp_error.
@@ -77,7 +82,6 @@ def diagnostic_page() -> str:
         except McSyncError as exc:
             session.rollback()
             error = str(exc)
-    resync_run = _resync_run(query_id("run"))
     session.commit()  # end the read transaction
     if answer is not None:
         for row in answer["history"]:

@@ -184,6 +184,9 @@ def test_settings_choose_audience_and_add_rules(
     page.select_option("#rule-kind", "pattern")
     page.fill("#rule-value", "test+*@*")
     page.click("text=Add rule")
+    # The click reloads the page: wait for the new one (counting at once could read the
+    # page in between).
+    page.wait_for_selector("#rules-table tbody tr:nth-child(2)")
     rows = page.locator("#rules-table tbody tr")
     assert rows.count() == 2
     assert re.fullmatch(r"[1-9]\d*", rows.nth(0).locator("td").nth(2).text_content().strip())
