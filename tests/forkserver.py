@@ -27,6 +27,7 @@ import contextlib
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -207,6 +208,10 @@ class Spawned:
             self.returncode = self.server.returncode(self.pid)
         return self.returncode
 
+    def kill(self) -> None:
+        """SIGKILL the process and whatever it forked (its session): a crash."""
+        kill_session(self)
+
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
         while (code := self.poll()) is None:
@@ -214,6 +219,13 @@ class Spawned:
                 raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
             time.sleep(0.02)
         return code
+
+
+def kill_session(proc: Spawned | subprocess.Popen[Any]) -> None:
+    """SIGKILL a process started in a session of its own, with all it forked, and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 FORK_SERVER = ForkServer()

@@ -5,10 +5,8 @@ waiting on a run's rows.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -268,8 +266,6 @@ def run_cli(app: Any, *args: str, timeout: float = 90) -> subprocess.CompletedPr
         try:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+            proc.kill()
             raise
         return subprocess.CompletedProcess(flask_cli(*args), code, out.read_text(), err.read_text())

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from forkserver import FORK_SERVER, Spawned
+from forkserver import FORK_SERVER, Spawned, kill_session
 from redis import Redis
 
 from flask_mcsync.sandbox import SandboxServer
@@ -91,9 +91,7 @@ class Workers:
 
     def kill(self, proc: Process) -> None:
         """SIGKILL the worker and its work horse: the crash a test wants to survive."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        kill_session(proc)
 
     def stop_all(self) -> None:
         for proc in self.procs:
