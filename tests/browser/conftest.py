@@ -72,9 +72,9 @@ def page(chromium: object, request: pytest.FixtureRequest) -> Iterator[object]:
 
     tab.on("console", on_console)
     # Generous: a page waits on real workers, and at the start of a parallel run six test
-    # processes start theirs at once on two cores (15 s timed out there). A passing wait
+    # processes start theirs at once on two cores (15 s, then 30 s, timed out there). A passing wait
     # returns as soon as its element shows, so this costs nothing when all is well.
-    tab.set_default_timeout(30_000)
+    tab.set_default_timeout(60_000)
     yield tab
     context.close()
     assert errors == [], f"the page reported errors: {errors}"
