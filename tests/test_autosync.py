@@ -755,7 +755,13 @@ def test_several_waiting_rows_for_one_address_make_one_put(
     db.session.commit()
     assert len(_outbox(email)) == 4
     # Handed to Redis by the background hand-off thread, not by the signup itself.
-    wait_for(lambda: _ready_rows(app) == 4, 10, "the hand-off to mark the 4 rows ready")
+    # The hand-off marks the rows ready, then queues the drain job in a second round
+    # trip to Redis: wait for both, then check that the four rows queued just one.
+    wait_for(
+        lambda: _ready_rows(app) == 4 and _queued_jobs(app) >= 1,
+        10,
+        "the hand-off to mark the 4 rows ready and queue a drain job",
+    )
     assert _queued_jobs(app) == 1  # one drain job for all of them
 
     workers.start(1)
