@@ -315,8 +315,8 @@ def db_only_app(database_url: str, sandbox: SandboxServer) -> Iterator[Flask]:
 
 
 @pytest.fixture
-def workers(app: Flask, sandbox: SandboxServer) -> Iterator[Workers]:
-    pool = Workers(worker_env(app))
+def workers(app: Flask, sandbox: SandboxServer, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(worker_env(app), tmp_path)
     yield pool
     pool.stop_all()
 
@@ -380,6 +380,20 @@ def _weight(item: pytest.Item) -> int:
     if item.get_closest_marker("browser") or any(f in fixtures for f in WORKER_FIXTURES):
         return 1
     return 2
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing test with real workers shows the end of their logs (RQ's job lines, the
+    sweep, tracebacks): what a flake in CI leaves to go on."""
+    report = yield
+    if report.when == "call" and report.failed:
+        funcargs = getattr(item, "funcargs", {})
+        for name in WORKER_FIXTURES:
+            pool = funcargs.get(name)
+            if isinstance(pool, Workers) and pool.logs:
+                report.sections.append((f"{name}' logs", pool.log_tails()))
+    return report
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

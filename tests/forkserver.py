@@ -52,7 +52,9 @@ def _child(request: dict[str, Any]) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         for fd, path in ((1, request.get("stdout")), (2, request.get("stderr"))):
-            target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) if path else null
+            # Appended: stdout and stderr may share one file (a worker's log).
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            target = os.open(path, flags, 0o600) if path else null
             os.dup2(target, fd)
         # Like a new interpreter: the checkout first on sys.path ("python -m flask" puts
         # the working directory there).

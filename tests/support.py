@@ -37,12 +37,20 @@ ADMIN_CSRF_TOKEN = "test-csrf-token"
 # Where the example shop mounts our admin pages.
 ADMIN_PREFIX = "/admin/mailchimp"
 
-# Fast timings so crash-and-resume tests take seconds, not minutes.
+# Fast timings so crash-and-resume tests take seconds, not minutes. Not too fast: the
+# suite runs six tests at once on two cores, and on a slow machine (load 16) a healthy
+# request to the sandbox took over 3 s and a worker's step over 4 s. A request timed out
+# is sent again and a lease run out is taken over, so too short a timeout or lease makes
+# the second send that tests then rightly count as a double. The lease outlasts a step
+# whose request takes the whole timeout.
+REQUEST_TIMEOUT = 6
+# How long the sandbox sits on a request a test wants timed out: past REQUEST_TIMEOUT.
+SLOW_ANSWER = REQUEST_TIMEOUT + 1
 FAST = {
-    "MCSYNC_LEASE_SECONDS": 4,
+    "MCSYNC_LEASE_SECONDS": 9,
     "MCSYNC_POLL_INTERVAL": 0.3,
     "MCSYNC_SWEEP_INTERVAL": 2,
-    "MCSYNC_REQUEST_TIMEOUT": 3,
+    "MCSYNC_REQUEST_TIMEOUT": REQUEST_TIMEOUT,
     "MCSYNC_RETRY_DELAY": 0.5,
 }
 
@@ -77,17 +85,34 @@ class Workers:
     """Real ``flask mcsync worker`` processes for the current app's configuration, each in
     a session of its own (started by the fork server, see forkserver.py)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path | None = None) -> None:
         self.env = env
         self.procs: list[Process] = []
+        self.log_dir = log_dir
+        self.logs: list[Path] = []
 
     def start(self, count: int = 1) -> list[Process]:
         started: list[Process] = []
         for _ in range(count):
-            proc = FORK_SERVER.spawn(["--app", "example_app", "mcsync", "worker"], self.env)
+            log = None
+            if self.log_dir is not None:
+                log = self.log_dir / f"worker-{len(self.procs) + 1}.log"
+                self.logs.append(log)
+            proc = FORK_SERVER.spawn(
+                ["--app", "example_app", "mcsync", "worker"], self.env, stdout=log, stderr=log
+            )
             self.procs.append(proc)
             started.append(proc)
         return started
+
+    def log_tails(self, lines: int = 80) -> str:
+        """The end of each worker's log: what a failing test shows of its workers."""
+        parts = []
+        for log in self.logs:
+            text = log.read_text(errors="replace").splitlines() if log.exists() else []
+            parts.append(f"--- {log.name}, last {lines} of {len(text)} lines ---")
+            parts.extend(text[-lines:])
+        return "\n".join(parts)
 
     def kill(self, proc: Process) -> None:
         """SIGKILL the worker and its work horse: the crash a test wants to survive."""
@@ -109,6 +134,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "con
         if time.monotonic() > deadline:
             pytest.fail(f"Timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+# How long a browser page waits for an element. Generous: a page waits on real workers,
+# and at the start of a parallel run six test processes start theirs at once on two cores
+# (15 s, then 30 s, timed out there). A passing wait returns as soon as its element shows,
+# so this costs nothing when all is well.
+PAGE_TIMEOUT_MS = 60_000
 
 
 def admin_login(page: Any, base: str) -> None:

@@ -30,7 +30,7 @@ from helpers_export import (
     start_export_run,
     wait_run_ended,
 )
-from support import wait_for
+from support import SLOW_ANSWER, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_fault_storm_at_batch_size_100_ends_with_every_address_recorded(
     sandbox.client.set_faults(
         seed=9,
         retry_after=0,
-        timeout_seconds=4,  # past MCSYNC_REQUEST_TIMEOUT (3 s)
+        timeout_seconds=SLOW_ANSWER,  # past MCSYNC_REQUEST_TIMEOUT
         error_rates={"429": 0.1, "500": 0.05},
         timeout_rate=0.02,
         drop_rate=0.02,

@@ -255,7 +255,7 @@ def test_worker_killed_mid_run_loses_nothing(app: Flask, sandbox: Any, workers: 
     assert data["created"] + data["updated"] + data["errors"] == data["total"]
     assert data["total"] == len(expected.send)
     assert data["errors"] == 0
-    # Recovery needs a lease (4 s) and a sweep (2 s), not a minute-long lock timeout.
+    # Recovery needs a lease (9 s) and a sweep (2 s), not a minute-long lock timeout.
     assert time.monotonic() - killed_at < 30
 
 

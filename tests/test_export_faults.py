@@ -21,7 +21,7 @@ from helpers_export import (
     start_export_run,
     wait_run_ended,
 )
-from support import wait_for
+from support import SLOW_ANSWER, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -127,9 +127,9 @@ def test_random_server_errors_do_not_lose_addresses(app: Flask, sandbox: Any, wo
 
 def test_timeouts_are_retried_without_doubles(app: Flask, sandbox: Any, workers: Any) -> None:
     expected = _prepare(app)
-    # Longer than MCSYNC_REQUEST_TIMEOUT (3 s): the client gives up, the server goes on.
+    # Longer than MCSYNC_REQUEST_TIMEOUT: the client gives up, the server goes on.
     sandbox.client.set_faults(
-        timeout_seconds=4,
+        timeout_seconds=SLOW_ANSWER,
         next=[{"status": "timeout", **SUBMIT}, {"status": "timeout", **POLL}],
     )
     workers.start(2)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from support import PAGE_TIMEOUT_MS
 from werkzeug.serving import make_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -71,10 +72,7 @@ def page(chromium: object, request: pytest.FixtureRequest) -> Iterator[object]:
             errors.append(text)
 
     tab.on("console", on_console)
-    # Generous: a page waits on real workers, and at the start of a parallel run six test
-    # processes start theirs at once on two cores (15 s, then 30 s, timed out there). A passing wait
-    # returns as soon as its element shows, so this costs nothing when all is well.
-    tab.set_default_timeout(60_000)
+    tab.set_default_timeout(PAGE_TIMEOUT_MS)
     yield tab
     context.close()
     assert errors == [], f"the page reported errors: {errors}"
