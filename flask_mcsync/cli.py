@@ -317,10 +317,12 @@ def worker(burst: bool) -> None:
 def sweep_cmd() -> None:
     """Queue again any run or batch whose worker died (the workers also do this on their own)."""
     counts = sweep_once(state())
+    ended = counts["plans_ended"]
     say(
         f"Re-queued {count(counts['plans'], 'planning job')} and"
         f" {count(counts['batches'], 'batch', 'batches')};"
-        f" closed {count(counts['runs_closed'], 'finished run')}."
+        + (f" ended the planning of {count(ended, 'run')};" if ended else "")
+        + f" closed {count(counts['runs_closed'], 'finished run')}."
     )
 
 

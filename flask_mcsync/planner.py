@@ -35,7 +35,7 @@ from .merge_values import convert_all
 from .models import Batch, PlanChunk, PlannedAddress, Run, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .preflight import types_or_none
-from .runs import finish_if_complete, forget_planned
+from .runs import end_planning, finish_if_complete
 from .statuses import ChunkStatus, RunStatus
 
 # A run is cut into at most this many chunks (the jobs a run adds to its batches and
@@ -291,7 +291,7 @@ def plan_chunk(ext: McSync, chunk_id: int, token: str | None = None) -> None:
     session.commit()
     if not next_queued:
         _queue_next(ext, run_id, chunk_seq)
-    _end_planning(ext, run_id)
+    end_planning(ext, run_id)
 
 
 def _queue_next(ext: McSync, run_id: int, seq: int) -> bool:
@@ -326,28 +326,6 @@ def _first_of_each(pending: list[list[Any]]) -> list[tuple[int, list[Any]]]:
             seen.add(key)
             out.append((key, row))
     return out
-
-
-def _end_planning(ext: McSync, run_id: int) -> None:
-    """Mark planning done once every chunk is; the last chunk to end does it.
-
-    Each chunk commits its own end before looking, so of two ending together at least
-    the later one sees both ended; the condition on ``planning_done`` lets one win.
-    """
-    session = ext.session
-    left = sa.select(PlanChunk.id).where(
-        PlanChunk.run_id == run_id, PlanChunk.status != ChunkStatus.DONE
-    )
-    ended = session.execute(
-        sa.update(Run)
-        .where(Run.id == run_id, Run.planning_done.is_(False), ~left.exists())
-        .values(planning_done=True, lease_until=None, lease_token=None)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(ended, "rowcount", 0):
-        forget_planned(session, run_id)
-    session.commit()
-    finish_if_complete(ext, run_id)
 
 
 class LostLease(McSyncError, RuntimeError):

@@ -22,7 +22,7 @@ from .enqueue import enqueue_plan
 from .errors import McSyncError
 from .i18n import N_
 from .i18n import gettext as _
-from .models import Batch, PlannedAddress, Run, utcnow
+from .models import Batch, PlanChunk, PlannedAddress, Run, utcnow
 from .outbox import enqueue_items
 from .preflight import refusal_message, unmapped_required
 from .settings import InvalidSetting
@@ -32,6 +32,7 @@ from .statuses import (
     BATCH_NOT_ENDED,
     RUN_ENDED,
     BatchStatus,
+    ChunkStatus,
     RunKind,
     RunStatus,
 )
@@ -201,6 +202,33 @@ def count_retry(
             (Run.most_retries < batch_retries, batch_retries), else_=Run.most_retries
         )
     session.execute(sa.update(Run).where(Run.id == run_id).values(values))
+
+
+def end_planning(ext: McSync, run_id: int) -> bool:
+    """Mark the run's planning done once every chunk is, then end the run if its batches
+    are. True if this call marked it.
+
+    The last chunk to end calls it. Each chunk commits its own end before looking, so of
+    two ending together at least the later one sees both ended; the condition on
+    ``planning_done`` lets one win. A worker killed between its chunk's end and this
+    leaves every chunk done and planning open: the sweep calls it then.
+    """
+    session = ext.session
+    left = sa.select(PlanChunk.id).where(
+        PlanChunk.run_id == run_id, PlanChunk.status != ChunkStatus.DONE
+    )
+    ended = session.execute(
+        sa.update(Run)
+        .where(Run.id == run_id, Run.planning_done.is_(False), ~left.exists())
+        .values(planning_done=True, lease_until=None, lease_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    marked = bool(getattr(ended, "rowcount", 0))
+    if marked:
+        forget_planned(session, run_id)
+    session.commit()
+    finish_if_complete(ext, run_id)
+    return marked
 
 
 def finish_if_complete(ext: McSync, run_id: int) -> bool:

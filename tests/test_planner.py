@@ -176,6 +176,46 @@ def test_chunk_killed_between_batches_resumes_without_doubling(
     _assert_planned_once(run_id, expected)
 
 
+def test_last_chunk_killed_after_its_end_leaves_the_sweep_to_end_planning(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between committing its chunk's end and marking the run's planning done,
+    the last chunk's worker leaves every chunk done and no job to rerun: the sweep ends
+    the planning (without it, the run stayed 'running' with every batch done)."""
+    from flask_mcsync import planner, state
+    from flask_mcsync.models import PlanChunk
+    from flask_mcsync.runs import end_planning
+    from flask_mcsync.sweep import sweep_once
+
+    rows = shop_rows(200, seed=11)
+    run_id, expected = _prepare(app, rows, batch_size=10)
+    chunks = _cut(app, run_id)
+    for chunk_id in chunks[:-1]:
+        _plan_chunk(app, chunk_id)
+
+    class Killed(BaseException):
+        """The worker dying: nothing after this line runs."""
+
+    def dies(ext: Any, run_id: int) -> bool:
+        raise Killed
+
+    monkeypatch.setattr(planner, "end_planning", dies)
+    with pytest.raises(Killed):
+        _plan_chunk(app, chunks[-1])
+    monkeypatch.setattr(planner, "end_planning", end_planning)
+    session = _db().session
+    session.rollback()
+    statuses = session.execute(sa.select(PlanChunk.status).where(PlanChunk.run_id == run_id))
+    assert set(statuses.scalars()) == {"done"}
+    assert not _run(run_id).planning_done
+
+    swept = sweep_once(state(app))
+    assert swept["plans_ended"] == 1 and swept["plans"] == 0, swept
+    _assert_planned_once(run_id, expected)
+    assert _planned_keys(run_id) == 0, "planning over: its keys are dropped"
+    assert sweep_once(state(app))["plans_ended"] == 0  # done once
+
+
 def test_two_planners_side_by_side_share_the_run(app: Flask) -> None:
     """Two chunks planned at the same time, each in its own session (two workers)."""
     rows = shop_rows(400, seed=13)
