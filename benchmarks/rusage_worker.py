@@ -26,10 +26,12 @@ import json
 import os
 import resource
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 HORSE_PEAKS: dict[str, int] = {}
+WAITS: dict[str, float] = {}
 
 
 def own_peak_kb() -> int:
@@ -48,6 +50,9 @@ def own_peak_kb() -> int:
 # BENCH_PROFILE=FILE (in-process workers): cProfile of the jobs, written at exit
 # to FILE.<pid>, for pstats.
 PROFILE = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
+# BENCH_TIMELINE=FILE: every job's start and end (wall clock), function, arguments and
+# CPU, written at exit to FILE.<pid> as JSON lines: where the workers waited for work.
+TIMELINE: list[dict[str, Any]] | None = [] if os.environ.get("BENCH_TIMELINE") else None
 
 
 def _watch_jobs() -> None:
@@ -62,6 +67,62 @@ def _watch_jobs() -> None:
 
     fork, wait = McSyncWorker.fork_work_horse, McSyncWorker.wait_for_horse
     execute = InProcessWorker.execute_job
+    statements: list[str] = []
+    if TIMELINE is not None:
+        import sqlalchemy as sa
+
+        @sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(" ".join(statement.split())[:70])
+
+        @sa.event.listens_for(sa.engine.Engine, "commit")
+        def committed(conn: Any) -> None:
+            statements.append("COMMIT")
+
+        # Wall time of each job spent in HTTP requests, in SQL and in Redis.
+        import redis
+        import requests
+
+        def timed(cls: Any, method: str, kind: str) -> None:
+            inner = getattr(cls, method)
+
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return inner(*args, **kwargs)
+                finally:
+                    WAITS[kind] = WAITS.get(kind, 0.0) + time.perf_counter() - started
+                    WAITS[kind + " calls"] = WAITS.get(kind + " calls", 0) + 1
+
+            setattr(cls, method, wrapper)
+
+        timed(requests.Session, "send", "http")
+        timed(redis.Redis, "execute_command", "redis")
+        if os.environ.get("BENCH_REDIS_COMMANDS"):
+            inner_execute = redis.Redis.execute_command
+
+            def named(self: Any, *args: Any, **kwargs: Any) -> Any:
+                statements.append(f"REDIS {args[0]}")
+                return inner_execute(self, *args, **kwargs)
+
+            redis.Redis.execute_command = named  # type: ignore[method-assign]
+            inner_pipe = redis.client.Pipeline.execute
+
+            def piped(self: Any, *args: Any, **kwargs: Any) -> Any:
+                statements.append(
+                    "REDIS PIPE " + ",".join(str(c[0][0]) for c in self.command_stack)
+                )
+                return inner_pipe(self, *args, **kwargs)
+
+            redis.client.Pipeline.execute = piped  # type: ignore[method-assign]
+        timed(redis.client.Pipeline, "execute", "redis")
+        timed(sa.engine.default.DefaultDialect, "do_execute", "sql")
+        timed(sa.engine.default.DefaultDialect, "do_executemany", "sql")
+        timed(sa.engine.default.DefaultDialect, "do_commit", "commit")
+        from flask_mcsync import gateway, outcomes
+
+        timed(outcomes, "_insert_rows", "insert rows")
+        timed(gateway, "read_results_archive", "parse archive")
 
     def note(name: str, kb: int) -> None:
         HORSE_PEAKS[name] = max(HORSE_PEAKS.get(name, 0), kb)
@@ -79,11 +140,26 @@ def _watch_jobs() -> None:
     def execute_job(self: Any, job: Any, queue: Any) -> Any:
         if PROFILE is not None:
             PROFILE.enable()
+        start, cpu = time.time(), time.process_time()
         try:
             return execute(self, job, queue)
         finally:
             if PROFILE is not None:
                 PROFILE.disable()
+            if TIMELINE is not None:
+                TIMELINE.append(
+                    {
+                        "func": job.func_name.rsplit(".", 1)[-1],
+                        "args": [str(a) for a in job.args],
+                        "start": start,
+                        "end": time.time(),
+                        "cpu": time.process_time() - cpu,
+                        "sql": list(statements),
+                        "waits": dict(WAITS),
+                    }
+                )
+                statements.clear()
+                WAITS.clear()
             note(job.func_name, own_peak_kb())
 
     McSyncWorker.fork_work_horse = fork_work_horse  # type: ignore[method-assign]
@@ -94,6 +170,9 @@ def _watch_jobs() -> None:
 def _report(path: Path, clean: bool) -> None:
     if PROFILE is not None:
         PROFILE.dump_stats(f"{os.environ['BENCH_PROFILE']}.{os.getpid()}")
+    if TIMELINE is not None:
+        with open(f"{os.environ['BENCH_TIMELINE']}.{os.getpid()}", "w", encoding="utf-8") as out:
+            out.writelines(json.dumps(entry) + "\n" for entry in TIMELINE)
     me = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     path.write_text(
@@ -125,6 +204,28 @@ def main() -> None:
     from flask_mcsync.worker import run_worker
 
     _watch_jobs()
+    if os.environ.get("BENCH_PYSPY"):
+        # BENCH_PYSPY=FILE: py-spy samples this worker's CPU (no idle stacks) into
+        # FILE.<pid> (collapsed stacks); it ends when the worker does.
+        import subprocess
+
+        subprocess.Popen(
+            [
+                "py-spy",
+                "record",
+                "-p",
+                str(os.getpid()),
+                "-f",
+                "raw",
+                "-r",
+                "200",
+                "--nonblocking",
+                "-o",
+                f"{os.environ['BENCH_PYSPY']}.{os.getpid()}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     app = create_app()
     clean = False
     try:

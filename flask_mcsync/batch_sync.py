@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ from . import enqueue, leases
 from .addresses import subscriber_hash
 from .app_state import McSync
 from .gateway import (
+    MEMBER_FIELDS,
     AccountError,
     BatchLost,
     Gateway,
@@ -84,17 +86,66 @@ def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
     run = session.get(Run, batch.run_id) if batch else None
     if batch is None or run is None or run.status in RUN_ENDED:
         return
-    gateway = ext.gateway()
+    held: str = token
+    if batch.mailchimp_batch_id is None:
+        _guarded(ext, batch_id, held, lambda gateway: _submit(ext, gateway, run, batch, held))
+    else:
+        _guarded(ext, batch_id, held, lambda gateway: _poll(ext, gateway, run, batch, held))
+
+
+def send_planned(
+    ext: McSync,
+    batch_id: int,
+    token: str,
+    payload: list[list[Any]],
+    *,
+    list_id: str,
+    status_if_new: str,
+    skip_merge_validation: bool,
+    gateway: Gateway | None = None,
+) -> None:
+    """Send a batch the planner has just committed, under the lease it committed with.
+
+    The planner has the batch's rows in hand: sending them at once spares a job, a
+    claim and a reload of the payload per batch. A planner killed before the send
+    leaves the batch leased and unsent: when the lease runs out, the sweep queues it
+    like any stalled batch, and it is sent once. ``gateway``: the one the chunk's job
+    sends all its batches through (one kept-alive connection, not one per batch).
+
+    Sending from a thread while the planner reads on was tried: the two threads'
+    contention for the interpreter cost more worker CPU than the overlapped wait for
+    Mailchimp saved (benchmarks/README.md, issue 10).
+    """
+    params = {"params": {"skip_merge_validation": "true"}} if skip_merge_validation else {}
+    operations = _operations_of(list_id, status_if_new, params, payload)
+    _guarded(
+        ext,
+        batch_id,
+        token,
+        lambda gateway: _send(ext, gateway, batch_id, token, operations),
+        gateway,
+    )
+
+
+def _guarded(
+    ext: McSync,
+    batch_id: int,
+    token: str,
+    step: Callable[[Gateway], None],
+    gateway: Gateway | None = None,
+) -> None:
+    """Take one step of a batch; what Mailchimp refuses ends the run or is tried later."""
+    session = ext.session
     try:
-        if batch.mailchimp_batch_id is None:
-            _submit(ext, gateway, run, batch, token)
-        else:
-            _poll(ext, gateway, run, batch, token)
+        step(gateway or ext.gateway())
     except AccountError as exc:
         session.rollback()
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            return
         stop_run(
             session,
-            run.id,
+            batch.run_id,
             f"Mailchimp refused the account or audience: {exc.title}. {exc.detail} Check"
             " MCSYNC_API_KEY and the audience in General settings, then export again.",
         )
@@ -108,15 +159,21 @@ def _operations(run: Run, batch: Batch) -> list[dict[str, Any]]:
     # The owner's choice in the export window: without it, Mailchimp refuses every
     # member missing a required merge field, new or existing.
     params = {"params": {"skip_merge_validation": "true"}} if run.skip_merge_validation else {}
+    return _operations_of(run.list_id, run.status_if_new, params, batch.payload)
+
+
+def _operations_of(
+    list_id: str, status_if_new: str, params: dict[str, Any], payload: list[Any]
+) -> list[dict[str, Any]]:
     return [
         {
             "method": "PUT",
-            "path": f"/lists/{run.list_id}/members/{subscriber_hash(email)}",
+            "path": f"/lists/{list_id}/members/{subscriber_hash(email)}",
             "operation_id": str(index),
-            "body": json.dumps(member_body(email, run.status_if_new, merge_fields, language)),
+            "body": json.dumps(member_body(email, status_if_new, merge_fields, language)),
             **params,
         }
-        for index, (email, merge_fields, language) in enumerate(_entries(batch.payload))
+        for index, (email, merge_fields, language) in enumerate(_entries(payload))
     ]
 
 
@@ -127,27 +184,33 @@ def _entries(payload: list[Any]) -> list[tuple[str, Any, str | None]]:
 
 
 def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
+    _send(ext, gateway, batch.id, token, _operations(run, batch))
+
+
+def _send(
+    ext: McSync, gateway: Gateway, batch_id: int, token: str, operations: list[dict[str, Any]]
+) -> None:
     session = ext.session
     # Only the lease holder sends. The claim committed the first send's time before
     # anything went out; a worker that stalled past its lease and sent anyway would still
     # double the batch at Mailchimp (and its members' "created" would then rest on that
     # time alone). A read, not a write: no commit (an fsync on SQLite) per batch.
-    holder = sa.select(Batch.id).where(leases.holds(Batch, batch.id, token))
+    holder = sa.select(Batch.id).where(leases.holds(Batch, batch_id, token))
     if session.execute(holder).first() is None:
         session.rollback()
         return  # another worker took the batch over; it sends it
     submitted_at = utcnow()
-    answer = gateway.submit_batch(_operations(run, batch))
+    answer = gateway.submit_batch(operations)
     _schedule_poll(
         ext,
-        batch.id,
+        batch_id,
         token,
         mailchimp_batch_id=answer["id"],
         status=BatchStatus.PROCESSING,
         submitted_at=submitted_at,
         attempts=0,  # the send step succeeded: its budget starts over
         finished_operations=0,
-        total_operations=len(batch.payload),
+        total_operations=len(operations),
     )
 
 
@@ -181,7 +244,7 @@ def _poll(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> 
             finished_operations=int(status.get("finished_operations") or 0),
         )
         return
-    results = gateway.batch_results(str(status.get("response_body_url") or ""))
+    results = gateway.batch_results(str(status.get("response_body_url") or ""), MEMBER_FIELDS)
     by_op = {str(r["operation_id"]): r for r in results if r.get("operation_id") is not None}
     since = _first_sent(batch)
     outcomes: list[AddressOutcome] = []
@@ -219,20 +282,23 @@ def _complete(
 ) -> None:
     """Record the outcomes and mark the batch done, in one transaction."""
     session = ext.session
-    counts = record(session, run.id, outcomes, batch.id)
+    run_id = run.id  # read before the commit, which expires the row (no reload after)
+    # The run's counters and its batches done, in one UPDATE (rolled back with the rest
+    # if another worker took the batch over).
+    counts = record(session, run_id, outcomes, batch.id, also={"batches_done": 1})
     if retry:
         # The run's row hands out the number, as it does to the planner's chunks (which
         # may still be planning): its UPDATE holds the row until the commit, so a retry
         # and a chunk never take the same number.
         seq = session.execute(
             sa.update(Run)
-            .where(Run.id == run.id)
+            .where(Run.id == run_id)
             .values(batch_count=Run.batch_count + 1)
             .returning(Run.batch_count)
             .execution_options(synchronize_session=False)
         ).scalar_one()
         retry_batch = Batch(
-            run_id=run.id,
+            run_id=run_id,
             seq=seq,
             retry_of=batch.retry_of or batch.seq,
             size=len(retry),
@@ -277,13 +343,12 @@ def _complete(
     if not getattr(done, "rowcount", 0):
         session.rollback()
         return  # another worker took the batch over; it records the outcomes
-    count_ended(session, run.id, done=1)
     if retry:
-        count_retry(session, run.id, retry_delay)
+        count_retry(session, run_id, retry_delay)
     session.commit()
     if retry:
         enqueue.schedule_batch(ext, retry_batch.id, retry_token, retry_delay)
-    finish_if_complete(ext, run.id)
+    finish_if_complete(ext, run_id)
 
 
 def _first_sent(batch: Batch) -> datetime:

@@ -251,27 +251,50 @@ def _recent_outcomes(
 
 
 def record(
-    session: Session, run_id: int, outcomes: list[AddressOutcome], batch_id: int | None = None
+    session: Session,
+    run_id: int,
+    outcomes: list[AddressOutcome],
+    batch_id: int | None = None,
+    also: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Add outcome rows and bump the run's counters; the caller commits.
 
-    Returns the counts added, by counter name.
+    ``also``: other counters of the run to add to in the same UPDATE (a batch counts
+    itself done with its outcomes: one statement less per batch). Returns the counts
+    of the outcomes added, by counter name.
     """
-    if not outcomes:
-        return {}
-    now = utcnow()  # one batch's rows are recorded at one moment
-    _insert_rows(session, [o.row(run_id, batch_id, now) for o in outcomes])
     counts: dict[str, int] = {}
-    for outcome in outcomes:
-        name = COUNTER[outcome.result]
-        counts[name] = counts.get(name, 0) + 1
-    # Increment in SQL, not in Python: several workers finish batches of one run at once.
-    session.execute(
-        sa.update(Run)
-        .where(Run.id == run_id)
-        .values({name: getattr(Run, name) + n for name, n in counts.items()})
-    )
+    if outcomes:
+        now = utcnow()  # one batch's rows are recorded at one moment
+        _insert_rows(session, [o.row(run_id, batch_id, now) for o in outcomes])
+        for outcome in outcomes:
+            name = COUNTER[outcome.result]
+            counts[name] = counts.get(name, 0) + 1
+    added = {**counts, **{name: n for name, n in (also or {}).items() if n}}
+    if added:
+        # Increment in SQL, not in Python: several workers finish batches of one run at once.
+        session.execute(
+            sa.update(Run)
+            .where(Run.id == run_id)
+            .values({name: getattr(Run, name) + n for name, n in added.items()})
+        )
     return counts
+
+
+def _converted(
+    row: dict[str, Any], plan: list[tuple[str, Any]], memo: dict[str, tuple[Any, Any]]
+) -> Iterator[Any]:
+    """A row's values as the driver takes them. A batch's rows share one timestamp
+    object (and often one JSON value): each column converts the same object once."""
+    for name, convert in plan:
+        value = row[name]
+        if convert is None:
+            yield value
+            continue
+        last = memo.get(name)
+        if last is None or last[0] is not value:
+            last = memo[name] = (value, convert(value))
+        yield last[1]
 
 
 def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -290,10 +313,8 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
         (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
         for column in columns
     ]
-    values = [
-        tuple(convert(row[name]) if convert else row[name] for name, convert in plan)
-        for row in rows
-    ]
+    memo: dict[str, tuple[Any, Any]] = {}
+    values = [tuple(_converted(row, plan, memo)) for row in rows]
     quote = dialect.identifier_preparer
     names = ", ".join(quote.quote(column.name) for column in columns)
     target = f"{quote.format_table(table)} ({names})"

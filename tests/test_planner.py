@@ -276,5 +276,59 @@ def test_two_workers_plan_and_send_a_chunked_run(app: Flask, sandbox: Any, worke
         .all()
     )
     assert len(chunks) >= 3 and set(chunks) == {"done"}
-    # The plan job, one job per chunk, and per batch its submit and its polls.
+    # The plan job, one job per chunk, and per batch its polls (its chunk's job sends it).
     assert enqueued_count(state(app)) >= 1 + len(chunks) + data["batch_count"]
+
+
+def test_planner_killed_before_sending_a_batch_it_committed(
+    app: Flask, sandbox: Any, workers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's job sends each batch it commits; killed between the commit and the
+    send, the batch waits out its lease, then the sweep has it sent, once."""
+    from flask_mcsync import jobs, state
+    from flask_mcsync.models import Batch, PlanChunk, utcnow
+    from flask_mcsync.sweep import sweep_once
+
+    rows = shop_rows(200, seed=23)
+    run_id, expected = _prepare(app, rows, batch_size=10)
+    chunks = _cut(app, run_id)
+
+    class Killed(BaseException):
+        """The worker dying: nothing after this line runs."""
+
+    sent: list[int] = []
+    real_send = jobs.send_planned
+
+    def dies_at_third(ext: Any, batch_id: int, *args: Any, **kwargs: Any) -> None:
+        if len(sent) == 2:
+            raise Killed  # the third batch is committed, leased, never sent
+        sent.append(batch_id)
+        real_send(ext, batch_id, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "send_planned", dies_at_third)
+    with pytest.raises(Killed):
+        jobs.plan_chunk(chunks[0])
+    monkeypatch.setattr(jobs, "send_planned", real_send)
+    session = _db().session
+    session.rollback()
+    unsent = session.execute(
+        sa.select(Batch).where(Batch.run_id == run_id, Batch.id.not_in(sent))
+    ).scalar_one()
+    assert unsent.status == "sending" and unsent.mailchimp_batch_id is None
+    assert unsent.lease_until > utcnow()  # nobody else sends it meanwhile
+    # The leases run out (the chunk's and the batch's); the sweep queues both again.
+    past = utcnow() - timedelta(seconds=1)
+    session.execute(sa.update(PlanChunk).where(PlanChunk.id == chunks[0]).values(lease_until=past))
+    session.execute(sa.update(Batch).where(Batch.id == unsent.id).values(lease_until=past))
+    session.commit()
+    swept = sweep_once(state(app))
+    assert swept["batches"] == 1, swept
+    workers.start(2)
+    data = wait_run_ended(_db().session, run_id, timeout=90)
+
+    assert data["status"] == "finished", data["message"]
+    assert set(audience_members(sandbox)) == set(expected.send)
+    assert data["created"] == len(expected.send) and data["errors"] == 0
+    # Every batch sent once: the killed one by the sweep's job, none twice.
+    posts = sandbox.client.stats()["requests_by_kind"].get("batches", 0)
+    assert posts == data["batch_count"], (posts, data["batch_count"])

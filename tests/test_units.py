@@ -282,6 +282,38 @@ def test_results_archive_matches_the_sandbox_format() -> None:
     assert all(r["response"] == {"n": int(r["operation_id"])} for r in results)
 
 
+@pytest.mark.parametrize(
+    "member",
+    [
+        {"status": "subscribed", "timestamp_opt": "2026-01-01T00:00:00+00:00",
+         "last_changed": "2026-01-01T00:00:00+00:00", "timestamp_signup": "",
+         "merge_fields": {"FNAME": 'say "status": "archived"', "X": "\\"}},
+        # decoded whole: a field missing, null, with an escape, or also in a nested object
+        {"status": "subscribed", "timestamp_opt": "2026-01-01T00:00:00+00:00"},
+        {"status": "subscribed", "timestamp_opt": None, "last_changed": "x",
+         "timestamp_signup": ""},
+        {"status": "sub\"scribed", "timestamp_opt": "t", "last_changed": "x",
+         "timestamp_signup": ""},
+        {"status": "subscribed", "timestamp_opt": "t", "last_changed": "x",
+         "timestamp_signup": "", "tags": [{"status": "archived"}]},
+    ],
+)
+def test_results_archive_reads_only_the_fields_asked_as_json_would(member: Any) -> None:
+    from flask_mcsync.gateway import MEMBER_FIELDS
+
+    for text in (json.dumps(member), json.dumps(member, separators=(",", ":"), indent=2)):
+        content = archive({"./r.json": [
+            {"status_code": 200, "operation_id": "0", "response": text},
+            {"status_code": 400, "operation_id": "1",
+             "response": json.dumps(problem(400, "Invalid Resource", "no"))},
+        ]})
+        ok, error = read_results_archive(content, MEMBER_FIELDS)
+        assert {k: ok["response"][k] for k in MEMBER_FIELDS if k in ok["response"]} == {
+            k: member[k] for k in MEMBER_FIELDS if k in member
+        }
+        assert error["response"]["title"] == "Invalid Resource"  # errors decoded whole
+
+
 # --- config.read_config ---------------------------------------------------------------
 
 
