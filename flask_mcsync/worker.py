@@ -31,7 +31,15 @@ log = logging.getLogger(__name__)
 
 
 class Sweeping:
-    """Mixed into an RQ worker class: it also sweeps for work a dead worker left behind."""
+    """Mixed into an RQ worker class: it also sweeps for work a dead worker left behind,
+    and remembers whether it was asked to stop (see :func:`run_worker`)."""
+
+    stop_requested = False
+
+    def handle_warm_shutdown_request(self) -> None:
+        # RQ calls this on SIGINT / SIGTERM and on a shutdown command, before it stops.
+        self.stop_requested = True
+        super().handle_warm_shutdown_request()  # type: ignore[misc]
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[misc]
@@ -62,9 +70,11 @@ def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> 
     """Run an RQ worker on the extension's queue until stopped (or, in burst mode, idle).
 
     RQ reconnects to Redis only while it waits for a job; a Redis restart while a job
-    runs makes ``work()`` raise. A worker for a shop must outlive that: wait until Redis
-    answers again and start over (the job's batch or outbox row is picked up again
-    through its lease).
+    runs makes ``work()`` raise, and a Redis that does not answer within the socket
+    timeout (hung, or a network that drops packets) makes it log "Redis connection
+    timeout, quitting..." and return, as if asked to stop. A worker for a shop must
+    outlive both: unless it was asked to stop, wait until Redis answers again and start
+    over (the job's batch or outbox row is picked up again through its lease).
     """
     ext = state(app)
     bind_app(ext)
@@ -82,12 +92,21 @@ def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> 
                 maintenance_interval=ext.config.sweep_interval,
             )
             try:
-                return bool(worker.work(burst=burst, with_scheduler=with_scheduler))
+                worked = bool(worker.work(burst=burst, with_scheduler=with_scheduler))
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 if burst:
                     raise
                 log.warning("mcsync worker: lost Redis (%s); waiting for it to come back", exc)
                 _wait_for_redis(ext)
+                continue
+            if burst or worker.stop_requested:
+                return worked
+            log.warning(
+                "mcsync worker: RQ's worker loop ended without a stop request (it quits when"
+                " Redis does not answer in time); waiting for Redis to answer, then starting"
+                " over"
+            )
+            _wait_for_redis(ext)
 
 
 def _wait_for_redis(ext: McSync) -> None:

@@ -9,6 +9,8 @@ counts the sandbox kept, the ``mcsync_outbox`` rows and the outcome history.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -531,6 +533,10 @@ def test_a_hung_redis_costs_signups_nothing_and_their_rows_are_sent(
     second = [f"redis.hung.later.{i:02d}@gmail.com" for i in range(10)]
     signups(second)
     assert max(seconds) < 2, f"signup times with a hung Redis: {seconds}"
+    # RQ's loop gives up on a Redis that does not answer outside its wait for a job
+    # ("Redis connection timeout, quitting...") and returns: the worker must not exit
+    # (it did, on a slow machine; test_a_worker_loop_that_rq_ends_is_started_over).
+    assert worker.poll() is None, "the worker exited while Redis hung"
     own_redis.resume()
     for email in second:
         wait_for(lambda e=email: _member(sandbox, e), 60, f"{email} once Redis answers again")
@@ -574,6 +580,51 @@ def test_a_drain_flag_left_without_its_job_holds_no_row_past_the_next_sweep(
     assert member is not None and member["status"] == "subscribed"
     assert [r.status for r in _outbox(email)] == ["sent"]
     assert _puts(sandbox) == 1
+
+
+def test_a_worker_loop_that_rq_ends_is_started_over(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ's ``work()`` returns, as if asked to stop, when Redis does not answer outside
+    its wait for a job (a hung Redis, a network dropping packets). Unless a stop was
+    asked for, ``run_worker`` waits for Redis and starts the loop over."""
+    from flask_mcsync import worker as worker_mod
+
+    loops: list[bool] = []
+
+    def work(self: Any, burst: bool = False, with_scheduler: bool = True) -> bool:
+        loops.append(burst)
+        if len(loops) == 2:  # the second loop is stopped by a SIGTERM
+            self.handle_warm_shutdown_request()
+        return False  # what RQ returns after "Redis connection timeout, quitting..."
+
+    monkeypatch.setattr(worker_mod.InProcessWorker, "work", work)
+    assert worker_mod.run_worker(app) is False
+    assert loops == [False, False]
+
+
+def test_a_worker_asked_to_stop_stops(
+    own_app: Flask, own_workers: Workers, own_redis: OwnRedis
+) -> None:
+    """SIGTERM (what a process supervisor sends) still ends the worker, now that a loop
+    RQ ends on its own is started over (a hung Redis)."""
+    restarted = Redis.from_url(own_redis.url)
+    try:
+        [worker] = own_workers.start(1)
+        # Idle: past RQ's start-up, whose signal handlers come last.
+        wait_for(
+            lambda: [w.get_state() for w in RqWorker.all(connection=restarted)] == ["idle"],
+            30,
+            "the worker to wait for jobs",
+        )
+        os.kill(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert worker.poll() == 0, "the worker did not stop on SIGTERM"
+        assert RqWorker.count(connection=restarted) == 0
+    finally:
+        restarted.close()
 
 
 def test_a_busy_worker_survives_a_redis_restart(
