@@ -256,16 +256,36 @@ def flask_cli(*args: str) -> list[str]:
 def run_cli(app: Any, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """``flask --app example_app mcsync *args`` in a process of its own (from the fork
     server, see forkserver.py), as ``subprocess.run(..., capture_output=True)``."""
+    return run_clis(app, list(args), timeout=timeout)[0]
+
+
+def run_clis(
+    app: Any, *commands: list[str], timeout: float = 90
+) -> list[subprocess.CompletedProcess[str]]:
+    """Several ``flask mcsync`` commands started together, each in a process of its own,
+    then each waited for (``timeout`` in all); a command still running then is killed."""
     from forkserver import FORK_SERVER
 
+    deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory() as folder:
-        out, err = Path(folder, "stdout"), Path(folder, "stderr")
-        proc = FORK_SERVER.spawn(
-            ["--app", "example_app", "mcsync", *args], cli_env(app), stdout=out, stderr=err
-        )
+        started = []
+        for n, args in enumerate(commands):
+            out, err = Path(folder, f"{n}.out"), Path(folder, f"{n}.err")
+            proc = FORK_SERVER.spawn(
+                ["--app", "example_app", "mcsync", *args], cli_env(app), stdout=out, stderr=err
+            )
+            started.append((args, proc, out, err))
+        results = []
         try:
-            code = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        return subprocess.CompletedProcess(flask_cli(*args), code, out.read_text(), err.read_text())
+            for args, proc, out, err in started:
+                code = proc.wait(max(0.1, deadline - time.monotonic()))
+                results.append(
+                    subprocess.CompletedProcess(
+                        flask_cli(*args), code, out.read_text(), err.read_text()
+                    )
+                )
+        finally:
+            for _, proc, _, _ in started:
+                if proc.poll() is None:
+                    proc.kill()
+        return results
