@@ -5,7 +5,6 @@ waiting on a run's rows.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from support import worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
 LIST_ID = "a1b2c3d4e5"
@@ -236,19 +236,6 @@ def audience_members(sandbox: Any, list_id: str = LIST_ID) -> dict[str, dict[str
     return by_address
 
 
-def cli_env(app: Any) -> dict[str, str]:
-    """The environment ``flask --app example_app`` needs to reach this test's app."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCSYNC_")}
-    env.update(
-        {
-            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-            "SECRET_KEY": "test",
-            **{k: str(v) for k, v in app.config.items() if k.startswith("MCSYNC_") and v},
-        }
-    )
-    return env
-
-
 def flask_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "flask", "--app", "example_app", "mcsync", *args]
 
@@ -272,7 +259,7 @@ def run_clis(
         for n, args in enumerate(commands):
             out, err = Path(folder, f"{n}.out"), Path(folder, f"{n}.err")
             proc = FORK_SERVER.spawn(
-                ["--app", "example_app", "mcsync", *args], cli_env(app), stdout=out, stderr=err
+                ["--app", "example_app", "mcsync", *args], worker_env(app), stdout=out, stderr=err
             )
             started.append((args, proc, out, err))
         results = []

@@ -68,8 +68,9 @@ def app_config(database_url: str, redis_url: str | None, sandbox: SandboxServer)
 
 
 def worker_env(app: Flask) -> dict[str, str]:
-    """The environment of a ``flask mcsync worker`` for ``app``: its database, its Redis and
-    its ``MCSYNC_*`` settings, never the test runner's own ``MCSYNC_*`` variables."""
+    """The environment of a ``flask --app example_app`` command (a worker, the CLI) for
+    ``app``: its database, its Redis and its ``MCSYNC_*`` settings, never the test
+    runner's own ``MCSYNC_*`` variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCSYNC_")}
     env.update(
         {

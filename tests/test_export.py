@@ -23,7 +23,6 @@ from helpers_export import (
     assert_one_outcome_each,
     audience_members,
     choose_audience,
-    cli_env,
     expected_export,
     flask_cli,
     insert_customers,
@@ -33,7 +32,7 @@ from helpers_export import (
     shop_rows,
     wait_run_ended,
 )
-from support import wait_for
+from support import wait_for, worker_env
 
 pytestmark = pytest.mark.slow
 
@@ -385,7 +384,7 @@ def test_cli_export_wait_exits_non_zero_when_the_run_fails(
     workers.env["MCSYNC_API_KEY"] = bad_key
     workers.start(1)
 
-    env = cli_env(app)
+    env = worker_env(app)
     env["MCSYNC_API_KEY"] = bad_key
     result = subprocess.run(
         flask_cli("export", "--batch-size", "20", "--wait"),
