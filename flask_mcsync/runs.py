@@ -204,6 +204,13 @@ def count_retry(
     session.execute(sa.update(Run).where(Run.id == run_id).values(values))
 
 
+def chunks_left(run_id: Any) -> sa.Select[int]:
+    """The run's chunks not done yet; ``run_id`` an id, or ``Run.id`` to correlate."""
+    return sa.select(PlanChunk.id).where(
+        PlanChunk.run_id == run_id, PlanChunk.status != ChunkStatus.DONE
+    )
+
+
 def end_planning(ext: McSync, run_id: int) -> bool:
     """Mark the run's planning done once every chunk is, then end the run if its batches
     are. True if this call marked it.
@@ -214,12 +221,9 @@ def end_planning(ext: McSync, run_id: int) -> bool:
     leaves every chunk done and planning open: the sweep calls it then.
     """
     session = ext.session
-    left = sa.select(PlanChunk.id).where(
-        PlanChunk.run_id == run_id, PlanChunk.status != ChunkStatus.DONE
-    )
     ended = session.execute(
         sa.update(Run)
-        .where(Run.id == run_id, Run.planning_done.is_(False), ~left.exists())
+        .where(Run.id == run_id, Run.planning_done.is_(False), ~chunks_left(run_id).exists())
         .values(planning_done=True, lease_until=None, lease_token=None)
         .execution_options(synchronize_session=False)
     )

@@ -14,7 +14,7 @@ from .app_state import McSync
 from .enqueue import enqueue_batch, enqueue_chunk, enqueue_plan
 from .models import Batch, OutboxItem, PlanChunk, Run, utcnow
 from .outbox import due_items, ready
-from .runs import end_planning, finish_if_complete
+from .runs import chunks_left, end_planning, finish_if_complete
 from .statuses import BATCH_ENDED, RUN_ENDED, ChunkStatus, RunKind, RunStatus
 from .webhook_events import due_events, hand_off
 
@@ -100,15 +100,12 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         counts["batches"] += int(enqueue_batch(ext, batch_id, token))
     # Every chunk done and planning still open: the last chunk's worker died between
     # committing its chunk's end and marking the run's (see end_planning).
-    chunk_left = sa.select(PlanChunk.id).where(
-        PlanChunk.run_id == Run.id, PlanChunk.status != ChunkStatus.DONE
-    )
     planned_out = sa.select(Run.id).where(
         Run.kind == RunKind.EXPORT,
         Run.status == RunStatus.RUNNING,
         Run.planning_done.is_(False),
         cut,
-        ~chunk_left.exists(),
+        ~chunks_left(Run.id).exists(),
     )
     for run_id in session.execute(planned_out).scalars().all():
         counts["plans_ended"] += int(end_planning(ext, run_id))

@@ -103,8 +103,8 @@ def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> 
                 return worked
             log.warning(
                 "mcsync worker: RQ's worker loop ended without a stop request (it quits when"
-                " Redis does not answer in time); waiting for Redis to answer, then starting"
-                " over"
+                " Redis does not answer in time, or on an error it logged just above);"
+                " waiting for Redis to answer, then starting over"
             )
             _wait_for_redis(ext)
 

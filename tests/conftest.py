@@ -391,8 +391,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         funcargs = getattr(item, "funcargs", {})
         for name in WORKER_FIXTURES:
             pool = funcargs.get(name)
-            if isinstance(pool, Workers) and pool.logs:
-                report.sections.append((f"{name}' logs", pool.log_tails()))
+            tails = pool.log_tails() if isinstance(pool, Workers) else ""
+            if tails:
+                report.sections.append((f"{name}' logs", tails))
     return report
 
 

@@ -90,15 +90,11 @@ class Workers:
         self.env = env
         self.procs: list[Process] = []
         self.log_dir = log_dir
-        self.logs: list[Path] = []
 
     def start(self, count: int = 1) -> list[Process]:
         started: list[Process] = []
         for _ in range(count):
-            log = None
-            if self.log_dir is not None:
-                log = self.log_dir / f"worker-{len(self.procs) + 1}.log"
-                self.logs.append(log)
+            log = None if self.log_dir is None else self._log(len(self.procs))
             proc = FORK_SERVER.spawn(
                 ["--app", "example_app", "mcsync", "worker"], self.env, stdout=log, stderr=log
             )
@@ -106,10 +102,16 @@ class Workers:
             started.append(proc)
         return started
 
+    def _log(self, index: int) -> Path:
+        assert self.log_dir is not None
+        return self.log_dir / f"worker-{index + 1}.log"
+
     def log_tails(self, lines: int = 80) -> str:
         """The end of each worker's log: what a failing test shows of its workers."""
+        if self.log_dir is None:
+            return ""
         parts = []
-        for log in self.logs:
+        for log in map(self._log, range(len(self.procs))):
             text = log.read_text(errors="replace").splitlines() if log.exists() else []
             parts.append(f"--- {log.name}, last {lines} of {len(text)} lines ---")
             parts.extend(text[-lines:])
