@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app, has_app_context
 from flask_sqlalchemy import SQLAlchemy
@@ -54,6 +54,9 @@ class McSync:
         #: Set by a command that found Redis not answering (``flask mcsync flush``): it
         #: then sends without the shared connection slots and queues no job.
         self.redis_offline = False
+        #: The audiences' merge field types as last read, by list id: (monotonic time
+        #: read, types). See :func:`flask_mcsync.preflight.recent_types`.
+        self.field_types: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
 
     @property
     def app(self) -> Flask:
@@ -123,7 +126,6 @@ class McSync:
             slots,
             connect_timeout=self.config.connect_timeout,
         )
-
 
 
 def state(app: Flask | None = None) -> McSync:

@@ -12,6 +12,7 @@ Mailchimp would refuse. The owner fixes the mapping, or goes on with
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,32 @@ def types_or_none(ext: McSync, list_id: str) -> dict[str, dict[str, Any]] | None
         return audience_types(ext, list_id)
     except (MailchimpError, SlotTimeout, ConfigError, RedisError):
         return None
+
+
+#: How long one process reuses an audience's field types for single-address syncs.
+FIELD_TYPES_MAX_AGE = 60.0
+
+
+def recent_types(ext: McSync, list_id: str) -> dict[str, dict[str, Any]] | None:
+    """:func:`types_or_none`, read at most once a minute per process and audience.
+
+    For single-address syncs (auto-sync, opt-outs, re-syncs): a drain job sends row
+    after row, and asking Mailchimp for the field types before each PUT doubled the
+    requests per signup (and took a connection slot each time). A field whose type the
+    owner changes in Mailchimp is then converted by its old type for up to a minute;
+    a value Mailchimp refuses for it is recorded as Mailchimp's refusal, as it would be
+    for a change made between a fresh lookup and the PUT, and the next sync reads the
+    types anew (:func:`~flask_mcsync.single_sync.perform` drops them on a refusal). A
+    failed lookup is not kept.
+    """
+    now = time.monotonic()
+    kept = ext.field_types.get(list_id)
+    if kept is not None and now - kept[0] < FIELD_TYPES_MAX_AGE:
+        return kept[1]
+    types = types_or_none(ext, list_id)
+    if types is not None:
+        ext.field_types[list_id] = (now, types)
+    return types
 
 
 def _required(types: dict[str, dict[str, Any]], source: SubscriberSource) -> MergeCheck:

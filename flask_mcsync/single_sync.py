@@ -30,7 +30,7 @@ from .i18n import N_
 from .merge_values import convert_all
 from .models import OutboxItem, Run, utcnow
 from .outcomes import AddressOutcome, Result, archived_outcome, created_or_updated, record
-from .preflight import types_or_none
+from .preflight import recent_types
 from .settings import NoAudience
 from .statuses import OutboxStatus, RunKind, RunStatus, SyncReason
 
@@ -131,8 +131,7 @@ def perform(
             return AddressOutcome(
                 plan.email, Result.UNSUBSCRIBED, mailchimp_status=member.get("status"), sent=sent
             )
-        # The audience's field types, read once for this job.
-        merge = convert_all(plan.merge_fields or {}, types_or_none(ext, list_id))
+        merge = convert_all(plan.merge_fields or {}, recent_types(ext, list_id))
         sent.update(status_if_new=status_if_new, merge_fields=merge)
         if plan.language:
             sent["language"] = plan.language
@@ -160,6 +159,8 @@ def perform(
                 ),
             )
     except AddressError as exc:
+        # Perhaps a field's type changed since it was read: the next sync reads it anew.
+        ext.field_types.pop(list_id, None)
         return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)
     # Mailchimp's answer decides; our history only for a sync a moment before this one.
     [result] = created_or_updated(

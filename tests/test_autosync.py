@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask import Flask, current_app
+from mailchimp3 import MailChimp
 from redis import Redis
 from rq import Worker as RqWorker
 from support import (
@@ -180,6 +181,44 @@ def test_signup_puts_the_subscriber_in_the_audience(
     assert outcomes[0].mailchimp_status == "subscribed"
     assert rows[0].run_id == outcomes[0].run_id
     assert _puts(sandbox) == 1
+
+
+def test_a_drain_reads_the_field_types_once_a_minute_and_anew_after_a_refusal(
+    app: Flask, sandbox: Any, workers: Workers
+) -> None:
+    """Auto-sync asks Mailchimp for the audience's merge field types once a minute per
+    worker, not before every PUT; an address Mailchimp refuses makes the next sync ask
+    again (a field may have changed)."""
+
+    def merge_field_reads() -> int:
+        return int(sandbox.client.stats()["requests_by_kind"].get("merge-fields", 0))
+
+    _activate(app)
+    workers.start(1)
+    client = app.test_client(use_cookies=False)
+    first = [f"reader.{i}@laposte.net" for i in range(3)]
+    for email in first:
+        _signup(client, email, "Reader")
+    for email in first:
+        wait_for(lambda e=email: _member(sandbox, e), 30, f"{email} in the audience")
+    assert _puts(sandbox) == 3
+    assert merge_field_reads() == 1
+
+    # The owner makes a new field required in Mailchimp: the next signup, sent with the
+    # types read before, is refused as it would be with fresh ones (the shop has no phone
+    # numbers), and the sync after that reads the types anew.
+    owner = MailChimp(mc_api=sandbox.api_key)
+    owner.base_url = sandbox.api_url
+    owner.lists.merge_fields.create(
+        LIST_ID, {"tag": "PHONE", "name": "Phone", "type": "phone", "required": True}
+    )
+    reads_before = merge_field_reads()
+    for email in ("refused.one@laposte.net", "refused.two@laposte.net"):
+        _signup(client, email, "Refused")
+        wait_for(lambda: _waiting(app) == 0, 30, f"{email}'s row to be handled")
+    assert [o.outcome for o in _outcomes("refused.one@laposte.net")] == ["error"]
+    assert [o.outcome for o in _outcomes("refused.two@laposte.net")] == ["error"]
+    assert merge_field_reads() == reads_before + 1
 
 
 # --- 2. what must not be sent --------------------------------------------------------------
@@ -670,7 +709,10 @@ def test_a_thousand_signups_through_a_redis_crash_none_lost_none_twice(
 
     app = own_app
     _activate(app)
-    client = app.test_client()
+    # No cookies: each signup flashes a welcome that no page shows here, and a client
+    # keeping the session would carry all of them (a cookie re-read and re-signed at
+    # every request, growing with each: 20 % of this process's time).
+    client = app.test_client(use_cookies=False)
     many = [f"load.{i:04d}@gmail.com" for i in range(1000)]
     started = time.monotonic()
     for i, email in enumerate(many):
