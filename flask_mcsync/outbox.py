@@ -240,9 +240,9 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
     session.commit()
     if getattr(claimed, "rowcount", 0) != 1:
         return "busy"
-    item = session.get(OutboxItem, item_id)
+    # Read anew even if the session holds it (a host may turn off expire_on_commit).
+    item = session.get(OutboxItem, item_id, populate_existing=True)
     assert item is not None
-    session.refresh(item)
     # Coalesce: later rows for the same address ride along (the job reads current data).
     siblings = list(
         session.execute(
@@ -260,7 +260,8 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
     latest_email = siblings[-1].email if siblings else item.email
 
     closing = [item, *siblings]
-    decision = first_export.decide(session, settings_mod.load(session, ext.config), closing)
+    current = settings_mod.load(session, ext.config)
+    decision = first_export.decide(session, current, closing)
     if decision.action == "hold":
         first_export.hold(closing, decision, ext.config.lease_seconds)
         session.commit()
@@ -279,6 +280,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             wants=wants,
             previous_email=previous,
             commit=False,
+            current=current,
         )
     except (TransientError, SlotTimeout) as exc:
         session.rollback()
@@ -299,8 +301,8 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         failure = exc
     else:
         # The outcome and the outbox rows commit together: a crash cannot leave the
-        # address recorded as synced while its row waits to be sent again.
-        session.refresh(run)
+        # address recorded as synced while its row waits to be sent again. (A new run's
+        # counters were written with it, so the ones in hand are the row's.)
         status = (
             OutboxStatus.SKIPPED
             if run.skipped

@@ -256,12 +256,14 @@ def record(
     outcomes: list[AddressOutcome],
     batch_id: int | None = None,
     also: dict[str, int] | None = None,
+    bump: bool = True,
 ) -> dict[str, int]:
     """Add outcome rows and bump the run's counters; the caller commits.
 
     ``also``: other counters of the run to add to in the same UPDATE (a batch counts
-    itself done with its outcomes: one statement less per batch). Returns the counts
-    of the outcomes added, by counter name.
+    itself done with its outcomes: one statement less per batch). ``bump=False``: the
+    caller wrote the counters with the run (a single-address run, inserted whole).
+    Returns the counts of the outcomes added, by counter name.
     """
     counts: dict[str, int] = {}
     if outcomes:
@@ -271,7 +273,7 @@ def record(
             name = COUNTER[outcome.result]
             counts[name] = counts.get(name, 0) + 1
     added = {**counts, **{name: n for name, n in (also or {}).items() if n}}
-    if added:
+    if added and bump:
         # Increment in SQL, not in Python: several workers finish batches of one run at once.
         session.execute(
             sa.update(Run)

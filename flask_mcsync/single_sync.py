@@ -29,9 +29,16 @@ from .gateway import (
 from .i18n import N_
 from .merge_values import convert_all
 from .models import OutboxItem, Run, utcnow
-from .outcomes import AddressOutcome, Result, archived_outcome, created_or_updated, record
+from .outcomes import (
+    COUNTER,
+    AddressOutcome,
+    Result,
+    archived_outcome,
+    created_or_updated,
+    record,
+)
 from .preflight import recent_types
-from .settings import NoAudience
+from .settings import NoAudience, SyncSettings
 from .statuses import OutboxStatus, RunKind, RunStatus, SyncReason
 
 # Who starts an auto-sync, as the dashboard shows it (translated there).
@@ -196,20 +203,23 @@ def run_single(
     previous_email: str | None = None,
     run_id: int | None = None,
     commit: bool = True,
+    current: SyncSettings | None = None,
 ) -> Run:
     """Sync one address now, as a run of its own, and record the outcome.
 
     The run row is written with its outcome, once Mailchimp has answered, so a try that
     will be repeated leaves nothing behind. ``run_id`` names a run made beforehand (the
     diagnostic tool shows it while it waits). ``commit=False`` leaves the commit to the
-    caller, who closes its outbox rows in the same transaction.
+    caller, who closes its outbox rows in the same transaction. ``current``: the
+    settings, when the caller has just read them in this transaction.
 
     :raises TransientError: when Mailchimp is unreachable or busy (the caller retries).
     :raises AccountError: when the key or audience is wrong.
     :raises NoAudience: when no audience is chosen.
     """
     session = ext.session
-    current = settings_mod.load(session, ext.config)
+    if current is None:
+        current = settings_mod.load(session, ext.config)
     list_id = current.audience()
     started = utcnow()
     if run_id is not None:
@@ -221,18 +231,31 @@ def run_single(
         session.commit()
     plan = plan_for(ext, email, wants)
     outcome = perform(ext, list_id, current.status_if_new, plan, previous_email, wants)
-    run = _single_run(ext, run_id, kind, started_by, list_id, started)
-    run.status_if_new = current.status_if_new
-    run.sync_reason = sync_reason(plan, wants, previous_email)
-    record(session, run.id, [outcome])
-    run.status = RunStatus.FINISHED
-    run.finished_at = utcnow()
+    message = None
+    if outcome.result in (Result.SKIPPED, Result.ARCHIVED, Result.CONFIRMATION):
+        message = outcome.skip_reason
+    elif outcome.error is not None:
+        message = f"{outcome.error.title}: {outcome.error.full_detail}"
+    # Written whole, once: an auto-sync's run is one INSERT, not an INSERT and UPDATEs
+    # (a run made beforehand has its counter bumped by ``record``, as always).
+    counter = {COUNTER[outcome.result]: 1} if run_id is None else {}
+    run = _single_run(
+        ext,
+        run_id,
+        kind,
+        started_by,
+        list_id,
+        started,
+        status_if_new=current.status_if_new,
+        sync_reason=sync_reason(plan, wants, previous_email),
+        status=RunStatus.FINISHED,
+        finished_at=utcnow(),
+        message=message,
+        **counter,
+    )
+    record(session, run.id, [outcome], bump=run_id is not None)
     if kind == RunKind.RESYNC and outcome.result in SENT:
         _settle_waiting(session, email, run.id)
-    if outcome.result in (Result.SKIPPED, Result.ARCHIVED, Result.CONFIRMATION):
-        run.message = outcome.skip_reason
-    elif outcome.error is not None:
-        run.message = f"{outcome.error.title}: {outcome.error.full_detail}"
     if commit:
         session.commit()
     else:
@@ -259,16 +282,32 @@ def _settle_waiting(session: Any, email: str, run_id: int) -> None:
 
 
 def _single_run(
-    ext: McSync, run_id: int | None, kind: str, started_by: str, list_id: str, started: Any
+    ext: McSync,
+    run_id: int | None,
+    kind: str,
+    started_by: str,
+    list_id: str,
+    started: Any,
+    **ended: Any,
 ) -> Run:
+    """The run of a single-address sync, with the columns ``ended`` (its status, its
+    message...) set, flushed: the run made beforehand (``run_id``), else a new one."""
     session = ext.session
     run = session.get(Run, run_id) if run_id is not None else None
     if run is None:
         run = Run(
-            kind=kind, list_id=list_id, started_by=started_by[:120], total=1, started_at=started
+            kind=kind,
+            list_id=list_id,
+            started_by=started_by[:120],
+            total=1,
+            started_at=started,
+            **ended,
         )
         session.add(run)
-        session.flush()
+    else:
+        for name, value in ended.items():
+            setattr(run, name, value)
+    session.flush()
     return run
 
 
@@ -288,14 +327,22 @@ def fail_run(
         error = AccountError(str(error))
     session = ext.session
     list_id = settings_mod.load(session, ext.config).list_id or ""
-    run = _single_run(ext, run_id, kind, started_by, list_id, utcnow())
-    if not (reason or run.sync_reason) and kind == RunKind.RESYNC:
+    earlier = session.get(Run, run_id) if run_id is not None else None
+    if not (reason or (earlier and earlier.sync_reason)) and kind == RunKind.RESYNC:
         reason = SyncReason.RESYNC
-    run.sync_reason = reason or run.sync_reason
+    run = _single_run(
+        ext,
+        run_id,
+        kind,
+        started_by,
+        list_id,
+        utcnow(),
+        sync_reason=reason or (earlier.sync_reason if earlier else None),
+        status=RunStatus.FAILED,
+        finished_at=utcnow(),
+        message=f"{error.title}: {error.full_detail}" if error.full_detail else error.title,
+    )
     record(session, run.id, [AddressOutcome(email, Result.ERROR, error=error)])
-    run.status = RunStatus.FAILED
-    run.finished_at = utcnow()
-    run.message = f"{error.title}: {error.full_detail}" if error.full_detail else error.title
     if commit:
         session.commit()
     else:
