@@ -236,24 +236,17 @@ def run_single(
         message = outcome.skip_reason
     elif outcome.error is not None:
         message = f"{outcome.error.title}: {outcome.error.full_detail}"
-    # Written whole, once: an auto-sync's run is one INSERT, not an INSERT and UPDATEs
-    # (a run made beforehand has its counter bumped by ``record``, as always).
-    counter = {COUNTER[outcome.result]: 1} if run_id is None else {}
-    run = _single_run(
+    run = _write_run(
         ext,
         run_id,
-        kind,
-        started_by,
-        list_id,
-        started,
+        outcome,
+        {"kind": kind, "list_id": list_id, "started_by": started_by[:120], "started_at": started},
         status_if_new=current.status_if_new,
         sync_reason=sync_reason(plan, wants, previous_email),
         status=RunStatus.FINISHED,
         finished_at=utcnow(),
         message=message,
-        **counter,
     )
-    record(session, run.id, [outcome], bump=run_id is not None)
     if kind == RunKind.RESYNC and outcome.result in SENT:
         _settle_waiting(session, email, run.id)
     if commit:
@@ -281,33 +274,26 @@ def _settle_waiting(session: Any, email: str, run_id: int) -> None:
     )
 
 
-def _single_run(
-    ext: McSync,
-    run_id: int | None,
-    kind: str,
-    started_by: str,
-    list_id: str,
-    started: Any,
-    **ended: Any,
+def _write_run(
+    ext: McSync, run_id: int | None, outcome: AddressOutcome, new: dict[str, Any], **ended: Any
 ) -> Run:
-    """The run of a single-address sync, with the columns ``ended`` (its status, its
-    message...) set, flushed: the run made beforehand (``run_id``), else a new one."""
+    """Record a single-address sync's outcome with its run, flushed.
+
+    The run made beforehand (``run_id``, the diagnostic's) gets the columns ``ended``;
+    otherwise a run is inserted whole, with the columns ``new`` and ``ended`` and its
+    counter: one INSERT, not an INSERT and UPDATEs (auto-sync writes one per signup).
+    """
     session = ext.session
     run = session.get(Run, run_id) if run_id is not None else None
+    inserted = run is None
     if run is None:
-        run = Run(
-            kind=kind,
-            list_id=list_id,
-            started_by=started_by[:120],
-            total=1,
-            started_at=started,
-            **ended,
-        )
+        run = Run(total=1, **new, **ended, **{COUNTER[outcome.result]: 1})
         session.add(run)
     else:
         for name, value in ended.items():
             setattr(run, name, value)
     session.flush()
+    record(session, run.id, [outcome], bump=not inserted)
     return run
 
 
@@ -330,19 +316,16 @@ def fail_run(
     earlier = session.get(Run, run_id) if run_id is not None else None
     if not (reason or (earlier and earlier.sync_reason)) and kind == RunKind.RESYNC:
         reason = SyncReason.RESYNC
-    run = _single_run(
+    run = _write_run(
         ext,
         run_id,
-        kind,
-        started_by,
-        list_id,
-        utcnow(),
+        AddressOutcome(email, Result.ERROR, error=error),
+        {"kind": kind, "list_id": list_id, "started_by": started_by[:120], "started_at": utcnow()},
         sync_reason=reason or (earlier.sync_reason if earlier else None),
         status=RunStatus.FAILED,
         finished_at=utcnow(),
         message=f"{error.title}: {error.full_detail}" if error.full_detail else error.title,
     )
-    record(session, run.id, [AddressOutcome(email, Result.ERROR, error=error)])
     if commit:
         session.commit()
     else:
