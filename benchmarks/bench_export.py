@@ -695,8 +695,9 @@ written by each worker when it stops: the worker process itself (its VmHWM), and
 largest of the work horses RQ forked for its jobs (wait4's ru_maxrss; a fork shares the
 worker's pages, so the horse's RSS includes them). The sandbox's peak is its VmHWM,
 reset before each phase (ceiling, each export). The naive way runs in this process, sequentially,
-through the project's gateway (mailchimp3, one new HTTP connection per call as with
-mailchimp3 everywhere, plus a Redis connection slot per call)."""
+through the project's gateway: one pooled HTTP session for the whole loop (mailchimp3 alone
+opens a new connection per call), plus a Redis connection slot per call unless
+--naive-without-slots."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
