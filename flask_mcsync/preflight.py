@@ -104,26 +104,30 @@ def types_or_none(ext: McSync, list_id: str) -> dict[str, dict[str, Any]] | None
 FIELD_TYPES_MAX_AGE = 60.0
 
 
-def recent_types(ext: McSync, list_id: str) -> dict[str, dict[str, Any]] | None:
-    """:func:`types_or_none`, read at most once a minute per process and audience.
+def recent_types(
+    ext: McSync, list_id: str, fresh: bool = False
+) -> tuple[dict[str, dict[str, Any]] | None, bool]:
+    """:func:`types_or_none`, read at most once a minute per process and audience, and
+    whether they were kept from an earlier read. ``fresh``: read them now.
 
     For single-address syncs (auto-sync, opt-outs, re-syncs): a drain job sends row
     after row, and asking Mailchimp for the field types before each PUT doubled the
-    requests per signup (and took a connection slot each time). A field whose type the
-    owner changes in Mailchimp is then converted by its old type for up to a minute;
-    a value Mailchimp refuses for it is recorded as Mailchimp's refusal, as it would be
-    for a change made between a fresh lookup and the PUT, and the next sync reads the
-    types anew (:func:`~flask_mcsync.single_sync.perform` drops them on a refusal). A
-    failed lookup is not kept.
+    requests per signup (and took a connection slot each time). Mailchimp does not
+    change a field's type in place, but an owner may delete a field and make it again
+    with another type, or change a date format: for up to a minute the old type is then
+    used. A PUT Mailchimp refuses with kept types is sent once more with fresh ones
+    (:func:`~flask_mcsync.single_sync.perform`), so a refusal is never the cache's; a
+    date format changed within the minute can reach Mailchimp in the old format. The
+    diagnostic's re-sync always reads them fresh. A failed lookup is not kept.
     """
     now = time.monotonic()
     kept = ext.field_types.get(list_id)
-    if kept is not None and now - kept[0] < FIELD_TYPES_MAX_AGE:
-        return kept[1]
+    if not fresh and kept is not None and now - kept[0] < FIELD_TYPES_MAX_AGE:
+        return kept[1], True
     types = types_or_none(ext, list_id)
     if types is not None:
         ext.field_types[list_id] = (now, types)
-    return types
+    return types, False
 
 
 def _required(types: dict[str, dict[str, Any]], source: SubscriberSource) -> MergeCheck:

@@ -138,7 +138,9 @@ def perform(
             return AddressOutcome(
                 plan.email, Result.UNSUBSCRIBED, mailchimp_status=member.get("status"), sent=sent
             )
-        merge = convert_all(plan.merge_fields or {}, recent_types(ext, list_id))
+        # The owner looking at the diagnostic gets the audience's fields as they are now.
+        types, kept = recent_types(ext, list_id, fresh=wants == SyncReason.RESYNC)
+        merge = convert_all(plan.merge_fields or {}, types)
         sent.update(status_if_new=status_if_new, merge_fields=merge)
         if plan.language:
             sent["language"] = plan.language
@@ -146,9 +148,20 @@ def perform(
             sent["previous_email"] = previous_email
             _rename(gateway, list_id, previous_email, plan.email)
         since = utcnow() - CLOCK_SKEW
-        member = gateway.upsert_member(
-            list_id, plan.email, status_if_new, merge, language=plan.language
-        )
+        try:
+            member = gateway.upsert_member(
+                list_id, plan.email, status_if_new, merge, language=plan.language
+            )
+        except AddressError:
+            if not kept:
+                raise
+            # Refused with field types read up to a minute ago: a field may have changed
+            # since. Once more with fresh ones (a refused PUT changed nothing).
+            types, _ = recent_types(ext, list_id, fresh=True)
+            merge = sent["merge_fields"] = convert_all(plan.merge_fields or {}, types)
+            member = gateway.upsert_member(
+                list_id, plan.email, status_if_new, merge, language=plan.language
+            )
         if member.get("status") == "archived":
             return archived_outcome(plan.email, sent)
         if wants in OPT_INS and member.get("status") in ("unsubscribed", "cleaned"):
@@ -166,8 +179,6 @@ def perform(
                 ),
             )
     except AddressError as exc:
-        # Perhaps a field's type changed since it was read: the next sync reads it anew.
-        ext.field_types.pop(list_id, None)
         return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)
     # Mailchimp's answer decides; our history only for a sync a moment before this one.
     [result] = created_or_updated(
