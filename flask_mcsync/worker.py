@@ -22,6 +22,7 @@ from flask import Flask
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker, Worker
+from rq.exceptions import StopRequested
 
 from .app_state import McSync, state
 from .enqueue import AppJob, bind_app, make_queue, reconcile_if_due
@@ -44,7 +45,19 @@ class Sweeping:
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()  # type: ignore[misc]
         try:
+            self._maintain()
+        finally:
+            # A SIGTERM while idle makes RQ raise StopRequested wherever the worker is; in
+            # the sweep, a handler of ours may have taken it for a failure. Stop anyway
+            # (RQ's loop stops on it), or the worker would run on after one SIGTERM.
+            if self.stop_requested:
+                raise StopRequested()
+
+    def _maintain(self) -> None:
+        try:
             found = sweep_if_due(state())
+        except StopRequested:
+            raise
         except Exception:  # a sweep that fails must not take the worker down with it
             log.exception("mcsync: the sweep failed; it will run again at the next interval")
             state().session.rollback()

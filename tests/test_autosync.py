@@ -643,6 +643,37 @@ def test_a_worker_loop_that_rq_ends_is_started_over(
     assert loops == [False, False]
 
 
+def test_a_sigterm_during_the_sweep_stops_the_worker(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ answers a SIGTERM in an idle worker by raising StopRequested wherever the
+    worker is. In the sweep, the sweep's own "a failure waits for the next interval"
+    handler took it, and the worker ran on after the SIGTERM (CI: a worker still alive
+    20 s after terminate())."""
+    from rq.exceptions import StopRequested
+
+    from flask_mcsync import worker as worker_mod
+
+    _activate(app)
+    worker = worker_mod.InProcessWorker([_ext(app).queue()], connection=_ext(app).redis)
+
+    def sweep_interrupted(ext: Any) -> dict[str, int]:
+        worker.handle_warm_shutdown_request()  # what RQ's SIGTERM handler calls first
+        raise StopRequested()  # then this, from the sweep's middle
+
+    monkeypatch.setattr(worker_mod, "sweep_if_due", sweep_interrupted)
+    with pytest.raises(StopRequested):
+        worker.run_maintenance_tasks()
+
+    # A sweep's failure of its own still leaves the worker running.
+    def sweep_failing(ext: Any) -> dict[str, int]:
+        raise RuntimeError("the database went away")
+
+    idle = worker_mod.InProcessWorker([_ext(app).queue()], connection=_ext(app).redis)
+    monkeypatch.setattr(worker_mod, "sweep_if_due", sweep_failing)
+    idle.run_maintenance_tasks()
+
+
 def test_a_worker_asked_to_stop_stops(
     own_app: Flask, own_workers: Workers, own_redis: OwnRedis
 ) -> None:
