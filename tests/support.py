@@ -139,26 +139,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, what: str = "con
         time.sleep(0.1)
 
 
-def wait_while_progressing(remaining: Callable[[], int], stall: float) -> tuple[int, float]:
-    """Poll until ``remaining()`` is 0, for as long as it keeps going down.
+def wait_while_progressing(remaining: Callable[[], int], stall: float) -> int:
+    """Poll until ``remaining()`` is 0, for as long as it keeps going down; what is left.
 
     For work whose total time depends on the machine (a thousand rows through real
     workers took 40 s on one machine and over 2 min on a machine 2.5x slower, under a
     parallel suite): a fixed deadline fails the slow machine, while this fails only a
-    stuck one, ``stall`` seconds after the count last fell. Returns what is left and the
-    longest wait between two falls, for the failure message.
+    stuck one, ``stall`` seconds after the count last fell.
     """
     left = remaining()
     last_fall = time.monotonic()
-    longest = 0.0
     while left and time.monotonic() - last_fall < stall:
         time.sleep(0.5)
         now_left = remaining()
         if now_left < left:
-            longest = max(longest, time.monotonic() - last_fall)
             last_fall = time.monotonic()
         left = now_left
-    return left, max(longest, time.monotonic() - last_fall if left else 0.0)
+    return left
 
 
 # How long a browser page waits for an element. Generous: a page waits on real workers,

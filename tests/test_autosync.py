@@ -758,12 +758,12 @@ def test_a_thousand_signups_through_a_redis_crash_none_lost_none_twice(
     # The workers (their jobs, and their sweep for the jobs Redis lost) send them all.
     # However slow the machine, rows keep going out: a pause of 45 s (over twenty sweeps,
     # five leases) means the workers are stuck, and flush would hide it.
-    left, pause = wait_while_progressing(lambda: _waiting(app), stall=45)
+    left = wait_while_progressing(lambda: _waiting(app), stall=45)
     stuck = None
     if left:
         stuck = (
             f"the workers stopped sending with {left} rows waiting (no row sent for"
-            f" {pause:.0f} s): {_status_counts()}; {_queued_jobs(app)} jobs queued for"
+            f" 45 s): {_status_counts()}; {_queued_jobs(app)} jobs queued for"
             f" {len(many)} rows; workers alive: {[p.poll() is None for p in own_workers.procs]};"
             f" the signups took {signups_done:.1f} s"
         )
