@@ -62,9 +62,7 @@ def add_run(session: Any, kind: str, created_at: datetime, **fields: Any) -> int
     return int(run.id)
 
 
-def add_error(
-    session: Any, *args: Any, created_at: datetime | None = None, **kwargs: Any
-) -> None:
+def add_error(session: Any, *args: Any, created_at: datetime | None = None, **kwargs: Any) -> None:
     """:func:`support.add_error_outcome`, committed."""
     add_error_outcome(session, *args, at=created_at or _now(), **kwargs)
     session.commit()
@@ -595,3 +593,58 @@ def test_real_syncs_show_on_the_dashboard_with_mailchimps_error_texts(
     assert "Forgotten Email Not Subscribed" in permanent_only.output
     assert "busy.person@gmail.com" not in permanent_only.output
     assert "2 errors." in permanent_only.output
+
+
+def test_outcome_rows_keep_every_character_and_value_they_were_given(db_only_app: Flask) -> None:
+    """A batch's outcome rows go to PostgreSQL as one block of COPY text built by us: a
+    tab, a newline, a carriage return or a backslash in Mailchimp's words, an address
+    or what was sent must come back as they were, and so must None, True and JSON null."""
+    from flask_mcsync.gateway import AddressError
+    from flask_mcsync.models import Outcome, Run
+    from flask_mcsync.outcomes import AddressOutcome, record
+    from flask_mcsync.statuses import Result
+
+    ext = _ext(db_only_app)
+    session = ext.session
+    run = Run(kind="export", list_id=LIST_ID, status="running", status_if_new="subscribed")
+    session.add(run)
+    session.commit()
+    odd = "a\\b\tc\nd\re \\N \\t é 漢 \U0001f600"
+    given = [
+        AddressOutcome(
+            "o'brien+x@example.com",
+            Result.ERROR,
+            error=AddressError(f"Invalid Resource{odd}", f"Detail{odd}"),
+            sent={"merge_fields": {"FNAME": odd, "LNAME": None, "AGE": 3}, "language": "fr"},
+        ),
+        AddressOutcome("plain@example.com", Result.CREATED, mailchimp_status="subscribed"),
+        AddressOutcome("skip\\me@example.com", Result.SKIPPED, skip_reason=f"Excluded{odd}"),
+    ]
+    counts = record(session, run.id, given)
+    session.commit()
+    assert counts == {"errors": 1, "created": 1, "skipped": 1}
+    rows = session.execute(
+        sa.select(Outcome).where(Outcome.run_id == run.id).order_by(Outcome.id)
+    ).scalars()
+    got = [
+        (o.email, o.outcome, o.permanent, o.error_title, o.error_detail, o.mailchimp_status, o.sent)
+        for o in rows
+    ]
+    assert got == [
+        (
+            "o'brien+x@example.com",
+            "error",
+            True,
+            f"Invalid Resource{odd}",
+            f"Detail{odd}",
+            None,
+            {"merge_fields": {"FNAME": odd, "LNAME": None, "AGE": 3}, "language": "fr"},
+        ),
+        ("plain@example.com", "created", False, None, None, "subscribed", None),
+        ("skip\\me@example.com", "skipped", False, "Skipped", f"Excluded{odd}", None, None),
+    ]
+    # JSON null, as the ORM writes None into this column, not SQL NULL.
+    nulls = session.execute(
+        sa.select(sa.func.count()).where(Outcome.run_id == run.id, Outcome.sent.is_(None))
+    ).scalar()
+    assert nulls == 0
