@@ -41,6 +41,8 @@ from common import (
     HERE,
     address,
     backends,
+    cpu_snapshot,
+    cpu_used,
     fresh_start,
     load_average,
     mcsync_config,
@@ -95,6 +97,9 @@ class BatchResult:
     backoff_seconds: float  # time those retries added, summed over the batches
     sandbox_peak_rss_mb: float  # the sandbox process's peak (VmHWM) during this export
     locked_polls: int  # the benchmark's progress() calls that failed: database is locked
+    # CPU seconds over the export: the machine's busy time (all cores), the sandbox's,
+    # PostgreSQL's server processes' (common.cpu_snapshot)
+    cpu_split: dict[str, float]
 
 
 @dataclass
@@ -130,6 +135,7 @@ class BackendResult:
     ceiling_ratio: float  # batch addresses/s divided by the ceiling's
     again_cpu_ratio: list[float]  # CPU per address of each re-export / the first's
     sandbox_peak_rss_ceiling_mb: float  # the sandbox's peak (VmHWM) during the ceiling
+    cpu_split_ceiling: dict[str, float]  # as BatchResult.cpu_split, over the ceiling
     sandbox_peak_rss_mb: float  # the sandbox's peak over this backend's whole run
     # --history-exports: synthetic exports written before the last export, their outcome
     # rows and the seconds it took
@@ -291,6 +297,7 @@ def export_in_batches(
         peak_rss_mb(sandbox.pid, reset=True)
         jobs_before = enqueued_count(ext)
         load_before = load_average()
+        cpu_before = cpu_snapshot(sandbox.pid)
         started = time.perf_counter()
         run_id = start_export(ext, "bench", batch_size=args.batch_size).run.id
         planned_at: float | None = None
@@ -318,6 +325,7 @@ def export_in_batches(
             # Often enough for a precise end time; rarely enough not to compete (2 cores).
             time.sleep(0.25)
         seconds = time.perf_counter() - started
+        cpu_split = cpu_used(cpu_before, cpu_snapshot(sandbox.pid))
         stats = sandbox.stats()
         jobs = enqueued_count(ext) - jobs_before
         load_after = load_average()
@@ -361,6 +369,7 @@ def export_in_batches(
         backoff_seconds=data["retry_seconds"],
         sandbox_peak_rss_mb=sandbox_peak,
         locked_polls=locked_polls,
+        cpu_split=cpu_split,
     )
     note(json.dumps(asdict(result)))  # on stderr as it comes: a long run's later failure
     return result
@@ -482,6 +491,7 @@ def bench_backend(
             # The ceiling first, against an empty audience, as the first export finds it.
             note(f"{backend}: the ceiling")
             sandbox_start = peak_rss_mb(sandbox.pid, reset=True)
+            cpu_before = cpu_snapshot(sandbox.pid)
             ceiling = measure(
                 sandbox.base_url,
                 DEFAULT_API_KEY,
@@ -490,6 +500,7 @@ def bench_backend(
                 args.batch_size,
                 poll_interval=float(POLL_INTERVAL),
             )
+            cpu_ceiling = cpu_used(cpu_before, cpu_snapshot(sandbox.pid))
             sandbox_ceiling = peak_rss_mb(sandbox.pid, reset=True)
             note(f"ceiling: {json.dumps(asdict(ceiling))}, sandbox peak {sandbox_ceiling} MB")
             sandbox.reset()
@@ -561,6 +572,7 @@ def bench_backend(
             for r in again
         ],
         sandbox_peak_rss_ceiling_mb=sandbox_ceiling,
+        cpu_split_ceiling=cpu_ceiling,
         sandbox_peak_rss_mb=max(
             [sandbox_start, sandbox_ceiling, sandbox_naive]
             + [r.sandbox_peak_rss_mb for r in [batch, *again, *variants.values()]]
@@ -579,6 +591,17 @@ def kinds(counts: dict[str, int]) -> str:
 
 def mb(values: list[float]) -> str:
     return " / ".join(f"{m:.0f} MB" for m in values)
+
+
+def cpu_rows(split: dict[str, float], seconds: float) -> dict[str, str]:
+    """Where the machine's CPU went over a phase: what bounds the rate on few cores."""
+    cores = os.cpu_count() or 1
+    return {
+        "machine CPU busy": f"{split['machine_busy']:.1f} of {cores * seconds:.1f} core-s"
+        f" ({100 * split['machine_busy'] / (cores * seconds):.0f} %)",
+        "  sandbox CPU": f"{split['sandbox']:.1f} s",
+        "  PostgreSQL server CPU": f"{split['postgres']:.1f} s",
+    }
 
 
 def export_column(b: BatchResult, addresses: int) -> dict[str, str]:
@@ -600,6 +623,7 @@ def export_column(b: BatchResult, addresses: int) -> dict[str, str]:
         "peak RSS by job": by_job,
         "worker CPU": " / ".join(f"{c:.1f} s" for c in b.worker_cpu_s),
         "worker CPU per address": f"{b.cpu_ms_per_address:.3f} ms",
+        **cpu_rows(b.cpu_split, b.seconds),
         "progress() call": f"median {b.progress_ms_median:.1f} ms, max {b.progress_ms_max:.1f}"
         + (f", {b.locked_polls} failed (database is locked)" if b.locked_polls else ""),
         "outcomes": f"created {b.created:,}, updated {b.updated:,}, errors {b.errors}",
@@ -625,6 +649,7 @@ def table(result: BackendResult) -> str:
                 "worker CPU": f"client {c.client_cpu_s:.1f} s",
                 "sandbox peak RSS": f"{result.sandbox_peak_rss_ceiling_mb:.0f} MB",
                 "worker CPU per address": f"client {1000 * c.client_cpu_s / c.addresses:.3f} ms",
+                **cpu_rows(result.cpu_split_ceiling, c.seconds),
                 "outcomes": f"{c.results_parsed:,} results, errors {c.errors}",
             },
         ),

@@ -184,6 +184,51 @@ def peak_rss_mb(pid: int, reset: bool = False) -> float:
     return round(kb / 1024, 1)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` used so far; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def cpu_snapshot(sandbox_pid: int) -> dict[str, Any]:
+    """CPU seconds used so far: the machine's busy time (all cores, from /proc/stat), the
+    sandbox process, and each of PostgreSQL's server processes on this machine (its
+    backends do a query's work, which no client's own CPU shows)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    postgres: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    postgres[int(entry.name)] = _process_cpu(int(entry.name))
+            except OSError:
+                continue  # ended meanwhile
+    return {
+        "machine_busy": (sum(ticks[:8]) - idle) / _TICKS,
+        "sandbox": _process_cpu(sandbox_pid),
+        "postgres": postgres,
+    }
+
+
+def cpu_used(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """CPU seconds of each part of :func:`cpu_snapshot` between two snapshots.
+    PostgreSQL's part misses the server processes that ended in between (their CPU
+    leaves with them): a lower bound."""
+    postgres = sum(cpu - before["postgres"].get(pid, 0.0) for pid, cpu in after["postgres"].items())
+    return {
+        "machine_busy": round(after["machine_busy"] - before["machine_busy"], 1),
+        "sandbox": round(after["sandbox"] - before["sandbox"], 1),
+        "postgres": round(postgres, 1),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
