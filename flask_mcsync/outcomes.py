@@ -340,6 +340,17 @@ def _copy_lines(rows: list[dict[str, Any]], plan: list[tuple[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _json_text(dumps: Any) -> Any:
+    """``dumps`` giving text: a host's serializer may return bytes (orjson does), which
+    psycopg sends as they are and COPY text must hold as characters."""
+
+    def encode(value: Any) -> str:
+        text = dumps(value)
+        return text.decode() if isinstance(text, bytes) else text
+
+    return encode
+
+
 def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert outcome rows in the session's transaction: COPY on PostgreSQL, else one
     executemany of plain tuples.
@@ -364,9 +375,9 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         # The JSON column's bind processor wraps the value for the driver to encode;
         # here it is encoded as the driver would (the engine's serializer, else json.dumps).
-        dumps = getattr(dialect, "_json_serializer", None) or json.dumps
+        json_text = _json_text(getattr(dialect, "_json_serializer", None) or json.dumps)
         text_plan = [
-            (name, dumps if isinstance(column.type, sa.JSON) else convert)
+            (name, json_text if isinstance(column.type, sa.JSON) else convert)
             for (name, convert), column in zip(plan, columns, strict=True)
         ]
         driver = connection.connection.driver_connection

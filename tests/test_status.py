@@ -648,3 +648,34 @@ def test_outcome_rows_keep_every_character_and_value_they_were_given(db_only_app
         sa.select(sa.func.count()).where(Outcome.run_id == run.id, Outcome.sent.is_(None))
     ).scalar()
     assert nulls == 0
+
+
+def test_outcome_rows_are_recorded_with_a_host_json_serializer_that_gives_bytes(
+    db_only_app: Flask,
+) -> None:
+    """A host's engine may encode JSON with orjson, whose ``dumps`` returns bytes: what
+    was sent is still recorded, and read back as it was."""
+    from sqlalchemy.orm import Session
+
+    from flask_mcsync.models import Outcome, Run
+    from flask_mcsync.outcomes import AddressOutcome, record
+    from flask_mcsync.statuses import Result
+
+    engine = sa.create_engine(
+        _ext(db_only_app).session.get_bind().url,
+        json_serializer=lambda value: json.dumps(value, ensure_ascii=False).encode(),
+    )
+    sent = {"merge_fields": {"FNAME": "Zoë \\ 漢"}, "status_if_new": "subscribed"}
+    try:
+        with Session(engine) as session:
+            run = Run(kind="export", list_id=LIST_ID, status="running", status_if_new="subscribed")
+            session.add(run)
+            session.flush()
+            record(session, run.id, [AddressOutcome("zoe@example.com", Result.CREATED, sent=sent)])
+            session.commit()
+            stored = session.execute(
+                sa.select(Outcome.sent).where(Outcome.run_id == run.id)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert stored == sent
