@@ -319,25 +319,14 @@ def _copy_text(value: Any) -> str:
     return text
 
 
-def _copy_lines(rows: list[dict[str, Any]], plan: list[tuple[str, Any]]) -> str:
-    """The rows as one block of COPY text, each value converted and formatted once per
-    distinct object (a batch's rows share their run, batch, outcome and timestamp)."""
-    memo: dict[str, tuple[Any, str]] = {}
-    lines = []
-    for row in rows:
-        fields = []
-        for name, convert in plan:
-            value = row[name]
-            last = memo.get(name)
-            if last is None or last[0] is not value:
-                last = memo[name] = (
-                    value,
-                    _copy_text(value if convert is None else convert(value)),
-                )
-            fields.append(last[1])
-        lines.append("\t".join(fields))
-    lines.append("")
-    return "\n".join(lines)
+def _as_copy_text(convert: Any) -> Any:
+    """A column's conversion (if any) followed by :func:`_copy_text`: in the plan that
+    :func:`_converted` follows, so each distinct value is formatted once."""
+
+    def text(value: Any) -> str:
+        return _copy_text(value if convert is None else convert(value))
+
+    return text
 
 
 def _json_text(dumps: Any) -> Any:
@@ -377,15 +366,17 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
         # here it is encoded as the driver would (the engine's serializer, else json.dumps).
         json_text = _json_text(getattr(dialect, "_json_serializer", None) or json.dumps)
         text_plan = [
-            (name, json_text if isinstance(column.type, sa.JSON) else convert)
+            (name, _as_copy_text(json_text if isinstance(column.type, sa.JSON) else convert))
             for (name, convert), column in zip(plan, columns, strict=True)
         ]
+        memo: dict[str, tuple[Any, Any]] = {}
+        lines = ["\t".join(_converted(row, text_plan, memo)) for row in rows]
         driver = connection.connection.driver_connection
         assert driver is not None
         with driver.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
-            copy.write(_copy_lines(rows, text_plan))
+            copy.write("\n".join(lines) + "\n")
         return
-    memo: dict[str, tuple[Any, Any]] = {}
+    memo = {}
     values = [tuple(_converted(row, plan, memo)) for row in rows]
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     connection.exec_driver_sql(

@@ -251,7 +251,7 @@ def run_single(
         ext,
         run_id,
         outcome,
-        {"kind": kind, "list_id": list_id, "started_by": started_by[:120], "started_at": started},
+        {"kind": kind, "list_id": list_id, "started_by": started_by, "started_at": started},
         status_if_new=current.status_if_new,
         sync_reason=sync_reason(plan, wants, previous_email),
         status=RunStatus.FINISHED,
@@ -298,6 +298,7 @@ def _write_run(
     run = session.get(Run, run_id) if run_id is not None else None
     inserted = run is None
     if run is None:
+        new = {**new, "started_by": new["started_by"][:120]}  # the column's length
         run = Run(total=1, **new, **ended, **{COUNTER[outcome.result]: 1})
         session.add(run)
     else:
@@ -331,7 +332,7 @@ def fail_run(
         ext,
         run_id,
         AddressOutcome(email, Result.ERROR, error=error),
-        {"kind": kind, "list_id": list_id, "started_by": started_by[:120], "started_at": utcnow()},
+        {"kind": kind, "list_id": list_id, "started_by": started_by, "started_at": utcnow()},
         sync_reason=reason or (earlier.sync_reason if earlier else None),
         status=RunStatus.FAILED,
         finished_at=utcnow(),

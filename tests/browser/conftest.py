@@ -100,6 +100,7 @@ class Shots:
 
     def take(self, page: object, label: str, full_page: bool = False) -> Path:
         from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
         self.count += 1
         path = self.dir / f"{self.count:02d}-{label}.png"
@@ -108,8 +109,9 @@ class Shots:
             try:
                 page.screenshot(path=str(path), full_page=full_page, timeout=SHOT_TIMEOUT_MS)  # type: ignore[attr-defined]
                 return path
-            except PlaywrightError as exc:  # TimeoutError is one
-                if "Unable to capture screenshot" not in str(exc) and "Timeout" not in str(exc):
+            except PlaywrightError as exc:
+                timed_out = isinstance(exc, PlaywrightTimeout)
+                if not timed_out and "Unable to capture screenshot" not in str(exc):
                     raise
                 failures.append(str(exc).splitlines()[0])
         path.with_suffix(".missing.txt").write_text(
