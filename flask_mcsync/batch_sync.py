@@ -24,7 +24,6 @@ what we sent: an address Mailchimp holds is never recorded as failed.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -32,7 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import enqueue, leases
+from . import enqueue, jsoncodec, leases
 from .addresses import subscriber_hash
 from .app_state import McSync
 from .gateway import (
@@ -170,7 +169,7 @@ def _operations_of(
             "method": "PUT",
             "path": f"/lists/{list_id}/members/{subscriber_hash(email)}",
             "operation_id": str(index),
-            "body": json.dumps(member_body(email, status_if_new, merge_fields, language)),
+            "body": jsoncodec.dumps(member_body(email, status_if_new, merge_fields, language)),
             **params,
         }
         for index, (email, merge_fields, language) in enumerate(_entries(payload))

@@ -255,9 +255,9 @@ class PlannedAddress(Base):
 
     __tablename__ = "mcsync_planned_addresses"
 
-    run_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("mcsync_runs.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key: a row per address of every export, each of which would run the key's
+    # check (see the mcsync_0003 revision). Runs are never deleted.
+    run_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     key: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
 
 
@@ -274,10 +274,11 @@ class Outcome(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = mapped_column(sa.ForeignKey("mcsync_runs.id", ondelete="CASCADE"))
-    batch_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("mcsync_batches.id", ondelete="SET NULL")
-    )
+    # The run and batch ids carry no foreign keys: an export writes a row per address,
+    # and on PostgreSQL each key's check per row cost more than the row's own insert (the
+    # mcsync_0003 revision). Runs and batches are never deleted.
+    run_id: Mapped[int]
+    batch_id: Mapped[int | None]
     email: Mapped[str] = mapped_column(sa.String(320))
     email_hash: Mapped[str] = mapped_column(sa.String(32))
     # created | updated | unsubscribed | archived | confirmation | skipped | error
