@@ -13,7 +13,8 @@ has no word for, is written ``null`` where the standard library wrote ``NaN``, w
 Mailchimp cannot read.
 
 Whatever orjson will not take (an integer beyond 64 bits, a key that is not a string,
-invalid UTF-8, an object it does not know) goes to the standard library, which answers
+invalid UTF-8, an object it does not know), and any document it would read an integer
+of beyond 64 bits from (it makes a float of it), goes to the standard library, which answers
 as it always did: the same JSON, or the same error. Datetimes and dataclasses are left
 to it too, so that a value the standard library refuses is still refused.
 """
@@ -21,6 +22,7 @@ to it too, so that a value the standard library refuses is still refused.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -41,9 +43,19 @@ def dumps(value: Any) -> str:
     return dumps_bytes(value).decode()
 
 
+# orjson reads an integer beyond 64 bits as a float, losing its last digits, where the
+# standard library keeps them all: a document with a run of 19 digits or more (anywhere,
+# strings included: a false alarm only costs speed) is read by the standard library.
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+_LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
+
+
 def loads(data: bytes | str) -> Any:
     """The value of a JSON document; :class:`ValueError` when it is not one."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:  # a ValueError; the standard library may still read it
-        return json.loads(data)
+    long_digits = _LONG_DIGITS if isinstance(data, str) else _LONG_DIGITS_BYTES
+    if long_digits.search(data) is None:  # type: ignore[arg-type]
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:  # a ValueError; the standard library may read it
+            pass
+    return json.loads(data)

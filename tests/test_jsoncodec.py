@@ -19,8 +19,9 @@ JSON_VALUES = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -50,6 +51,13 @@ def test_values_the_standard_library_refuses_are_still_refused(value: Any) -> No
         json.dumps(value)
     with pytest.raises(TypeError):
         jsoncodec.dumps({"merge_fields": {"FIELD": value}})
+
+
+@pytest.mark.parametrize("number", [-(2**63) - 1, 2**64, 10**30, -(10**40)])
+def test_integers_beyond_64_bits_are_read_whole(number: int) -> None:
+    # orjson alone reads them as floats, losing their last digits.
+    assert jsoncodec.loads(f'{{"n": {number}}}') == {"n": number}
+    assert jsoncodec.loads(f"[{number}]".encode()) == [number]
 
 
 def test_documents_only_the_standard_library_reads_are_still_read() -> None:
