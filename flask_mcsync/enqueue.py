@@ -115,12 +115,28 @@ def _enqueue_once(ext: McSync, job_id: str, func: str, *args: Any, timeout: int)
         if status == JobStatus.QUEUED and ext.redis.lpos(queue.key, job_id) is not None:
             return False
         ext.redis.lrem(queue.intermediate_queue_key, 0, job_id)
-        job.delete()  # finished, failed, started by a worker that is gone, or lost
+        _delete(ext, job)  # finished, failed, started by a worker that is gone, or lost
     queue.enqueue(
         func, *args, job_id=job_id, job_timeout=timeout, result_ttl=0, failure_ttl=FAILURE_TTL
     )
     _counted(ext)
     return True
+
+
+def _delete(ext: McSync, job: Job) -> None:
+    """Delete ``job`` from Redis, even while the worker that ran it cleans up.
+
+    RQ's ``Job.delete`` lists the job's executions, then reads each one; an execution
+    its worker deletes in between (the job has just ended) raises ``ValueError``. That
+    race made starting an export fail ("could not be queued") when the sweep had queued
+    the new run's plan job a moment earlier and a worker had just run it (seen in CI).
+    The job's list of executions goes first then, and the job with it.
+    """
+    try:
+        job.delete()
+    except ValueError:
+        ext.redis.delete(job.execution_registry.key)
+        job.delete()
 
 
 def _enqueue_if_overdue(ext: McSync, queue: Queue, job: Job) -> bool:
@@ -231,5 +247,3 @@ def enqueue_resync(ext: McSync, run_id: int, email: str) -> None:
     ext.queue().enqueue(
         RESYNC_ADDRESS, run_id, email, job_timeout=300, result_ttl=0, failure_ttl=FAILURE_TTL
     )
-
-

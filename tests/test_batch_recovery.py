@@ -226,6 +226,35 @@ def _waiting_jobs_per_batch(ext: Any) -> Counter[int]:
     return per_batch
 
 
+def test_a_job_whose_execution_vanishes_as_it_is_replaced_is_queued_again(app: Flask) -> None:
+    """RQ deletes a job by reading each of its executions; one its worker deleted in
+    between (the job had just ended) raised ValueError, and starting an export failed
+    with "could not be queued" (CI: the sweep had queued the new run's plan a moment
+    before start_export did, and a worker had just run it)."""
+    import time
+
+    from rq.job import JobStatus
+
+    from flask_mcsync import state
+    from flask_mcsync.enqueue import enqueue_plan
+
+    ext = state(app)
+    queue = ext.queue()
+    assert enqueue_plan(ext, 4242)
+    job = queue.fetch_job("mcsync-plan-4242")
+    assert job is not None
+    ext.redis.lrem(queue.key, 0, job.id)  # a worker took it and ran it
+    job.set_status(JobStatus.FINISHED)
+    # An execution the worker is deleting: listed, its record already gone.
+    ext.redis.zadd(job.execution_registry.key, {"vanished": time.time() + 600})
+
+    assert enqueue_plan(ext, 4242)
+
+    assert ext.redis.lpos(queue.key, "mcsync-plan-4242") is not None
+    replaced = queue.fetch_job("mcsync-plan-4242")
+    assert replaced is not None and replaced.get_status(refresh=True) == JobStatus.QUEUED
+
+
 def test_sweep_never_queues_a_second_job_for_a_batch(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
