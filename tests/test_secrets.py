@@ -65,18 +65,30 @@ def redis_dump(connection: Redis) -> bytes:
 
 
 class RedisWatcher(threading.Thread):
-    """Reads Redis over and over while the workers run: slot keys live only mid-request."""
+    """Every command Redis is sent while the workers run, as MONITOR shows it (the
+    scripts' own commands included). A slot key lives only mid-request: reading Redis
+    every 20 ms, as this watcher once did, missed all of them in a CI run once requests
+    got faster."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
-        self.connection = Redis.from_url(url)
+        self.url = url
         self.seen: list[bytes] = []
+        self.ready = threading.Event()
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            self.seen.append(redis_dump(self.connection))
-            self.stop.wait(0.02)
+        with Redis.from_url(self.url).monitor() as monitor:
+            self.ready.set()
+            for event in monitor.listen():
+                self.seen.append(str(event.get("command", "")).encode())
+                if self.stop.is_set():
+                    return
+
+    def finish(self) -> None:
+        self.stop.set()
+        Redis.from_url(self.url).ping()  # one more command, so the loop sees the flag
+        self.join(timeout=10)
 
 
 @pytest.mark.slow
@@ -110,6 +122,7 @@ def test_no_part_of_the_api_key_leaves_the_config(
             )
     watcher = RedisWatcher(redis_url)
     watcher.start()
+    assert watcher.ready.wait(10), "MONITOR did not start"
     try:
         export = app.test_cli_runner().invoke(
             args=["mcsync", "export", "--wait", "--batch-size", "5"]
@@ -126,8 +139,7 @@ def test_no_part_of_the_api_key_leaves_the_config(
 
         wait_for(sent, timeout=60, what="the auto-sync row to be sent")
     finally:
-        watcher.stop.set()
-        watcher.join(timeout=10)
+        watcher.finish()
 
     # The slot keys were seen, and named by the keyed hash, not by the key.
     redis_text = b"\n".join(watcher.seen) + redis_dump(Redis.from_url(redis_url))
