@@ -535,7 +535,7 @@ def bench_backend(
             # Measured again after the exports: this machine's speed drifts (neighbours on
             # the host) by more than a change we compare, so export 1 is set against the
             # mean of a ceiling measured before it and one after.
-            ceiling_after, _, _ = the_ceiling(", again")
+            ceiling_after, _, sandbox_ceiling_after = the_ceiling(", again")
             sandbox.reset()  # same sandbox, empty audience: the naive way also creates
             if args.latency_ms:
                 sandbox.set_faults(latency_ms=args.latency_ms)
@@ -587,7 +587,7 @@ def bench_backend(
         sandbox_peak_rss_ceiling_mb=sandbox_ceiling,
         cpu_split_ceiling=cpu_ceiling,
         sandbox_peak_rss_mb=max(
-            [sandbox_start, sandbox_ceiling, sandbox_naive]
+            [sandbox_start, sandbox_ceiling, sandbox_ceiling_after, sandbox_naive]
             + [r.sandbox_peak_rss_mb for r in [batch, *again, *variants.values()]]
         ),
         checks=checks,

@@ -45,8 +45,9 @@ def dumps(value: Any) -> str:
 # orjson reads an integer beyond 64 bits as a float, losing its last digits, where the
 # standard library keeps them all. Such a float is at least 2**63 in size: a document
 # orjson reads one from is read again by the standard library. Looked for in what orjson
-# returned, not in the text: a regular expression over a result archive (a megabyte) cost
-# five times orjson's own decoding.
+# returned, not in the text: on a result archive of 1,000 members (3 MB) a regular
+# expression for 19 digits took 14 ms, the standard library's decoding 12 ms, orjson's
+# 5 ms and this walk over its result 1 ms.
 _HUGE = float(2**63)
 
 

@@ -87,7 +87,8 @@ class RedisWatcher(threading.Thread):
 
     def finish(self) -> None:
         self.stop.set()
-        Redis.from_url(self.url).ping()  # one more command, so the loop sees the flag
+        with Redis.from_url(self.url) as connection:
+            connection.ping()  # one more command, so the loop sees the flag
         self.join(timeout=10)
 
 
