@@ -25,6 +25,8 @@ import json
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
@@ -40,6 +42,21 @@ def dumps_bytes(value: Any) -> bytes:
 def dumps(value: Any) -> str:
     """``value`` as JSON text."""
     return dumps_bytes(value).decode()
+
+
+def column_value(value: Any, dialect: Dialect) -> Any:
+    """``value`` for an ``sa.JSON`` column in an INSERT or UPDATE, encoded here.
+
+    Left to SQLAlchemy, the column's value goes through the engine's serializer, the
+    standard library's unless the host chose one: for a batch's 1,000 planned rows that
+    was ~3 % of a worker's CPU. A host's own serializer is still used. PostgreSQL takes
+    the text with a cast to ``json``; SQLite stores JSON as the text itself (a cast there
+    would give the text numeric affinity).
+    """
+    if getattr(dialect, "_json_serializer", None):
+        return value
+    text = sa.type_coerce(dumps(value), sa.Text)
+    return sa.cast(text, sa.JSON) if dialect.name == "postgresql" else text
 
 
 # orjson reads an integer beyond 64 bits as a float, losing its last digits, where the

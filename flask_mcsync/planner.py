@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from . import enqueue, leases
+from . import enqueue, jsoncodec, leases
 from .addresses import subscriber_hash
 from .app_state import McSync
 from .eligibility import Deduplicator, Fate, scan
@@ -275,7 +275,7 @@ def plan_chunk(
                     size=len(batch_rows),
                     first_address=batch_rows[0][0][:254],
                     last_address=batch_rows[-1][0][:254],
-                    payload=batch_rows,
+                    payload=jsoncodec.column_value(batch_rows, session.get_bind().dialect),
                     total_operations=len(batch_rows),
                     **sending,
                 )

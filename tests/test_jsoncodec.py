@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -74,3 +77,54 @@ def test_non_ascii_text_is_written_as_utf8_without_spaces() -> None:
     assert jsoncodec.dumps_bytes(value).decode("utf-8") == json.dumps(
         value, ensure_ascii=False, separators=(",", ":")
     )
+
+
+PLANNED = [
+    ["zoë@example.com", {"FNAME": "Zoë", "N": 1, "L": [1.5, None]}, None],
+    ["a@b.c", {}, "fr"],
+]
+
+
+@contextlib.contextmanager
+def _json_table(engine: sa.Engine) -> Iterator[sa.Table]:
+    """A table with one JSON column on ``engine``, dropped (and the engine closed) after."""
+    metadata = sa.MetaData()
+    table = sa.Table(
+        "jsoncodec_check",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("payload", sa.JSON),
+    )
+    metadata.create_all(engine)
+    try:
+        yield table
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_a_json_column_takes_the_encoded_text_and_reads_back_equal(database_url: str) -> None:
+    engine = sa.create_engine(database_url)
+    with _json_table(engine) as table, engine.begin() as connection:
+        value = jsoncodec.column_value(PLANNED, engine.dialect)
+        connection.execute(sa.insert(table).values(id=1, payload=value))
+        connection.execute(sa.update(table).values(payload=value))
+        assert connection.execute(sa.select(table.c.payload)).scalar_one() == PLANNED
+        # Stored as JSON, not as a JSON string holding the text.
+        stored = connection.execute(sa.text("SELECT payload FROM jsoncodec_check")).scalar()
+        assert (json.loads(stored) if isinstance(stored, str) else stored) == PLANNED
+
+
+def test_a_hosts_own_json_serializer_is_still_used(database_url: str) -> None:
+    seen: list[Any] = []
+
+    def serializer(value: Any) -> str:
+        seen.append(value)
+        return json.dumps(value)
+
+    engine = sa.create_engine(database_url, json_serializer=serializer)
+    with _json_table(engine) as table, engine.begin() as connection:
+        value = jsoncodec.column_value(PLANNED, engine.dialect)
+        connection.execute(sa.insert(table).values(id=1, payload=value))
+        assert connection.execute(sa.select(table.c.payload)).scalar_one() == PLANNED
+    assert seen == [PLANNED]
