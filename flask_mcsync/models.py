@@ -266,10 +266,16 @@ class Outcome(Base):
 
     __tablename__ = "mcsync_outcomes"
     __table_args__ = (
+        # Every lookup by address: the diagnostic's history, the created-or-updated probe,
+        # the first export's check on a signup. The dearest index to write: its entries
+        # fall on random pages, 70-80 % of writing a batch's 1,000 rows on SQLite, and
+        # more as the history grows (benchmarks/bench_outcome_rows.py).
         sa.Index("ix_mcsync_outcomes_hash_created", "email_hash", "created_at"),
         sa.Index("ix_mcsync_outcomes_created", "created_at"),
         sa.Index("ix_mcsync_outcomes_run_outcome", "run_id", "outcome"),
-        # The dashboard's "errors of the period": error rows only, by time.
+        # The dashboard's "errors of the period", by time. It holds every row, errors or
+        # not: a partial index (errors only) would be cheaper to write, but the query
+        # binds the outcome as a parameter, which SQLite cannot match to its condition.
         sa.Index("ix_mcsync_outcomes_outcome_created", "outcome", "created_at"),
     )
 

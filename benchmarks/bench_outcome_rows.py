@@ -1,0 +1,148 @@
+"""What writing one batch's 1,000 outcome rows costs on SQLite, by history and by index
+(issue 10, targets 1 and 2).
+
+Every address of an export gets a row in ``mcsync_outcomes``, written by
+:func:`flask_mcsync.outcomes.record` in the batch's commit. This builds the table as the
+models declare it, fills it with ``--history`` earlier rows (addresses of their own, one
+second per 1,000 rows, as exports write them), then times ``record`` + commit of
+``--batches`` batches of 1,000 new addresses, in a transaction each, as a worker does.
+Between two batches a second connection commits a row elsewhere, as the other worker
+does: SQLite then starts each transaction with its page cache emptied.
+
+For each history size it runs the table as declared, then without each of its indexes
+in turn (dropped on a copy of the file), so the cost of each shows; ``--journal wal``
+sets WAL and ``synchronous=NORMAL`` (docs/operations.rst). CPU is this process's
+(``time.process_time``), wall is the clock; both per batch of 1,000 rows, the median of
+the batches after the first five.
+
+    python benchmarks/bench_outcome_rows.py [--history 100000,1900000] [--batches 40]
+        [--journal default|wal]
+
+The files live in a temporary folder, kept between runs (``--folder``) because
+writing 1.9M history rows takes a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import sqlite3
+import statistics
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from common import load_average, note
+from sqlalchemy.orm import Session
+
+from flask_mcsync.models import Outcome
+from flask_mcsync.outcomes import AddressOutcome, Result, record
+
+SENT = {"merge_fields": {"FNAME": "Léa", "LNAME": "Dubois"}, "status_if_new": "subscribed"}
+START = datetime(2026, 1, 1)
+
+
+def history_file(folder: Path, rows: int) -> Path:
+    """A SQLite file holding the outcomes table with ``rows`` earlier rows (made once)."""
+    path = folder / f"history-{rows}.db"
+    if path.exists():
+        return path
+    note(f"writing {rows:,} history rows")
+    engine = sa.create_engine(f"sqlite:///{path}")
+    Outcome.__table__.create(engine)
+    engine.dispose()
+    columns = "run_id, batch_id, email, email_hash, outcome, permanent, sent, created_at"
+    sent = '{"merge_fields":{"FNAME":"L\\u00e9a","LNAME":"Dubois"},"status_if_new":"subscribed"}'
+    with sqlite3.connect(path) as connection:
+        for start in range(0, rows, 100_000):
+            block = []
+            for n in range(start, min(start + 100_000, rows)):
+                email = f"earlier{n}@example.com"
+                block.append(
+                    (
+                        n // 100_000 + 1,
+                        n // 1000 + 1,
+                        email,
+                        hashlib.md5(email.encode()).hexdigest(),
+                        "updated",
+                        0,
+                        sent,
+                        (START + timedelta(seconds=n // 1000)).isoformat(" "),
+                    )
+                )
+            connection.executemany(
+                f"INSERT INTO mcsync_outcomes ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", block
+            )
+    return path
+
+
+def measure(source: Path, drop: str | None, journal: str, batches: int) -> tuple[float, float]:
+    """Median CPU and wall milliseconds per batch of 1,000 rows (record + commit)."""
+    work = source.with_name(f"work-{source.name}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{work}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(source, work)
+    engine = sa.create_engine(f"sqlite:///{work}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(connection: sqlite3.Connection, _record: object) -> None:
+        if journal == "wal":
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+
+    other = engine.connect()  # the other worker
+    other.exec_driver_sql("CREATE TABLE IF NOT EXISTS other_writer (x INTEGER)")
+    if drop:
+        other.exec_driver_sql(f"DROP INDEX {drop}")
+    other.commit()
+    cpu: list[float] = []
+    wall: list[float] = []
+    with Session(engine) as session:
+        for n in range(batches):
+            outcomes = [
+                AddressOutcome(f"new{n}.{i}@example.com", Result.UPDATED, sent=SENT)
+                for i in range(1000)
+            ]
+            cpu_start, wall_start = time.process_time(), time.perf_counter()
+            record(session, 1, outcomes, batch_id=n, bump=False)
+            session.commit()
+            if n >= 5:  # the first ones warm the interpreter and the OS's file cache
+                cpu.append((time.process_time() - cpu_start) * 1000)
+                wall.append((time.perf_counter() - wall_start) * 1000)
+            other.exec_driver_sql("INSERT INTO other_writer VALUES (1)")
+            other.commit()
+    other.close()
+    engine.dispose()
+    return statistics.median(cpu), statistics.median(wall)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--history", default="100000,1900000")
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--journal", choices=("default", "wal"), default="default")
+    parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "mcsync-bench-rows"))
+    args = parser.parse_args()
+    folder = Path(args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in args.history.split(",")]
+    indexes = [None, *sorted(index.name for index in Outcome.__table__.indexes)]
+    print(f"SQLite {sqlite3.sqlite_version}, journal {args.journal}, {args.batches} batches")
+    print("| history rows | index dropped | CPU ms / 1,000 rows | wall ms | load |")
+    print("|---:|---|---:|---:|---|")
+    for size in sizes:
+        source = history_file(folder, size)
+        for drop in indexes:
+            cpu, wall = measure(source, drop, args.journal, args.batches)
+            print(
+                f"| {size:,} | {drop or '(none: as declared)'} | {cpu:.1f} | {wall:.1f}"
+                f" | {load_average()} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
