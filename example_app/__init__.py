@@ -11,7 +11,9 @@ developer's shell:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +56,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "DATABASE_URL", f"sqlite:///{os.path.join(app.instance_path, 'shop.db')}"
         ),
         SHOP_ADMIN_PASSWORD=os.environ.get("SHOP_ADMIN_PASSWORD", "admin"),
+        # SQLite in WAL mode (see _sqlite_for_workers); SHOP_SQLITE_WAL=0 keeps SQLite's
+        # own journal, as a host that never chose one has it.
+        SHOP_SQLITE_WAL=os.environ.get("SHOP_SQLITE_WAL", "1").lower() not in ("0", "false", "no"),
     )
     app.config.update({k: v for k, v in os.environ.items() if k.startswith("MCSYNC_")})
     if test_config:
@@ -61,7 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     mcsync.init_app(app)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") and app.config["SHOP_SQLITE_WAL"]:
         with app.app_context():
             sa.event.listen(db.engine, "connect", _sqlite_for_workers)
 
@@ -85,12 +90,17 @@ def _sqlite_for_workers(connection: Any, _record: Any) -> None:
 
     With WAL the shop and the progress window read while a worker commits (with the
     default journal a read waits for each commit, and fails as "database is locked"
-    after 5 s), and ``synchronous=NORMAL`` spares an fsync per commit: a 100,000-address
-    export ran 11-12 % faster (benchmarks/README.md). NORMAL can lose the last commits
-    on a power cut, not on a crash of a process. An in-memory database ignores both.
+    after 5 s), and ``synchronous=NORMAL`` spares an fsync per commit: an export's rate
+    against the benchmark's ceiling rose 11-12 % at 100,000 addresses (benchmarks/README.md).
+    NORMAL can lose the last commits on a power cut, not on a crash of a process. An
+    in-memory database ignores both.
     """
     cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # Leaving the default journal takes the file to itself, once: while another
+    # connection is reading or writing (a web process not yet restarted, say), this one
+    # stays on the default journal after the busy timeout, and a later one switches.
+    with contextlib.suppress(sqlite3.OperationalError):
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

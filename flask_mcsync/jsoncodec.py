@@ -49,7 +49,9 @@ def column_value(value: Any, dialect: Dialect) -> Any:
 
     Left to SQLAlchemy, the column's value goes through the engine's serializer, the
     standard library's unless the host chose one: for a batch's 1,000 planned rows that
-    was ~3 % of a worker's CPU. A host's own serializer is still used. PostgreSQL takes
+    was ~3 % of a worker's CPU. A serializer the host gave the engine
+    (``create_engine(json_serializer=...)``) is still used; one set in the driver alone
+    (psycopg's ``set_json_dumps``) is not, as SQLAlchemy never reaches it. PostgreSQL takes
     the text with a cast to ``json``; SQLite stores JSON as the text itself (a cast there
     would give the text numeric affinity).
     """

@@ -268,7 +268,7 @@ class Outcome(Base):
     __table_args__ = (
         # Every lookup by address: the diagnostic's history, the created-or-updated probe,
         # the first export's check on a signup. The dearest index to write: its entries
-        # fall on random pages, 70-80 % of writing a batch's 1,000 rows on SQLite, and
+        # fall on random pages, 63-83 % of writing a batch's 1,000 rows on SQLite, and
         # more as the history grows (benchmarks/bench_outcome_rows.py).
         sa.Index("ix_mcsync_outcomes_hash_created", "email_hash", "created_at"),
         sa.Index("ix_mcsync_outcomes_created", "created_at"),

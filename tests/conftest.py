@@ -227,6 +227,9 @@ def sqlite_shop_template(sqlite_dir: Path) -> Path:
     )
     with application.app_context():
         db.engine.dispose()
+    # The shop runs SQLite in WAL mode: closing its last connection wrote the log back
+    # into the file, or a copy of the file alone would miss the tables.
+    assert not Path(f"{path}-wal").exists(), "the template's WAL was not checkpointed"
     return path
 
 
