@@ -162,7 +162,13 @@ def assert_all_recorded(sandbox: Any, run_id: int, expected: Any, data: dict[str
     and each address has one outcome."""
     assert data["status"] == "finished", (data["message"], data["batches"])
     assert data["errors"] == 0, [b["last_error"] for b in data["batches"]]
-    assert set(audience_members(sandbox)) == set(expected.send)
+    members, wanted = set(audience_members(sandbox)), set(expected.send)
+    assert members == wanted, {
+        "missing": sorted(wanted - members),
+        "extra": sorted(members - wanted),
+        "run": {k: data[k] for k in ("total", "created", "updated", "errors", "skipped")},
+        "batches": [(b["seq"], b["status"], b["size"], b["created"]) for b in data["batches"]],
+    }
     assert_one_outcome_each(shop_db().session, run_id, expected.send)
 
 

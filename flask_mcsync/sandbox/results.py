@@ -7,17 +7,31 @@ only while the batch runs.
 A 1M-address export yields 1M results of about 1.5 kB of member JSON each: kept as
 Python dicts (or as a ready tar.gz next to them) they would take gigabytes. Results are
 grouped into the archive's own files of ``RESULTS_PER_FILE`` entries and each file is
-kept zlib-compressed; the tar.gz is built only when someone downloads it.
+zlib-compressed; the tar.gz is built only when someone downloads it.
+
+The compressed files are written to disk, one file per batch in a folder of the
+process's own, as Mailchimp keeps result archives on a file store (S3) rather than in
+its API servers: compressed, a million results still took ~95 MB, so a sandbox kept in
+memory grew by that much with every export of a 1M audience (1,070 MB at its third).
+A batch's file goes when the batch does (deleted, the sandbox reset) and the folder when
+the process ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
+import os
+import shutil
 import tarfile
+import tempfile
+import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 RESULTS_PER_FILE = 500
@@ -34,12 +48,32 @@ def unpack_operations(packed: bytes) -> list[dict[str, Any]]:
     return operations
 
 
+_STORE: str | None = None
+_STORE_LOCK = threading.Lock()
+
+
+def _store() -> str:
+    """This process's folder of result files, made at first use, removed at exit."""
+    global _STORE
+    with _STORE_LOCK:
+        if _STORE is None:
+            _STORE = tempfile.mkdtemp(prefix="mcsync-sandbox-results-")
+            atexit.register(shutil.rmtree, _STORE, True)
+        return _STORE
+
+
+def _unlink(path: str) -> None:
+    Path(path).unlink(missing_ok=True)
+
+
 class CompactResults:
-    """Append-only results of one batch, compressed a file at a time."""
+    """Append-only results of one batch, compressed a file at a time, kept on disk."""
 
     def __init__(self) -> None:
-        self._files: list[bytes] = []
+        self._path: str | None = None
+        self._segments: list[tuple[int, int]] = []  # (offset, length) in the file
         self._open: list[dict[str, Any]] = []
+        self._forget: weakref.finalize | None = None
 
     def append(self, entry: dict[str, Any]) -> None:
         self._open.append(entry)
@@ -47,8 +81,16 @@ class CompactResults:
             self._seal()
 
     def _seal(self) -> None:
-        data = json.dumps(self._open).encode("utf-8")
-        self._files.append(zlib.compress(data, 1))
+        data = zlib.compress(json.dumps(self._open).encode("utf-8"), 1)
+        if self._path is None:
+            handle, self._path = tempfile.mkstemp(suffix=".results", dir=_store())
+            os.close(handle)
+            # The file goes with this object (a deleted batch, a reset sandbox).
+            self._forget = weakref.finalize(self, _unlink, self._path)
+        with open(self._path, "ab") as file:
+            offset = file.seek(0, os.SEEK_END)
+            file.write(data)
+        self._segments.append((offset, len(data)))
         self._open = []
 
     def close(self) -> None:
@@ -58,15 +100,28 @@ class CompactResults:
 
     def clear(self) -> None:
         """Drop everything (the results expired or the batch was deleted)."""
-        self._files, self._open = [], []
+        if self._forget is not None:
+            self._forget()  # deletes the file, once
+        self._path, self._forget, self._segments, self._open = None, None, [], []
 
     def json_files(self) -> Iterator[bytes]:
-        for compressed in self._files:
-            yield zlib.decompress(compressed)
+        path, segments = self._path, list(self._segments)
+        if path is None:
+            return
+        try:
+            # Opened once: a clear() meanwhile (results expiring as they are downloaded)
+            # unlinks the file, and this download still reads it whole.
+            file = open(path, "rb")  # noqa: SIM115 - closed below, after the last segment
+        except FileNotFoundError:
+            return
+        with file:
+            for offset, length in segments:
+                file.seek(offset)
+                yield zlib.decompress(file.read(length))
 
     @property
     def stored_bytes(self) -> int:
-        return sum(len(f) for f in self._files)
+        return sum(length for _, length in self._segments)
 
 
 def tar_gz(batch_id: str, json_files: Iterable[bytes]) -> bytes:
