@@ -99,9 +99,10 @@ def _enqueue_once(ext: McSync, job_id: str, func: str, *args: Any, timeout: int)
     """Queue ``func(*args)`` under a fixed id unless that job still waits; True if queued.
 
     A job waits when its id is in the queue, or scheduled for a time still to come. A
-    job that says "queued" but is not in the queue was taken by a worker that died
-    before starting it (it sits in RQ's intermediate list, which RQ clears only after a
-    minute or more): it is queued again now. A scheduled job whose time has passed is
+    job that says "queued" but is not in the queue, and is not started a moment later,
+    was taken by a worker that died before starting it (it sits in RQ's intermediate
+    list, which RQ clears only after a minute or more): it is queued again now (see
+    :func:`_taken_by_a_live_worker`). A scheduled job whose time has passed is
     moved to the queue, as RQ's scheduler would, since that scheduler may have died too.
     """
     queue = ext.queue()
@@ -114,6 +115,8 @@ def _enqueue_once(ext: McSync, job_id: str, func: str, *args: Any, timeout: int)
             return _enqueue_if_overdue(ext, queue, job)
         if status == JobStatus.QUEUED and ext.redis.lpos(queue.key, job_id) is not None:
             return False
+        if status == JobStatus.QUEUED and _taken_by_a_live_worker(queue, job_id):
+            return False
         ext.redis.lrem(queue.intermediate_queue_key, 0, job_id)
         _delete(ext, job)  # finished, failed, started by a worker that is gone, or lost
     queue.enqueue(
@@ -121,6 +124,29 @@ def _enqueue_once(ext: McSync, job_id: str, func: str, *args: Any, timeout: int)
     )
     _counted(ext)
     return True
+
+
+# How long a worker may take between taking a job from the queue and marking it started.
+TAKEN_GRACE = 1.0
+
+
+def _taken_by_a_live_worker(queue: Queue, job_id: str) -> bool:
+    """Whether a "queued" job missing from the queue is being started, not lost.
+
+    RQ moves a job out of the queue, then marks it started a moment later. A sweep that
+    looked in between took the job for one a dead worker had left, and queued a second
+    copy, which two workers then ran (seen in the full suite on a loaded machine: the
+    lease let one of them act, the other's end failed in RQ). So look again after a
+    moment: a job started, ended or gone meanwhile was a live worker's. Only the sweep
+    meets this case, for a job whose lease has run out; it waits up to TAKEN_GRACE.
+    """
+    time.sleep(TAKEN_GRACE)
+    job = queue.fetch_job(job_id)
+    if job is None:
+        return True  # it ran and ended (its result is not kept)
+    return job.get_status(refresh=True) != JobStatus.QUEUED or (
+        queue.connection.lpos(queue.key, job_id) is not None
+    )
 
 
 def _delete(ext: McSync, job: Job) -> None:

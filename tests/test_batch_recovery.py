@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
@@ -416,3 +417,30 @@ def test_worker_that_lost_the_lease_before_sending_leaves_the_send_to_the_new_ho
     session.commit()
     assert outcomes == {"created": len(expected.send)}
     assert len(sandbox.client.stats()["batches"]) == 1, "only the lease holder sends"
+
+
+def test_a_job_a_live_worker_is_starting_is_not_queued_twice(app: Flask) -> None:
+    """RQ takes a job out of the queue, then marks it started a moment later: a sweep
+    looking in between must not take it for a dead worker's and queue a copy."""
+    from rq.job import JobStatus
+
+    from flask_mcsync import state
+    from flask_mcsync.enqueue import enqueue_plan
+
+    _prepare(app, 30)
+    ext = state(app)
+    queue = ext.queue()
+    run_id = _start(app, batch_size=30)  # no worker: the plan job waits in the queue
+    job_id = f"mcsync-plan-{run_id}"
+    # What RQ does when a worker takes this job (BLMOVE to its intermediate list).
+    assert ext.redis.lrem(queue.key, 0, job_id) == 1
+    ext.redis.rpush(queue.intermediate_queue_key, job_id)
+    job = queue.fetch_job(job_id)
+    starting = threading.Timer(0.2, lambda: job.set_status(JobStatus.STARTED))
+    starting.start()
+    try:
+        assert enqueue_plan(ext, run_id) is False
+    finally:
+        starting.join()
+    assert job_id not in queue.get_job_ids()  # no copy queued
+    assert queue.fetch_job(job_id) is not None  # nor the worker's job deleted
