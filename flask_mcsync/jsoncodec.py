@@ -22,6 +22,7 @@ to it too, so that a value the standard library refuses is still refused.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -44,6 +45,12 @@ def dumps(value: Any) -> str:
     return dumps_bytes(value).decode()
 
 
+def host_serializer(dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The JSON serializer the host gave its engine (``create_engine(json_serializer=...)``),
+    if any: what it chose is used for our JSON columns too."""
+    return getattr(dialect, "_json_serializer", None)
+
+
 def column_value(value: Any, dialect: Dialect) -> Any:
     """``value`` for an ``sa.JSON`` column in an INSERT or UPDATE, encoded here.
 
@@ -55,7 +62,7 @@ def column_value(value: Any, dialect: Dialect) -> Any:
     the text with a cast to ``json``; SQLite stores JSON as the text itself (a cast there
     would give the text numeric affinity).
     """
-    if getattr(dialect, "_json_serializer", None):
+    if host_serializer(dialect):
         return value
     text = sa.type_coerce(dumps(value), sa.Text)
     return sa.cast(text, sa.JSON) if dialect.name == "postgresql" else text

@@ -367,7 +367,7 @@ def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     if dialect.name == "postgresql" and dialect.driver == "psycopg":
         # The JSON column's bind processor wraps the value for the driver to encode;
         # here it is encoded with the engine's serializer, else as the batch's JSON is.
-        json_text = _json_text(getattr(dialect, "_json_serializer", None) or jsoncodec.dumps)
+        json_text = _json_text(jsoncodec.host_serializer(dialect) or jsoncodec.dumps)
         text_plan = [
             (name, _as_copy_text(json_text if isinstance(column.type, sa.JSON) else convert))
             for (name, convert), column in zip(plan, columns, strict=True)

@@ -417,7 +417,7 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
                 content_type="application/xml",
             )
         if faults.results_expired(batch_id):
-            # Gone for good, as on S3: the memory goes too.
+            # Gone for good, as on S3: its file goes too.
             batch.results.clear()
             # What an expired S3 presigned URL answers.
             return Response(

@@ -13,8 +13,13 @@ The compressed files are written to disk, one file per batch in a folder of the
 process's own, as Mailchimp keeps result archives on a file store (S3) rather than in
 its API servers: compressed, a million results still took ~95 MB, so a sandbox kept in
 memory grew by that much with every export of a 1M audience (1,070 MB at its third).
-A batch's file goes when the batch does (deleted, the sandbox reset) and the folder when
-the process ends.
+A batch's file goes when the batch does (deleted, the sandbox reset), when its results
+expire, and the folder when the process ends.
+
+How long Mailchimp keeps a batch's results is uncertain: ../shared/MAILCHIMP.md says only
+that result files expire, and the presigned URL's own lifetime (``X-Amz-Expires``) says
+nothing of the file behind it. The sandbox keeps them until one of the above, or until
+the ``expire_results`` faults make them expire, which is how tests meet expiry.
 """
 
 from __future__ import annotations
@@ -62,10 +67,6 @@ def _store() -> str:
         return _STORE
 
 
-def _unlink(path: str) -> None:
-    Path(path).unlink(missing_ok=True)
-
-
 class CompactResults:
     """Append-only results of one batch, compressed a file at a time, kept on disk."""
 
@@ -86,7 +87,7 @@ class CompactResults:
             handle, self._path = tempfile.mkstemp(suffix=".results", dir=_store())
             os.close(handle)
             # The file goes with this object (a deleted batch, a reset sandbox).
-            self._forget = weakref.finalize(self, _unlink, self._path)
+            self._forget = weakref.finalize(self, Path(self._path).unlink, True)
         with open(self._path, "ab") as file:
             offset = file.seek(0, os.SEEK_END)
             file.write(data)
