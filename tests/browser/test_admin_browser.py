@@ -106,6 +106,9 @@ def test_manual_export_window_follows_the_run(
         " return s.length === n && s.includes('done') && s.some(x => x !== 'done'); }",
         arg=batches,
         timeout=60_000,
+        # The window redraws once a second (POLL_MS): four looks a second see every
+        # state it shows, where the default (every frame) kept Chromium drawing.
+        polling=250,
     )
     states = batch_states(page)
     assert len(states) == batches
