@@ -174,12 +174,26 @@ def handoff_for(ext: McSync, deliver: Callable[[McSync, list[int]], int]) -> Han
     return found
 
 
+def settle(timeout: float, ext: McSync | None = None) -> bool:
+    """Wait until the hand-offs of this process (``ext``'s only, when given) have given
+    Redis what they were handed; False when ``timeout`` ran out first.
+
+    For a process about to exit, and for tests: a test that ends within a poll of its
+    last signup leaves ids that its app's thread hands to Redis a moment later, into
+    the next test's queue when both use one Redis.
+    """
+    deadline = time.monotonic() + timeout
+    apps = [ext] if ext is not None else list(_handoffs.keys())
+    settled = True
+    for app in apps:
+        for handoff in list(_handoffs.get(app, {}).values()):
+            if handoff._pid == os.getpid():
+                settled &= handoff.wait_idle(max(0.0, deadline - time.monotonic()))
+    return settled
+
+
 @atexit.register
 def _drain_at_exit() -> None:
     # A script that signs customers up and exits: give the thread a moment, so its rows
     # go out now rather than at the next sweep. Bounded: a hung Redis cannot hold exit.
-    deadline = time.monotonic() + EXIT_WAIT_SECONDS
-    for per_app in list(_handoffs.values()):
-        for handoff in list(per_app.values()):
-            if handoff._pid == os.getpid():
-                handoff.wait_idle(max(0.0, deadline - time.monotonic()))
+    settle(EXIT_WAIT_SECONDS)

@@ -46,6 +46,7 @@ from support import (
     worker_env,
 )
 
+from flask_mcsync import handoff
 from flask_mcsync.sandbox import SandboxServer
 
 
@@ -89,6 +90,8 @@ class SharedTemplateCode(BytecodeCache):
 Flask.jinja_options = {**Flask.jinja_options, "bytecode_cache": SharedTemplateCode()}
 
 PG_URL = os.environ.get("MCSYNC_TEST_DATABASE_URL")
+# A hand-off polls every 50 ms; a Redis that hangs holds one for its socket timeout.
+HANDOFF_SETTLE_SECONDS = 5.0
 REDIS_URL = os.environ.get("MCSYNC_TEST_REDIS_URL")
 # Set by pytest-xdist in each of its worker processes ("gw0", "gw1"...).
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
@@ -316,8 +319,12 @@ def redis_server_url() -> Iterator[str]:
 def redis_url(redis_server_url: str) -> Iterator[str]:
     """A real Redis, flushed before and after the test."""
     connection = Redis.from_url(redis_server_url)
+    # An earlier test's app may still be handing its last ids to this Redis: let it
+    # finish before the wipe, or its job would land in this test's queue.
+    handoff.settle(HANDOFF_SETTLE_SECONDS)
     connection.flushdb()
     yield redis_server_url
+    handoff.settle(HANDOFF_SETTLE_SECONDS)
     connection.flushdb()
     connection.close()
 
