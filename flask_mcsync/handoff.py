@@ -175,15 +175,17 @@ def handoff_for(ext: McSync, deliver: Callable[[McSync, list[int]], int]) -> Han
 
 
 def settle(timeout: float, ext: McSync | None = None) -> bool:
-    """Wait until the hand-offs of this process (``ext``'s only, when given) have given
-    Redis what they were handed; False when ``timeout`` ran out first.
+    """Wait until the hand-offs of this process (``ext``'s only, when given) have nothing
+    in flight; False when ``timeout`` ran out first. Ids whose delivery failed (Redis
+    down, or skipped after a failure) count as done: their rows wait for the sweep.
 
     For a process about to exit, and for tests: a test that ends within a poll of its
     last signup leaves ids that its app's thread hands to Redis a moment later, into
     the next test's queue when both use one Redis.
     """
     deadline = time.monotonic() + timeout
-    apps = [ext] if ext is not None else list(_handoffs.keys())
+    with _registry_lock:  # handoff_for may register an app from another thread
+        apps = [ext] if ext is not None else list(_handoffs.keys())
     settled = True
     for app in apps:
         for handoff in list(_handoffs.get(app, {}).values()):

@@ -49,6 +49,21 @@ from support import (
 from flask_mcsync import handoff
 from flask_mcsync.sandbox import SandboxServer
 
+_LEXER_OPTIONS = (
+    "block_start_string",
+    "block_end_string",
+    "variable_start_string",
+    "variable_end_string",
+    "comment_start_string",
+    "comment_end_string",
+    "line_statement_prefix",
+    "line_comment_prefix",
+    "trim_blocks",
+    "lstrip_blocks",
+    "newline_sequence",
+    "keep_trailing_newline",
+)
+
 
 class SharedTemplateCode(BytecodeCache):
     """Compiled templates kept for the whole test process, shared by every app a test
@@ -58,8 +73,9 @@ class SharedTemplateCode(BytecodeCache):
     every template it rendered again: a tenth of the CPU of the suite's quick tests. A
     host's app compiles once per process, so this is the tests' concern only. Jinja
     checks each entry against the template's source; the key also holds what changes
-    the compiled code besides the source (the extensions, the autoescape rule), so apps
-    set up differently never share an entry.
+    the compiled code besides the source that an app of these tests could set (the
+    lexer's options, the extensions, autoescape, finalize, async, gettext's style). A
+    filter's calling convention is also compiled in; no test app defines one twice.
     """
 
     def __init__(self) -> None:
@@ -69,11 +85,14 @@ class SharedTemplateCode(BytecodeCache):
         self, environment: Environment, name: str, filename: str | None, source: str
     ) -> Bucket:
         setup = (
+            # What jinja2.lexer.get_lexer keys its lexers on.
+            tuple(getattr(environment, option) for option in _LEXER_OPTIONS),
             tuple(sorted(environment.extensions)),
             getattr(environment.autoescape, "__qualname__", environment.autoescape),
-            environment.trim_blocks,
-            environment.lstrip_blocks,
             environment.optimized,
+            environment.is_async,
+            getattr(environment.finalize, "__qualname__", environment.finalize),
+            getattr(environment, "newstyle_gettext", None),
         )
         return super().get_bucket(environment, f"{setup!r}:{name}", filename, source)
 

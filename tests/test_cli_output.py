@@ -195,4 +195,5 @@ def test_a_malformed_api_key_is_a_sentence_in_every_command(tmp_path: Any) -> No
             assert stderr.startswith("Error: MCSYNC_API_KEY does not look like"), stderr
     finally:
         for proc in running:
-            kill_session(proc)
+            if proc.poll() is None:  # a reaped pid may already belong to another process
+                kill_session(proc)
