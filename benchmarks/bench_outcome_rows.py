@@ -25,7 +25,6 @@ writing 1.9M history rows takes a minute.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import sqlite3
 import statistics
@@ -38,6 +37,8 @@ import sqlalchemy as sa
 from common import load_average, note
 from sqlalchemy.orm import Session
 
+from example_app import sqlite_for_workers
+from flask_mcsync.addresses import subscriber_hash
 from flask_mcsync.models import Outcome
 from flask_mcsync.outcomes import AddressOutcome, Result, record
 
@@ -67,7 +68,7 @@ def history_file(folder: Path, rows: int) -> Path:
                         n // 100_000 + 1,
                         n // 1000 + 1,
                         email,
-                        hashlib.md5(email.encode()).hexdigest(),
+                        subscriber_hash(email),
                         "updated",
                         0,
                         sent,
@@ -89,12 +90,8 @@ def measure(source: Path, drop: str | None, journal: str, batches: int) -> tuple
     shutil.copyfile(source, work)
     engine = sa.create_engine(f"sqlite:///{work}")
 
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(connection: sqlite3.Connection, _record: object) -> None:
-        if journal == "wal":
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-
+    if journal == "wal":  # as the example shop runs it
+        sa.event.listen(engine, "connect", sqlite_for_workers)
     other = engine.connect()  # the other worker
     other.exec_driver_sql("CREATE TABLE IF NOT EXISTS other_writer (x INTEGER)")
     if drop:

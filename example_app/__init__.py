@@ -56,7 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "DATABASE_URL", f"sqlite:///{os.path.join(app.instance_path, 'shop.db')}"
         ),
         SHOP_ADMIN_PASSWORD=os.environ.get("SHOP_ADMIN_PASSWORD", "admin"),
-        # SQLite in WAL mode (see _sqlite_for_workers); SHOP_SQLITE_WAL=0 keeps SQLite's
+        # SQLite in WAL mode (see sqlite_for_workers); SHOP_SQLITE_WAL=0 keeps SQLite's
         # own journal, as a host that never chose one has it.
         SHOP_SQLITE_WAL=os.environ.get("SHOP_SQLITE_WAL", "1").lower() not in ("0", "false", "no"),
     )
@@ -68,7 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     mcsync.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") and app.config["SHOP_SQLITE_WAL"]:
         with app.app_context():
-            sa.event.listen(db.engine, "connect", _sqlite_for_workers)
+            sa.event.listen(db.engine, "connect", sqlite_for_workers)
 
     from . import commands, security, views
 
@@ -85,7 +85,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _sqlite_for_workers(connection: Any, _record: Any) -> None:
+def sqlite_for_workers(connection: Any, _record: Any) -> None:
     """SQLite as docs/operations.rst recommends for a shop with mcsync workers.
 
     With WAL the shop and the progress window read while a worker commits (with the

@@ -137,8 +137,10 @@ def _taken_by_a_live_worker(queue: Queue, job_id: str) -> bool:
     looked in between took the job for one a dead worker had left, and queued a second
     copy, which two workers then ran (seen in the full suite on a loaded machine: the
     lease let one of them act, the other's end failed in RQ). So look again after a
-    moment: a job started, ended or gone meanwhile was a live worker's. Only the sweep
-    meets this case, for a job whose lease has run out; it waits up to TAKEN_GRACE.
+    moment: a job started, ended or gone meanwhile was a live worker's. The sweep meets
+    this case for a job whose lease has run out. ``start_export`` meets it only when the
+    sweep queued the new run's plan job and a worker is taking it at that instant: the
+    one time a request waits TAKEN_GRACE.
     """
     time.sleep(TAKEN_GRACE)
     job = queue.fetch_job(job_id)

@@ -21,6 +21,7 @@ from .batches import archive_bytes
 from .compliance import OPT_OUT_SOURCES
 from .faults import FaultConfigError, Faults
 from .members import find_member
+from .results import ResultsGone
 from .state import (
     STATUSES,
     Audience,
@@ -416,15 +417,17 @@ def create_control_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
                 status=404,
                 content_type="application/xml",
             )
+        expired = Response(
+            _S3_EXPIRED.format(stamp=now_iso(), rid=rid),  # what an expired S3 URL answers
+            status=403,
+            content_type="application/xml",
+        )
         if faults.results_expired(batch_id):
-            # Gone for good, as on S3: its file goes too.
-            batch.results.clear()
-            # What an expired S3 presigned URL answers.
-            return Response(
-                _S3_EXPIRED.format(stamp=now_iso(), rid=rid),
-                status=403,
-                content_type="application/xml",
-            )
-        return Response(archive_bytes(batch), content_type="application/x-gzip")
+            batch.results.clear()  # gone for good, as on S3: its file goes too
+            return expired
+        try:
+            return Response(archive_bytes(batch), content_type="application/x-gzip")
+        except ResultsGone:
+            return expired  # expired by another download since the check above
 
     return control

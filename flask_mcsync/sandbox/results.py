@@ -37,7 +37,7 @@ import weakref
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 RESULTS_PER_FILE = 500
 
@@ -67,6 +67,17 @@ def _store() -> str:
         return _STORE
 
 
+class ResultsGone(Exception):
+    """A batch's results were removed (they expired) before they were read."""
+
+
+def _read(file: IO[bytes], segments: list[tuple[int, int]]) -> Iterator[bytes]:
+    with file:
+        for offset, length in segments:
+            file.seek(offset)
+            yield zlib.decompress(file.read(length))
+
+
 class CompactResults:
     """Append-only results of one batch, compressed a file at a time, kept on disk."""
 
@@ -75,6 +86,7 @@ class CompactResults:
         self._segments: list[tuple[int, int]] = []  # (offset, length) in the file
         self._open: list[dict[str, Any]] = []
         self._forget: weakref.finalize | None = None
+        self._cleared = False
 
     def append(self, entry: dict[str, Any]) -> None:
         self._open.append(entry)
@@ -101,24 +113,28 @@ class CompactResults:
 
     def clear(self) -> None:
         """Drop everything (the results expired or the batch was deleted)."""
+        self._cleared = True  # first: a download starting now must not find "no results"
         if self._forget is not None:
             self._forget()  # deletes the file, once
         self._path, self._forget, self._segments, self._open = None, None, [], []
 
     def json_files(self) -> Iterator[bytes]:
+        """The archive's files, uncompressed, read from a file opened now: a clear()
+        after this call (results expiring during a download) does not cut it short.
+
+        :raises ResultsGone: the results were cleared before this call. An empty
+            archive would tell a client that Mailchimp answered none of its operations.
+        """
         path, segments = self._path, list(self._segments)
+        if self._cleared:  # looked at after the path: a clear() under way is seen
+            raise ResultsGone
         if path is None:
-            return
+            return iter(())  # a batch that has no results (yet)
         try:
-            # Opened once: a clear() meanwhile (results expiring as they are downloaded)
-            # unlinks the file, and this download still reads it whole.
-            file = open(path, "rb")  # noqa: SIM115 - closed below, after the last segment
+            file = open(path, "rb")  # noqa: SIM115 - closed by _read, after the last segment
         except FileNotFoundError:
-            return
-        with file:
-            for offset, length in segments:
-                file.seek(offset)
-                yield zlib.decompress(file.read(length))
+            raise ResultsGone from None  # cleared by another thread just now
+        return _read(file, segments)
 
     @property
     def stored_bytes(self) -> int:

@@ -7,7 +7,9 @@ import gc
 import json
 from pathlib import Path
 
-from flask_mcsync.sandbox.results import RESULTS_PER_FILE, CompactResults
+import pytest
+
+from flask_mcsync.sandbox.results import RESULTS_PER_FILE, CompactResults, ResultsGone
 
 ENTRIES = [
     {"status_code": 200, "operation_id": str(n), "response": json.dumps({"id": f"m{n}"})}
@@ -41,7 +43,11 @@ def test_cleared_results_leave_no_file_behind() -> None:
     path = Path(results._path or "")
     results.clear()
     assert not path.exists()
-    assert list(results.json_files()) == [] and results.stored_bytes == 0
+    assert results.stored_bytes == 0
+    # Read after the clear: no archive at all, never an empty one (which would say that
+    # Mailchimp answered none of the batch's operations).
+    with pytest.raises(ResultsGone):
+        results.json_files()
     results.clear()  # twice is harmless
 
 
