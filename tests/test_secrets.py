@@ -78,7 +78,9 @@ class RedisWatcher(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        with Redis.from_url(self.url).monitor() as monitor:
+        # No read timeout: redis-py 8 gives every connection a 5 s one by default, and
+        # MONITOR may see nothing for that long on a busy machine (then the thread died).
+        with Redis.from_url(self.url, socket_timeout=None).monitor() as monitor:
             self.ready.set()
             for event in monitor.listen():
                 self.seen.append(str(event.get("command", "")).encode())
