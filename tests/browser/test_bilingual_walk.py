@@ -107,6 +107,7 @@ def browser_page(chromium: Any, request: pytest.FixtureRequest) -> Iterator[Any]
         locale=lang,
         extra_http_headers={"Accept-Language": f"{lang},{lang[:2]};q=0.9"},
         accept_downloads=True,
+        reduced_motion="reduce",  # as the page fixture's (browser/conftest.py says why)
     )
     tab = context.new_page()
     errors: list[str] = []
