@@ -11,13 +11,17 @@ function on the package.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app, has_app_context
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
+from requests import Session as HttpSession
 from sqlalchemy.orm import Session
 
 from .config import Config, ConfigError
@@ -57,6 +61,8 @@ class McSync:
         #: The audiences' merge field types as last read, by list id: (monotonic time
         #: read, types). See :func:`flask_mcsync.preflight.recent_types`.
         self.field_types: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+        # (process, thread, session) while kept_connections() runs: see there.
+        self._kept: tuple[int, int, HttpSession] | None = None
 
     @property
     def app(self) -> Flask:
@@ -125,7 +131,38 @@ class McSync:
             self.config.request_timeout,
             slots,
             connect_timeout=self.config.connect_timeout,
+            session=self._kept_session(),
         )
+
+    @contextlib.contextmanager
+    def kept_connections(self) -> Iterator[None]:
+        """Within this block, every gateway made in this thread shares one HTTP session.
+
+        A worker runs its jobs in it: each auto-sync send and each poll is a job of its
+        own, and with a gateway of their own each opened a new connection to Mailchimp
+        (a TLS handshake, on the real service) for one request. Shared, the connection
+        stays open from one job to the next. A connection Mailchimp closed while idle is
+        seen closed before reuse and replaced (urllib3); one that fails mid-request
+        fails like any dropped connection, and the job's retry covers it.
+
+        Only the thread and process that opened the block share it: a work horse forked
+        per job (``MCSYNC_FORK_PER_JOB``) makes its own, never writing on its parent's
+        sockets, and other threads (the admin pages') keep a session per gateway.
+        """
+        session = HttpSession()
+        previous = self._kept
+        self._kept = (os.getpid(), threading.get_ident(), session)
+        try:
+            yield
+        finally:
+            self._kept = previous
+            session.close()
+
+    def _kept_session(self) -> HttpSession | None:
+        kept = self._kept
+        if kept is not None and kept[:2] == (os.getpid(), threading.get_ident()):
+            return kept[2]
+        return None
 
 
 def state(app: Flask | None = None) -> McSync:

@@ -183,6 +183,10 @@ def _translated() -> Iterator[None]:
 DEFAULT_CONNECT_TIMEOUT = 5.0
 
 
+def _leave_open() -> None:
+    """What closing a gateway does to a session it was lent: nothing."""
+
+
 class PooledMailChimp(MailChimp):
     """mailchimp3's client sending every request through one :class:`requests.Session`.
 
@@ -219,7 +223,10 @@ class Gateway:
     take to answer. ``connect_timeout`` (``MCSYNC_CONNECT_TIMEOUT``) bounds opening a
     connection, so an unreachable host fails fast instead of after the read timeout.
     The gateway keeps its connections open between calls; :meth:`close` (or dropping
-    the gateway) closes them.
+    the gateway) closes them. ``session``: an HTTP session shared with other gateways
+    (a worker's, see :meth:`McSync.kept_connections
+    <flask_mcsync.app_state.McSync.kept_connections>`); its owner closes it, not the
+    gateway.
     """
 
     def __init__(
@@ -230,10 +237,12 @@ class Gateway:
         slots: ConnectionSlots | None = None,
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        session: requests.Session | None = None,
     ) -> None:
-        self.session = requests.Session()
-        # Closed with the gateway, so no socket is left for the garbage collector to warn about.
-        self._close = weakref.finalize(self, self.session.close)
+        self.session = session if session is not None else requests.Session()
+        # Closed with the gateway, so no socket is left for the garbage collector to warn
+        # about; a shared session is left to its owner.
+        self._close = weakref.finalize(self, self.session.close if session is None else _leave_open)
         # requests takes (connect, read); mailchimp3 passes it through unchanged.
         self.timeouts = (connect_timeout, timeout)
         self.client = PooledMailChimp(self.session, mc_api=api_key, timeout=self.timeouts)

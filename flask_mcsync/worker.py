@@ -92,7 +92,8 @@ def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> 
     ext = state(app)
     bind_app(ext)
     # Maintenance (the sweep) runs in this process and needs the app, whoever calls us.
-    with app.app_context():
+    # The jobs share one connection to Mailchimp (see McSync.kept_connections).
+    with app.app_context(), ext.kept_connections():
         while True:
             worker_class = McSyncWorker if ext.config.fork_per_job else InProcessWorker
             worker = worker_class(

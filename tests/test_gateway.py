@@ -4,7 +4,12 @@ personal in the host's logs, against the Mailchimp sandbox.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -15,23 +20,71 @@ from flask_mcsync import state
 from flask_mcsync.gateway import Gateway, TransientError
 from flask_mcsync.sandbox import SandboxServer
 
-
-def _connections_opened(gateway: Gateway) -> int:
-    """How many connections the gateway's pools opened in all (urllib3 counts them)."""
-    manager = gateway.session.get_adapter("http://").poolmanager
-    return sum(pool.num_connections for pool in manager.pools._container.values())
+API_KEY = "0123456789abcdef0123456789abcdef-us1"
 
 
-def test_calls_of_one_gateway_reuse_one_connection(sandbox: SandboxServer) -> None:
-    gateway = Gateway(sandbox.api_key, sandbox.api_url, 5)
-    try:
-        gateway.ping()
-        for n in range(5):
-            gateway.upsert_member(LIST_ID, f"pool.{n}@gmail.com", "subscribed")
-        assert gateway.get_member(LIST_ID, "pool.0@gmail.com") is not None
-        assert _connections_opened(gateway) == 1
-    finally:
-        gateway.close()
+class KeepAliveServer:
+    """An HTTP/1.1 server that keeps connections open, as Mailchimp's does, and counts
+    them. The sandbox cannot show connection reuse: Werkzeug's server answers every
+    request with ``Connection: close``. Answers ``GET /3.0/ping`` only; closes a
+    connection idle for ``idle_timeout`` seconds."""
+
+    def __init__(self, idle_timeout: float | None = None) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = idle_timeout
+
+            def setup(self) -> None:
+                super().setup()
+                with owner.lock:
+                    owner.connections += 1
+
+            def do_GET(self) -> None:
+                body = json.dumps({"health_status": "Everything's Chimpy!"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.api_url = f"http://127.0.0.1:{self.server.server_port}/3.0/"
+
+    def __enter__(self) -> KeepAliveServer:
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _pointed_at(app: Flask, server: KeepAliveServer) -> Any:
+    from flask_mcsync.config import read_config
+
+    app.config.update(MCSYNC_API_URL=server.api_url, MCSYNC_API_KEY=API_KEY)
+    ext = state(app)
+    ext.config = read_config(app.config)
+    return ext
+
+
+def test_calls_of_one_gateway_reuse_one_connection() -> None:
+    with KeepAliveServer() as server:
+        gateway = Gateway(API_KEY, server.api_url, 5)
+        try:
+            for _ in range(5):
+                assert gateway.ping()["health_status"]
+            assert server.connections == 1
+        finally:
+            gateway.close()
 
 
 def test_a_connection_closed_by_mailchimp_is_replaced(sandbox: SandboxServer) -> None:
@@ -45,6 +98,64 @@ def test_a_connection_closed_by_mailchimp_is_replaced(sandbox: SandboxServer) ->
         assert gateway.ping()
     finally:
         gateway.close()
+
+
+def test_a_connection_idle_past_the_servers_timeout_is_closed_and_replaced() -> None:
+    # Servers in front of APIs close kept-alive connections left idle: the next call must
+    # open a new one, not fail on the closed one.
+    with KeepAliveServer(idle_timeout=0.3) as server:
+        gateway = Gateway(API_KEY, server.api_url, 5)
+        try:
+            gateway.ping()
+            gateway.ping()
+            assert server.connections == 1
+            time.sleep(1.0)  # the server closes it after 0.3 s of silence
+            assert gateway.ping()
+            assert server.connections == 2
+        finally:
+            gateway.close()
+
+
+def test_a_workers_jobs_share_one_connection(db_only_app: Flask) -> None:
+    """Each job makes its gateway; in a worker (kept_connections) they share a session,
+    so an auto-sync send or a poll no longer opens a connection of its own."""
+    with KeepAliveServer() as server:
+        ext = _pointed_at(db_only_app, server)
+        with ext.kept_connections():
+            for _ in range(3):  # three jobs, each with its gateway, closed at its end
+                gateway = ext.gateway()
+                gateway.ping()
+                gateway.close()
+            kept = gateway.session
+        assert server.connections == 1
+        outside = ext.gateway()  # outside a worker: a session per gateway, as before
+        try:
+            assert outside.session is not kept
+            outside.ping()
+            assert server.connections == 2
+        finally:
+            outside.close()
+
+
+def test_only_the_thread_and_process_that_keep_connections_share_them(
+    db_only_app: Flask, sandbox: SandboxServer
+) -> None:
+    ext = state(db_only_app)
+    with ext.kept_connections():
+        kept = ext.gateway().session
+        # Another thread (a request of the admin pages) gets a session of its own.
+        other: list[Any] = []
+        thread = threading.Thread(target=lambda: other.append(ext.gateway()))
+        thread.start()
+        thread.join()
+        assert other[0].session is not kept
+        other[0].close()
+        # A work horse forked per job never writes on its parent's sockets.
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit status
+            os._exit(0 if ext.gateway().session is not kept else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_the_gateway_sends_connect_and_read_timeouts_from_the_config(
