@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cpu_report
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -495,3 +496,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         dealt[turn].append(item)
         turn = (turn + 1) % hands
     items[:] = [item for hand in dealt for item in hand]
+
+
+# --- --cpu-report FILE: each test's CPU, with the processes it started (cpu_report.py) ---
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    cpu_report.add_option(parser)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    cpu_report.start(session)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    cpu_report.setup(item)
+
+
+def pytest_runtest_logfinish(nodeid: str) -> None:
+    cpu_report.finish(nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    cpu_report.write(session)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    cpu_report.summary(terminalreporter, config)
