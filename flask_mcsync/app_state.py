@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
@@ -61,8 +62,8 @@ class McSync:
         #: The audiences' merge field types as last read, by list id: (monotonic time
         #: read, types). See :func:`flask_mcsync.preflight.recent_types`.
         self.field_types: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
-        # (process, thread, session) while kept_connections() runs: see there.
-        self._kept: tuple[int, int, HttpSession] | None = None
+        # Per thread: the KeptSession of a kept_connections() block, if one runs.
+        self._kept = threading.local()
 
     @property
     def app(self) -> Flask:
@@ -141,28 +142,59 @@ class McSync:
         A worker runs its jobs in it: each auto-sync send and each poll is a job of its
         own, and with a gateway of their own each opened a new connection to Mailchimp
         (a TLS handshake, on the real service) for one request. Shared, the connection
-        stays open from one job to the next. A connection Mailchimp closed while idle is
-        seen closed before reuse and replaced (urllib3); one that fails mid-request
+        stays open from one job to the next.
+
+        A connection idle for longer than :data:`KEPT_IDLE_SECONDS` is closed before the
+        next job uses it. urllib3 notices a connection the server closed only once the
+        close has arrived; one a NAT or load balancer dropped silently would hold the
+        next request for the whole read timeout. A connection that fails mid-request
         fails like any dropped connection, and the job's retry covers it.
 
         Only the thread and process that opened the block share it: a work horse forked
         per job (``MCSYNC_FORK_PER_JOB``) makes its own, never writing on its parent's
         sockets, and other threads (the admin pages') keep a session per gateway.
         """
-        session = HttpSession()
-        previous = self._kept
-        self._kept = (os.getpid(), threading.get_ident(), session)
+        kept = KeptSession(os.getpid())
+        previous = getattr(self._kept, "value", None)
+        self._kept.value = kept
         try:
             yield
         finally:
-            self._kept = previous
-            session.close()
+            self._kept.value = previous
+            kept.session.close()
 
     def _kept_session(self) -> HttpSession | None:
-        kept = self._kept
-        if kept is not None and kept[:2] == (os.getpid(), threading.get_ident()):
-            return kept[2]
-        return None
+        kept: KeptSession | None = getattr(self._kept, "value", None)
+        if kept is None or kept.pid != os.getpid():  # a forked child: not its sockets
+            return None
+        kept.freshen()
+        return kept.session
+
+
+#: Seconds a worker's kept connection may sit unused before it is closed rather than
+#: reused: well under the idle limits of NAT gateways and load balancers (4-6 minutes
+#: for the common clouds' NATs; 60 s for many load balancers).
+KEPT_IDLE_SECONDS = 30.0
+
+
+class KeptSession:
+    """A worker thread's shared HTTP session and when it last answered a request."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.session = HttpSession()
+        self.used = time.monotonic()
+        self.session.hooks["response"].append(self._answered)
+
+    def _answered(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        self.used = time.monotonic()
+
+    def freshen(self) -> None:
+        """Close the pooled connections if they sat idle too long (the session stays
+        usable: the next request opens a new one)."""
+        if time.monotonic() - self.used > KEPT_IDLE_SECONDS:
+            self.session.close()
+            self.used = time.monotonic()
 
 
 def state(app: Flask | None = None) -> McSync:

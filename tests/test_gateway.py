@@ -29,6 +29,12 @@ class KeepAliveServer:
     request with ``Connection: close``. Answers ``GET /3.0/ping`` only; closes a
     connection idle for ``idle_timeout`` seconds."""
 
+    def wait_until_open(self, count: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while self.open != count:
+            assert time.monotonic() < deadline, f"{self.open} connections open, not {count}"
+            time.sleep(0.02)
+
     def __init__(self, idle_timeout: float | None = None) -> None:
         owner = self
 
@@ -40,6 +46,7 @@ class KeepAliveServer:
                 super().setup()
                 with owner.lock:
                     owner.connections += 1
+                    owner.open += 1
 
             def do_GET(self) -> None:
                 body = json.dumps({"health_status": "Everything's Chimpy!"}).encode()
@@ -53,8 +60,16 @@ class KeepAliveServer:
                 pass
 
         self.lock = threading.Lock()
-        self.connections = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.connections = 0  # opened in all
+        self.open = 0  # open now
+
+        class Server(ThreadingHTTPServer):
+            def shutdown_request(self, request: Any) -> None:
+                super().shutdown_request(request)  # the socket is closed only here
+                with owner.lock:
+                    owner.open -= 1
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.api_url = f"http://127.0.0.1:{self.server.server_port}/3.0/"
 
@@ -107,9 +122,7 @@ def test_a_connection_idle_past_the_servers_timeout_is_closed_and_replaced() -> 
         gateway = Gateway(API_KEY, server.api_url, 5)
         try:
             gateway.ping()
-            gateway.ping()
-            assert server.connections == 1
-            time.sleep(1.0)  # the server closes it after 0.3 s of silence
+            server.wait_until_open(0)  # closed by the server after 0.3 s of silence
             assert gateway.ping()
             assert server.connections == 2
         finally:
@@ -127,7 +140,8 @@ def test_a_workers_jobs_share_one_connection(db_only_app: Flask) -> None:
                 gateway.ping()
                 gateway.close()
             kept = gateway.session
-        assert server.connections == 1
+            assert server.connections == 1
+        server.wait_until_open(0)  # the block's end closed it
         outside = ext.gateway()  # outside a worker: a session per gateway, as before
         try:
             assert outside.session is not kept
@@ -137,23 +151,55 @@ def test_a_workers_jobs_share_one_connection(db_only_app: Flask) -> None:
             outside.close()
 
 
+def test_a_kept_connection_idle_too_long_is_not_reused(
+    db_only_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NAT or load balancer may drop an idle connection without a word: reused, it would
+    hold the next request for the whole read timeout. So one idle too long is closed."""
+    from flask_mcsync import app_state
+
+    with KeepAliveServer() as server:
+        ext = _pointed_at(db_only_app, server)
+        with ext.kept_connections():
+            ext.gateway().ping()
+            ext.gateway().ping()
+            assert server.connections == 1
+            monkeypatch.setattr(app_state, "KEPT_IDLE_SECONDS", 0.0)
+            time.sleep(0.01)
+            ext.gateway().ping()
+            assert server.connections == 2
+
+
 def test_only_the_thread_and_process_that_keep_connections_share_them(
     db_only_app: Flask, sandbox: SandboxServer
 ) -> None:
     ext = state(db_only_app)
     with ext.kept_connections():
         kept = ext.gateway().session
-        # Another thread (a request of the admin pages) gets a session of its own.
+        assert ext.gateway().session is kept
+        # Another thread (a request of the admin pages) gets a session of its own, and
+        # its own block does not disturb this one's.
         other: list[Any] = []
-        thread = threading.Thread(target=lambda: other.append(ext.gateway()))
+
+        def elsewhere() -> None:
+            other.append(ext.gateway().session)
+            with ext.kept_connections():
+                other.append(ext.gateway().session)
+            other.append(ext.gateway().session)
+
+        thread = threading.Thread(target=elsewhere)
         thread.start()
         thread.join()
-        assert other[0].session is not kept
-        other[0].close()
+        assert kept not in other and other[0] is not other[1] and other[1] is not other[2]
+        assert ext.gateway().session is kept
         # A work horse forked per job never writes on its parent's sockets.
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through its exit status
-            os._exit(0 if ext.gateway().session is not kept else 1)
+            code = 2
+            try:
+                code = 0 if ext.gateway().session is not kept else 1
+            finally:
+                os._exit(code)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
 
