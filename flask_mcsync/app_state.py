@@ -154,7 +154,7 @@ class McSync:
         per job (``MCSYNC_FORK_PER_JOB``) makes its own, never writing on its parent's
         sockets, and other threads (the admin pages') keep a session per gateway.
         """
-        kept = KeptSession(os.getpid())
+        kept = KeptSession()
         previous = getattr(self._kept, "value", None)
         self._kept.value = kept
         try:
@@ -180,8 +180,8 @@ KEPT_IDLE_SECONDS = 30.0
 class KeptSession:
     """A worker thread's shared HTTP session and when it last answered a request."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self) -> None:
+        self.pid = os.getpid()  # a forked child inherits the thread's locals, not this
         self.session = HttpSession()
         self.used = time.monotonic()
         self.session.hooks["response"].append(self._answered)

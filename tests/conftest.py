@@ -505,21 +505,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     cpu_report.add_option(parser)
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    cpu_report.start(session)
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    cpu_report.setup(item)
-
-
-def pytest_runtest_logfinish(nodeid: str) -> None:
-    cpu_report.finish(nodeid)
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    cpu_report.write(session)
-
-
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    cpu_report.summary(terminalreporter, config)
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--cpu-report"):
+        config.pluginmanager.register(cpu_report, "cpu_report")

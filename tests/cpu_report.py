@@ -11,7 +11,8 @@ processes (the postmaster's children), shared by every test process.
 
 Each test process writes ``FILE.<worker>`` (tab-separated: CPU seconds, wall seconds,
 test id); the run's summary lists the costliest tests and the total. Linux only (it
-reads ``/proc``); nothing runs without the option.
+reads ``/proc``). conftest.py registers this module as a plugin only when the option is
+given, so without it none of these hooks runs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _costs: list[tuple[float, float, str]] = []
 
 
 def add_option(parser: pytest.Parser) -> None:
+    """Called from conftest's pytest_addoption (a plugin registered later adds none)."""
     parser.addoption(
         "--cpu-report",
         metavar="FILE",
@@ -62,43 +64,44 @@ def _tree_cpu() -> float:
     return total / TICKS + own.user + own.system + own.children_user + own.children_system
 
 
-def _path(config: pytest.Config) -> Path | None:
-    value = config.getoption("--cpu-report", default=None)
-    return Path(value) if value else None
+def _path(config: pytest.Config) -> Path:
+    return Path(config.getoption("--cpu-report"))
 
 
-def start(session: pytest.Session) -> None:
+def pytest_sessionstart(session: pytest.Session) -> None:
     """Remove an earlier run's files (it may have had more test processes)."""
-    path = _path(session.config)
-    if path is not None and not hasattr(session.config, "workerinput"):
+    if not hasattr(session.config, "workerinput"):
+        path = _path(session.config)
         for old in path.parent.glob(f"{path.name}.*"):
             old.unlink()
 
 
-def setup(item: pytest.Item) -> None:
-    if _path(item.config):
-        _started[item.nodeid] = (_tree_cpu(), time.monotonic())
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _started[item.nodeid] = (_tree_cpu(), time.monotonic())
 
 
-def finish(nodeid: str) -> None:
+def pytest_runtest_logfinish(nodeid: str) -> None:
     if nodeid in _started:
         cpu, wall = _started.pop(nodeid)
         _costs.append((_tree_cpu() - cpu, time.monotonic() - wall, nodeid))
 
 
-def write(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
     path = _path(session.config)
-    if path is None or not _costs:
+    if not _costs:
         return
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     lines = [f"{cpu:.2f}\t{wall:.2f}\t{nodeid}\n" for cpu, wall, nodeid in _costs]
     Path(f"{path}.{worker}").write_text("".join(lines))
 
 
-def summary(terminal: pytest.TerminalReporter, config: pytest.Config) -> None:
-    path = _path(config)
-    if path is None or hasattr(config, "workerinput"):  # the xdist controller reports
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    terminal = terminalreporter
+    if hasattr(config, "workerinput"):  # the xdist controller reports
         return
+    path = _path(config)
     rows: list[tuple[float, float, str]] = []
     for part in sorted(path.parent.glob(f"{path.name}.*")):
         for line in part.read_text().splitlines():

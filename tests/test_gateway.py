@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +50,11 @@ class KeepAliveServer:
                     owner.open += 1
 
             def do_GET(self) -> None:
+                if owner.drop_next:  # the connection dies mid-request: no answer at all
+                    owner.drop_next = False
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 body = json.dumps({"health_status": "Everything's Chimpy!"}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -62,6 +68,7 @@ class KeepAliveServer:
         self.lock = threading.Lock()
         self.connections = 0  # opened in all
         self.open = 0  # open now
+        self.drop_next = False  # drop the next request's connection without answering
 
         class Server(ThreadingHTTPServer):
             def shutdown_request(self, request: Any) -> None:
@@ -102,17 +109,19 @@ def test_calls_of_one_gateway_reuse_one_connection() -> None:
             gateway.close()
 
 
-def test_a_connection_closed_by_mailchimp_is_replaced(sandbox: SandboxServer) -> None:
-    gateway = Gateway(sandbox.api_key, sandbox.api_url, 5)
-    try:
-        gateway.ping()
-        sandbox.client.set_faults(next=[{"status": "drop"}])
-        with pytest.raises(TransientError):
+def test_a_connection_dropped_mid_request_is_replaced() -> None:
+    with KeepAliveServer() as server:
+        gateway = Gateway(API_KEY, server.api_url, 5)
+        try:
             gateway.ping()
-        # The next call opens a fresh connection instead of failing on the dead one.
-        assert gateway.ping()
-    finally:
-        gateway.close()
+            server.drop_next = True
+            with pytest.raises(TransientError):
+                gateway.ping()  # on the kept connection, which dies under it
+            # The next call opens a fresh connection instead of failing on the dead one.
+            assert gateway.ping()
+            assert server.connections == 2
+        finally:
+            gateway.close()
 
 
 def test_a_connection_idle_past_the_servers_timeout_is_closed_and_replaced() -> None:
