@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rq import Queue
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
 if TYPE_CHECKING:
@@ -159,12 +160,20 @@ def _delete(ext: McSync, job: Job) -> None:
     race made starting an export fail ("could not be queued") when the sweep had queued
     the new run's plan job a moment earlier and a worker had just run it (seen in CI).
     The job's list of executions goes first then, and the job with it.
+
+    The job itself can end in between too: a job whose result is not kept is deleted by
+    its worker as it ends, and RQ then fails to read its status (``InvalidJobOperation``;
+    seen in the full suite on a loaded machine, the plan job again). Nothing of it is left
+    to delete then but, perhaps, its list of executions.
     """
     try:
-        job.delete()
-    except ValueError:
+        try:
+            job.delete()
+        except ValueError:
+            ext.redis.delete(job.execution_registry.key)
+            job.delete()
+    except InvalidJobOperation:
         ext.redis.delete(job.execution_registry.key)
-        job.delete()
 
 
 def _enqueue_if_overdue(ext: McSync, queue: Queue, job: Job) -> bool:

@@ -256,6 +256,43 @@ def test_a_job_whose_execution_vanishes_as_it_is_replaced_is_queued_again(app: F
     assert replaced is not None and replaced.get_status(refresh=True) == JobStatus.QUEUED
 
 
+def test_a_job_that_ends_as_it_is_replaced_is_queued_again(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job itself can end between the look at its status and its deletion: its
+    worker deletes it as it ends (its result is not kept), and RQ's ``delete`` then
+    raised InvalidJobOperation, so starting an export failed (full suite, loaded machine:
+    ``test_worker_killed_mid_run_loses_nothing``)."""
+    from rq.job import Job, JobStatus
+
+    from flask_mcsync import state
+    from flask_mcsync.enqueue import enqueue_plan
+
+    ext = state(app)
+    queue = ext.queue()
+    assert enqueue_plan(ext, 4343)
+    job = queue.fetch_job("mcsync-plan-4343")
+    assert job is not None
+    ext.redis.lrem(queue.key, 0, job.id)  # a worker took it
+    job.set_status(JobStatus.STARTED)
+    looked = Job.get_status
+
+    def ends_right_after_the_look(self: Job, refresh: bool = True) -> JobStatus:
+        status = looked(self, refresh)
+        if self.id == "mcsync-plan-4343" and status == JobStatus.STARTED:
+            self.connection.delete(self.key)  # the worker ends it and deletes it
+        return status
+
+    monkeypatch.setattr(Job, "get_status", ends_right_after_the_look)
+
+    assert enqueue_plan(ext, 4343)
+
+    monkeypatch.undo()
+    assert ext.redis.lpos(queue.key, "mcsync-plan-4343") is not None
+    replaced = queue.fetch_job("mcsync-plan-4343")
+    assert replaced is not None and replaced.get_status(refresh=True) == JobStatus.QUEUED
+
+
 def test_sweep_never_queues_a_second_job_for_a_batch(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
