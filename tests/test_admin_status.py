@@ -196,7 +196,11 @@ def test_runs_autosyncs_and_resyncs_appear_in_their_period_with_their_counts(
     failed_row = html[html.index(f'data-run-id="{failed_auto.id}"') :]
     failed_row = failed_row[: failed_row.index("</tr>")]
     assert "Auto-sync" in failed_row and "mc-badge-failed" in failed_row
-    assert "Member In Compliance State: kept@example.com is in compliance state." in failed_row
+    # The run's message: on the line under its row.
+    message = html[html.index(f'data-message-of="{failed_auto.id}"') :]
+    message = message[: message.index("</tr>")]
+    assert "Member In Compliance State: kept@example.com is in compliance state." in message
+    assert f'data-message-of="{export.id}"' not in html  # a run without a message has none
 
     html = html_of(client.get(PREFIX + "/status?days=30"))
     assert run_ids(html) == [export.id, auto.id, failed_auto.id, resync.id]

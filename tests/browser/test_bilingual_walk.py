@@ -231,6 +231,13 @@ def test_the_shop_owners_whole_path_in_their_language(
     page.click(f"#search:has-text('{w['search']}')")
     page.wait_for_url(re.compile(r".*days=3$"))
     check("status")
+    # The runs table fits the page at 1280 px in both languages: its Message column made
+    # it scroll sideways, hiding that column and, in French, the errors.
+    overflow = page.evaluate(
+        "() => { const e = document.querySelector('#runs .mc-table-scroll');"
+        " return e.scrollWidth - e.clientWidth; }"
+    )
+    assert overflow <= 0, f"the runs table is {overflow} px wider than its card"
     page.locator("#runs-table tbody tr a").first.click()
     page.wait_for_selector("#batches-table")
     check("run")
