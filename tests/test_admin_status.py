@@ -190,8 +190,8 @@ def test_runs_autosyncs_and_resyncs_appear_in_their_period_with_their_counts(
     row = html[html.index(f'data-run-id="{export.id}"') :]
     row = row[: row.index("</tr>")]
     assert "Manual export" in row and "admin pages" in row and "1 min 35 s" in row
-    # created, updated, archived, skipped, errors
-    assert [int(x) for x in re.findall(r'mc-num[^"]*">(\d+)<', row)] == [10, 5, 0, 0, 2]
+    # created, updated, errors, archived, skipped
+    assert [int(x) for x in re.findall(r'mc-num[^"]*">(\d+)<', row)] == [10, 5, 2, 0, 0]
     assert "mc-badge-finished" in row
     failed_row = html[html.index(f'data-run-id="{failed_auto.id}"') :]
     failed_row = failed_row[: failed_row.index("</tr>")]

@@ -585,3 +585,17 @@ def test_backoff_starts_at_the_retry_delay_and_doubles_within_its_jitter() -> No
     assert backoff_seconds(40, None, 0.5) <= MAX_DELAY
     # Mailchimp's Retry-After wins over a shorter backoff.
     assert backoff_seconds(1, 30.0, 0.5) == 30.0
+
+
+def test_the_chart_leaves_room_for_its_longest_axis_label() -> None:
+    """The y axis's top label ("2,000,000") was cut to "00,000" by a fixed margin."""
+    from flask_mcsync.admin.chart import PAD_LEFT, draw_chart
+
+    def chart(synced: int) -> dict:
+        return draw_chart([{"day": "2026-11-26", "synced": synced, "failed": 0, "skipped": 0}], 1)
+
+    assert chart(7)["left"] == PAD_LEFT
+    big = chart(1_234_567)
+    assert [t["value"] for t in big["ticks"]] == [0, 1_000_000, 2_000_000]
+    assert big["left"] >= 7 * len("2,000,000") + 6  # the label, and the gap the template leaves
+    assert big["days"][0].synced_bar.x >= big["left"]

@@ -10,6 +10,9 @@ from ..i18n import format_day
 CHART_WIDTH = 1000
 CHART_HEIGHT = 220
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 8, 12, 28
+# Room per character of a y-axis label (12 px text: digits are ~7 px wide), and between
+# the label and the plot.
+AXIS_CHAR_WIDTH, AXIS_GAP = 7, 10
 MAX_X_LABELS = 8
 
 
@@ -49,9 +52,13 @@ def _nice_max(value: int) -> int:
 
 def draw_chart(daily: list[dict[str, Any]], days: int) -> dict[str, Any]:
     """Geometry of the bars, computed here so the template only places rectangles."""
-    plot_w = CHART_WIDTH - PAD_LEFT - PAD_RIGHT
-    plot_h = CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
     top = _nice_max(max([max(d["synced"], d["failed"]) for d in daily] or [0]))
+    # The left margin holds the longest y label, the top one: "2,000,000" did not fit in
+    # a fixed 48 and was cut to "00,000". Grouping adds as many characters in every
+    # language as the comma does here.
+    pad_left = max(PAD_LEFT, AXIS_GAP + AXIS_CHAR_WIDTH * len(f"{top:,}"))
+    plot_w = CHART_WIDTH - pad_left - PAD_RIGHT
+    plot_h = CHART_HEIGHT - PAD_TOP - PAD_BOTTOM
     slot = plot_w / max(len(daily), 1)
     bar_w = max(slot * 0.38, 0.6)
     every = max(1, -(-len(daily) // MAX_X_LABELS))
@@ -65,7 +72,7 @@ def draw_chart(daily: list[dict[str, Any]], days: int) -> dict[str, Any]:
 
     out = []
     for i, d in enumerate(daily):
-        left = PAD_LEFT + i * slot + (slot - 2 * bar_w) / 2
+        left = pad_left + i * slot + (slot - 2 * bar_w) / 2
         last = i == len(daily) - 1
         labelled = (len(daily) - 1 - i) % every == 0 or (len(daily) <= MAX_X_LABELS) or last
         out.append(
@@ -77,8 +84,8 @@ def draw_chart(daily: list[dict[str, Any]], days: int) -> dict[str, Any]:
                 synced_bar=bar(d["synced"], left),
                 failed_bar=bar(d["failed"], left + bar_w),
                 label=format_day(d["day"], short=True) if labelled else None,
-                label_x=round(PAD_LEFT + (i + 0.5) * slot, 2),
-                slot_x=round(PAD_LEFT + i * slot, 2),
+                label_x=round(pad_left + (i + 0.5) * slot, 2),
+                slot_x=round(pad_left + i * slot, 2),
                 slot_width=round(slot, 2),
             )
         )
@@ -91,7 +98,7 @@ def draw_chart(daily: list[dict[str, Any]], days: int) -> dict[str, Any]:
     return {
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
-        "left": PAD_LEFT,
+        "left": pad_left,
         "right": CHART_WIDTH - PAD_RIGHT,
         "top": PAD_TOP,
         "base": base,
