@@ -109,7 +109,7 @@ def _enqueue_once(ext: McSync, job_id: str, func: str, *args: Any, timeout: int)
     queue = ext.queue()
     job = queue.fetch_job(job_id)
     if job is not None:
-        status = job.get_status(refresh=True)
+        status = _status(job)  # None: its worker ended and deleted it just now
         if status == JobStatus.DEFERRED:
             return False
         if status == JobStatus.SCHEDULED:
@@ -145,11 +145,23 @@ def _taken_by_a_live_worker(queue: Queue, job_id: str) -> bool:
     """
     time.sleep(TAKEN_GRACE)
     job = queue.fetch_job(job_id)
-    if job is None:
+    status = None if job is None else _status(job)
+    if status is None:
         return True  # it ran and ended (its result is not kept)
-    return job.get_status(refresh=True) != JobStatus.QUEUED or (
-        queue.connection.lpos(queue.key, job_id) is not None
-    )
+    return status != JobStatus.QUEUED or (queue.connection.lpos(queue.key, job_id) is not None)
+
+
+def _status(job: Job) -> JobStatus | None:
+    """The job's status read afresh; None when the job is gone meanwhile.
+
+    Between ``fetch_job`` and this read, a worker can end the job and, its result not
+    being kept, delete it: RQ then raises ``InvalidJobOperation``. That is the job
+    having ended, as if ``fetch_job`` had found nothing.
+    """
+    try:
+        return job.get_status(refresh=True)
+    except InvalidJobOperation:
+        return None
 
 
 def _delete(ext: McSync, job: Job) -> None:

@@ -200,6 +200,9 @@ def test_runs_autosyncs_and_resyncs_appear_in_their_period_with_their_counts(
     message = html[html.index(f'data-message-of="{failed_auto.id}"') :]
     message = message[: message.index("</tr>")]
     assert "Member In Compliance State: kept@example.com is in compliance state." in message
+    # ... and the run's link is described by it, for a screen reader.
+    assert f'id="run-{failed_auto.id}-message"' in message
+    assert f'aria-describedby="run-{failed_auto.id}-message"' in failed_row
     assert f'data-message-of="{export.id}"' not in html  # a run without a message has none
 
     html = html_of(client.get(PREFIX + "/status?days=30"))

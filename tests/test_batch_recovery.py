@@ -293,6 +293,51 @@ def test_a_job_that_ends_as_it_is_replaced_is_queued_again(
     assert replaced is not None and replaced.get_status(refresh=True) == JobStatus.QUEUED
 
 
+def test_a_job_that_ends_right_after_it_is_fetched_is_queued_again(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race one step earlier: the job ends (and is deleted) between fetching it
+    and reading its status, there and in the second look at a job a worker is taking."""
+    from rq import Queue
+    from rq.job import JobStatus
+
+    from flask_mcsync import enqueue, state
+    from flask_mcsync.enqueue import enqueue_plan
+
+    ext = state(app)
+    queue = ext.queue()
+    fetch = Queue.fetch_job
+    ending: dict[str, int] = {}  # job id: the fetch after which its worker ends it
+
+    def ends_right_after_the_fetch(self: Queue, job_id: str) -> Any:
+        job = fetch(self, job_id)
+        if job is not None and job_id in ending:
+            ending[job_id] -= 1
+            if ending[job_id] == 0:
+                self.connection.delete(job.key)  # its worker ends it and deletes it
+        return job
+
+    monkeypatch.setattr(Queue, "fetch_job", ends_right_after_the_fetch)
+    monkeypatch.setattr(enqueue, "TAKEN_GRACE", 0.0)
+    for run_id, status, nth in ((4444, JobStatus.STARTED, 1), (4545, JobStatus.QUEUED, 2)):
+        assert enqueue_plan(ext, run_id)
+        job_id = f"mcsync-plan-{run_id}"
+        ext.redis.lrem(queue.key, 0, job_id)  # a worker took it
+        job = fetch(queue, job_id)
+        assert job is not None
+        job.set_status(status)
+        ending[job_id] = nth
+        # STARTED: the first look fails to read it. QUEUED (and not in the queue): the
+        # second look, after the grace, fails to read it; it was a live worker's.
+        queued_again = enqueue_plan(ext, run_id)
+        assert ending.pop(job_id) == 0, "the job did not end where the test meant it to"
+        if status == JobStatus.STARTED:
+            assert queued_again
+            assert ext.redis.lpos(queue.key, job_id) is not None
+        else:
+            assert not queued_again
+
+
 def test_sweep_never_queues_a_second_job_for_a_batch(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
