@@ -58,6 +58,12 @@ LABELS = {
     DriftKind.NOT_IN_SHOP: N_("In Mailchimp, not in the shop"),
     DriftKind.MERGE_FIELDS: N_("Merge fields differ"),
 }
+# The shop's side of a row (DriftRow.shop, the CSV's word), as the drift page shows it.
+SHOP_SIDE_LABELS = {
+    "subscriber": N_("Subscriber"),
+    "not a subscriber": N_("Not a subscriber"),
+    "not in the shop": N_("Not in the shop"),
+}
 # The actions as the drift page shows them (capitalised, translated there).
 ACTION_WORDS = (N_("Apply to the shop"), N_("Re-sync"), N_("Nothing"))
 ACTIONS = {

@@ -9,6 +9,8 @@ import ast
 import csv
 import io
 import re
+from datetime import datetime, timezone
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -349,3 +351,35 @@ def test_bad_input_is_refused_in_the_pages_language_and_the_cli_stays_english(
     assert "The run number must be a whole number from 1 to" in en.get_data(as_text=True)
     result = app.test_cli_runner().invoke(args=["mcsync", "rules", "remove", too_big])
     assert "must be a whole number" in result.output
+
+
+def test_the_webhook_card_says_mailchimps_words_in_french(app: Flask) -> None:
+    """Mailchimp's source names, event states and types were shown raw on a French page
+    ("admin activé, api désactivé, user activé", "1 applied")."""
+    from types import SimpleNamespace
+
+    from flask import render_template
+
+    webhook = SimpleNamespace(
+        in_place=True,
+        public_url="https://shop.example",
+        error=None,
+        url="https://shop.example/mcsync/webhook/ab…",
+        sources={"user": True, "admin": True, "api": False},
+        last_event_at=datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc),
+        last_event_type="upemail",
+        events_by_status={"applied": 1, "ignored": 2},
+        list_id=None,
+    )
+    with app.test_request_context(PREFIX + "/"), i18n.use_locale("fr"):
+        html = render_template("mcsync/_mailchimp_changes.html", webhook=webhook)
+    text = unescape(html)
+    for french in (
+        "les administrateurs du compte : oui",
+        "l'API : non",
+        "la personne : oui",
+        "changement d'adresse",
+        "appliqués : 1",
+        "ignorés : 2",
+    ):
+        assert french in text, french

@@ -291,7 +291,7 @@ def test_an_unsubscribe_in_mailchimp_survives_a_manual_export(
 
 
 def test_drift_counts_match_an_independent_count(
-    app: Flask, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+    app: Flask, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, client: Any
 ) -> None:
     from example_app.models import Customer
 
@@ -354,3 +354,15 @@ def test_drift_counts_match_an_independent_count(
     assert {r["email"] for r in rows} == {r["email"] for r in report["rows"]}
     text = _cli(app, "drift").output
     assert "Merge fields differ" in text
+    # The page says each side in the owner's language; the CSV keeps its English words.
+    assert {r["shop"] for r in rows} == {"subscriber", "not a subscriber", "not in the shop"}
+    page = client.get("/admin/mailchimp/status/drift", headers={"Accept-Language": "fr-FR"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    for english, french in (
+        ("not in the shop", "Absente de la boutique"),
+        ("not a subscriber", "Non abonné"),
+        ("subscriber", "Abonné"),
+    ):
+        assert f'<td data-shop="{english}">{french}</td>' in html
+    assert "abonné</span>" in html  # Mailchimp's "subscribed", as its French interface says

@@ -23,7 +23,13 @@ from ..i18n import N_
 from .both_ways_views import register as register_both_ways_views
 from .diagnostic_views import register as register_diagnostic_views
 from .filters import register as register_filters
-from .labels import MEMBER_STATUS_LABELS, OUTCOME_LABELS
+from .labels import (
+    EVENT_STATUS_LABELS,
+    EVENT_TYPE_LABELS,
+    MEMBER_STATUS_LABELS,
+    OUTCOME_LABELS,
+    WEBHOOK_SOURCE_LABELS,
+)
 from .request_input import check_request
 from .security import check_access, check_csrf, csrf_token
 from .settings_views import register as register_settings_views
@@ -133,6 +139,9 @@ def _template_helpers() -> dict[str, Any]:
         "mcsync_locale": i18n.current_locale,
         "outcome_labels": OUTCOME_LABELS,
         "member_status_labels": MEMBER_STATUS_LABELS,
+        "webhook_source_labels": WEBHOOK_SOURCE_LABELS,
+        "event_status_labels": EVENT_STATUS_LABELS,
+        "event_type_labels": EVENT_TYPE_LABELS,
         "csrf_token": csrf_token,
         "mcsync_tabs": visible_tabs,
         # Pages link to views added later (Sync status...) only once they exist.

@@ -91,6 +91,7 @@ def drift_page() -> str:
         kinds=list(drift.DriftKind),
         labels=drift.LABELS,
         actions=drift.ACTIONS,
+        shop_sides=drift.SHOP_SIDE_LABELS,
         rows_shown=ROWS_SHOWN,
         config=ext.config,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..i18n import N_, NP_
 from ..i18n import gettext as _
-from ..statuses import BatchStatus, RunStatus
+from ..statuses import BatchStatus, EventStatus, RunStatus
 
 STATUS_LABELS: dict[str, str] = {
     RunStatus.QUEUED: N_("Queued"),
@@ -39,6 +39,31 @@ MEMBER_STATUS_LABELS = {
     "pending": N_("pending"),
     "transactional": N_("transactional"),
     "archived": N_("archived"),
+}
+
+# Who Mailchimp's webhook reports changes made by (its "sources"), in the card's words.
+WEBHOOK_SOURCE_LABELS = {
+    "user": N_("the person"),
+    "admin": N_("the account's admins"),
+    "api": N_("the API"),
+}
+# A received webhook event's state: translated with pgettext("event", ...).
+EVENT_STATUS_LABELS: dict[str, str] = {
+    EventStatus.RECEIVED: NP_("event", "received"),
+    EventStatus.APPLYING: NP_("event", "being applied"),
+    EventStatus.APPLIED: NP_("event", "applied"),
+    EventStatus.STALE: NP_("event", "stale"),
+    EventStatus.IGNORED: NP_("event", "ignored"),
+    EventStatus.INVALID: NP_("event", "invalid"),
+}
+# Mailchimp's webhook event types: translated with pgettext("event", ...).
+EVENT_TYPE_LABELS = {
+    "subscribe": NP_("event", "subscribe"),
+    "unsubscribe": NP_("event", "unsubscribe"),
+    "profile": NP_("event", "profile change"),
+    "upemail": NP_("event", "address change"),
+    "cleaned": NP_("event", "cleaned"),
+    "campaign": NP_("event", "campaign"),
 }
 
 

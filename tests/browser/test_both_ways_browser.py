@@ -115,7 +115,9 @@ def test_connect_mailchimps_changes_and_read_the_drift_report(
     page.click("#register-webhook")
     page.wait_for_selector(".mc-flash-success")
     assert "In place" in card.inner_text()
-    assert page.locator("#webhook-sources").inner_text() == "admin on, api off, user on"
+    assert page.locator("#webhook-sources").inner_text() == (
+        "the account's admins: yes, the API: no, the person: yes"
+    )
     url = page.locator("#webhook-url").inner_text()
     assert url.startswith(f"{live_server}/mcsync/webhook/") and url.endswith("…")
     secret = settings.webhook_secret(db.session)
