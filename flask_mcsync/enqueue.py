@@ -196,6 +196,11 @@ def _enqueue_if_overdue(ext: McSync, queue: Queue, job: Job) -> bool:
     # Whoever removes it from the registry queues it: never the scheduler and us both.
     if due is not None and not registry.remove(job):
         return False
+    # Not in the registry: RQ's scheduler may have queued it between our look at its
+    # status and this one (or a worker run it since). Only a job still "scheduled" and
+    # in no registry was lost; queueing any other would queue a stale copy of it.
+    if due is None and _status(job) != JobStatus.SCHEDULED:
+        return False
     queue.enqueue_job(job)
     return True
 

@@ -338,6 +338,38 @@ def test_a_job_that_ends_right_after_it_is_fetched_is_queued_again(
             assert not queued_again
 
 
+def test_a_scheduled_job_the_scheduler_queues_meanwhile_is_not_queued_twice(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Status read as "scheduled", then RQ's scheduler moves the job to the queue before
+    we look in its registry: the job is waiting, and queueing our stale copy would have
+    put its id in the queue twice (found by a helper's review)."""
+    from rq.job import Job, JobStatus
+
+    from flask_mcsync import state
+    from flask_mcsync.enqueue import enqueue_plan
+
+    ext = state(app)
+    queue = ext.queue()
+    assert enqueue_plan(ext, 4646)
+    job_id = "mcsync-plan-4646"
+    looked = Job.get_status
+    first_look: list[str] = []
+
+    def scheduler_moves_it_right_after(self: Job, refresh: bool = True) -> JobStatus:
+        status = looked(self, refresh)
+        if self.id == job_id and not first_look:
+            first_look.append(job_id)
+            return JobStatus.SCHEDULED  # what we read, an instant before the scheduler ran
+        return status
+
+    monkeypatch.setattr(Job, "get_status", scheduler_moves_it_right_after)
+    assert not enqueue_plan(ext, 4646)
+    monkeypatch.undo()
+    assert first_look == [job_id]
+    assert ext.redis.lrange(queue.key, 0, -1).count(job_id.encode()) == 1
+
+
 def test_sweep_never_queues_a_second_job_for_a_batch(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
