@@ -33,7 +33,7 @@ from .inbound import RECONCILE_RUN
 from .models import AudienceMember, Run
 from .source import SubscriberSource
 from .status import _cell
-from .statuses import RunStatus
+from .statuses import RunStatus, StoredStr
 
 
 class DriftKind(str, enum.Enum):
@@ -58,11 +58,21 @@ LABELS = {
     DriftKind.NOT_IN_SHOP: N_("In Mailchimp, not in the shop"),
     DriftKind.MERGE_FIELDS: N_("Merge fields differ"),
 }
-# The shop's side of a row (DriftRow.shop, the CSV's word), as the drift page shows it.
+
+
+class ShopSide(StoredStr):
+    """The shop's side of a row: the CLI's and the CSV's word."""
+
+    SUBSCRIBER = "subscriber"
+    NOT_SUBSCRIBER = "not a subscriber"
+    NOT_IN_SHOP = "not in the shop"
+
+
+# The shop's side as the drift page shows it (translated there).
 SHOP_SIDE_LABELS = {
-    "subscriber": N_("Subscriber"),
-    "not a subscriber": N_("Not a subscriber"),
-    "not in the shop": N_("Not in the shop"),
+    ShopSide.SUBSCRIBER: N_("Subscriber"),
+    ShopSide.NOT_SUBSCRIBER: N_("Not a subscriber"),
+    ShopSide.NOT_IN_SHOP: N_("Not in the shop"),
 }
 # The actions as the drift page shows them (capitalised, translated there).
 ACTION_WORDS = (N_("Apply to the shop"), N_("Re-sync"), N_("Nothing"))
@@ -79,7 +89,7 @@ CSV_COLUMNS = ["email", "kind", "shop", "mailchimp", "detail", "action"]
 class DriftRow:
     email: str
     kind: DriftKind
-    shop: str  # subscriber | not a subscriber | not in the shop
+    shop: ShopSide
     mailchimp: str  # Mailchimp's status
     detail: str = ""
 
@@ -91,7 +101,7 @@ class DriftRow:
         return {
             "email": self.email,
             "kind": self.kind.value,
-            "shop": self.shop,
+            "shop": self.shop.value,
             "mailchimp": self.mailchimp,
             "detail": self.detail,
             "action": self.action.value,
@@ -170,19 +180,21 @@ def _judge(source: SubscriberSource, group: list[Any]) -> DriftRow | None:
     if not in_shop:
         if status in OFF_STATUSES:
             return None  # gone from Mailchimp's mailings and never in the shop: agreed
-        return DriftRow(first.mc_email, DriftKind.NOT_IN_SHOP, "not in the shop", status)
+        return DriftRow(first.mc_email, DriftKind.NOT_IN_SHOP, ShopSide.NOT_IN_SHOP, status)
     subscriber_rows = [r for r in in_shop if r.mcsync_is_subscriber]
     if subscriber_rows and status in OFF_STATUSES:
-        return DriftRow(first.mc_email, DriftKind.LEFT_IN_MAILCHIMP, "subscriber", status)
+        return DriftRow(first.mc_email, DriftKind.LEFT_IN_MAILCHIMP, ShopSide.SUBSCRIBER, status)
     if not subscriber_rows and status == "subscribed":
         return DriftRow(
-            first.mc_email, DriftKind.SUBSCRIBED_IN_MAILCHIMP, "not a subscriber", status
+            first.mc_email, DriftKind.SUBSCRIBED_IN_MAILCHIMP, ShopSide.NOT_SUBSCRIBER, status
         )
     if subscriber_rows and status == "subscribed":
         shop_row = source.row_of(tuple(subscriber_rows[0])[:-5])
         detail = _merge_detail(shop_row.merge_fields, first.mc_merge)
         if detail:
-            return DriftRow(first.mc_email, DriftKind.MERGE_FIELDS, "subscriber", status, detail)
+            return DriftRow(
+                first.mc_email, DriftKind.MERGE_FIELDS, ShopSide.SUBSCRIBER, status, detail
+            )
     return None
 
 

@@ -227,6 +227,26 @@ def _waiting_jobs_per_batch(ext: Any) -> Counter[int]:
     return per_batch
 
 
+def _plan_job_taken(ext: Any, run_id: int, status: Any) -> Any:
+    """A run's plan job as a worker holds it: out of the queue, in ``status``."""
+    from flask_mcsync.enqueue import enqueue_plan
+
+    assert enqueue_plan(ext, run_id)
+    job = ext.queue().fetch_job(f"mcsync-plan-{run_id}")
+    assert job is not None
+    ext.redis.lrem(ext.queue().key, 0, job.id)  # a worker took it
+    job.set_status(status)
+    return job
+
+
+def _assert_queued_afresh(ext: Any, job_id: str) -> None:
+    from rq.job import JobStatus
+
+    assert ext.redis.lrange(ext.queue().key, 0, -1).count(job_id.encode()) == 1
+    replaced = ext.queue().fetch_job(job_id)
+    assert replaced is not None and replaced.get_status(refresh=True) == JobStatus.QUEUED
+
+
 def test_a_job_whose_execution_vanishes_as_it_is_replaced_is_queued_again(app: Flask) -> None:
     """RQ deletes a job by reading each of its executions; one its worker deleted in
     between (the job had just ended) raised ValueError, and starting an export failed
@@ -240,20 +260,13 @@ def test_a_job_whose_execution_vanishes_as_it_is_replaced_is_queued_again(app: F
     from flask_mcsync.enqueue import enqueue_plan
 
     ext = state(app)
-    queue = ext.queue()
-    assert enqueue_plan(ext, 4242)
-    job = queue.fetch_job("mcsync-plan-4242")
-    assert job is not None
-    ext.redis.lrem(queue.key, 0, job.id)  # a worker took it and ran it
-    job.set_status(JobStatus.FINISHED)
+    job = _plan_job_taken(ext, 4242, JobStatus.FINISHED)  # ... and ran it
     # An execution the worker is deleting: listed, its record already gone.
     ext.redis.zadd(job.execution_registry.key, {"vanished": time.time() + 600})
 
     assert enqueue_plan(ext, 4242)
 
-    assert ext.redis.lpos(queue.key, "mcsync-plan-4242") is not None
-    replaced = queue.fetch_job("mcsync-plan-4242")
-    assert replaced is not None and replaced.get_status(refresh=True) == JobStatus.QUEUED
+    _assert_queued_afresh(ext, job.id)
 
 
 def test_a_job_that_ends_as_it_is_replaced_is_queued_again(
@@ -269,32 +282,41 @@ def test_a_job_that_ends_as_it_is_replaced_is_queued_again(
     from flask_mcsync.enqueue import enqueue_plan
 
     ext = state(app)
-    queue = ext.queue()
-    assert enqueue_plan(ext, 4343)
-    job = queue.fetch_job("mcsync-plan-4343")
-    assert job is not None
-    ext.redis.lrem(queue.key, 0, job.id)  # a worker took it
-    job.set_status(JobStatus.STARTED)
+    job = _plan_job_taken(ext, 4343, JobStatus.STARTED)
     looked = Job.get_status
+    ended: list[str] = []
 
     def ends_right_after_the_look(self: Job, refresh: bool = True) -> JobStatus:
         status = looked(self, refresh)
-        if self.id == "mcsync-plan-4343" and status == JobStatus.STARTED:
+        if self.id == job.id and status == JobStatus.STARTED:
             self.connection.delete(self.key)  # the worker ends it and deletes it
+            ended.append(self.id)
         return status
 
     monkeypatch.setattr(Job, "get_status", ends_right_after_the_look)
-
     assert enqueue_plan(ext, 4343)
-
     monkeypatch.undo()
-    assert ext.redis.lpos(queue.key, "mcsync-plan-4343") is not None
-    replaced = queue.fetch_job("mcsync-plan-4343")
-    assert replaced is not None and replaced.get_status(refresh=True) == JobStatus.QUEUED
+
+    assert ended == [job.id], "the job did not end where the test meant it to"
+    _assert_queued_afresh(ext, job.id)
 
 
-def test_a_job_that_ends_right_after_it_is_fetched_is_queued_again(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "status, after_fetch, queued_again",
+    [
+        # Started: the first look, just after the fetch, finds it gone: queued afresh.
+        ("started", 1, True),
+        # "Queued" but out of the queue: the second look, after the grace, finds it gone:
+        # a live worker took it and ended it, so nothing is queued.
+        ("queued", 2, False),
+    ],
+)
+def test_a_job_that_ends_right_after_it_is_fetched_is_taken_for_ended(
+    app: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+    status: str,
+    after_fetch: int,
+    queued_again: bool,
 ) -> None:
     """The same race one step earlier: the job ends (and is deleted) between fetching it
     and reading its status, there and in the second look at a job a worker is taking."""
@@ -305,37 +327,29 @@ def test_a_job_that_ends_right_after_it_is_fetched_is_queued_again(
     from flask_mcsync.enqueue import enqueue_plan
 
     ext = state(app)
-    queue = ext.queue()
+    job = _plan_job_taken(ext, 4444, JobStatus(status))
     fetch = Queue.fetch_job
-    ending: dict[str, int] = {}  # job id: the fetch after which its worker ends it
+    fetches_left = [after_fetch]
 
     def ends_right_after_the_fetch(self: Queue, job_id: str) -> Any:
-        job = fetch(self, job_id)
-        if job is not None and job_id in ending:
-            ending[job_id] -= 1
-            if ending[job_id] == 0:
-                self.connection.delete(job.key)  # its worker ends it and deletes it
-        return job
+        found = fetch(self, job_id)
+        if found is not None and job_id == job.id:
+            fetches_left[0] -= 1
+            if fetches_left[0] == 0:
+                self.connection.delete(found.key)  # its worker ends it and deletes it
+        return found
 
     monkeypatch.setattr(Queue, "fetch_job", ends_right_after_the_fetch)
     monkeypatch.setattr(enqueue, "TAKEN_GRACE", 0.0)
-    for run_id, status, nth in ((4444, JobStatus.STARTED, 1), (4545, JobStatus.QUEUED, 2)):
-        assert enqueue_plan(ext, run_id)
-        job_id = f"mcsync-plan-{run_id}"
-        ext.redis.lrem(queue.key, 0, job_id)  # a worker took it
-        job = fetch(queue, job_id)
-        assert job is not None
-        job.set_status(status)
-        ending[job_id] = nth
-        # STARTED: the first look fails to read it. QUEUED (and not in the queue): the
-        # second look, after the grace, fails to read it; it was a live worker's.
-        queued_again = enqueue_plan(ext, run_id)
-        assert ending.pop(job_id) == 0, "the job did not end where the test meant it to"
-        if status == JobStatus.STARTED:
-            assert queued_again
-            assert ext.redis.lpos(queue.key, job_id) is not None
-        else:
-            assert not queued_again
+    assert enqueue_plan(ext, 4444) is queued_again
+    monkeypatch.undo()
+
+    assert fetches_left == [0], "the job did not end where the test meant it to"
+    if queued_again:
+        _assert_queued_afresh(ext, job.id)
+    else:
+        assert ext.redis.lpos(ext.queue().key, job.id) is None
+        assert ext.queue().fetch_job(job.id) is None
 
 
 def test_a_scheduled_job_the_scheduler_queues_meanwhile_is_not_queued_twice(
@@ -350,7 +364,6 @@ def test_a_scheduled_job_the_scheduler_queues_meanwhile_is_not_queued_twice(
     from flask_mcsync.enqueue import enqueue_plan
 
     ext = state(app)
-    queue = ext.queue()
     assert enqueue_plan(ext, 4646)
     job_id = "mcsync-plan-4646"
     looked = Job.get_status
@@ -366,8 +379,9 @@ def test_a_scheduled_job_the_scheduler_queues_meanwhile_is_not_queued_twice(
     monkeypatch.setattr(Job, "get_status", scheduler_moves_it_right_after)
     assert not enqueue_plan(ext, 4646)
     monkeypatch.undo()
+
     assert first_look == [job_id]
-    assert ext.redis.lrange(queue.key, 0, -1).count(job_id.encode()) == 1
+    _assert_queued_afresh(ext, job_id)  # the scheduler's one copy, nothing more
 
 
 def test_sweep_never_queues_a_second_job_for_a_batch(
