@@ -138,6 +138,13 @@ def test_sync_status_shows_the_export_its_errors_and_the_csv(
     assert page.text_content("[data-total=errors]") == "4"
     shots.take(page, "status-3-days", full_page=True)
     no_injection(page)
+    # Both tables fit the page at 1280 px, the errors' long unbroken title included (a
+    # title column kept from breaking inside words pushed the When and Run columns out).
+    overflow = page.evaluate(
+        "() => [...document.querySelectorAll('.mc-table-scroll')]"
+        ".map(e => [e.querySelector('table').id, e.scrollWidth - e.clientWidth])"
+    )
+    assert overflow and all(px <= 0 for _, px in overflow), overflow
 
     # A too long period is refused with a sentence.
     page.fill("#days", "400")
