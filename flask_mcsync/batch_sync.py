@@ -31,7 +31,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from . import enqueue, jsoncodec, leases
+from . import enqueue, jsoncodec, leases, messages
 from .addresses import subscriber_hash
 from .app_state import McSync
 from .gateway import (
@@ -145,8 +145,7 @@ def _guarded(
         stop_run(
             session,
             batch.run_id,
-            f"Mailchimp refused the account or audience: {exc.title}. {exc.detail} Check"
-            " MCSYNC_API_KEY and the audience in General settings, then export again.",
+            messages.ACCOUNT_REFUSED(title=exc.title, detail=exc.detail),
         )
         session.commit()
     except (TransientError, SlotTimeout) as exc:
@@ -330,12 +329,7 @@ def _complete(
             finished_at=utcnow(),
             lease_until=None,
             lease_token=None,
-            last_error=(
-                f"{len(retry)} address(es) failed for a passing reason and were put into a"
-                " retry batch."
-                if retry
-                else None
-            ),
+            last_error=messages.RETRY_BATCH(count=len(retry)) if retry else None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -409,12 +403,12 @@ def _retry_later(ext: McSync, batch_id: int, token: str, exc: Exception) -> None
         return
     session.refresh(batch)
     if isinstance(exc, BatchLost):
-        step, label, tries = "resends", "Re-send", batch.resends + 1
+        step, said, tries = "resends", messages.RESEND, batch.resends + 1
     elif batch.mailchimp_batch_id is not None:
-        step, label, tries = "poll_failures", "Poll", batch.poll_failures + 1
+        step, said, tries = "poll_failures", messages.POLL, batch.poll_failures + 1
     else:
-        step, label, tries = "attempts", "Attempt", batch.attempts + 1
-    message = f"{label} {tries}: {exc}"
+        step, said, tries = "attempts", messages.ATTEMPT, batch.attempts + 1
+    message = said(tries=tries, error=exc)
     if tries >= ext.config.max_attempts:
         _give_up(ext, batch, token, exc, tries, message, {step: tries})
         return
@@ -481,18 +475,13 @@ def _give_up(
         failure = given_up
         if lookup_error is not None:
             failure = TransientError(
-                given_up.title,
-                f"{given_up.detail} (Mailchimp could not say whether it holds the address:"
-                f" {lookup_error})",
+                given_up.title, messages.LOOKUP_FAILED(detail=given_up.detail, error=lookup_error)
             )
         outcomes.append(AddressOutcome(email, Result.ERROR, error=failure, sent=sent))
     session.rollback()  # the lookups read nothing we write; start a fresh transaction
     outcomes = _held(ext, run, since, replies) + outcomes
     errors = sum(1 for o in outcomes if o.result is Result.ERROR)
-    if errors:
-        last_error = message
-    else:
-        last_error = f"{message} Mailchimp holds every address of it: none failed."
+    last_error = message if errors else messages.NONE_FAILED(message=message)
     ended = session.execute(
         sa.update(Batch)
         .where(leases.holds(Batch, batch.id, token))

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .changes import OFF_STATUSES
-from .i18n import N_
+from .i18n import N_, NP_
 from .inbound import RECONCILE_RUN
 from .models import AudienceMember, Run
 from .source import SubscriberSource
@@ -74,8 +74,14 @@ SHOP_SIDE_LABELS = {
     ShopSide.NOT_SUBSCRIBER: N_("Not a subscriber"),
     ShopSide.NOT_IN_SHOP: N_("Not in the shop"),
 }
-# The actions as the drift page shows them (capitalised, translated there).
-ACTION_WORDS = (N_("Apply to the shop"), N_("Re-sync"), N_("Nothing"))
+# The actions as the drift page shows them (capitalised, translated there with
+# pgettext("action", ...): French says "Re-synchroniser" for the action, as the page's
+# legend does, but "Re-synchronisation" for a run of that kind).
+ACTION_WORDS = (
+    NP_("action", "Apply to the shop"),
+    NP_("action", "Re-sync"),
+    NP_("action", "Nothing"),
+)
 ACTIONS = {
     DriftKind.LEFT_IN_MAILCHIMP: Action.APPLY,
     DriftKind.SUBSCRIBED_IN_MAILCHIMP: Action.APPLY,

@@ -45,6 +45,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from . import messages
 from .models import OutboxItem, Outcome, Run, Settings, utcnow
 from .settings import SyncSettings
 from .statuses import OutboxStatus, Result, RunKind
@@ -77,9 +78,9 @@ class Decision:
 def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem]) -> Decision:
     """Decide for the rows of one address (oldest first), from committed facts."""
     if not current.auto_sync:
-        return Decision("ignore", "Auto-sync is switched off.")
+        return Decision("ignore", messages.AUTO_SYNC_OFF)
     if not current.list_id:
-        return Decision("ignore", "No audience is chosen: nothing is sent until one is.")
+        return Decision("ignore", messages.NO_AUDIENCE)
     if not current.first_export_done:
         # The export holding the audience (``runs.active_export``; read here by id only,
         # since runs calls :func:`release`).
@@ -89,8 +90,7 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
         if running is not None:
             return Decision(
                 "hold",
-                f"Waiting for the first export to this audience (run {running}) to end;"
-                " then sent, unless that export already sent it.",
+                messages.WAITING_FOR_EXPORT(run=running),
                 run_id=running,
             )
         # ``current`` was read before that query: on PostgreSQL (read committed) the
@@ -99,8 +99,7 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
         if not _first_export_done_now(session, current.list_id):
             return Decision(
                 "ignore",
-                "No first export to this audience yet: the first export will read this"
-                " customer from the shop, and auto-sync starts once it has completed.",
+                messages.NO_FIRST_EXPORT,
             )
     if all(item.action == "signup" for item in items):
         covered = _export_outcome(session, current.list_id, items)
@@ -108,15 +107,13 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
             run_id, outcome, _ = covered
             status = _COVERED_STATUS.get(outcome, OutboxStatus.SENT)
             said = {
-                OutboxStatus.SENT: f"Already sent by export run {run_id} ({outcome})",
-                OutboxStatus.SKIPPED: f"Already recorded as skipped by export run {run_id}",
-                OutboxStatus.FAILED: (
-                    f"Already tried by export run {run_id}, which recorded an error"
-                ),
+                OutboxStatus.SENT: messages.COVERED_SENT,
+                OutboxStatus.SKIPPED: messages.COVERED_SKIPPED,
+                OutboxStatus.FAILED: messages.COVERED_FAILED,
             }[status]
             return Decision(
                 "covered",
-                f"{said}: it read this customer after the signup.",
+                said(run=run_id, outcome=outcome),
                 run_id=run_id,
                 status=status,
             )

@@ -35,7 +35,7 @@ import requests
 from mailchimp3 import MailChimp
 from mailchimp3.mailchimpclient import MailChimpError
 
-from . import jsoncodec
+from . import jsoncodec, messages
 from .addresses import subscriber_hash
 from .errors import McSyncError
 from .models import parse_time
@@ -117,9 +117,13 @@ def as_mailchimp_error(exc: Exception) -> MailchimpError:
 
 
 def gave_up(tries: int, exc: Exception, unit: str = "tries") -> TransientError:
-    """What is recorded once a passing failure outlasted every try: the last cause."""
+    """What is recorded once a passing failure outlasted every try: the last cause.
+
+    ``unit``: "tries" (a batch's steps, a re-sync) or "attempts" (auto-sync's rows).
+    """
     cause = as_mailchimp_error(exc)
-    return TransientError(f"Gave up after {tries} {unit}", f"{cause.title}: {cause.detail}")
+    said = messages.GAVE_UP_ATTEMPTS if unit == "attempts" else messages.GAVE_UP_TRIES
+    return TransientError(said(tries=tries), f"{cause.title}: {cause.detail}")
 
 
 def error_from_response(

@@ -135,14 +135,6 @@ def plural_forms(singular: str, plural: str) -> dict[str, str]:
     }
 
 
-def translate_stored(message: str | None) -> str:
-    """A sentence stored in English by a worker (marked with :func:`N_` where it is
-    written), in the current language when the catalog has it, else as stored."""
-    if not message:
-        return ""
-    return translations(current_locale()).gettext(message)
-
-
 # --- formatting -------------------------------------------------------------------------------
 
 

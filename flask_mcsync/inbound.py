@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import messages
 from .addresses import normalize, subscriber_hash
 from .app_state import McSync
 from .changes import Kind, MailchimpChange
@@ -80,21 +81,19 @@ def apply_change(
     session = ext.session
     previous_status = _advance(session, change, list_id)
     if previous_status is Applied.STALE:
-        stale_because = "the state already applied: ignored."
+        stale_because = messages.STALE_ALREADY_APPLIED
     elif (opted_in := _shop_opted_in_after(session, change)) is not None:
-        stale_because = (
-            f"the customer's opt-in in the shop ({opted_in:%Y-%m-%d %H:%M:%S}): the shop's"
-            " newer choice stands, and auto-sync sends it."
-        )
+        stale_because = messages.STALE_OPTED_IN(opted_in=f"{opted_in:%Y-%m-%d %H:%M:%S}")
     else:
         stale_because = None
     if stale_because is not None:
         outcome = AddressOutcome(
             change.email,
             Result.SKIPPED,
-            skip_reason=(
-                f"Mailchimp {change.kind.value} of {change.changed_at:%Y-%m-%d %H:%M:%S}"
-                f" is older than {stale_because}"
+            skip_reason=messages.STALE_CHANGE(
+                kind=change.kind.value,
+                changed_at=f"{change.changed_at:%Y-%m-%d %H:%M:%S}",
+                reason=stale_because,
             ),
             mailchimp_status=change.status,
             sent=_described(change, None),

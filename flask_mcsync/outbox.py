@@ -23,7 +23,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from . import first_export
+from . import first_export, messages
 from . import settings as settings_mod
 from .app_state import McSync
 from .enqueue import enqueue_drain, enqueue_outbox_item
@@ -290,7 +290,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             error = as_mailchimp_error(exc)
             delay = backoff_seconds(item.attempts, error.retry_after, ext.config.retry_delay)
             item.status = OutboxStatus.PENDING
-            item.last_error = f"Attempt {item.attempts}: {error}"
+            item.last_error = messages.ATTEMPT(tries=item.attempts, error=error)
             item.next_attempt_at = utcnow() + timedelta(seconds=delay)
             session.commit()
             if not ext.redis_offline:  # else the row waits, due again after its backoff

@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from . import messages
 from . import settings as settings_mod
 from .addresses import normalize, subscriber_hash
 from .app_state import McSync
@@ -113,7 +114,7 @@ def _claim(ext: McSync, list_id: str, started_by: str) -> Run:
             )
         if holder is not None:  # it died: end it and take its place
             holder.status, holder.active_list_id = RunStatus.FAILED, None
-            holder.message = "Stopped: its worker went silent; a later reconcile took over."
+            holder.message = messages.RECONCILE_TAKEN_OVER
             holder.finished_at = utcnow()
             session.commit()
     raise ReconcileBusy("Could not start a reconcile; try again.")  # pragma: no cover
@@ -167,7 +168,7 @@ def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) 
     except BaseException as exc:
         session.rollback()
         run.status, run.active_list_id, run.finished_at = RunStatus.FAILED, None, utcnow()
-        run.message = f"Stopped after {result.read} members: {exc}"[:2000]
+        run.message = messages.RECONCILE_STOPPED(read=result.read, error=exc)[:2000]
         session.commit()
         raise
     result.seconds = round(time.monotonic() - started, 2)
@@ -175,11 +176,13 @@ def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) 
     run.skipped = result.stale
     run.planned_through = result.through
     run.active_list_id = None
-    close_run(
-        run,
-        f"Read {result.read} member(s) {'(the whole audience)' if result.first else 'changed'}"
-        f" since {since or 'the start'}; {result.applied} change(s) applied to the shop.",
-    )
+    if result.first:
+        said = messages.RECONCILE_WHOLE(read=result.read, applied=result.applied)
+    else:
+        said = messages.RECONCILE_CHANGED(
+            read=result.read, since=since or messages.SINCE_THE_START, applied=result.applied
+        )
+    close_run(run, said)
     session.commit()
     return result
 

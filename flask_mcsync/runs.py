@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import first_export
+from . import first_export, messages
 from . import settings as settings_mod
 from .app_state import McSync
 from .enqueue import enqueue_plan
@@ -115,7 +115,7 @@ def start_export(
     try:
         enqueue_plan(ext, run.id)
     except Exception as exc:  # any failure to queue must leave no run holding the audience
-        end_run(session, run.id, RunStatus.FAILED, f"Could not queue the export: {exc}")
+        end_run(session, run.id, RunStatus.FAILED, messages.NOT_QUEUED(error=exc))
         session.commit()
         raise ExportError(
             _(
@@ -170,7 +170,7 @@ def stop_run(session: Session, run_id: int, message: str) -> None:
             finished_at=utcnow(),
             lease_until=None,
             lease_token=None,
-            last_error="Not finished: the run stopped (see its message).",
+            last_error=messages.RUN_STOPPED,
         )
         .execution_options(synchronize_session=False)
     )

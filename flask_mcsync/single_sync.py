@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from . import messages
 from . import settings as settings_mod
 from .addresses import normalize, subscriber_hash
 from .app_state import McSync
@@ -172,11 +173,7 @@ def perform(
                 Result.CONFIRMATION,
                 mailchimp_status=confirmed.get("status"),
                 sent=sent,
-                skip_reason=(
-                    "The customer opted in again in the shop while Mailchimp held them"
-                    f" {member.get('status')}: Mailchimp sent its confirmation e-mail; they"
-                    " are subscribed once they confirm."
-                ),
+                skip_reason=messages.CONFIRMATION_SENT(status=member.get("status")),
             )
     except AddressError as exc:
         return AddressOutcome(plan.email, Result.ERROR, error=exc, sent=sent)

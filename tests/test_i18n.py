@@ -21,6 +21,7 @@ from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
 from i18n_support import PACKAGE, extract_catalog
+from support import add_error_outcome
 
 from flask_mcsync import i18n
 from flask_mcsync.config import ConfigError, read_config
@@ -285,26 +286,15 @@ def test_dates_and_durations_follow_the_locale() -> None:
 
 
 def _error_rows(app: Flask) -> None:
-    from datetime import datetime, timezone
-
     from example_app.models import db
-    from flask_mcsync.addresses import subscriber_hash
-    from flask_mcsync.models import Outcome, Run
+    from flask_mcsync.models import Run
 
     run = Run(kind="export", list_id="a1b2c3d4e5", status="finished", total=1, errors=1)
     db.session.add(run)
     db.session.flush()
-    db.session.add(
-        Outcome(
-            run_id=run.id,
-            email="zoé;x@gmail.com",
-            email_hash=subscriber_hash("zoé;x@gmail.com"),
-            outcome="error",
-            permanent=True,
-            error_title="Invalid Resource",
-            error_detail="Déjà vu, 1,5 fois",
-            created_at=datetime.now(timezone.utc),
-        )
+    add_error_outcome(
+        db.session, run.id, "zoé;x@gmail.com", "Invalid Resource", "Déjà vu, 1,5 fois",
+        permanent=True,
     )
     db.session.commit()
 
@@ -383,3 +373,120 @@ def test_the_webhook_card_says_mailchimps_words_in_french(app: Flask) -> None:
         "ignorés : 2",
     ):
         assert french in text, french
+
+
+# --- sentences the workers store ------------------------------------------------------------
+
+
+def _sample(template: Any) -> dict[str, Any]:
+    """Values for every field of a stored template: numbers, words, sentences."""
+    words = {
+        "kind": "unsubscribe",
+        "status": "cleaned",
+        "outcome": "created",
+        "since": "2026-11-26T10:00:00+00:00",
+        "changed_at": "2026-11-26 10:00:00",
+        "opted_in": "2026-11-26 11:00:00",
+    }
+    values: dict[str, Any] = {}
+    for name in PLACEHOLDER.findall(template.msgid):
+        if name in template.numbers:
+            values[name] = 12345
+        else:
+            values[name] = words.get(name, "Too Many Requests: slow down")
+    return values
+
+
+def test_every_stored_sentence_with_values_reads_in_french_and_stays_english_in_english() -> None:
+    from flask_mcsync import messages
+
+    assert len(messages._TEMPLATES) >= 20
+    for template in messages._TEMPLATES:
+        english = template(**_sample(template))
+        assert messages.translate(english) == english, template.msgid
+        with i18n.use_locale("fr"):
+            french = messages.translate(english)
+        assert french != english, f"not found again, or not translated: {template.msgid}"
+        if template.numbers:
+            assert "12\u202f345" in french or "12\xa0345" in french, (template.msgid, french)
+        # Mailchimp's words stay Mailchimp's.
+        if "Too Many Requests: slow down" in english:
+            assert "Too Many Requests: slow down" in french, (template.msgid, french)
+
+
+def test_stored_sentences_nest_and_rows_of_older_versions_read_the_same() -> None:
+    from flask_mcsync import messages
+    from flask_mcsync.gateway import TransientError, gave_up
+
+    error = TransientError("Internal Server Error", "Mailchimp is busy.")
+    nested = messages.NONE_FAILED(message=messages.POLL(tries=5, error=error))
+    # Written by the version before the templates (reconcile.py, batch_sync.py).
+    older = (
+        "Read 1500 member(s) (the whole audience) since the start; 3 change(s) applied to"
+        " the shop."
+    )
+    with i18n.use_locale("fr"):
+        assert messages.translate(nested) == (
+            "Interrogation 5 : Internal Server Error: Mailchimp is busy. Mailchimp détient"
+            " chacune de ses adresses : aucune n'a échoué."
+        )
+        assert messages.translate(older) == (
+            "Lecture de 1\u202f500 membre(s) (toute l'audience) depuis le début ; 3"
+            " changement(s) appliqué(s) à la boutique."
+        )
+        assert messages.translate(gave_up(3, error, "attempts").title, "outcome") == (
+            "Abandon après 3 tentatives"
+        )
+        assert messages.translate("Member Exists", "outcome") == "Member Exists"
+        assert messages.translate("Created", "outcome") == "Créée"
+
+
+def test_a_french_status_page_says_the_runs_messages_and_errors_in_french(
+    app: Flask, client: FlaskClient
+) -> None:
+    from example_app.models import db
+    from flask_mcsync import messages
+    from flask_mcsync.gateway import TransientError, gave_up
+    from flask_mcsync.models import Batch, Run
+
+    reconcile = Run(
+        kind="reconcile",
+        list_id="a1b2c3d4e5",
+        status="finished",
+        total=2500,
+        message=messages.RECONCILE_WHOLE(read=2500, applied=4),
+    )
+    export = Run(kind="export", list_id="a1b2c3d4e5", status="failed", total=1, errors=1)
+    db.session.add_all([reconcile, export])
+    db.session.flush()
+    export.message = messages.ACCOUNT_REFUSED(title="API Key Invalid", detail="Bad key.")
+    db.session.add(
+        Batch(
+            run_id=export.id,
+            seq=1,
+            status="done",
+            size=1000,
+            payload=[],
+            last_error=messages.RETRY_BATCH(count=1000),
+        )
+    )
+    given_up = gave_up(5, TransientError("Internal Server Error", "busy"))
+    add_error_outcome(
+        db.session, export.id, "ann@gmail.com", given_up.title, given_up.detail, permanent=False
+    )
+    db.session.commit()
+    french = {"Accept-Language": "fr"}
+    status = unescape(client.get(PREFIX + "/status", headers=french).get_data(as_text=True))
+    assert "Lecture de 2\u202f500 membre(s) (toute l'audience)" in status
+    assert "Mailchimp a refusé le compte ou l'audience : API Key Invalid. Bad key." in status
+    assert "Abandon après 5 essais" in status  # the errors table's title
+    run_page = unescape(
+        client.get(f"{PREFIX}/status/runs/{export.id}", headers=french).get_data(as_text=True)
+    )
+    assert "1\u202f000 adresse(s) en échec pour une raison passagère" in run_page
+    assert "Abandon après 5 essais" in run_page
+    english = unescape(client.get(PREFIX + "/status").get_data(as_text=True))
+    assert "Read 2500 member(s) (the whole audience)" in english
+    # A summary is told in the info colour, a failure in the error colour.
+    assert re.search(rf'class="[^"]*mc-message-info[^"]*" id="run-{reconcile.id}-message"', english)
+    assert re.search(rf'class="mc-value mc-message" id="run-{export.id}-message"', english)

@@ -17,15 +17,15 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from .. import i18n
+from .. import i18n, messages
 from ..app_state import state
 from ..i18n import N_
+from ..messages import EVENT_TYPE_LABELS
 from .both_ways_views import register as register_both_ways_views
 from .diagnostic_views import register as register_diagnostic_views
 from .filters import register as register_filters
 from .labels import (
     EVENT_STATUS_LABELS,
-    EVENT_TYPE_LABELS,
     MEMBER_STATUS_LABELS,
     OUTCOME_LABELS,
     WEBHOOK_SOURCE_LABELS,
@@ -201,9 +201,9 @@ HTTP_ERROR_TEXTS = (
 
 def _error_page(error: HTTPException) -> tuple[Any, int]:
     code = error.code or 500
-    sentence = i18n.translate_stored(error.description or error.name)
+    sentence = messages.translate(error.description or error.name)
     if wants_json():
         return jsonify(error=sentence, status=code), code
-    title = i18n.translate_stored(error.name)
+    title = messages.translate(error.name)
     page = render_template("mcsync/error.html", code=code, title=title, sentence=sentence)
     return page, code

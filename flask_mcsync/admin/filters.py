@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from .. import i18n
+from .. import i18n, messages
 from ..models import parse_time
 from ..outcomes import outcome_label, run_label
 
@@ -18,8 +18,7 @@ def register(bp: Blueprint) -> None:
     bp.app_template_filter("mcsync_datetime")(i18n.format_datetime)
     bp.app_template_filter("mcsync_duration")(i18n.format_duration)
     bp.app_template_filter("mcsync_day")(i18n.format_day)
-    bp.app_template_filter("mcsync_stored")(i18n.translate_stored)
+    bp.app_template_filter("mcsync_stored")(messages.translate)
     bp.app_template_filter("mcsync_time")(parse_time)
     bp.app_template_global("mcsync_run_label")(run_label)
     bp.app_template_global("mcsync_outcome_label")(outcome_label)
-

@@ -56,15 +56,6 @@ EVENT_STATUS_LABELS: dict[str, str] = {
     EventStatus.IGNORED: NP_("event", "ignored"),
     EventStatus.INVALID: NP_("event", "invalid"),
 }
-# Mailchimp's webhook event types: translated with pgettext("event", ...).
-EVENT_TYPE_LABELS = {
-    "subscribe": NP_("event", "subscribe"),
-    "unsubscribe": NP_("event", "unsubscribe"),
-    "profile": NP_("event", "profile change"),
-    "upemail": NP_("event", "address change"),
-    "cleaned": NP_("event", "cleaned"),
-    "campaign": NP_("event", "campaign"),
-}
 
 
 def translated(labels: dict[str, str]) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, jsonify, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from .. import i18n, preflight, runs
+from .. import messages, preflight, runs
 from .. import settings as settings_mod
 from ..app_state import state
 from ..errors import McSyncError
@@ -64,9 +64,7 @@ def export_strings() -> dict[str, Any]:
             "Choose the Mailchimp audience to export to first, in General settings."
         ),
         "batch_count": plural_forms("→ %(num)s batch", "→ %(num)s batches"),
-        "batch_size_range": _(
-            "The number per batch must be a whole number between 1 and %(max)s."
-        ),
+        "batch_size_range": _("The number per batch must be a whole number between 1 and %(max)s."),
         "lost_contact": _("Lost contact with the server (%(error)s); retrying…"),
         "done_of_total": _("%(done)s of %(total)s addresses"),
         "done_so_far": plural_forms(
@@ -79,8 +77,7 @@ def export_strings() -> dict[str, Any]:
         ),
         "waiting_worker": _("Waiting for a worker to start the export…"),
         "reading": _(
-            "Reading the shop's addresses: %(addresses)s to send so far, in %(batches)s"
-            " batches…"
+            "Reading the shop's addresses: %(addresses)s to send so far, in %(batches)s batches…"
         ),
         "sending": plural_forms(
             "Sending %(num)s batch to Mailchimp…", "Sending %(num)s batches to Mailchimp…"
@@ -190,5 +187,5 @@ def _progress(run_id: int) -> dict[str, Any] | None:
         data["list_name"] = (
             current.list_name if current.list_id == data["list_id"] else data["list_id"]
         )
-        data["message_text"] = i18n.translate_stored(data["message"])
+        data["message_text"] = messages.translate(data["message"])
     return data
