@@ -480,6 +480,21 @@ def test_valid_addresses(raw: str) -> None:
     assert invalid_reason(raw) is None
 
 
+def test_a_domains_verdict_is_the_same_whatever_was_asked_before() -> None:
+    """Domains' verdicts are remembered (issue 10): a syntax-only check of a fake domain
+    must not make it pass the full check afterwards, nor a reason lose its language."""
+    from flask_mcsync import i18n
+
+    assert invalid_reason("a@shop.example.com", fake=False) is None
+    assert invalid_reason("b@shop.example.com") == (
+        "'shop.example.com' is a domain reserved for examples: Mailchimp refuses its"
+        " addresses as fake."
+    )
+    assert invalid_reason("c@Gmail.com") is None and invalid_reason("d@gmail.com") is None
+    with i18n.use_locale("fr"):
+        assert "réserv" in (invalid_reason("e@shop.example.com") or "")
+
+
 # --- rules ----------------------------------------------------------------------------
 
 
