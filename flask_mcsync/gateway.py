@@ -55,11 +55,7 @@ TEMPORARY_400_MARK = "signed up to a lot of lists"
 # An empty-body 403 is Mailchimp's edge throttling a burst at very high volume (reported by
 # integrations doing bulk syncs; a real permission problem comes with a JSON "Forbidden"
 # body). So it is retried with backoff, and the message says what to check if it lasts.
-EMPTY_403_DETAIL = (
-    "Mailchimp refused the request without saying why (HTTP 403, empty body). At high"
-    " volume this is its edge holding back a burst: it is retried with backoff. If it"
-    " lasts, check the API key and the account's IP access restrictions."
-)
+EMPTY_403_DETAIL = messages.EMPTY_403_DETAIL
 
 
 class MailchimpError(McSyncError):
@@ -113,7 +109,8 @@ def as_mailchimp_error(exc: Exception) -> MailchimpError:
     """A passing failure told as Mailchimp's are; a full connection limit is "Busy"."""
     if isinstance(exc, MailchimpError):
         return exc
-    return TransientError("Busy" if isinstance(exc, SlotTimeout) else type(exc).__name__, str(exc))
+    title = messages.BUSY if isinstance(exc, SlotTimeout) else type(exc).__name__
+    return TransientError(title, str(exc))
 
 
 def gave_up(tries: int, exc: Exception, unit: str = "tries") -> TransientError:
@@ -142,7 +139,7 @@ def error_from_response(
         if empty_403:
             kwargs["detail"] = EMPTY_403_DETAIL
         elif not detail:
-            kwargs["detail"] = "Mailchimp is busy or unavailable for the moment."
+            kwargs["detail"] = messages.BUSY_DETAIL
         return TransientError(title, **kwargs)
     if status in (401, 403) or title in ACCOUNT_TITLES:
         return AccountError(title, **kwargs)
@@ -172,14 +169,10 @@ def _translated() -> Iterator[None]:
     except MailChimpError as exc:
         raise _from_mailchimp3(exc) from exc
     except requests.Timeout as exc:
-        raise TransientError(
-            "Timeout", "Mailchimp did not answer within the request timeout."
-        ) from exc
+        raise TransientError(messages.TIMEOUT, messages.TIMEOUT_DETAIL) from exc
     except requests.RequestException as exc:
         raise TransientError(
-            "Connection failed",
-            f"Could not reach Mailchimp ({type(exc).__name__}: check the network and"
-            " MCSYNC_API_URL).",
+            messages.CONNECTION_FAILED, messages.CONNECTION_DETAIL(error=type(exc).__name__)
         ) from exc
 
 
@@ -463,9 +456,8 @@ class Gateway:
         except AccountError as exc:
             if exc.status == 404:
                 raise BatchLost(
-                    "Batch gone",
-                    f"Mailchimp no longer knows batch {batch_id} ({exc.title}); the batch"
-                    " will be re-sent.",
+                    messages.BATCH_GONE,
+                    messages.BATCH_GONE_DETAIL(batch=batch_id, title=exc.title),
                     status=404,
                 ) from exc
             raise
@@ -484,8 +476,8 @@ class Gateway:
             response = self.session.get(url, timeout=self.timeouts)
         if response.status_code in (403, 404, 410):
             raise BatchLost(
-                "Batch results expired",
-                "Mailchimp no longer has this batch's results; the batch will be re-sent.",
+                messages.RESULTS_EXPIRED,
+                messages.RESULTS_EXPIRED_DETAIL,
                 status=response.status_code,
             )
         if response.status_code >= 400:

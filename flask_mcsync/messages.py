@@ -4,12 +4,15 @@ A worker writes a run's message, a batch's or a waiting signup's last error, an 
 title and reason in English: it knows no shop owner's language, and the CLI, the CSV
 and the logs read them as written. A page shows them in its own language:
 
-* a constant sentence is its own msgid, marked with ``N_`` where it is written;
-* a sentence with values in it (a count, a time, Mailchimp's own words) is written from
-  a :class:`Stored` template declared here. The page finds the template again by
-  matching the stored text against each one, then fills the translated template with
-  the same values: counts in the page's number format, a value that is itself a stored
-  sentence translated in turn, Mailchimp's words as Mailchimp wrote them.
+* a constant sentence is its own msgid, marked with ``N_`` where it is written (and
+  declared with :func:`ours` when other stored sentences quote it);
+* a sentence with values in it (a count, a time, an error) is written from a
+  :class:`Stored` template declared here. The page finds the template again by matching
+  the stored text against each one, then fills the translated template with the same
+  values: counts in the page's number format, times as the page shows times, our own
+  words and sentences translated, and everything else, Mailchimp's titles and details
+  first, as it was written, even where it happens to read like one of our msgids
+  (Mailchimp's "Not Found" is not our error page's).
 
 The English a template writes is the English written before it existed, so rows stored by
 earlier versions are read the same way. Templates are tried in the order declared here:
@@ -40,23 +43,35 @@ _FIELD = re.compile(r"%\((\w+)\)s")
 _TEMPLATES: list[Stored] = []
 
 
+# A page stops reading values as sentences this deep: a stored text is at most a few
+# sentences nested (a batch's error quoting a try quoting Mailchimp), and a hostile or
+# corrupt one must not exhaust the stack.
+MAX_DEPTH = 4
+
+
 class Stored:
     """A stored sentence with values: ``TEMPLATE(count=3)`` writes its English.
 
-    ``numbers`` are the fields that hold a whole number (matched as digits, shown in the
-    page's number format); ``words`` maps a field that holds one of our own words
-    ("subscribe", "cleaned") to what translates it. Any other field is read as a stored
-    sentence in its own right (see :func:`translate`).
+    A field is shown as it was written (Mailchimp's words, an address, a domain) unless
+    declared: ``numbers`` hold a whole number (matched as digits, shown in the page's
+    number format); ``sentences`` hold one of our own stored sentences, read in turn;
+    ``errors`` hold an error as "title: detail", ours translated, Mailchimp's as written
+    (:func:`error_text`); ``words`` map a field holding one of our words ("subscribe",
+    "cleaned") to what translates it.
     """
 
     def __init__(
         self,
         msgid: str,
         numbers: tuple[str, ...] = (),
+        sentences: tuple[str, ...] = (),
+        errors: tuple[str, ...] = (),
         words: Mapping[str, Callable[[str], str]] | None = None,
     ) -> None:
         self.msgid = msgid
         self.numbers = frozenset(numbers)
+        self.sentences = frozenset(sentences)
+        self.errors = frozenset(errors)
         self.words = dict(words or {})
         parts = _FIELD.split(msgid)
         pattern = "".join(
@@ -73,15 +88,19 @@ class Stored:
     def __call__(self, **values: Any) -> str:
         return self.msgid % values
 
-    def translated(self, match: re.Match[str]) -> str:
+    def translated(self, match: re.Match[str], depth: int) -> str:
         values: dict[str, str] = {}
         for name, value in match.groupdict().items():
             if name in self.numbers:
                 values[name] = format_number(int(value))
+            elif name in self.sentences:
+                values[name] = _ours(value, depth + 1)
+            elif name in self.errors:
+                values[name] = error_text(value, depth + 1)
             elif name in self.words:
                 values[name] = self.words[name](value)
             else:
-                values[name] = translate(value)
+                values[name] = value
         # Not gettext(msgid, **values): a field may be called "message".
         return translations(current_locale()).gettext(self.msgid) % values
 
@@ -89,7 +108,8 @@ class Stored:
 def translate(text: str | None, context: str | None = None) -> str:
     """A stored sentence in the current language, else as stored.
 
-    ``context``: the msgctxt of a constant shown as a label (an outcome's title).
+    ``context``: the msgctxt of a constant shown as a label (an outcome's title). A text
+    that is none of ours (Mailchimp's title or detail) is shown as written.
     """
     if not text:
         return ""
@@ -99,11 +119,37 @@ def translate(text: str | None, context: str | None = None) -> str:
     found = catalog.pgettext(context, text) if context else catalog.gettext(text)
     if found != text:
         return found
+    return _ours(text, 0, whole_catalog=False)
+
+
+def _ours(text: str, depth: int, whole_catalog: bool = True) -> str:
+    """``text`` translated if it is one of our sentences: a constant of :data:`OURS`
+    (or, ``whole_catalog``, any msgid), a template's, or an error whose title is ours."""
+    if depth > MAX_DEPTH:
+        return text
+    if text in OURS or whole_catalog:
+        found = translations(current_locale()).gettext(text)
+        if found != text:
+            return found
     for template in _TEMPLATES:
         match = template.pattern.fullmatch(text)
         if match is not None:
-            return template.translated(match)
-    return text
+            return template.translated(match, depth)
+    return error_text(text, depth, must_be_ours=True)
+
+
+def error_text(text: str, depth: int = 0, must_be_ours: bool = False) -> str:
+    """An error stored as "title: detail" (``str()`` of our errors): its title and
+    detail translated when the title is ours ("Timeout", "Gave up after 5 tries"), as
+    written when it is Mailchimp's ("Invalid Resource: ...")."""
+    title, colon, detail = text.partition(": ")
+    ours = title in OURS or any(t.pattern.fullmatch(title) for t in _TITLES)
+    if not colon or not ours or depth > MAX_DEPTH:
+        return text if must_be_ours or not colon else _ours(text, depth + 1, False)
+    return translations(current_locale()).gettext(ERROR_TEXT) % {
+        "title": _ours(title, depth + 1, whole_catalog=False),
+        "detail": _ours(detail, depth + 1, whole_catalog=False),
+    }
 
 
 # Mailchimp's webhook event types, as the pages name them.
@@ -115,6 +161,29 @@ EVENT_TYPE_LABELS = {
     "cleaned": NP_("event", "cleaned"),
     "campaign": NP_("event", "campaign"),
 }
+# What the admin pages, the CSV and the CLI call each result of one address.
+OUTCOME_LABELS = {
+    "created": NP_("outcome", "Created"),
+    "updated": NP_("outcome", "Updated"),
+    "unsubscribed": NP_("outcome", "Unsubscribed"),
+    "archived": NP_("outcome", "Archived in Mailchimp: left archived"),
+    "confirmation": NP_("outcome", "Confirmation e-mail sent"),
+    "skipped": NP_("outcome", "Skipped"),
+    "error": NP_("outcome", "Error"),
+}
+# The kinds of exclusion rule, as a rule's description starts ("whole domain 'x.com'").
+RULE_KINDS = (N_("Exact address"), N_("Whole domain"), N_("Pattern"))
+
+#: Our own sentences that a stored text may quote: a page translates these inside
+#: another sentence, and only these (a value that merely equals some other msgid, such
+#: as Mailchimp's title "Not Found", stays as written).
+OURS: set[str] = set()
+
+
+def ours(msgid: str) -> str:
+    """Declare one of our constant sentences that stored texts quote (see :data:`OURS`)."""
+    OURS.add(msgid)
+    return msgid
 
 
 def _event_type(value: str) -> str:
@@ -125,38 +194,85 @@ def _member_status(value: str) -> str:
     return gettext(value)  # "unsubscribed", "cleaned": the pages' badges say the same
 
 
+def _outcome(value: str) -> str:
+    label = pgettext("outcome", OUTCOME_LABELS.get(value, value))
+    return label[:1].lower() + label[1:]  # within a sentence
+
+
+def _rule(value: str) -> str:
+    """A rule's description ("whole domain 'x.com'"): its kind in the page's words."""
+    for kind in RULE_KINDS:
+        if value.startswith(kind.lower() + " "):
+            return gettext(kind).lower() + value[len(kind) :]
+    return value
+
+
 def _moment(value: str) -> str:
     """A time stored as ISO 8601 ("2026-11-26T10:00:00+00:00"), as the pages show times."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        return translate(value)  # "the start"
+        return _ours(value, 1)  # "the start"
     return format_datetime(moment.astimezone(timezone.utc) if moment.tzinfo else moment)
 
 
-def _outcome(value: str) -> str:
-    label = pgettext("outcome", value.capitalize())  # "created": the outcome "Created"
-    return label[:1].lower() + label[1:]  # within a sentence
+# --- our errors: "title: detail", as str() of an error gives them ------------------------
 
-
-# --- the templates, most enclosing first --------------------------------------------------
-
-# A batch that used up its budget, each of its addresses then found in Mailchimp.
-NONE_FAILED = Stored(N_("%(message)s Mailchimp holds every address of it: none failed."))
-# A batch's step tried again after a passing failure: the try's number and the cause.
-ATTEMPT = Stored(N_("Attempt %(tries)s: %(error)s"), numbers=("tries",))
-POLL = Stored(N_("Poll %(tries)s: %(error)s"), numbers=("tries",))
-RESEND = Stored(N_("Re-send %(tries)s: %(error)s"), numbers=("tries",))
-RETRY_BATCH = Stored(
-    N_("%(count)s address(es) failed for a passing reason and were put into a retry batch."),
-    numbers=("count",),
+ERROR_TEXT = N_("%(title)s: %(detail)s")
+TIMEOUT = ours(N_("Timeout"))
+TIMEOUT_DETAIL = ours(N_("Mailchimp did not answer within the request timeout."))
+CONNECTION_FAILED = ours(N_("Connection failed"))
+CONNECTION_DETAIL = Stored(
+    N_("Could not reach Mailchimp (%(error)s: check the network and MCSYNC_API_URL).")
+)
+BUSY = ours(N_("Busy"))
+BUSY_DETAIL = ours(N_("Mailchimp is busy or unavailable for the moment."))
+SLOTS_BUSY = Stored(
+    N_(
+        "All %(limit)s Mailchimp connections stayed busy for %(seconds)s s; the job will be"
+        " retried."
+    ),
+    numbers=("limit",),
+)
+BATCH_GONE = ours(N_("Batch gone"))
+BATCH_GONE_DETAIL = Stored(
+    N_("Mailchimp no longer knows batch %(batch)s (%(title)s); the batch will be re-sent.")
+)
+RESULTS_EXPIRED = ours(N_("Batch results expired"))
+RESULTS_EXPIRED_DETAIL = ours(
+    N_("Mailchimp no longer has this batch's results; the batch will be re-sent.")
+)
+EMPTY_403_DETAIL = ours(
+    N_(
+        "Mailchimp refused the request without saying why (HTTP 403, empty body). At high"
+        " volume this is its edge holding back a burst: it is retried with backoff. If it"
+        " lasts, check the API key and the account's IP access restrictions."
+    )
 )
 # An outcome's title once a passing failure outlasted every try (batches count tries,
 # auto-sync's rows attempts).
 GAVE_UP_TRIES = Stored(N_("Gave up after %(tries)s tries"), numbers=("tries",))
 GAVE_UP_ATTEMPTS = Stored(N_("Gave up after %(tries)s attempts"), numbers=("tries",))
+_TITLES = (GAVE_UP_TRIES, GAVE_UP_ATTEMPTS)
+
+# --- the templates, most enclosing first --------------------------------------------------
+
+# A batch that used up its budget, each of its addresses then found in Mailchimp.
+NONE_FAILED = Stored(
+    N_("%(message)s Mailchimp holds every address of it: none failed."), sentences=("message",)
+)
+# A batch's step tried again after a passing failure: the try's number and the cause.
+ATTEMPT = Stored(N_("Attempt %(tries)s: %(error)s"), numbers=("tries",), errors=("error",))
+POLL = Stored(N_("Poll %(tries)s: %(error)s"), numbers=("tries",), errors=("error",))
+RESEND = Stored(N_("Re-send %(tries)s: %(error)s"), numbers=("tries",), errors=("error",))
+RETRY_BATCH = Stored(
+    N_("%(count)s address(es) failed for a passing reason and were put into a retry batch."),
+    numbers=("count",),
+)
 LOOKUP_FAILED = Stored(
-    N_("%(detail)s (Mailchimp could not say whether it holds the address: %(error)s)")
+    N_("%(detail)s (Mailchimp could not say whether it holds the address: %(error)s)"),
+    sentences=("detail",),
+    errors=("error",),
 )
 ACCOUNT_REFUSED = Stored(
     N_(
@@ -165,7 +281,13 @@ ACCOUNT_REFUSED = Stored(
     )
 )
 NOT_QUEUED = Stored(N_("Could not queue the export: %(error)s"))
-RUN_STOPPED = N_("Not finished: the run stopped (see its message).")
+RUN_STOPPED = ours(N_("Not finished: the run stopped (see its message)."))
+ARCHIVED_LEFT = ours(
+    N_(
+        "Archived in Mailchimp: left archived. Restore the contact in Mailchimp if it"
+        " should receive e-mails again."
+    )
+)
 
 # Reconcile runs.
 RECONCILE_WHOLE = Stored(
@@ -184,16 +306,19 @@ RECONCILE_CHANGED = Stored(
     words={"since": _moment},
 )
 # The "since" of a reconcile that had no earlier one to start from.
-SINCE_THE_START = N_("the start")
-RECONCILE_STOPPED = Stored(N_("Stopped after %(read)s members: %(error)s"), numbers=("read",))
-RECONCILE_TAKEN_OVER = N_("Stopped: its worker went silent; a later reconcile took over.")
+SINCE_THE_START = ours(N_("the start"))
+RECONCILE_STOPPED = Stored(
+    N_("Stopped after %(read)s members: %(error)s"), numbers=("read",), errors=("error",)
+)
+RECONCILE_TAKEN_OVER = ours(N_("Stopped: its worker went silent; a later reconcile took over."))
 
 # A change read from Mailchimp that is older than what the shop knows.
 STALE_CHANGE = Stored(
     N_("Mailchimp %(kind)s of %(changed_at)s is older than %(reason)s"),
+    sentences=("reason",),
     words={"kind": _event_type, "changed_at": _moment},
 )
-STALE_ALREADY_APPLIED = N_("the state already applied: ignored.")
+STALE_ALREADY_APPLIED = ours(N_("the state already applied: ignored."))
 STALE_OPTED_IN = Stored(
     N_(
         "the customer's opt-in in the shop (%(opted_in)s): the shop's newer choice"
@@ -211,11 +336,13 @@ CONFIRMATION_SENT = Stored(
 )
 
 # Why a signup waits, or was not sent (an auto-sync row's last error).
-AUTO_SYNC_OFF = N_("Auto-sync is switched off.")
-NO_AUDIENCE = N_("No audience is chosen: nothing is sent until one is.")
-NO_FIRST_EXPORT = N_(
-    "No first export to this audience yet: the first export will read this customer from"
-    " the shop, and auto-sync starts once it has completed."
+AUTO_SYNC_OFF = ours(N_("Auto-sync is switched off."))
+NO_AUDIENCE = ours(N_("No audience is chosen: nothing is sent until one is."))
+NO_FIRST_EXPORT = ours(
+    N_(
+        "No first export to this audience yet: the first export will read this customer"
+        " from the shop, and auto-sync starts once it has completed."
+    )
 )
 WAITING_FOR_EXPORT = Stored(
     N_(
@@ -242,3 +369,20 @@ COVERED_FAILED = Stored(
     ),
     numbers=("run",),
 )
+
+# Why an address is not sent, said by the planner as it reads the shop (the same
+# msgids as in addresses and eligibility, which say them in the page's language when a
+# page asks; a worker writes them in English).
+Stored(N_("The address is longer than %(max)s characters."), numbers=("max",))
+Stored(N_("The part before the '@' is longer than %(max)s characters."), numbers=("max",))
+Stored(N_("The domain ends in '.%(tld)s', which is not a top-level domain."))
+Stored(
+    N_("'%(domain)s' is a domain reserved for examples: Mailchimp refuses its addresses as fake.")
+)
+Stored(
+    N_(
+        "'.%(tld)s' is a reserved top-level domain that receives no e-mail: Mailchimp"
+        " refuses its addresses as fake."
+    )
+)
+Stored(N_("Excluded by the %(rule)s rule."), words={"rule": _rule})

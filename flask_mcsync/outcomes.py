@@ -17,25 +17,17 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from . import jsoncodec
+from . import jsoncodec, messages
 from .addresses import subscriber_hash
 from .gateway import MailchimpError, was_created
-from .i18n import N_, NP_, pgettext
+from .i18n import N_, pgettext
 from .i18n import gettext as _
 from .models import Outcome, Run, utcnow
 from .statuses import Result, RunKind, SyncReason
 
 # What the admin pages, the CSV and the CLI call each result.
 # English here (stored, and the CLI's words); the admin pages show them translated.
-LABELS = {
-    "created": NP_("outcome", "Created"),
-    "updated": NP_("outcome", "Updated"),
-    "unsubscribed": NP_("outcome", "Unsubscribed"),
-    "archived": NP_("outcome", "Archived in Mailchimp: left archived"),
-    "confirmation": NP_("outcome", "Confirmation e-mail sent"),
-    "skipped": NP_("outcome", "Skipped"),
-    "error": NP_("outcome", "Error"),
-}
+LABELS = messages.OUTCOME_LABELS
 
 
 def outcome_label(outcome: str) -> str:
@@ -138,10 +130,7 @@ def archived_outcome(email: str, sent: dict[str, Any] | None) -> AddressOutcome:
         Result.ARCHIVED,
         mailchimp_status="archived",
         sent=sent,
-        skip_reason=(
-            "Archived in Mailchimp: left archived. Restore the contact in Mailchimp if it"
-            " should receive e-mails again."
-        ),
+        skip_reason=messages.ARCHIVED_LEFT,
     )
 
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import redis
 
+from . import messages
 from .errors import McSyncError
 
 # Drop expired leases, then take one if fewer than LIMIT are held. Atomic in Redis.
@@ -98,8 +99,7 @@ class ConnectionSlots:
         while (token := self.try_acquire()) is None:
             if time.monotonic() > deadline:
                 raise SlotTimeout(
-                    f"All {self.limit} Mailchimp connections stayed busy for"
-                    f" {self.wait_seconds:g} s; the job will be retried."
+                    messages.SLOTS_BUSY(limit=self.limit, seconds=f"{self.wait_seconds:g}")
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.25)

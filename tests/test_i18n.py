@@ -195,9 +195,7 @@ def test_accept_language_picks_the_best_catalog(client: FlaskClient) -> None:
 
 def test_mcsync_locale_setting_wins_over_the_browser(app: Flask, client: FlaskClient) -> None:
     app.extensions["mcsync"].config = read_config({**app.config, "MCSYNC_LOCALE": "fr"})
-    html = client.get(PREFIX + "/sync", headers={"Accept-Language": "en-US"}).get_data(
-        as_text=True
-    )
+    html = client.get(PREFIX + "/sync", headers={"Accept-Language": "en-US"}).get_data(as_text=True)
     assert '<html lang="fr">' in html and "Synchronisation manuelle" in html
 
 
@@ -227,9 +225,7 @@ def test_the_hosts_flask_babel_decides_when_the_host_uses_it(
 
     app.extensions["mcsync"].config = read_config({**app.config, "MCSYNC_LOCALE": "en"})
     Babel(app, locale_selector=lambda: "fr")
-    html = client.get(PREFIX + "/status", headers={"Accept-Language": "en"}).get_data(
-        as_text=True
-    )
+    html = client.get(PREFIX + "/status", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert '<html lang="fr">' in html and "État des synchronisations" in html
 
 
@@ -293,7 +289,11 @@ def _error_rows(app: Flask) -> None:
     db.session.add(run)
     db.session.flush()
     add_error_outcome(
-        db.session, run.id, "zoé;x@gmail.com", "Invalid Resource", "Déjà vu, 1,5 fois",
+        db.session,
+        run.id,
+        "zoé;x@gmail.com",
+        "Invalid Resource",
+        "Déjà vu, 1,5 fois",
         permanent=True,
     )
     db.session.commit()
@@ -379,7 +379,11 @@ def test_the_webhook_card_says_mailchimps_words_in_french(app: Flask) -> None:
 
 
 def _sample(template: Any) -> dict[str, Any]:
-    """Values for every field of a stored template: numbers, words, sentences."""
+    """Values for every field of a stored template: numbers, our words and sentences,
+    and Mailchimp's words."""
+    from flask_mcsync import messages
+    from flask_mcsync.gateway import TransientError
+
     words = {
         "kind": "unsubscribe",
         "status": "cleaned",
@@ -387,11 +391,16 @@ def _sample(template: Any) -> dict[str, Any]:
         "since": "2026-11-26T10:00:00+00:00",
         "changed_at": "2026-11-26 10:00:00",
         "opted_in": "2026-11-26 11:00:00",
+        "rule": "whole domain 'mailinator.com'",
     }
     values: dict[str, Any] = {}
     for name in PLACEHOLDER.findall(template.msgid):
         if name in template.numbers:
             values[name] = 12345
+        elif name in template.sentences:
+            values[name] = messages.RUN_STOPPED
+        elif name in template.errors:
+            values[name] = TransientError(messages.TIMEOUT, messages.TIMEOUT_DETAIL)
         else:
             values[name] = words.get(name, "Too Many Requests: slow down")
     return values
@@ -400,7 +409,7 @@ def _sample(template: Any) -> dict[str, Any]:
 def test_every_stored_sentence_with_values_reads_in_french_and_stays_english_in_english() -> None:
     from flask_mcsync import messages
 
-    assert len(messages._TEMPLATES) >= 20
+    assert len(messages._TEMPLATES) >= 25
     for template in messages._TEMPLATES:
         english = template(**_sample(template))
         assert messages.translate(english) == english, template.msgid
@@ -422,8 +431,7 @@ def test_stored_sentences_nest_and_rows_of_older_versions_read_the_same() -> Non
     nested = messages.NONE_FAILED(message=messages.POLL(tries=5, error=error))
     # Written by the version before the templates (reconcile.py, batch_sync.py).
     older = (
-        "Read 1500 member(s) (the whole audience) since the start; 3 change(s) applied to"
-        " the shop."
+        "Read 1500 member(s) (the whole audience) since the start; 3 change(s) applied to the shop."
     )
     with i18n.use_locale("fr"):
         assert messages.translate(nested) == (
@@ -441,13 +449,39 @@ def test_stored_sentences_nest_and_rows_of_older_versions_read_the_same() -> Non
         assert messages.translate("Created", "outcome") == "Créée"
 
 
+def test_mailchimps_words_stay_as_written_even_where_they_read_like_ours() -> None:
+    """Mailchimp's title "Not Found" is not our error page's "Not Found" ("Page
+    introuvable"); only our own titles and sentences are translated inside a stored one."""
+    from flask_mcsync import messages
+    from flask_mcsync.gateway import TransientError
+
+    with i18n.use_locale("fr"):
+        assert messages.translate("Attempt 3: Not Found") == "Tentative 3 : Not Found"
+        assert messages.translate(
+            messages.ACCOUNT_REFUSED(title="Forbidden", detail="None.")
+        ).startswith("Mailchimp a refusé le compte ou l'audience : Forbidden. None. Vérifiez")
+        # A run's message is "title: detail" of the error it ended on.
+        timeout = TransientError(messages.TIMEOUT, messages.TIMEOUT_DETAIL)
+        ours = f"Gave up after 5 attempts: {timeout}"
+        assert messages.translate(ours) == (
+            "Abandon après 5 tentatives : Délai dépassé : Mailchimp n'a pas répondu dans le"
+            " délai de la requête."
+        )
+        assert messages.translate("Gave up after 5 attempts: Internal Server Error: busy") == (
+            "Abandon après 5 tentatives : Internal Server Error: busy"
+        )
+        # A corrupt or hostile text nests no deeper than a few sentences.
+        assert messages.translate("Poll 1: " * 500).startswith("Interrogation 1 : ")
+
+
 def test_a_french_status_page_says_the_runs_messages_and_errors_in_french(
     app: Flask, client: FlaskClient
 ) -> None:
     from example_app.models import db
     from flask_mcsync import messages
+    from flask_mcsync.addresses import subscriber_hash
     from flask_mcsync.gateway import TransientError, gave_up
-    from flask_mcsync.models import Batch, Run
+    from flask_mcsync.models import Batch, OutboxItem, Run
 
     reconcile = Run(
         kind="reconcile",
@@ -474,16 +508,35 @@ def test_a_french_status_page_says_the_runs_messages_and_errors_in_french(
     add_error_outcome(
         db.session, export.id, "ann@gmail.com", given_up.title, given_up.detail, permanent=False
     )
+    db.session.add(
+        OutboxItem(
+            email="zoe@gmail.com",
+            email_hash=subscriber_hash("zoe@gmail.com"),
+            action="upsert",
+            status="pending",
+            attempts=0,
+            last_error=messages.WAITING_FOR_EXPORT(run=export.id),
+        )
+    )
     db.session.commit()
     french = {"Accept-Language": "fr"}
     status = unescape(client.get(PREFIX + "/status", headers=french).get_data(as_text=True))
     assert "Lecture de 2\u202f500 membre(s) (toute l'audience)" in status
     assert "Mailchimp a refusé le compte ou l'audience : API Key Invalid. Bad key." in status
     assert "Abandon après 5 essais" in status  # the errors table's title
+    assert (
+        f"En attente de la fin du premier export vers cette audience (synchronisation {export.id})"
+        in status
+    )
     run_page = unescape(
         client.get(f"{PREFIX}/status/runs/{export.id}", headers=french).get_data(as_text=True)
     )
     assert "1\u202f000 adresse(s) en échec pour une raison passagère" in run_page
+    # On a line of its own under its batch, in the info colour: the batch ended well.
+    assert re.search(
+        r'<tr class="mc-run-message" data-message-of-batch="1">.*?mc-batch-error mc-batch-note',
+        run_page,
+    )
     assert "Abandon après 5 essais" in run_page
     english = unescape(client.get(PREFIX + "/status").get_data(as_text=True))
     assert "Read 2500 member(s) (the whole audience)" in english

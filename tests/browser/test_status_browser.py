@@ -156,7 +156,7 @@ def test_sync_status_shows_the_export_its_errors_and_the_csv(
     # The run: its batches and Mailchimp's refusals.
     page.click(f'#runs-table a:text-is("Run {run_id}")')
     page.wait_for_url(re.compile(rf".*/status/runs/{run_id}\?days=3$"))
-    batch_rows = page.locator("#batches-table tbody tr")
+    batch_rows = page.locator("#batches-table tbody tr[data-status]")
     assert batch_rows.count() == len(done["batches"])
     assert all(s == "done" for s in batch_rows.evaluate_all("rs => rs.map(r => r.dataset.status)"))
     errors = page.locator("#errors-table tbody tr")
