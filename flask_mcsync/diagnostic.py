@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from redis.exceptions import RedisError
 
+from . import messages
 from . import settings as settings_mod
 from .addresses import invalid_reason, normalize, subscriber_hash
 from .app_state import McSync
@@ -161,9 +162,9 @@ def start_resync(ext: McSync, email: str, started_by: str = "diagnostic") -> Run
         enqueue_resync(ext, run.id, email.strip())
     except Exception as exc:  # the run must not stay "queued" forever
         run.status = RunStatus.FAILED
-        run.message = _(
-            "Could not queue the re-sync (%(error)s): check that Redis is running.", error=exc
-        )
+        # Stored in English, like every run's message (the CLI, the CSV); the page that
+        # asked is told in its own language.
+        run.message = messages.RESYNC_NOT_QUEUED(error=exc)
         session.commit()
-        raise ConfigError(run.message) from exc
+        raise ConfigError(_(messages.RESYNC_NOT_QUEUED.msgid, error=exc)) from exc
     return run

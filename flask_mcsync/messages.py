@@ -281,6 +281,9 @@ ACCOUNT_REFUSED = Stored(
     )
 )
 NOT_QUEUED = Stored(N_("Could not queue the export: %(error)s"))
+RESYNC_NOT_QUEUED = Stored(
+    N_("Could not queue the re-sync (%(error)s): check that Redis is running.")
+)
 RUN_STOPPED = ours(N_("Not finished: the run stopped (see its message)."))
 ARCHIVED_LEFT = ours(
     N_(

@@ -354,6 +354,19 @@ def test_resync_without_a_queue_fails_with_a_sentence_not_a_stuck_run(
     session.expire_all()
     runs = session.execute(sa.select(Run)).scalars().all()
     assert [(r.kind, r.status) for r in runs] == [("resync", "failed")]
+    # Asked from a French page: the page is told in French, the run's message is stored
+    # in English like every other (the CLI and the CSV show it as written).
+    from flask_mcsync import i18n, messages
+    from flask_mcsync.config import ConfigError
+    from flask_mcsync.diagnostic import start_resync
+
+    with i18n.use_locale("fr"), pytest.raises(ConfigError, match="Impossible de mettre"):
+        start_resync(_ext(db_only_app), "kept@gmail.com")
+    session.expire_all()
+    stored = session.execute(sa.select(Run.message).order_by(Run.id.desc())).scalars().first()
+    assert stored is not None and stored.startswith("Could not queue the re-sync (")
+    with i18n.use_locale("fr"):
+        assert messages.translate(stored).startswith("Impossible de mettre la re-synchro")
 
 
 def test_hostile_texts_are_kept_verbatim_in_json_and_cli(db_only_app: Flask, sandbox: Any) -> None:
