@@ -538,6 +538,12 @@ def test_a_french_status_page_says_the_runs_messages_and_errors_in_french(
         run_page,
     )
     assert "Abandon après 5 essais" in run_page
+    # The export window's progress says a batch's note in the page's language too.
+    progress = client.get(f"{PREFIX}/sync/runs/{export.id}.json", headers=french).json
+    assert progress is not None
+    [batch] = progress["batches"]
+    assert batch["last_error"].startswith("1000 address(es) failed")
+    assert batch["last_error_text"].startswith("1\u202f000 adresse(s) en échec")
     english = unescape(client.get(PREFIX + "/status").get_data(as_text=True))
     assert "Read 2500 member(s) (the whole audience)" in english
     # A summary is told in the info colour, a failure in the error colour.

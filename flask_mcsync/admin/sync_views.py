@@ -188,4 +188,7 @@ def _progress(run_id: int) -> dict[str, Any] | None:
             current.list_name if current.list_id == data["list_id"] else data["list_id"]
         )
         data["message_text"] = messages.translate(data["message"])
+        # A batch being retried says why ("Attempt 2: Timeout: ..."), in the page's words.
+        for batch in data.get("batches") or []:
+            batch["last_error_text"] = messages.translate(batch.get("last_error"))
     return data

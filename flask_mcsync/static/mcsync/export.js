@@ -403,7 +403,7 @@
     entry.badge.className = "mc-badge mc-badge-" + (BATCH_LABELS[b.status] ? b.status : "waiting");
     entry.badge.textContent = BATCH_LABELS[b.status] || String(b.status);
     entry.detail.textContent = batchDetail(b);
-    entry.error.textContent = b.status === "done" ? "" : (b.last_error || "");
+    entry.error.textContent = b.status === "done" ? "" : (b.last_error_text || b.last_error || "");
     entry.size.textContent = fmt(b.size);
     entry.first.textContent = b.first || "";
     entry.first.title = b.first || "";
