@@ -74,6 +74,8 @@ SHOP_SIDE_LABELS = {
     ShopSide.NOT_SUBSCRIBER: N_("Not a subscriber"),
     ShopSide.NOT_IN_SHOP: N_("Not in the shop"),
 }
+# One merge field that differs ("FNAME: shop Carol / Mailchimp Caroline").
+MERGE_DIFF = N_("%(tag)s: shop %(shop)s / Mailchimp %(mailchimp)s")
 # The actions as the drift page shows them (capitalised, translated there with
 # pgettext("action", ...): French says "Re-synchroniser" for the action, as the page's
 # legend does, but "Re-synchronisation" for a run of that kind).
@@ -98,6 +100,9 @@ class DriftRow:
     shop: ShopSide
     mailchimp: str  # Mailchimp's status
     detail: str = ""
+    # The merge fields that differ, (tag, shop's value, Mailchimp's): the page says them
+    # in its language; ``detail`` is the same in English, for the CSV and the JSON.
+    differ: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def action(self) -> Action:
@@ -137,14 +142,19 @@ class DriftReport:
         }
 
 
-def _merge_detail(shop: dict[str, Any], mailchimp: dict[str, Any] | None) -> str:
+def _merge_differ(
+    shop: dict[str, Any], mailchimp: dict[str, Any] | None
+) -> tuple[tuple[str, str, str], ...]:
     theirs = mailchimp or {}
-    differ = [
-        f"{tag}: shop {value!s} / Mailchimp {theirs.get(tag, '')!s}"
+    return tuple(
+        (tag, str(value), str(theirs.get(tag, "")))
         for tag, value in sorted(shop.items())
         if value not in ("", None) and str(theirs.get(tag, "")) != str(value)
-    ]
-    return "; ".join(differ)
+    )
+
+
+def _merge_detail(differ: tuple[tuple[str, str, str], ...]) -> str:
+    return "; ".join(MERGE_DIFF % {"tag": t, "shop": s, "mailchimp": m} for t, s, m in differ)
 
 
 def rows(session: Session, source: SubscriberSource, list_id: str) -> Iterator[DriftRow]:
@@ -196,10 +206,15 @@ def _judge(source: SubscriberSource, group: list[Any]) -> DriftRow | None:
         )
     if subscriber_rows and status == "subscribed":
         shop_row = source.row_of(tuple(subscriber_rows[0])[:-5])
-        detail = _merge_detail(shop_row.merge_fields, first.mc_merge)
-        if detail:
+        differ = _merge_differ(shop_row.merge_fields, first.mc_merge)
+        if differ:
             return DriftRow(
-                first.mc_email, DriftKind.MERGE_FIELDS, ShopSide.SUBSCRIBER, status, detail
+                first.mc_email,
+                DriftKind.MERGE_FIELDS,
+                ShopSide.SUBSCRIBER,
+                status,
+                _merge_detail(differ),
+                differ,
             )
     return None
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import threading
 from collections.abc import Iterator
+from html import unescape
 from typing import Any
 
 import pytest
@@ -366,3 +368,8 @@ def test_drift_counts_match_an_independent_count(
     ):
         assert f'<td data-shop="{english}">{french}</td>' in html
     assert "abonné</span>" in html  # Mailchimp's "subscribed", as its French interface says
+    # A merge field that differs: the CSV's English, the page's French.
+    merge = next(r for r in rows if r["kind"] == "merge_fields")
+    assert re.fullmatch(r"(\w+): shop .* / Mailchimp .*", merge["detail"].split("; ")[0])
+    tag = merge["detail"].split(":")[0]
+    assert f"{tag} : boutique " in unescape(html) and ": shop " not in html
