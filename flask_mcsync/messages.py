@@ -54,7 +54,8 @@ class Stored:
 
     A field is shown as it was written (Mailchimp's words, an address, a domain) unless
     declared: ``numbers`` hold a whole number (matched as digits, shown in the page's
-    number format); ``sentences`` hold one of our own stored sentences, read in turn;
+    number format); ``ids`` a run's number (digits, shown as the pages show ids:
+    "synchronisation 1234"); ``sentences`` hold one of our own stored sentences, read in turn;
     ``errors`` hold an error as "title: detail", ours translated, Mailchimp's as written
     (:func:`error_text`); ``words`` map a field holding one of our words ("subscribe",
     "cleaned") to what translates it.
@@ -67,9 +68,11 @@ class Stored:
         sentences: tuple[str, ...] = (),
         errors: tuple[str, ...] = (),
         words: Mapping[str, Callable[[str], str]] | None = None,
+        ids: tuple[str, ...] = (),
     ) -> None:
         self.msgid = msgid
         self.numbers = frozenset(numbers)
+        self.ids = frozenset(ids)
         self.sentences = frozenset(sentences)
         self.errors = frozenset(errors)
         self.words = dict(words or {})
@@ -77,8 +80,8 @@ class Stored:
         pattern = "".join(
             re.escape(part)
             if index % 2 == 0
-            else rf"(?P<{part}>\d+)"
-            if part in self.numbers
+            else rf"(?P<{part}>\d{{1,18}})"
+            if part in self.numbers or part in self.ids
             else rf"(?P<{part}>.*?)"
             for index, part in enumerate(parts)
         )
@@ -93,10 +96,10 @@ class Stored:
         for name, value in match.groupdict().items():
             if name in self.numbers:
                 values[name] = format_number(int(value))
-            elif name in self.sentences:
-                values[name] = _ours(value, depth + 1)
-            elif name in self.errors:
-                values[name] = error_text(value, depth + 1)
+            elif name in self.sentences or name in self.errors:
+                values[name] = _ours(value, depth + 1, whole_catalog=False)
+            elif name in self.ids:
+                values[name] = value
             elif name in self.words:
                 values[name] = self.words[name](value)
             else:
@@ -135,20 +138,24 @@ def _ours(text: str, depth: int, whole_catalog: bool = True) -> str:
         match = template.pattern.fullmatch(text)
         if match is not None:
             return template.translated(match, depth)
-    return error_text(text, depth, must_be_ours=True)
+    return error_text(text, depth)
 
 
-def error_text(text: str, depth: int = 0, must_be_ours: bool = False) -> str:
-    """An error stored as "title: detail" (``str()`` of our errors): its title and
-    detail translated when the title is ours ("Timeout", "Gave up after 5 tries"), as
-    written when it is Mailchimp's ("Invalid Resource: ...")."""
+def error_text(text: str, depth: int = 0) -> str:
+    """An error stored as "title: detail" (``str()`` of our errors), the parts that are
+    ours translated: a title of ours ("Timeout", "Gave up after 5 tries"), a detail of
+    ours under Mailchimp's title ("HTTP 503: Mailchimp is busy..."). Mailchimp's own
+    title and detail stay as written, with their colon."""
     title, colon, detail = text.partition(": ")
+    if not colon or depth > MAX_DEPTH:
+        return text
     ours = title in OURS or any(t.pattern.fullmatch(title) for t in _TITLES)
-    if not colon or not ours or depth > MAX_DEPTH:
-        return text if must_be_ours or not colon else _ours(text, depth + 1, False)
+    said = _ours(detail, depth + 1, whole_catalog=False)
+    if not ours and said == detail:
+        return text
     return translations(current_locale()).gettext(ERROR_TEXT) % {
-        "title": _ours(title, depth + 1, whole_catalog=False),
-        "detail": _ours(detail, depth + 1, whole_catalog=False),
+        "title": _ours(title, depth + 1, whole_catalog=False) if ours else title,
+        "detail": said,
     }
 
 
@@ -280,6 +287,13 @@ ACCOUNT_REFUSED = Stored(
         " MCSYNC_API_KEY and the audience in General settings, then export again."
     )
 )
+# settings.NoAudience's sentence: an auto-sync row's error, an outcome's title.
+NO_AUDIENCE_CHOSEN = ours(
+    N_(
+        "No audience is chosen: pick one in the General settings (or run"
+        " 'flask mcsync settings --list ID') first."
+    )
+)
 NOT_QUEUED = Stored(N_("Could not queue the export: %(error)s"))
 RESYNC_NOT_QUEUED = Stored(
     N_("Could not queue the re-sync (%(error)s): check that Redis is running.")
@@ -352,25 +366,25 @@ WAITING_FOR_EXPORT = Stored(
         "Waiting for the first export to this audience (run %(run)s) to end; then sent,"
         " unless that export already sent it."
     ),
-    numbers=("run",),
+    ids=("run",),
 )
 COVERED_SENT = Stored(
     N_("Already sent by export run %(run)s (%(outcome)s): it read this customer after the signup."),
-    numbers=("run",),
+    ids=("run",),
     words={"outcome": _outcome},
 )
 COVERED_SKIPPED = Stored(
     N_(
         "Already recorded as skipped by export run %(run)s: it read this customer after the signup."
     ),
-    numbers=("run",),
+    ids=("run",),
 )
 COVERED_FAILED = Stored(
     N_(
         "Already tried by export run %(run)s, which recorded an error: it read this"
         " customer after the signup."
     ),
-    numbers=("run",),
+    ids=("run",),
 )
 
 # Why an address is not sent, said by the planner as it reads the shop (the same

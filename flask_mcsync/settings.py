@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from . import messages
 from .config import Config, ConfigError
 from .errors import McSyncError
 from .i18n import gettext as _
@@ -28,12 +29,7 @@ class NoAudience(ConfigError):
     """
 
     def __init__(self) -> None:
-        super().__init__(
-            _(
-                "No audience is chosen: pick one in the General settings (or run"
-                " 'flask mcsync settings --list ID') first."
-            )
-        )
+        super().__init__(_(messages.NO_AUDIENCE_CHOSEN))
 
 
 @dataclass(frozen=True)

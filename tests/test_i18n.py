@@ -397,6 +397,8 @@ def _sample(template: Any) -> dict[str, Any]:
     for name in PLACEHOLDER.findall(template.msgid):
         if name in template.numbers:
             values[name] = 12345
+        elif name in template.ids:
+            values[name] = 678
         elif name in template.sentences:
             values[name] = messages.RUN_STOPPED
         elif name in template.errors:
@@ -472,6 +474,24 @@ def test_mailchimps_words_stay_as_written_even_where_they_read_like_ours() -> No
         )
         # A corrupt or hostile text nests no deeper than a few sentences.
         assert messages.translate("Poll 1: " * 500).startswith("Interrogation 1 : ")
+        # Our sentence alone as the cause, and our detail under Mailchimp's title.
+        busy = messages.SLOTS_BUSY(limit=4, seconds="30")
+        assert messages.translate(messages.ATTEMPT(tries=2, error=busy)) == (
+            "Tentative 2 : Les 4 connexions à Mailchimp sont restées occupées pendant 30 s ;"
+            " la tâche sera réessayée."
+        )
+        assert messages.translate(f"Attempt 2: HTTP 503: {messages.BUSY_DETAIL}") == (
+            "Tentative 2 : HTTP 503 : Mailchimp est occupé ou indisponible pour le moment."
+        )
+        assert messages.translate(messages.NO_AUDIENCE_CHOSEN, "outcome").startswith(
+            "Aucune audience n'est choisie"
+        )
+        # A run is named by its number as written, not as a count.
+        assert "(synchronisation 1234)" in messages.translate(
+            messages.WAITING_FOR_EXPORT(run=1234)
+        )
+        hostile = "Attempt " + "1" * 4400 + ": x"  # int() refuses over 4,300 digits
+        assert messages.translate(hostile) == hostile
 
 
 def test_a_french_status_page_says_the_runs_messages_and_errors_in_french(
