@@ -92,6 +92,10 @@ WARM_MODULES = (
     "example_app.commands",
     "flask_mcsync.cli",
     "flask_mcsync.worker",
+    # The job functions and the services they call: imported here, once, not by each
+    # worker child at its first job (its own cost, and a file being edited while the
+    # suite runs could otherwise be read half-written by one child: seen once).
+    "flask_mcsync.jobs",
     "psycopg",  # the PostgreSQL driver, when installed
 )
 
