@@ -99,10 +99,15 @@ class DriftRow:
     kind: DriftKind
     shop: ShopSide
     mailchimp: str  # Mailchimp's status
-    detail: str = ""
     # The merge fields that differ, (tag, shop's value, Mailchimp's): the page says them
-    # in its language; ``detail`` is the same in English, for the CSV and the JSON.
+    # in its language; :attr:`detail` says them in English, for the CSV and the JSON.
     differ: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(
+            MERGE_DIFF % {"tag": t, "shop": s, "mailchimp": m} for t, s, m in self.differ
+        )
 
     @property
     def action(self) -> Action:
@@ -151,10 +156,6 @@ def _merge_differ(
         for tag, value in sorted(shop.items())
         if value not in ("", None) and str(theirs.get(tag, "")) != str(value)
     )
-
-
-def _merge_detail(differ: tuple[tuple[str, str, str], ...]) -> str:
-    return "; ".join(MERGE_DIFF % {"tag": t, "shop": s, "mailchimp": m} for t, s, m in differ)
 
 
 def rows(session: Session, source: SubscriberSource, list_id: str) -> Iterator[DriftRow]:
@@ -209,12 +210,7 @@ def _judge(source: SubscriberSource, group: list[Any]) -> DriftRow | None:
         differ = _merge_differ(shop_row.merge_fields, first.mc_merge)
         if differ:
             return DriftRow(
-                first.mc_email,
-                DriftKind.MERGE_FIELDS,
-                ShopSide.SUBSCRIBER,
-                status,
-                _merge_detail(differ),
-                differ,
+                first.mc_email, DriftKind.MERGE_FIELDS, ShopSide.SUBSCRIBER, status, differ
             )
     return None
 

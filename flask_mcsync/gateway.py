@@ -52,10 +52,6 @@ ACCOUNT_TITLES = {"API Key Missing", "API Key Invalid", "Resource Not Found", "F
 # A 400 that passes: Mailchimp's anti-abuse pause on one address ("... has signed up to a
 # lot of lists very recently; we're not allowing more signups for now"). Retried like a 429.
 TEMPORARY_400_MARK = "signed up to a lot of lists"
-# An empty-body 403 is Mailchimp's edge throttling a burst at very high volume (reported by
-# integrations doing bulk syncs; a real permission problem comes with a JSON "Forbidden"
-# body). So it is retried with backoff, and the message says what to check if it lasts.
-EMPTY_403_DETAIL = messages.EMPTY_403_DETAIL
 
 
 class MailchimpError(McSyncError):
@@ -137,7 +133,7 @@ def error_from_response(
     if status == 429 or status >= 500 or empty_403 or temporary_400:
         kwargs["retry_after"] = _seconds(retry_after)
         if empty_403:
-            kwargs["detail"] = EMPTY_403_DETAIL
+            kwargs["detail"] = messages.EMPTY_403_DETAIL
         elif not detail:
             kwargs["detail"] = messages.BUSY_DETAIL
         return TransientError(title, **kwargs)

@@ -55,10 +55,10 @@ class Stored:
     A field is shown as it was written (Mailchimp's words, an address, a domain) unless
     declared: ``numbers`` hold a whole number (matched as digits, shown in the page's
     number format); ``ids`` a run's number (digits, shown as the pages show ids:
-    "synchronisation 1234"); ``sentences`` hold one of our own stored sentences, read in turn;
-    ``errors`` hold an error as "title: detail", ours translated, Mailchimp's as written
-    (:func:`error_text`); ``words`` map a field holding one of our words ("subscribe",
-    "cleaned") to what translates it.
+    "synchronisation 1234"); ``sentences`` hold a stored sentence, ours read in turn
+    (an error as "title: detail" too, see :func:`error_text`), anything else as written;
+    ``words`` map a field holding one of our words ("subscribe", "cleaned") to what
+    translates it.
     """
 
     def __init__(
@@ -66,7 +66,6 @@ class Stored:
         msgid: str,
         numbers: tuple[str, ...] = (),
         sentences: tuple[str, ...] = (),
-        errors: tuple[str, ...] = (),
         words: Mapping[str, Callable[[str], str]] | None = None,
         ids: tuple[str, ...] = (),
     ) -> None:
@@ -74,7 +73,6 @@ class Stored:
         self.numbers = frozenset(numbers)
         self.ids = frozenset(ids)
         self.sentences = frozenset(sentences)
-        self.errors = frozenset(errors)
         self.words = dict(words or {})
         parts = _FIELD.split(msgid)
         pattern = "".join(
@@ -96,10 +94,8 @@ class Stored:
         for name, value in match.groupdict().items():
             if name in self.numbers:
                 values[name] = format_number(int(value))
-            elif name in self.sentences or name in self.errors:
-                values[name] = _ours(value, depth + 1, whole_catalog=False)
-            elif name in self.ids:
-                values[name] = value
+            elif name in self.sentences:
+                values[name] = _ours(value, depth + 1)
             elif name in self.words:
                 values[name] = self.words[name](value)
             else:
@@ -122,15 +118,15 @@ def translate(text: str | None, context: str | None = None) -> str:
     found = catalog.pgettext(context, text) if context else catalog.gettext(text)
     if found != text:
         return found
-    return _ours(text, 0, whole_catalog=False)
+    return _ours(text, 0)
 
 
-def _ours(text: str, depth: int, whole_catalog: bool = True) -> str:
-    """``text`` translated if it is one of our sentences: a constant of :data:`OURS`
-    (or, ``whole_catalog``, any msgid), a template's, or an error whose title is ours."""
+def _ours(text: str, depth: int) -> str:
+    """``text`` translated if it is one of our sentences: a constant of :data:`OURS`, a
+    template's, or an error with a title or detail of ours; else as written."""
     if depth > MAX_DEPTH:
         return text
-    if text in OURS or whole_catalog:
+    if text in OURS:
         found = translations(current_locale()).gettext(text)
         if found != text:
             return found
@@ -150,11 +146,11 @@ def error_text(text: str, depth: int = 0) -> str:
     if not colon or depth > MAX_DEPTH:
         return text
     ours = title in OURS or any(t.pattern.fullmatch(title) for t in _TITLES)
-    said = _ours(detail, depth + 1, whole_catalog=False)
+    said = _ours(detail, depth + 1)
     if not ours and said == detail:
         return text
     return translations(current_locale()).gettext(ERROR_TEXT) % {
-        "title": _ours(title, depth + 1, whole_catalog=False) if ours else title,
+        "title": _ours(title, depth + 1) if ours else title,
         "detail": said,
     }
 
@@ -178,8 +174,13 @@ OUTCOME_LABELS = {
     "skipped": NP_("outcome", "Skipped"),
     "error": NP_("outcome", "Error"),
 }
-# The kinds of exclusion rule, as a rule's description starts ("whole domain 'x.com'").
-RULE_KINDS = (N_("Exact address"), N_("Whole domain"), N_("Pattern"))
+# The kinds of exclusion rule (rules.RuleKind's labels), as a rule's description starts
+# ("whole domain 'x.com'").
+RULE_KIND_LABELS = {
+    "address": N_("Exact address"),
+    "domain": N_("Whole domain"),
+    "pattern": N_("Pattern"),
+}
 
 #: Our own sentences that a stored text may quote: a page translates these inside
 #: another sentence, and only these (a value that merely equals some other msgid, such
@@ -208,7 +209,7 @@ def _outcome(value: str) -> str:
 
 def _rule(value: str) -> str:
     """A rule's description ("whole domain 'x.com'"): its kind in the page's words."""
-    for kind in RULE_KINDS:
+    for kind in RULE_KIND_LABELS.values():
         if value.startswith(kind.lower() + " "):
             return gettext(kind).lower() + value[len(kind) :]
     return value
@@ -249,6 +250,9 @@ RESULTS_EXPIRED = ours(N_("Batch results expired"))
 RESULTS_EXPIRED_DETAIL = ours(
     N_("Mailchimp no longer has this batch's results; the batch will be re-sent.")
 )
+# An empty-body 403 is Mailchimp's edge throttling a burst at very high volume (reported by
+# integrations doing bulk syncs; a real permission problem comes with a JSON "Forbidden"
+# body). So it is retried with backoff, and the message says what to check if it lasts.
 EMPTY_403_DETAIL = ours(
     N_(
         "Mailchimp refused the request without saying why (HTTP 403, empty body). At high"
@@ -269,17 +273,16 @@ NONE_FAILED = Stored(
     N_("%(message)s Mailchimp holds every address of it: none failed."), sentences=("message",)
 )
 # A batch's step tried again after a passing failure: the try's number and the cause.
-ATTEMPT = Stored(N_("Attempt %(tries)s: %(error)s"), numbers=("tries",), errors=("error",))
-POLL = Stored(N_("Poll %(tries)s: %(error)s"), numbers=("tries",), errors=("error",))
-RESEND = Stored(N_("Re-send %(tries)s: %(error)s"), numbers=("tries",), errors=("error",))
+ATTEMPT = Stored(N_("Attempt %(tries)s: %(error)s"), numbers=("tries",), sentences=("error",))
+POLL = Stored(N_("Poll %(tries)s: %(error)s"), numbers=("tries",), sentences=("error",))
+RESEND = Stored(N_("Re-send %(tries)s: %(error)s"), numbers=("tries",), sentences=("error",))
 RETRY_BATCH = Stored(
     N_("%(count)s address(es) failed for a passing reason and were put into a retry batch."),
     numbers=("count",),
 )
 LOOKUP_FAILED = Stored(
     N_("%(detail)s (Mailchimp could not say whether it holds the address: %(error)s)"),
-    sentences=("detail",),
-    errors=("error",),
+    sentences=("detail", "error"),
 )
 ACCOUNT_REFUSED = Stored(
     N_(
@@ -325,7 +328,7 @@ RECONCILE_CHANGED = Stored(
 # The "since" of a reconcile that had no earlier one to start from.
 SINCE_THE_START = ours(N_("the start"))
 RECONCILE_STOPPED = Stored(
-    N_("Stopped after %(read)s members: %(error)s"), numbers=("read",), errors=("error",)
+    N_("Stopped after %(read)s members: %(error)s"), numbers=("read",), sentences=("error",)
 )
 RECONCILE_TAKEN_OVER = ours(N_("Stopped: its worker went silent; a later reconcile took over."))
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from .addresses import invalid_domain, invalid_reason, normalize
 from .errors import McSyncError
-from .i18n import N_
 from .i18n import gettext as _
+from .messages import RULE_KIND_LABELS
 
 MAX_PATTERN_LENGTH = 254
 MAX_WILDCARDS = 16
@@ -34,11 +34,7 @@ class RuleKind(str, enum.Enum):
     @property
     def label(self) -> str:
         """The kind in English (the pages translate it with ``_(kind.label)``)."""
-        return {
-            "address": N_("Exact address"),
-            "domain": N_("Whole domain"),
-            "pattern": N_("Pattern"),
-        }[self.value]
+        return RULE_KIND_LABELS[self.value]
 
 
 class InvalidRule(McSyncError, ValueError):
@@ -126,9 +122,7 @@ def clean_rule(kind: str | RuleKind, value: str) -> Rule:
                 )
             )
         if wildcards > MAX_WILDCARDS:
-            raise InvalidRule(
-                _("A pattern may hold at most %(max)s wildcards.", max=MAX_WILDCARDS)
-            )
+            raise InvalidRule(_("A pattern may hold at most %(max)s wildcards.", max=MAX_WILDCARDS))
     return Rule(rule_kind, text)
 
 

@@ -209,6 +209,23 @@ def add_refused_autosync(
     return run
 
 
+def add_waiting_signup(session: Any, email: str, last_error: str, *, attempts: int = 0) -> None:
+    """An auto-sync row still waiting to be sent, with why; the caller commits."""
+    from flask_mcsync.addresses import subscriber_hash
+    from flask_mcsync.models import OutboxItem
+
+    session.add(
+        OutboxItem(
+            email=email,
+            email_hash=subscriber_hash(email),
+            action="signup",
+            status="pending",
+            attempts=attempts,
+            last_error=last_error,
+        )
+    )
+
+
 def add_error_outcome(
     session: Any,
     run_id: int,

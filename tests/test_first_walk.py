@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from helpers_export import LIST_ID, choose_audience, insert_customers, wait_run_ended
-from support import ADMIN_CSRF_TOKEN
+from support import ADMIN_CSRF_TOKEN, add_waiting_signup
 
 from flask_mcsync import exclusions, state
 from flask_mcsync.addresses import invalid_reason
@@ -263,22 +263,14 @@ def test_the_batch_table_explains_retries_instead_of_a_column_of_zeros(
 def test_a_successful_resync_settles_the_stale_waiting_autosync(
     app: Flask, client: FlaskClient, sandbox: Any
 ) -> None:
-    from flask_mcsync.addresses import subscriber_hash
     from flask_mcsync.models import OutboxItem
     from flask_mcsync.single_sync import run_single
 
     insert_customers(_db(), [customer("waits@gmail.com")])
     choose_audience(app)
     session = _db().session
-    session.add(
-        OutboxItem(
-            email="waits@gmail.com",
-            email_hash=subscriber_hash("waits@gmail.com"),
-            action="signup",
-            status="pending",
-            attempts=3,
-            last_error="Attempt 3: Service Unavailable: try later",
-        )
+    add_waiting_signup(
+        session, "waits@gmail.com", "Attempt 3: Service Unavailable: try later", attempts=3
     )
     session.commit()
     page = client.get(PREFIX + "/status/diagnostic?email=waits@gmail.com").get_data(as_text=True)

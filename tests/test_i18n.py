@@ -21,7 +21,7 @@ from babel.messages.pofile import read_po
 from flask import Flask
 from flask.testing import FlaskClient
 from i18n_support import PACKAGE, extract_catalog
-from support import add_error_outcome
+from support import add_error_outcome, add_waiting_signup
 
 from flask_mcsync import i18n
 from flask_mcsync.config import ConfigError, read_config
@@ -399,10 +399,10 @@ def _sample(template: Any) -> dict[str, Any]:
             values[name] = 12345
         elif name in template.ids:
             values[name] = 678
+        elif name == "error":  # an error, as str() of ours gives it: "title: detail"
+            values[name] = TransientError(messages.TIMEOUT, messages.TIMEOUT_DETAIL)
         elif name in template.sentences:
             values[name] = messages.RUN_STOPPED
-        elif name in template.errors:
-            values[name] = TransientError(messages.TIMEOUT, messages.TIMEOUT_DETAIL)
         else:
             values[name] = words.get(name, "Too Many Requests: slow down")
     return values
@@ -499,9 +499,8 @@ def test_a_french_status_page_says_the_runs_messages_and_errors_in_french(
 ) -> None:
     from example_app.models import db
     from flask_mcsync import messages
-    from flask_mcsync.addresses import subscriber_hash
     from flask_mcsync.gateway import TransientError, gave_up
-    from flask_mcsync.models import Batch, OutboxItem, Run
+    from flask_mcsync.models import Batch, Run
 
     reconcile = Run(
         kind="reconcile",
@@ -528,16 +527,7 @@ def test_a_french_status_page_says_the_runs_messages_and_errors_in_french(
     add_error_outcome(
         db.session, export.id, "ann@gmail.com", given_up.title, given_up.detail, permanent=False
     )
-    db.session.add(
-        OutboxItem(
-            email="zoe@gmail.com",
-            email_hash=subscriber_hash("zoe@gmail.com"),
-            action="upsert",
-            status="pending",
-            attempts=0,
-            last_error=messages.WAITING_FOR_EXPORT(run=export.id),
-        )
-    )
+    add_waiting_signup(db.session, "zoe@gmail.com", messages.WAITING_FOR_EXPORT(run=export.id))
     db.session.commit()
     french = {"Accept-Language": "fr"}
     status = unescape(client.get(PREFIX + "/status", headers=french).get_data(as_text=True))
