@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -92,38 +93,65 @@ def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
         _guarded(ext, batch_id, held, lambda gateway: _poll(ext, gateway, run, batch, held))
 
 
-def send_planned(
-    ext: McSync,
-    batch_id: int,
-    token: str,
-    payload: list[list[Any]],
-    *,
-    list_id: str,
-    status_if_new: str,
-    skip_merge_validation: bool,
-    gateway: Gateway | None = None,
-) -> None:
-    """Send a batch the planner has just committed, under the lease it committed with.
+class Sender:
+    """Sends the batches a chunk's job commits, as it commits them.
 
-    The planner has the batch's rows in hand: sending them at once spares a job, a
-    claim and a reload of the payload per batch. A planner killed before the send
-    leaves the batch leased and unsent: when the lease runs out, the sweep queues it
-    like any stalled batch, and it is sent once. ``gateway``: the one the chunk's job
-    sends all its batches through (one kept-alive connection, not one per batch).
+    The planner has each batch's rows in hand: sending them at once spares a job, a
+    claim and a reload of the payload per batch. All go through one ``gateway`` (one
+    kept-alive connection, not one per batch).
 
-    Sending from a thread while the planner reads on was tried: the two threads'
-    contention for the interpreter cost more worker CPU than the overlapped wait for
-    Mailchimp saved (benchmarks/README.md, issue 10).
+    The ``POST`` runs in a thread of its own while the job plans the next batch, whose
+    commit then records the answer: a batch's rows are read and checked while Mailchimp
+    (or its network) takes the previous one in. One batch is in flight at a time, and
+    only the ``POST`` leaves the job's thread: the database session is the job's alone.
+    A job killed before a batch's answer is recorded leaves the batch leased, "sending"
+    and without Mailchimp's id; when the lease runs out, the sweep has it sent again. The
+    members are upserts, so nothing doubles, and "created" rests on the first send's
+    time (:func:`_first_sent`).
+
+    Sending from a thread was tried before with a session and an app context per send,
+    and cost more worker CPU than the overlap saved (benchmarks/README.md, issue 10).
     """
-    params = {"params": {"skip_merge_validation": "true"}} if skip_merge_validation else {}
-    operations = _operations_of(list_id, status_if_new, params, payload)
-    _guarded(
-        ext,
-        batch_id,
-        token,
-        lambda gateway: _send(ext, gateway, batch_id, token, operations),
-        gateway,
-    )
+
+    def __init__(self, ext: McSync, gateway: Gateway) -> None:
+        self.ext = ext
+        self.gateway = gateway
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcsync-send")
+        self._in_flight: tuple[int, str, datetime, int, Future[dict[str, Any]]] | None = None
+
+    def send(self, batch_id: int, token: str, payload: list[list[Any]], run: Run) -> None:
+        """Send a batch the planner has just committed, under the lease it committed with."""
+        self.settle()
+        operations = _operations(run, payload)
+        if not _holds(self.ext, batch_id, token):
+            return  # another worker took the batch over; it sends it
+        future = self._thread.submit(self.gateway.submit_batch, operations)
+        self._in_flight = (batch_id, token, utcnow(), len(operations), future)
+
+    def settle(self) -> None:
+        """Wait for Mailchimp's answer to the batch in flight, and record it."""
+        if self._in_flight is None:
+            return
+        batch_id, token, submitted_at, count, future = self._in_flight
+        self._in_flight = None
+        _guarded(
+            self.ext,
+            batch_id,
+            token,
+            lambda _: _sent(self.ext, batch_id, token, submitted_at, count, future.result()),
+            self.gateway,
+        )
+
+    def close(self) -> None:
+        """Record the last batch's answer, then end the thread. Also after the job failed:
+        the answer is recorded in a transaction of its own, and a batch Mailchimp took in
+        is not sent twice."""
+        try:
+            if not self.ext.session.is_active:
+                self.ext.session.rollback()  # the job's failed statement is not this one's
+            self.settle()
+        finally:
+            self._thread.shutdown(wait=True)
 
 
 def _guarded(
@@ -153,16 +181,11 @@ def _guarded(
         _retry_later(ext, batch_id, token, exc)
 
 
-def _operations(run: Run, batch: Batch) -> list[dict[str, Any]]:
+def _operations(run: Run, payload: list[Any]) -> list[dict[str, Any]]:
     # The owner's choice in the export window: without it, Mailchimp refuses every
     # member missing a required merge field, new or existing.
     params = {"params": {"skip_merge_validation": "true"}} if run.skip_merge_validation else {}
-    return _operations_of(run.list_id, run.status_if_new, params, batch.payload)
-
-
-def _operations_of(
-    list_id: str, status_if_new: str, params: dict[str, Any], payload: list[Any]
-) -> list[dict[str, Any]]:
+    list_id, status_if_new = run.list_id, run.status_if_new
     return [
         {
             "method": "PUT",
@@ -182,23 +205,38 @@ def _entries(payload: list[Any]) -> list[tuple[str, Any, str | None]]:
 
 
 def _submit(ext: McSync, gateway: Gateway, run: Run, batch: Batch, token: str) -> None:
-    _send(ext, gateway, batch.id, token, _operations(run, batch))
+    if not _holds(ext, batch.id, token):
+        return  # another worker took the batch over; it sends it
+    operations = _operations(run, batch.payload)
+    submitted_at = utcnow()
+    _sent(ext, batch.id, token, submitted_at, len(operations), gateway.submit_batch(operations))
 
 
-def _send(
-    ext: McSync, gateway: Gateway, batch_id: int, token: str, operations: list[dict[str, Any]]
-) -> None:
+def _holds(ext: McSync, batch_id: int, token: str) -> bool:
+    """Whether this job still holds the batch: only the lease holder sends.
+
+    The claim committed the first send's time before anything went out; a worker that
+    stalled past its lease and sent anyway would still double the batch at Mailchimp (and
+    its members' "created" would then rest on that time alone). A read, not a write: no
+    commit (an fsync on SQLite) per batch.
+    """
     session = ext.session
-    # Only the lease holder sends. The claim committed the first send's time before
-    # anything went out; a worker that stalled past its lease and sent anyway would still
-    # double the batch at Mailchimp (and its members' "created" would then rest on that
-    # time alone). A read, not a write: no commit (an fsync on SQLite) per batch.
     holder = sa.select(Batch.id).where(leases.holds(Batch, batch_id, token))
     if session.execute(holder).first() is None:
         session.rollback()
-        return  # another worker took the batch over; it sends it
-    submitted_at = utcnow()
-    answer = gateway.submit_batch(operations)
+        return False
+    return True
+
+
+def _sent(
+    ext: McSync,
+    batch_id: int,
+    token: str,
+    submitted_at: datetime,
+    count: int,
+    answer: dict[str, Any],
+) -> None:
+    """Mailchimp took the batch in: record its id, and look at it after the poll interval."""
     _schedule_poll(
         ext,
         batch_id,
@@ -208,7 +246,7 @@ def _send(
         submitted_at=submitted_at,
         attempts=0,  # the send step succeeded: its budget starts over
         finished_operations=0,
-        total_operations=len(operations),
+        total_operations=count,
     )
 
 

@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from .app_state import state
-from .batch_sync import advance, send_planned
-from .gateway import Gateway, MailchimpError, TransientError, as_mailchimp_error, gave_up
+from .batch_sync import Sender, advance
+from .gateway import MailchimpError, TransientError, as_mailchimp_error, gave_up
 from .models import Run
 from .outbox import drain, send_outbox_item
 from .planner import LostLease, plan
@@ -42,29 +42,23 @@ def plan_run(run_id: int, token: str | None = None) -> None:
 
 def plan_chunk(chunk_id: int, token: str | None = None) -> None:
     ext = state()
-    gateways: list[Gateway] = []  # made at the first send (a chunk may send nothing)
+    senders: list[Sender] = []  # made at the first send (a chunk may send nothing)
 
     def send(batch_id: int, batch_token: str, payload: list[list[Any]], run: Run) -> None:
-        if not gateways:
-            gateways.append(ext.gateway())
-        send_planned(
-            ext,
-            batch_id,
-            batch_token,
-            payload,
-            list_id=run.list_id,
-            status_if_new=run.status_if_new,
-            skip_merge_validation=run.skip_merge_validation,
-            gateway=gateways[0],
-        )
+        if not senders:
+            senders.append(Sender(ext, ext.gateway()))
+        senders[0].send(batch_id, batch_token, payload, run)
 
     try:
         plan_range(ext, chunk_id, token, send=send)
     except LostLease as exc:
         log.info("%s", exc)
     finally:
-        for gateway in gateways:
-            gateway.close()
+        for sender in senders:
+            try:
+                sender.close()
+            finally:
+                sender.gateway.close()
 
 
 def advance_batch(batch_id: int, token: str | None = None) -> None:

@@ -297,18 +297,18 @@ def test_planner_killed_before_sending_a_batch_it_committed(
         """The worker dying: nothing after this line runs."""
 
     sent: list[int] = []
-    real_send = jobs.send_planned
+    real_send = jobs.Sender.send
 
-    def dies_at_third(ext: Any, batch_id: int, *args: Any, **kwargs: Any) -> None:
+    def dies_at_third(sender: Any, batch_id: int, *args: Any, **kwargs: Any) -> None:
         if len(sent) == 2:
             raise Killed  # the third batch is committed, leased, never sent
         sent.append(batch_id)
-        real_send(ext, batch_id, *args, **kwargs)
+        real_send(sender, batch_id, *args, **kwargs)
 
-    monkeypatch.setattr(jobs, "send_planned", dies_at_third)
+    monkeypatch.setattr(jobs.Sender, "send", dies_at_third)
     with pytest.raises(Killed):
         jobs.plan_chunk(chunks[0])
-    monkeypatch.setattr(jobs, "send_planned", real_send)
+    monkeypatch.setattr(jobs.Sender, "send", real_send)
     session = _db().session
     session.rollback()
     unsent = session.execute(
