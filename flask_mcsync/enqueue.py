@@ -299,5 +299,13 @@ def enqueue_reconcile(ext: McSync) -> bool:
 
 def enqueue_resync(ext: McSync, run_id: int, email: str) -> None:
     ext.queue().enqueue(
-        RESYNC_ADDRESS, run_id, email, job_timeout=300, result_ttl=0, failure_ttl=FAILURE_TTL
+        RESYNC_ADDRESS,
+        run_id,
+        email,
+        job_timeout=300,
+        result_ttl=0,
+        failure_ttl=FAILURE_TTL,
+        # RQ logs a job's description at INFO as it takes and ends it, and shows it in
+        # `rq info`; by default that is the call with its arguments, the address here.
+        description=f"{RESYNC_ADDRESS}(run {run_id})",
     )

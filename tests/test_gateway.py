@@ -282,3 +282,31 @@ def test_a_single_sync_logs_no_address_or_name(
     # The sync sent the person to Mailchimp, yet never wrote them to the log.
     for personal in ("zephyrine", "quillfeather", "gmail.com"):
         assert personal not in logged.lower(), logged
+
+
+def test_a_resync_through_a_worker_logs_no_address(
+    app: Flask, sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RQ logs each job it takes and ends at INFO, by its description: the diagnostic
+    tool's re-sync job carries the address, which must not reach the host's logs."""
+    from example_app.models import db
+    from flask_mcsync.diagnostic import start_resync
+    from flask_mcsync.worker import run_worker
+
+    insert_customers(
+        db,
+        [{"email": "Ottoline.Brackenbury@gmail.com", "first_name": "Ottoline", "newsletter": True}],
+    )
+    choose_audience(app)
+    caplog.set_level(logging.INFO)  # the root logger: what a host's handlers would see
+
+    run = start_resync(state(app), "ottoline.brackenbury@gmail.com", started_by="test")
+    run_worker(app, burst=True, with_scheduler=False)
+
+    logged = caplog.text
+    caplog.set_level(logging.WARNING)
+    assert f"resync_address(run {run.id})" in logged  # the job was logged, by run
+    state(app).session.rollback()
+    assert state(app).session.get(type(run), run.id).status == "finished"
+    for personal in ("ottoline", "brackenbury", "gmail.com"):
+        assert personal not in logged.lower(), logged
