@@ -11,6 +11,16 @@ Infrastructure: this module imports nothing of ours, so every layer may raise fr
 
 from __future__ import annotations
 
+import click
+
 
 class McSyncError(Exception):
     """Something the shop owner or the host can act on; ``str()`` says what and how."""
+
+
+class SchemaError(McSyncError, click.ClickException, RuntimeError):
+    """The mcsync tables are in a state ``init-db`` must not touch; the message says why.
+
+    Also a :class:`click.ClickException`: raised under ``flask db upgrade`` (a host on
+    Flask-Migrate), it is shown as a message too, not a traceback.
+    """

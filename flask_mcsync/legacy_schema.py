@@ -17,6 +17,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .errors import SchemaError
+
 VERSION_TABLE = "mcsync_schema"
 LAST_VERSION = 5
 
@@ -111,10 +113,10 @@ def bring_to_last_version(
     ``create_both_ways_tables`` creates the webhook events and audience members tables
     (step 4) as the calling revision defines them.
 
-    :raises RuntimeError: when ``mcsync_schema`` exists but records no version.
+    :raises SchemaError: when ``mcsync_schema`` exists but records no version.
     """
     if version < 1:
-        raise RuntimeError(
+        raise SchemaError(
             "mcsync_schema exists but records no version, so the state of the mcsync_*"
             " tables is unknown. Restore the table from a backup, or drop the mcsync_*"
             " tables if they hold nothing you need, then run flask mcsync init-db again."

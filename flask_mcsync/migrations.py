@@ -32,7 +32,6 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import click
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -42,6 +41,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 
 from . import legacy_schema
+from .errors import SchemaError
 from .models import metadata
 
 SCRIPT_LOCATION = Path(__file__).parent / "alembic"
@@ -50,10 +50,6 @@ VERSION_TABLE = "mcsync_alembic_version"
 BRANCH = "mcsync"
 HEAD = f"{BRANCH}@head"
 TABLE_PREFIX = "mcsync_"
-
-
-class SchemaError(click.ClickException, RuntimeError):
-    """The mcsync tables are in a state ``init-db`` must not touch; the message says why."""
 
 
 def is_mcsync_table(name: str | None) -> bool:
