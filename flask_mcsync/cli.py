@@ -39,7 +39,7 @@ from .status import (
     report,
     run_summary,
 )
-from .statuses import RUN_ENDED, RunStatus
+from .statuses import RUN_ENDED, Result, RunStatus
 from .sweep import sweep_once
 from .terminal import count, inert, say, when
 from .worker import run_worker
@@ -413,7 +413,7 @@ def errors_cmd(days: int, run_id: int | None, kind: str | None, as_csv: bool) ->
         period=period,
         kind=kind,
         limit=None,
-        outcomes=CSV_OUTCOMES if as_csv else ("error",),
+        outcomes=CSV_OUTCOMES if as_csv else (Result.ERROR,),
     )
     if as_csv:
         # Redirected to a file the CSV stays byte for byte; on a terminal it is made inert.
@@ -484,7 +484,7 @@ def resync_line(run: Any, history: list[dict[str, Any]]) -> str:
     line = f"Re-sync (run {run.id}) {run.status}"
     if outcome is None:
         line += ": no outcome was recorded"
-    elif outcome["outcome"] == "error":
+    elif outcome["outcome"] == Result.ERROR:
         line += f": error - {inert(outcome['title'])}: {inert(outcome['detail'])}"
     else:
         line += f": {outcome['outcome']}"

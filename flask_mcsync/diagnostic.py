@@ -26,7 +26,7 @@ from .i18n import gettext as _
 from .inbound import FROM_MAILCHIMP_RUNS
 from .models import OutboxItem, Outcome, Run
 from .outcomes import LABELS, run_label, shown
-from .statuses import RunKind, RunStatus
+from .statuses import Result, RunKind, RunStatus
 from .throttle import SlotTimeout
 
 HISTORY = 20
@@ -63,7 +63,9 @@ def diagnose(ext: McSync, email: str, live: bool = True) -> dict[str, Any]:
         "mailchimp": None,
         "mailchimp_error": None,
     }
-    answer["last_error"] = next((h for h in answer["history"] if h["outcome"] == "error"), None)
+    answer["last_error"] = next(
+        (h for h in answer["history"] if h["outcome"] == Result.ERROR), None
+    )
     # What we sent; changes that came from Mailchimp are in the history, not sent by us.
     answer["last_sent"] = next(
         (h for h in answer["history"] if h["sent"] and h["run_kind"] not in FROM_MAILCHIMP_RUNS),

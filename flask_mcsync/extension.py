@@ -22,6 +22,7 @@ from .cli import mcsync_cli
 from .config import ConfigError, read_config
 from .host_migrations import leave_our_tables_alone
 from .source import SubscriberSource
+from .statuses import OutboxAction
 from .webhooks import make_webhook_blueprint
 
 
@@ -91,7 +92,10 @@ class MailchimpSync:
         leave_our_tables_alone(app)
 
     def connect_signal(
-        self, signal: Any, subscriber: Callable[..., Any], action: str = "signup"
+        self,
+        signal: Any,
+        subscriber: Callable[..., Any],
+        action: str = OutboxAction.SIGNUP,
     ) -> Callable[..., None]:
         """Feed an existing host signal into auto-sync, in one line::
 

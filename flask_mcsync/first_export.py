@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 from . import messages
 from .models import OutboxItem, Outcome, Run, Settings, utcnow
 from .settings import SyncSettings
-from .statuses import OutboxStatus, Result, RunKind
+from .statuses import OutboxAction, OutboxStatus, Result, RunKind, StoredStr
 
 # An export's outcome, as the outbox row it covers records it.
 _COVERED_STATUS: dict[str, OutboxStatus] = {
@@ -65,11 +65,20 @@ _COVERED_STATUS: dict[str, OutboxStatus] = {
 NEEDS_CONFIRMATION = ("unsubscribed", "cleaned")
 
 
+class Action(StoredStr):
+    """What :func:`decide` says to do with an outbox row now."""
+
+    SEND = "send"
+    HOLD = "hold"  # the first export is running: wait for it
+    IGNORE = "ignore"
+    COVERED = "covered"  # the export sent the address: close the row with its outcome
+
+
 @dataclass(frozen=True)
 class Decision:
     """What to do with an outbox row now."""
 
-    action: str  # send | hold | ignore | covered
+    action: Action
     reason: str | None = None
     run_id: int | None = None  # hold: the export it waits for; covered: the export
     status: str | None = None  # covered: the row's final status
@@ -78,9 +87,9 @@ class Decision:
 def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem]) -> Decision:
     """Decide for the rows of one address (oldest first), from committed facts."""
     if not current.auto_sync:
-        return Decision("ignore", messages.AUTO_SYNC_OFF)
+        return Decision(Action.IGNORE, messages.AUTO_SYNC_OFF)
     if not current.list_id:
-        return Decision("ignore", messages.NO_AUDIENCE)
+        return Decision(Action.IGNORE, messages.NO_AUDIENCE)
     if not current.first_export_done:
         # The export holding the audience (``runs.active_export``; read here by id only,
         # since runs calls :func:`release`).
@@ -89,7 +98,7 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
         ).scalar_one_or_none()
         if running is not None:
             return Decision(
-                "hold",
+                Action.HOLD,
                 messages.WAITING_FOR_EXPORT(run=running),
                 run_id=running,
             )
@@ -98,10 +107,10 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
         # after it, or a signup the export never read would be ignored and lost.
         if not _first_export_done_now(session, current.list_id):
             return Decision(
-                "ignore",
+                Action.IGNORE,
                 messages.NO_FIRST_EXPORT,
             )
-    if all(item.action == "signup" for item in items):
+    if all(item.action == OutboxAction.SIGNUP for item in items):
         covered = _export_outcome(session, current.list_id, items)
         if covered is not None and covered[2] not in NEEDS_CONFIRMATION:
             run_id, outcome, _ = covered
@@ -112,12 +121,12 @@ def decide(session: Session, current: SyncSettings, items: Sequence[OutboxItem])
                 OutboxStatus.FAILED: messages.COVERED_FAILED,
             }[status]
             return Decision(
-                "covered",
+                Action.COVERED,
                 said(run=run_id, outcome=outcome),
                 run_id=run_id,
                 status=status,
             )
-    return Decision("send")
+    return Decision(Action.SEND)
 
 
 def _first_export_done_now(session: Session, list_id: str) -> bool:

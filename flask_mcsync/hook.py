@@ -35,6 +35,7 @@ from .handoff import handoff_for
 from .models import OutboxItem
 from .outbox import enqueue_items
 from .signals import FROM_MAILCHIMP, subscriber_changed, subscriber_signed_up
+from .statuses import OutboxAction
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def add(
     subscriber: Any = None,
     email: str | None = None,
     previous_email: str | None = None,
-    action: str = "signup",
+    action: str = OutboxAction.SIGNUP,
 ) -> Pending | None:
     """Note an outbox row for this subscriber in the host's session (no I/O).
 
@@ -85,7 +86,10 @@ def add(
         # A change after a signup in the same transaction is still a signup; a newsletter
         # opt-in or opt-out says more than a profile change (or an earlier opt-in/out).
         item.previous_email = item.previous_email or previous_email
-        if action in ("optin", "optout") and item.action != "signup":
+        if (
+            action in (OutboxAction.OPTIN, OutboxAction.OPTOUT)
+            and item.action != OutboxAction.SIGNUP
+        ):
             item.action = action
         return item
     item = pending[key] = Pending(
@@ -238,14 +242,16 @@ def _receiver(action: str) -> Callable[..., None]:
             subscriber=kwargs.get("subscriber"),
             email=kwargs.get("email"),
             previous_email=kwargs.get("previous_email"),
-            action=action if newsletter is None else ("optin" if newsletter else "optout"),
+            action=action
+            if newsletter is None
+            else (OutboxAction.OPTIN if newsletter else OutboxAction.OPTOUT),
         )
 
     return receive
 
 
-_on_signup = _receiver("signup")
-_on_change = _receiver("change")
+_on_signup = _receiver(OutboxAction.SIGNUP)
+_on_change = _receiver(OutboxAction.CHANGE)
 
 _SESSION_EVENTS: list[tuple[str, Callable[..., None]]] = [
     ("before_commit", _write_rows),
@@ -270,7 +276,7 @@ def listen() -> None:
 
 
 def connect(
-    signal: Signal, subscriber: Callable[..., Any], action: str = "signup"
+    signal: Signal, subscriber: Callable[..., Any], action: str = OutboxAction.SIGNUP
 ) -> Callable[..., None]:
     """Make an existing host signal feed the outbox.
 

@@ -33,7 +33,7 @@ from .models import OutboxItem, utcnow
 from .retry import backoff_seconds
 from .settings import NoAudience
 from .single_sync import SHOP, fail_run, run_single
-from .statuses import OutboxStatus, RunKind, SyncReason
+from .statuses import Handled, OutboxAction, OutboxStatus, RunKind, SyncReason
 from .throttle import SlotTimeout
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def flush(ext: McSync) -> FlushResult:
                     _give_back(session, item_id)
                     outcome = send_outbox_item(ext, item_id)
                 done.results[outcome] = done.count(outcome) + 1
-            if done.count("retry") + done.count("busy") + done.count("held") >= len(ids):
+            if sum(done.count(h) for h in (Handled.RETRY, Handled.BUSY, Handled.HELD)) >= len(ids):
                 break  # what is left is held by a worker or waits for a later try
     finally:
         ext.redis_offline = was_offline
@@ -239,7 +239,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
     )
     session.commit()
     if getattr(claimed, "rowcount", 0) != 1:
-        return "busy"
+        return Handled.BUSY
     # Read anew even if the session holds it (a host may turn off expire_on_commit).
     item = session.get(OutboxItem, item_id, populate_existing=True)
     assert item is not None
@@ -262,14 +262,15 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
     closing = [item, *siblings]
     current = settings_mod.load(session, ext.config)
     decision = first_export.decide(session, current, closing)
-    if decision.action == "hold":
+    if decision.action == first_export.Action.HOLD:
         first_export.hold(closing, decision, ext.config.lease_seconds)
         session.commit()
-        return "held"
-    if decision.action != "send":
-        status = decision.status if decision.action == "covered" else OutboxStatus.IGNORED
+        return Handled.HELD
+    if decision.action != first_export.Action.SEND:
+        covered = decision.action == first_export.Action.COVERED
+        status = decision.status if covered else OutboxStatus.IGNORED
         _close(session, closing, status or OutboxStatus.IGNORED, decision.reason, decision.run_id)
-        return "covered" if decision.action == "covered" else "ignored"
+        return Handled.COVERED if covered else Handled.IGNORED
     failure: MailchimpError | NoAudience
     try:
         run = run_single(
@@ -295,7 +296,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             session.commit()
             if not ext.redis_offline:  # else the row waits, due again after its backoff
                 enqueue_outbox_item(ext, item.id, delay=delay)
-            return "retry"
+            return Handled.RETRY
     except (AccountError, NoAudience) as exc:
         session.rollback()
         failure = exc
@@ -309,7 +310,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
             else (OutboxStatus.FAILED if run.errors else OutboxStatus.SENT)
         )
         _close(session, closing, status, run.message, run.id)
-        return status.value
+        return Handled(status.value)
     run = fail_run(
         ext,
         None,
@@ -321,7 +322,7 @@ def send_outbox_item(ext: McSync, item_id: int) -> str:
         commit=False,
     )
     _close(session, closing, OutboxStatus.FAILED, str(failure), run.id)
-    return "failed"
+    return Handled.FAILED
 
 
 def wanted(actions: list[str]) -> str:
@@ -331,14 +332,19 @@ def wanted(actions: list[str]) -> str:
     profile change after an opt-in keeps the opt-in: else a customer who opted in again
     and then edited their name would never get Mailchimp's confirmation e-mail.
     """
-    said = [a for a in actions if a != "signup"]
+    said = [a for a in actions if a != OutboxAction.SIGNUP]
     if not said:
-        return "signup"
+        return OutboxAction.SIGNUP
     last = said[-1]
-    if last == "change":
-        opted = [a for a in actions if a in ("signup", "optin", "optout")]
-        if opted and opted[-1] != "optout":
-            return "optin"  # plan_for treats it as a change too (an opt-out since unsubscribes)
+    if last == OutboxAction.CHANGE:
+        opted = [
+            a
+            for a in actions
+            if a in (OutboxAction.SIGNUP, OutboxAction.OPTIN, OutboxAction.OPTOUT)
+        ]
+        if opted and opted[-1] != OutboxAction.OPTOUT:
+            # plan_for treats it as a change too (an opt-out since unsubscribes)
+            return OutboxAction.OPTIN
     return last
 
 
@@ -346,7 +352,7 @@ def _asked(wants: str, previous: str | None) -> str:
     """The sync's reason when it failed before the shop's data was read."""
     if previous:
         return SyncReason.ADDRESS_CHANGE
-    return SyncReason.UPDATE if wants == "change" else wants
+    return SyncReason.UPDATE if wants == OutboxAction.CHANGE else wants
 
 
 def _close(

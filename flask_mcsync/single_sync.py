@@ -40,7 +40,7 @@ from .outcomes import (
 )
 from .preflight import recent_types
 from .settings import NoAudience, SyncSettings
-from .statuses import OutboxStatus, RunKind, RunStatus, SyncReason
+from .statuses import OutboxAction, OutboxStatus, RunKind, RunStatus, SendAction, SyncReason
 
 # Who starts an auto-sync, as the dashboard shows it (translated there).
 SHOP = N_("shop")
@@ -50,15 +50,15 @@ CLOCK_SKEW = timedelta(seconds=2)
 
 
 # What the shop asked for, from the outbox rows' actions (see hook.add).
-OPT_INS = ("signup", "optin")
-CHANGES = ("change", "optin", "optout")
+OPT_INS = (OutboxAction.SIGNUP, OutboxAction.OPTIN)
+CHANGES = (OutboxAction.CHANGE, OutboxAction.OPTIN, OutboxAction.OPTOUT)
 
 
 @dataclass(frozen=True)
 class Plan:
     """What a single sync will do with an address."""
 
-    action: str  # upsert | unsubscribe | skip
+    action: SendAction
     email: str
     reason: str | None = None
     merge_fields: dict[str, Any] | None = None
@@ -75,20 +75,27 @@ def plan_for(ext: McSync, email: str, wants: str) -> Plan:
     session = ext.session
     verdict = judge(email, load_ruleset(session))
     if not verdict.send:
-        return Plan("skip", email.strip(), verdict.reason)
+        return Plan(SendAction.SKIP, email.strip(), verdict.reason)
     rows = ext.require_source().find(session, email)
     subscribed = [row for row, is_subscriber in rows if is_subscriber]
     if subscribed:
         row = subscribed[0]
         return Plan(
-            "upsert", row.email.strip(), merge_fields=row.merge_fields, language=row.language
+            SendAction.UPSERT,
+            row.email.strip(),
+            merge_fields=row.merge_fields,
+            language=row.language,
         )
     if rows and wants in CHANGES:
         # In the shop but no longer a subscriber: they opted out of the newsletter.
-        return Plan("unsubscribe", email.strip(), N_("The customer opted out in the shop."))
+        return Plan(
+            SendAction.UNSUBSCRIBE, email.strip(), N_("The customer opted out in the shop.")
+        )
     if rows:
-        return Plan("skip", email.strip(), N_("In the shop, but not a newsletter subscriber."))
-    return Plan("skip", email.strip(), N_("Not in the shop's subscriber source."))
+        return Plan(
+            SendAction.SKIP, email.strip(), N_("In the shop, but not a newsletter subscriber.")
+        )
+    return Plan(SendAction.SKIP, email.strip(), N_("Not in the shop's subscriber source."))
 
 
 def sync_reason(plan: Plan, wants: str, previous_email: str | None) -> str:
@@ -101,11 +108,11 @@ def sync_reason(plan: Plan, wants: str, previous_email: str | None) -> str:
         return SyncReason.RESYNC
     if previous_email and normalize(previous_email) != normalize(plan.email):
         return SyncReason.ADDRESS_CHANGE
-    if plan.action == "unsubscribe":
+    if plan.action == SendAction.UNSUBSCRIBE:
         return SyncReason.OPTOUT
     if wants in (SyncReason.SIGNUP, SyncReason.OPTIN):
         return SyncReason(wants)
-    if wants == SyncReason.OPTOUT and plan.action == "skip":
+    if wants == SyncReason.OPTOUT and plan.action == SendAction.SKIP:
         return SyncReason.OPTOUT
     return SyncReason.UPDATE
 
@@ -125,12 +132,12 @@ def perform(
     (a cleaned address is refused, and that refusal is recorded). Nothing else ever
     changes a member's status, and an archived contact is left archived.
     """
-    if plan.action == "skip":
+    if plan.action == SendAction.SKIP:
         return AddressOutcome(plan.email, Result.SKIPPED, skip_reason=plan.reason)
     gateway = ext.gateway()
     sent: dict[str, Any] = {"action": plan.action}
     try:
-        if plan.action == "unsubscribe":
+        if plan.action == SendAction.UNSUBSCRIBE:
             member = gateway.unsubscribe_member(list_id, plan.email)
             if member is None:
                 return AddressOutcome(

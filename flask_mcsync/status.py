@@ -23,6 +23,7 @@ from .i18n import gettext as _
 from .models import OutboxItem, Outcome, Run, utcnow
 from .outbox import waiting_count
 from .outcomes import LABELS
+from .statuses import Result
 
 MAX_DAYS = 365
 PER_PAGE = 25
@@ -156,9 +157,9 @@ def totals(session: Session, period: Period) -> dict[str, int]:
 
 def _error_filter(kind: str | None) -> list[Any]:
     if kind == "permanent":
-        return [Outcome.outcome == "error", Outcome.permanent.is_(True)]
+        return [Outcome.outcome == Result.ERROR, Outcome.permanent.is_(True)]
     if kind == "retried":
-        return [Outcome.outcome == "error", Outcome.permanent.is_(False)]
+        return [Outcome.outcome == Result.ERROR, Outcome.permanent.is_(False)]
     return []
 
 
@@ -170,7 +171,7 @@ def errors(
     kind: str | None = None,
     title: str | None = None,
     limit: int | None = 200,
-    outcomes: tuple[str, ...] = ("error",),
+    outcomes: tuple[str, ...] = (Result.ERROR,),
 ) -> list[dict[str, Any]]:
     """Error outcomes of one run or of a period: address, Mailchimp's title and detail.
 
@@ -214,7 +215,7 @@ def errors(
 def error_titles(session: Session, run_id: int) -> list[tuple[str, int]]:
     rows = session.execute(
         sa.select(Outcome.error_title, sa.func.count())
-        .where(Outcome.run_id == run_id, Outcome.outcome == "error")
+        .where(Outcome.run_id == run_id, Outcome.outcome == Result.ERROR)
         .group_by(Outcome.error_title)
         .order_by(sa.func.count().desc())
     ).all()
@@ -223,7 +224,7 @@ def error_titles(session: Session, run_id: int) -> list[tuple[str, int]]:
 
 CSV_COLUMNS = ["run_id", "at", "email", "outcome", "title", "detail", "permanent"]
 # The CSV lists errors and contacts left archived (both mean: this address gets no mail).
-CSV_OUTCOMES = ("error", "archived")
+CSV_OUTCOMES = (Result.ERROR, Result.ARCHIVED)
 
 
 def errors_csv(

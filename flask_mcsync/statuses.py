@@ -96,6 +96,37 @@ class SyncReason(StoredStr):
     RESYNC = "resync"
 
 
+class OutboxAction(StoredStr):
+    """``mcsync_outbox.action``: what the shop said of the address."""
+
+    SIGNUP = "signup"  # a new customer or subscriber
+    OPTIN = "optin"  # the newsletter box ticked
+    OPTOUT = "optout"  # the newsletter box unticked
+    CHANGE = "change"  # a profile change (name, address)
+
+
+class SendAction(StoredStr):
+    """What a single sync does with one address (kept in its outcome's ``sent``)."""
+
+    UPSERT = "upsert"
+    UNSUBSCRIBE = "unsubscribe"
+    SKIP = "skip"
+
+
+class Handled(StoredStr):
+    """What a job did with the row it was given (an outbox row, a webhook event): a
+    drain and ``flask mcsync flush`` count them. Not stored."""
+
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    IGNORED = "ignored"
+    COVERED = "covered"  # an export sent the address
+    HELD = "held"  # waits for the first export
+    RETRY = "retry"  # tried again after a backoff
+    BUSY = "busy"  # another worker holds the row
+
+
 class Result(StoredStr):
     """``mcsync_outcomes.outcome``: what became of one address in one run."""
 

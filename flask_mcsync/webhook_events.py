@@ -20,7 +20,7 @@ from .enqueue import enqueue_webhook_event
 from .handoff import breaker_for
 from .inbound import WEBHOOK_RUN, Applied, apply_change, close_run, new_run
 from .models import WebhookEvent, utcnow
-from .statuses import EventStatus
+from .statuses import EventStatus, Handled
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ def hand_off(ext: McSync, ids: list[int]) -> int:
     if not ext.config.redis_url or breaker.open():
         return 0
     try:
-
         for event_id in ids:
             enqueue_webhook_event(ext, event_id)
     except Exception as exc:  # whatever Redis says, Mailchimp gets its answer
@@ -64,7 +63,7 @@ def apply_event(ext: McSync, event_id: int) -> str:
     )
     if getattr(claimed, "rowcount", 0) != 1:
         session.rollback()
-        return "busy"
+        return Handled.BUSY
     event = session.get(WebhookEvent, event_id)
     assert event is not None
     session.refresh(event)
