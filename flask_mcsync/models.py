@@ -18,7 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from .statuses import OUTBOX_WAITING, BatchStatus, ChunkStatus, EventStatus, OutboxStatus, RunStatus
+from .statuses import (
+    OUTBOX_WAITING,
+    BatchStatus,
+    ChunkStatus,
+    EventStatus,
+    OutboxAction,
+    OutboxStatus,
+    RunStatus,
+)
 
 
 def utcnow() -> datetime:
@@ -307,7 +315,8 @@ class OutboxItem(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    action: Mapped[str] = mapped_column(sa.String(16), default="upsert")  # upsert | unsubscribe
+    # An OutboxAction; rows of the first build may hold "upsert" (sent like any other).
+    action: Mapped[str] = mapped_column(sa.String(16), default=OutboxAction.SIGNUP.value)
     email: Mapped[str] = mapped_column(sa.String(320))
     email_hash: Mapped[str] = mapped_column(sa.String(32))
     previous_email: Mapped[str | None] = mapped_column(sa.String(320))
