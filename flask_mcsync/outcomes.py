@@ -123,6 +123,14 @@ def shown(row: Outcome) -> dict[str, Any]:
     }
 
 
+def run_outcomes(session: Session, run_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The outcome rows of a run, as :func:`shown` (one for an auto-sync or a re-sync)."""
+    rows = session.execute(
+        sa.select(Outcome).where(Outcome.run_id == run_id).order_by(Outcome.id).limit(limit)
+    ).scalars()
+    return [shown(o) for o in rows]
+
+
 def archived_outcome(email: str, sent: dict[str, Any] | None) -> AddressOutcome:
     """A contact Mailchimp holds archived and kept so (it gets no e-mail from the audience)."""
     return AddressOutcome(

@@ -19,11 +19,10 @@ from ..errors import McSyncError
 from ..i18n import N_
 from ..i18n import gettext as _
 from ..models import Run, parse_time
-from ..outcomes import KIND_LABELS
+from ..outcomes import KIND_LABELS, run_outcomes
 from ..statuses import RUN_ENDED, RunKind
 from .labels import STATUS_LABELS, translated
 from .request_input import query_id
-from .status_views import run_outcomes
 
 STARTED_BY = N_("admin pages (diagnostic tool)")  # stored in English, shown translated
 MAX_EMAIL = 320

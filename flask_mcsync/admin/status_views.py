@@ -9,9 +9,6 @@ diagnostic tool's script.
 
 from __future__ import annotations
 
-from typing import Any
-
-import sqlalchemy as sa
 from flask import (
     Blueprint,
     abort,
@@ -26,8 +23,8 @@ from .. import runs, status
 from ..app_state import state
 from ..i18n import N_, csv_dialect
 from ..i18n import gettext as _
-from ..models import Outcome, Run, parse_time
-from ..outcomes import KIND_LABELS, shown
+from ..models import Run, parse_time
+from ..outcomes import KIND_LABELS, run_outcomes
 from ..statuses import RUN_ENDED, RunKind
 from .chart import draw_chart
 from .labels import BATCH_LABELS, STATUS_LABELS, translated
@@ -215,14 +212,3 @@ def errors_csv() -> Response:
     response = Response(stream_with_context(chunks), mimetype="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     return response
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def run_outcomes(session: Any, run_id: int, limit: int = 20) -> list[dict[str, Any]]:
-    """The outcome rows of a run (one for an auto-sync or a re-sync)."""
-    rows = session.execute(
-        sa.select(Outcome).where(Outcome.run_id == run_id).order_by(Outcome.id).limit(limit)
-    ).scalars()
-    return [shown(o) for o in rows]
