@@ -26,8 +26,8 @@ API_KEY = "0123456789abcdef0123456789abcdef-us1"
 
 class KeepAliveServer:
     """An HTTP/1.1 server that keeps connections open, as Mailchimp's does, and counts
-    them. The sandbox cannot show connection reuse: Werkzeug's server answers every
-    request with ``Connection: close``. Answers ``GET /3.0/ping`` only; closes a
+    them (the sandbox keeps them open too, but does not count them, nor drop one on
+    demand). Answers ``GET /3.0/ping`` only; closes a
     connection idle for ``idle_timeout`` seconds."""
 
     def wait_until_open(self, count: int, timeout: float = 20) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import socket
 import threading
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response as BaseResponse
+from werkzeug.wsgi import LimitedStream
 
 from .api import create_api_blueprint
 from .batches import BatchWorker
@@ -20,6 +25,9 @@ from .errors import PROBLEM_CONTENT_TYPE, problem
 from .events import WebhookDispatcher
 from .faults import Faults
 from .state import DEFAULT_API_KEY, SandboxState
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 EXTENSION_KEY = "mcsync_sandbox"
 
@@ -61,7 +69,69 @@ def create_sandbox_app() -> Flask:
     return app
 
 
-class _QuietHandler(WSGIRequestHandler):
+class _Handler(WSGIRequestHandler):
+    """Keeps a client's connection open between requests, as Mailchimp's API does.
+
+    Werkzeug's development server answers every request with ``Connection: close``, and
+    after each answer reads whatever else the client sent (the rest of a body the app
+    did not read), which on a kept connection would swallow the next request. Here the
+    app reads a body through a stream bounded by its length, drained after the answer,
+    and Werkzeug's own drain finds nothing to read, so the next request starts where it
+    should. A body without a length (chunked) still closes the connection. A client's
+    pooled connection thus meets what it meets at Mailchimp: reuse, and a connection
+    the server closed after it sat idle (``timeout``).
+    """
+
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds idle before the server closes a kept connection
+    _body: LimitedStream | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        # Werkzeug writes a response's headers and body apart: on a kept connection,
+        # Nagle's algorithm would hold the body until the client's delayed ACK (~40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._socket_file = self.rfile
+        self.server.connections.add(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.connections.discard(self.connection)  # type: ignore[attr-defined]
+        super().finish()
+
+    def handle_one_request(self) -> None:
+        self.rfile = self._socket_file  # the request line is read from the socket
+        self._body = None
+        super().handle_one_request()
+        if self._body is not None and not self.close_connection:
+            try:
+                self._body.exhaust()  # the part of the body the app did not read
+            except (OSError, ValueError):
+                self.close_connection = True
+
+    def make_environ(self) -> WSGIEnvironment:
+        environ = super().make_environ()
+        length = environ.get("CONTENT_LENGTH") or "0"
+        if environ.get("wsgi.input_terminated") or not length.isdigit():
+            self.close_connection = True  # chunked, or a length we cannot trust
+            return environ
+        self._body = LimitedStream(self._socket_file, int(length))  # type: ignore[arg-type]
+        environ["wsgi.input"] = self._body
+        # What Werkzeug reads after its answer: nothing (the next request stays unread).
+        self.rfile = io.BytesIO()
+        return environ
+
+    def send_header(self, keyword: str, value: str) -> None:
+        blanket_close = keyword.lower() == "connection" and value.lower() == "close"
+        if blanket_close and not self.close_connection:
+            return  # kept open (see the class docstring)
+        super().send_header(keyword, value)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # http.server says "Request timed out" when a kept connection sat idle past
+        # ``timeout``: the normal end of a kept connection, not an error.
+        if not format.startswith("Request timed out"):
+            super().log_error(format, *args)
+
     # Benchmarks send 100k+ requests; one log line each would dominate the run.
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         pass
@@ -95,8 +165,11 @@ class SandboxServer:
             self._requested_port,
             self.app,
             threaded=True,
-            request_handler=_QuietHandler,
+            request_handler=_Handler,
         )
+        # The connections kept open: closed by stop(), so no request reaches a stopped
+        # sandbox through a client's pooled connection.
+        self._server.connections = set()  # type: ignore[attr-defined]
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.1,), name="sandbox-http", daemon=True
         )
@@ -110,6 +183,9 @@ class SandboxServer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            for connection in list(self._server.connections):  # type: ignore[attr-defined]
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
             self._server = None
         if self._thread is not None:
             self._thread.join(5)
