@@ -83,7 +83,10 @@ class _Handler(WSGIRequestHandler):
     """
 
     protocol_version = "HTTP/1.1"
-    timeout = 30  # seconds idle before the server closes a kept connection
+    # Seconds idle before the server closes a kept connection. Mailchimp does not publish
+    # its own; 60 s is many load balancers' default, and above the 30 s after which a
+    # worker retires a connection itself (app_state.KEPT_IDLE_SECONDS).
+    timeout = 60
     _body: LimitedStream | None = None
 
     def setup(self) -> None:
