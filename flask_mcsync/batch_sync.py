@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,8 +97,8 @@ class Sender:
     """Sends the batches a chunk's job commits, as it commits them.
 
     The planner has each batch's rows in hand: sending them at once spares a job, a
-    claim and a reload of the payload per batch. All go through one ``gateway`` (one
-    kept-alive connection, not one per batch).
+    claim and a reload of the payload per batch. All go through one gateway (one
+    kept-alive connection, not one per batch), made at the first send.
 
     The ``POST`` runs in a thread of its own while the job plans the next batch, whose
     commit then records the answer: a batch's rows are read and checked while Mailchimp
@@ -113,10 +113,10 @@ class Sender:
     and cost more worker CPU than the overlap saved (benchmarks/README.md, issue 10).
     """
 
-    def __init__(self, ext: McSync, gateway: Gateway) -> None:
+    def __init__(self, ext: McSync) -> None:
         self.ext = ext
-        self.gateway = gateway
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcsync-send")
+        self._gateway: Gateway | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._in_flight: tuple[int, str, datetime, int, Future[dict[str, Any]]] | None = None
 
     def send(self, batch_id: int, token: str, payload: list[list[Any]], run: Run) -> None:
@@ -125,7 +125,10 @@ class Sender:
         operations = _operations(run, payload)
         if not _holds(self.ext, batch_id, token):
             return  # another worker took the batch over; it sends it
-        future = self._thread.submit(self.gateway.submit_batch, operations)
+        if self._gateway is None or self._thread is None:
+            self._gateway = self.ext.gateway()
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcsync-send")
+        future = self._thread.submit(self._gateway.submit_batch, operations)
         self._in_flight = (batch_id, token, utcnow(), len(operations), future)
 
     def settle(self) -> None:
@@ -133,25 +136,34 @@ class Sender:
         if self._in_flight is None:
             return
         batch_id, token, submitted_at, count, future = self._in_flight
+        # Interrupted while it waits (a job timeout), the batch stays in flight for
+        # close() to record: its POST goes on in the thread whatever happens here.
+        wait([future])
         self._in_flight = None
         _guarded(
             self.ext,
             batch_id,
             token,
             lambda _: _sent(self.ext, batch_id, token, submitted_at, count, future.result()),
-            self.gateway,
+            self._gateway,
         )
 
     def close(self) -> None:
-        """Record the last batch's answer, then end the thread. Also after the job failed:
-        the answer is recorded in a transaction of its own, and a batch Mailchimp took in
-        is not sent twice."""
+        """Record the answer to the batch in flight, then end the thread and the gateway.
+
+        Also after the job failed: what the job left uncommitted is rolled back first
+        (a half-written batch must not be committed with the answer), and the answer is
+        recorded in a transaction of its own, so a batch Mailchimp took in is not sent
+        twice.
+        """
         try:
-            if not self.ext.session.is_active:
-                self.ext.session.rollback()  # the job's failed statement is not this one's
+            self.ext.session.rollback()
             self.settle()
         finally:
-            self._thread.shutdown(wait=True)
+            if self._thread is not None:
+                self._thread.shutdown(wait=True)
+            if self._gateway is not None:
+                self._gateway.close()
 
 
 def _guarded(

@@ -16,7 +16,6 @@ from typing import Any
 from .app_state import state
 from .batch_sync import Sender, advance
 from .gateway import MailchimpError, TransientError, as_mailchimp_error, gave_up
-from .models import Run
 from .outbox import drain, send_outbox_item
 from .planner import LostLease, plan
 from .planner import plan_chunk as plan_range
@@ -42,23 +41,13 @@ def plan_run(run_id: int, token: str | None = None) -> None:
 
 def plan_chunk(chunk_id: int, token: str | None = None) -> None:
     ext = state()
-    senders: list[Sender] = []  # made at the first send (a chunk may send nothing)
-
-    def send(batch_id: int, batch_token: str, payload: list[list[Any]], run: Run) -> None:
-        if not senders:
-            senders.append(Sender(ext, ext.gateway()))
-        senders[0].send(batch_id, batch_token, payload, run)
-
+    sender = Sender(ext)
     try:
-        plan_range(ext, chunk_id, token, send=send)
+        plan_range(ext, chunk_id, token, sender=sender)
     except LostLease as exc:
         log.info("%s", exc)
     finally:
-        for sender in senders:
-            try:
-                sender.close()
-            finally:
-                sender.gateway.close()
+        sender.close()
 
 
 def advance_batch(batch_id: int, token: str | None = None) -> None:

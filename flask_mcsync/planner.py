@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -175,16 +174,22 @@ def _claim(session: Session, run_id: int, keys: list[int]) -> set[int]:
     return {row["key"] for row in new}
 
 
-# Sends a batch the planner committed: (batch id, its lease token, its rows, the run).
-Send = Callable[[int, str, list[list[Any]], Run], None]
+class Sends(Protocol):
+    """What sends the batches a chunk's job commits (:class:`~.batch_sync.Sender`)."""
+
+    def send(self, batch_id: int, token: str, payload: list[list[Any]], run: Run) -> None:
+        """Send a batch just committed, leased to this job with ``token``."""
+
+    def settle(self) -> None:
+        """Record Mailchimp's answer to a batch still in flight, if any."""
 
 
 def plan_chunk(
-    ext: McSync, chunk_id: int, token: str | None = None, send: Send | None = None
+    ext: McSync, chunk_id: int, token: str | None = None, sender: Sends | None = None
 ) -> None:
     """Plan one chunk: read its key range, commit its batches, queue each.
 
-    With ``send`` (the worker's job), each batch is committed leased to this job and
+    With a ``sender`` (the worker's job), each batch is committed leased to this job and
     sent by it at once instead of being queued: the batch's rows are in hand, so its
     first step costs no job, no claim and no reload of its payload.
     """
@@ -263,7 +268,7 @@ def plan_chunk(
                 "lease_token": batch_token,
                 "lease_until": utcnow() + timedelta(seconds=lease),
             }
-            if send is not None
+            if sender is not None
             else {}
         )
         if batch_rows:
@@ -284,12 +289,16 @@ def plan_chunk(
         record(session, run_id, skipped)
         session.commit()
         if batch_id is not None:
-            if send is not None:
-                send(batch_id, batch_token, batch_rows, run)
+            if sender is not None:
+                sender.send(batch_id, batch_token, batch_rows, run)
             else:
                 enqueue.enqueue_batch(ext, batch_id)
             if not next_queued:
                 next_queued = _queue_next(ext, run_id, chunk_seq)
+        elif sender is not None:
+            # A stretch of the shop with nothing to send: the batch in flight is recorded
+            # now, not after it, so its lease does not run out meanwhile.
+            sender.settle()
         pending, skipped = [], []
         counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
         dedup.forget()

@@ -332,3 +332,120 @@ def test_planner_killed_before_sending_a_batch_it_committed(
     # Every batch sent once: the killed one by the sweep's job, none twice.
     posts = sandbox.client.stats()["requests_by_kind"].get("batches", 0)
     assert posts == data["batch_count"], (posts, data["batch_count"])
+
+
+def _fail_in_second_batch_commit(monkeypatch: pytest.MonkeyPatch, fail: Any) -> None:
+    """Call ``fail`` inside the planner's second batch commit: after its claim of the
+    addresses and its run and chunk UPDATEs, before its batch INSERT and COMMIT."""
+    import sys
+
+    from flask_mcsync import leases
+
+    real, calls = leases.new_token, []
+
+    def new_token() -> str:
+        if sys._getframe(1).f_code.co_name == "commit_batch":
+            calls.append(1)
+            if len(calls) == 2:
+                fail()
+        return real()
+
+    monkeypatch.setattr(leases, "new_token", new_token)
+
+
+def test_a_chunk_job_interrupted_mid_commit_leaves_nothing_of_that_commit(
+    app: Flask, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job timeout or a cold shutdown in the middle of a batch's commit: the batch in
+    flight is still recorded, but nothing of the half-written commit with it (its
+    addresses claimed with no batch to send them would never be sent)."""
+    from flask_mcsync import jobs
+    from flask_mcsync.models import Batch, PlanChunk, utcnow
+
+    rows = shop_rows(60, seed=23)
+    run_id, expected = _prepare(app, rows, batch_size=10)
+    chunks = _cut(app, run_id)
+
+    class Interrupted(BaseException):
+        """RQ's job timeout, or its cold shutdown (SystemExit)."""
+
+    def interrupt() -> None:
+        raise Interrupted
+
+    _fail_in_second_batch_commit(monkeypatch, interrupt)
+    with pytest.raises(Interrupted):
+        jobs.plan_chunk(chunks[0])
+    monkeypatch.undo()
+    session = _db().session
+    session.rollback()
+    first = session.execute(sa.select(Batch).where(Batch.run_id == run_id)).scalar_one()
+    assert first.mailchimp_batch_id is not None  # the batch in flight was recorded
+    # The chunk's lease runs out and its job runs again: every address is planned.
+    past = utcnow() - timedelta(seconds=1)
+    session.execute(sa.update(PlanChunk).where(PlanChunk.id == chunks[0]).values(lease_until=past))
+    session.commit()
+    jobs.plan_chunk(chunks[0])
+    session.rollback()
+    planned = {
+        email.lower()
+        for (payload,) in session.execute(sa.select(Batch.payload).where(Batch.run_id == run_id))
+        for email, *_ in payload
+    }
+    assert set(expected.send) <= planned, sorted(set(expected.send) - planned)[:5]
+
+
+def test_a_database_error_in_a_chunk_job_is_its_error_and_the_batch_in_flight_is_recorded(
+    app: Flask, sandbox: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a failed statement aborts the transaction: recording the answer to
+    the batch in flight must not meet that transaction, nor hide the job's own error."""
+    from flask_mcsync import jobs, state
+    from flask_mcsync.models import Batch
+
+    if _db().engine.dialect.name != "postgresql":
+        pytest.skip("SQLite answers 1/0 with NULL: no statement to fail")
+    rows = shop_rows(60, seed=23)
+    run_id, _ = _prepare(app, rows, batch_size=10)
+    chunks = _cut(app, run_id)
+
+    class Refused(Exception):
+        pass
+
+    def failing_statement() -> None:
+        try:
+            state(app).session.execute(sa.text("SELECT 1/0"))
+        except sa.exc.DBAPIError as exc:
+            raise Refused from exc
+
+    _fail_in_second_batch_commit(monkeypatch, failing_statement)
+    with pytest.raises(Refused):
+        jobs.plan_chunk(chunks[0])
+    session = _db().session
+    session.rollback()
+    first = session.execute(sa.select(Batch).where(Batch.run_id == run_id)).scalar_one()
+    assert first.mailchimp_batch_id is not None and first.status == "processing"
+    assert sandbox.client.stats()["requests_by_kind"].get("batches") == 1
+
+
+def test_an_account_error_on_a_post_in_flight_stops_the_run_and_nothing_more_is_sent(
+    app: Flask, sandbox: Any
+) -> None:
+    from flask_mcsync import jobs
+    from flask_mcsync.models import Batch, Run
+
+    rows = shop_rows(60, seed=23)
+    run_id, _ = _prepare(app, rows, batch_size=10)
+    chunks = _cut(app, run_id)
+    sandbox.client.set_faults(
+        next=[{"status": 401, "method": "POST", "path_contains": "/batches", "count": 1}]
+    )
+    jobs.plan_chunk(chunks[0])
+    session = _db().session
+    session.rollback()
+    run = session.get(Run, run_id)
+    batches = session.execute(
+        sa.select(Batch.status, Batch.lease_token).where(Batch.run_id == run_id)
+    ).all()
+    assert run is not None and run.status == "failed"
+    assert sandbox.client.stats()["requests_by_kind"].get("batches") == 1  # one POST only
+    assert batches and all(status == "failed" and token is None for status, token in batches)
