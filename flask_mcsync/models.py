@@ -23,7 +23,6 @@ from .statuses import (
     BatchStatus,
     ChunkStatus,
     EventStatus,
-    OutboxAction,
     OutboxStatus,
     RunStatus,
 )
@@ -315,8 +314,9 @@ class OutboxItem(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # An OutboxAction; rows of the first build may hold "upsert" (sent like any other).
-    action: Mapped[str] = mapped_column(sa.String(16), default=OutboxAction.SIGNUP.value)
+    # An OutboxAction, written by the hook. The default is the first build's, kept: a
+    # row written without an action is not an opt-in (a signup would count as one).
+    action: Mapped[str] = mapped_column(sa.String(16), default="upsert")
     email: Mapped[str] = mapped_column(sa.String(320))
     email_hash: Mapped[str] = mapped_column(sa.String(32))
     previous_email: Mapped[str | None] = mapped_column(sa.String(320))

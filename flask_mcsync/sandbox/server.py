@@ -99,6 +99,7 @@ class _Handler(WSGIRequestHandler):
 
     def finish(self) -> None:
         self.server.connections.discard(self.connection)  # type: ignore[attr-defined]
+        self.rfile = self._socket_file  # closed by finish(), not the empty stand-in
         super().finish()
 
     def handle_one_request(self) -> None:
@@ -108,7 +109,8 @@ class _Handler(WSGIRequestHandler):
         if self._body is not None and not self.close_connection:
             try:
                 self._body.exhaust()  # the part of the body the app did not read
-            except (OSError, ValueError):
+            except (OSError, ValueError, HTTPException):
+                # The client left before sending it all (Werkzeug's ClientDisconnected).
                 self.close_connection = True
 
     def make_environ(self) -> WSGIEnvironment:
@@ -122,6 +124,12 @@ class _Handler(WSGIRequestHandler):
         # What Werkzeug reads after its answer: nothing (the next request stays unread).
         self.rfile = io.BytesIO()
         return environ
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own answers (a request line or header too long, a bad request)
+        # leave the rest of the request unread: this connection cannot serve another.
+        self.close_connection = True
+        super().send_error(code, message, explain)
 
     def send_header(self, keyword: str, value: str) -> None:
         blanket_close = keyword.lower() == "connection" and value.lower() == "close"
