@@ -119,10 +119,13 @@ class BatchWorker:
                     if not self._alive(batch):
                         return
                     continue
-            entry = self._run_one(operations[index], batch.base_url)
             with self.state.lock:
+                # Looked at and run under one hold of the lock: a reset or a delete landing
+                # between the look and the operation would apply it to the account anew
+                # (a test's sandbox, reset for the next test, got a member of the last one).
                 if not self._alive(batch):
                     return
+                entry = self._run_one(operations[index], batch.base_url)
                 batch.results.append(entry)
                 batch.finished_operations += 1
                 if entry["status_code"] >= 400:
