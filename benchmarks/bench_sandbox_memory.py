@@ -44,11 +44,19 @@ def operations(start: int, count: int) -> list[dict[str, str]]:
     ops = []
     for i in range(start, start + count):
         email = f"customer{i:07d}@mail.shop-demo.io"
-        body = {"email_address": email, "status_if_new": "subscribed",
-                "merge_fields": {"FNAME": f"First{i}", "LNAME": f"Last{i}"}}
-        ops.append({"method": "PUT", "operation_id": str(i),
-                    "path": f"/lists/{LIST}/members/{hashlib.md5(email.encode()).hexdigest()}",
-                    "body": json.dumps(body)})
+        body = {
+            "email_address": email,
+            "status_if_new": "subscribed",
+            "merge_fields": {"FNAME": f"First{i}", "LNAME": f"Last{i}"},
+        }
+        ops.append(
+            {
+                "method": "PUT",
+                "operation_id": str(i),
+                "path": f"/lists/{LIST}/members/{hashlib.md5(email.encode()).hexdigest()}",
+                "body": json.dumps(body),
+            }
+        )
     return ops
 
 
@@ -64,7 +72,9 @@ def main() -> None:
         env["PYTHONPATH"] = args.pythonpath
     server = subprocess.Popen(
         [sys.executable, "-m", "flask_mcsync.sandbox", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, cwd=args.pythonpath or None,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        cwd=args.pythonpath or None,
     )
     api = f"http://127.0.0.1:{port}/3.0/"
     session = requests.Session()
@@ -81,23 +91,29 @@ def main() -> None:
         ids = []
         for start in range(0, args.addresses, args.batch_size):
             count = min(args.batch_size, args.addresses - start)
-            reply = session.post(api + "batches", json={"operations": operations(start, count)},
-                                 timeout=120)
+            reply = session.post(
+                api + "batches", json={"operations": operations(start, count)}, timeout=120
+            )
             reply.raise_for_status()
             ids.append(reply.json()["id"])
         archive_bytes = 0
         for batch_id in ids:
             while (batch := session.get(api + f"batches/{batch_id}", timeout=30).json())[
-                    "status"] != "finished":
+                "status"
+            ] != "finished":
                 time.sleep(0.2)
             archive = session.get(batch["response_body_url"], timeout=120)
             archive.raise_for_status()
             archive_bytes += len(archive.content)
         elapsed = time.monotonic() - started
-        print(f"addresses={args.addresses} batches={len(ids)} elapsed={elapsed:.1f}s "
-              f"archives={archive_bytes / 2**20:.1f}MB")
-        print(f"sandbox peak RSS: {peak_rss_mb(server.pid):.0f} MB (idle {idle:.0f} MB); "
-              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(
+            f"addresses={args.addresses} batches={len(ids)} elapsed={elapsed:.1f}s "
+            f"archives={archive_bytes / 2**20:.1f}MB"
+        )
+        print(
+            f"sandbox peak RSS: {peak_rss_mb(server.pid):.0f} MB (idle {idle:.0f} MB); "
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
     finally:
         server.terminate()
         server.wait(10)

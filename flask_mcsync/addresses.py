@@ -89,9 +89,7 @@ def invalid_domain(domain: str) -> str | None:
     if not all(_LABEL_RE.match(label) for label in labels):
         return _("The domain is malformed (empty part, bad character, or a '-' at an edge).")
     if not _TLD_RE.match(labels[-1]):
-        return _(
-            "The domain ends in '.%(tld)s', which is not a top-level domain.", tld=labels[-1]
-        )
+        return _("The domain ends in '.%(tld)s', which is not a top-level domain.", tld=labels[-1])
     return None
 
 

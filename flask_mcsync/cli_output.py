@@ -22,6 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def friendly(func: F) -> F:
     """Turn the errors a user can meet into a message and exit status 1, not a traceback."""
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:

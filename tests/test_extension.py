@@ -28,9 +28,7 @@ def shop_db() -> tuple[SQLAlchemy, type]:
     return db, Customer
 
 
-def make_host(
-    name: str, database_url: str, db: SQLAlchemy, **config: Any
-) -> Flask:
+def make_host(name: str, database_url: str, db: SQLAlchemy, **config: Any) -> Flask:
     """A host app with its database ready, before the extension is registered."""
     app = Flask(name)
     app.config.update(SECRET_KEY="test", SQLALCHEMY_DATABASE_URI=database_url, **config)
@@ -124,8 +122,11 @@ def test_state_outside_an_app_context_says_what_to_do() -> None:
 
 def test_state_of_an_app_without_the_extension_says_what_to_do() -> None:
     app = Flask("other")
-    with app.app_context(), pytest.raises(
-        RuntimeError, match=r"not registered on this app: call mcsync.init_app\(app\)"
+    with (
+        app.app_context(),
+        pytest.raises(
+            RuntimeError, match=r"not registered on this app: call mcsync.init_app\(app\)"
+        ),
     ):
         state()
     with pytest.raises(RuntimeError, match="not registered on this app"):
@@ -229,7 +230,8 @@ def test_init_app_arguments_win_over_the_constructor_ones(
     db, customer = shop_db
     everyone_source = SubscriberSource(model=customer)
     subscribers_only = SubscriberSource(
-        model=customer, filter=lambda: customer.newsletter.is_(True)  # type: ignore[attr-defined]
+        model=customer,
+        filter=lambda: customer.newsletter.is_(True),  # type: ignore[attr-defined]
     )
     mcsync = MailchimpSync(db=db, source=everyone_source)
     app = make_host("host", database_url, db)

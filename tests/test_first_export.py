@@ -133,9 +133,7 @@ def _signups_during_first_export(
     )
     sandbox.client.set_faults(batch_ops_per_second=50_000)
 
-    wait_for(
-        lambda: read_progress(_ext(app).session, run_id)["ended"], 300, "the export to end"
-    )
+    wait_for(lambda: read_progress(_ext(app).session, run_id)["ended"], 300, "the export to end")
     progress = read_progress(_ext(app).session, run_id)
     assert progress["status"] == "finished", progress["message"]
     wait_for(lambda: _waiting(app) == 0, 120, "every signup's outbox row to be handled")

@@ -139,9 +139,7 @@ def test_the_cli_and_the_window_read_the_same_estimate(
         ("ada@box.localhost", "'.localhost' is a reserved top-level domain"),
     ],
 )
-def test_addresses_mailchimp_refuses_as_fake_are_invalid_up_front(
-    address: str, words: str
-) -> None:
+def test_addresses_mailchimp_refuses_as_fake_are_invalid_up_front(address: str, words: str) -> None:
     reason = invalid_reason(address)
     assert reason is not None and words in reason and "fake" in reason
     verdict = judge(address, RuleSet([]))
@@ -241,7 +239,7 @@ def test_the_diagnostic_shows_an_excluded_address_still_in_the_audience(
 def test_the_batch_table_explains_retries_instead_of_a_column_of_zeros(
     client: FlaskClient,
 ) -> None:
-    """"Sends" showed 0 everywhere; now the failed tries and the time they added, explained."""
+    """ "Sends" showed 0 everywhere; now the failed tries and the time they added, explained."""
     from flask_mcsync.models import Batch, Run
 
     session = _db().session

@@ -487,9 +487,7 @@ def test_mailchimps_words_stay_as_written_even_where_they_read_like_ours() -> No
             "Aucune audience n'est choisie"
         )
         # A run is named by its number as written, not as a count.
-        assert "(synchronisation 1234)" in messages.translate(
-            messages.WAITING_FOR_EXPORT(run=1234)
-        )
+        assert "(synchronisation 1234)" in messages.translate(messages.WAITING_FOR_EXPORT(run=1234))
         hostile = "Attempt " + "1" * 4400 + ": x"  # int() refuses over 4,300 digits
         assert messages.translate(hostile) == hostile
 

@@ -79,15 +79,21 @@ def test_was_created_is_false_for_an_older_subscriber() -> None:
 
 @pytest.mark.parametrize("status", ["unsubscribed", "cleaned", "pending", "transactional"])
 def test_was_created_is_false_when_the_member_kept_another_status(status: str) -> None:
-    member = {"status": status, "timestamp_opt": iso(SINCE + timedelta(seconds=1)),
-              "last_changed": iso(SINCE + timedelta(seconds=1))}
+    member = {
+        "status": status,
+        "timestamp_opt": iso(SINCE + timedelta(seconds=1)),
+        "last_changed": iso(SINCE + timedelta(seconds=1)),
+    }
     assert not was_created(member, "subscribed", SINCE)
 
 
 def test_was_created_for_pending_uses_last_changed() -> None:
     fresh = {"status": "pending", "timestamp_opt": "", "last_changed": iso(SINCE)}
-    old = {"status": "pending", "timestamp_opt": "",
-           "last_changed": iso(SINCE - timedelta(hours=1))}
+    old = {
+        "status": "pending",
+        "timestamp_opt": "",
+        "last_changed": iso(SINCE - timedelta(hours=1)),
+    }
     assert was_created(fresh, "pending", SINCE)
     assert not was_created(old, "pending", SINCE)
 
@@ -103,18 +109,28 @@ def test_was_created_without_any_time_is_an_update() -> None:
 
 
 def problem(status: int, title: str, detail: str = "", **extra: Any) -> dict[str, Any]:
-    return {"type": "https://mailchimp.com/developer/marketing/docs/errors/",
-            "title": title, "status": status, "detail": detail, "instance": "x", **extra}
+    return {
+        "type": "https://mailchimp.com/developer/marketing/docs/errors/",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": "x",
+        **extra,
+    }
 
 
 @pytest.mark.parametrize(
     "title, detail",
     [
-        ("Member In Compliance State",
-         "a@b.co is in a compliance state due to unsubscribe, bounce, or compliance review"
-         " and cannot be subscribed."),
-        ("Forgotten Email Not Subscribed",
-         "a@b.co was permanently deleted and cannot be re-imported."),
+        (
+            "Member In Compliance State",
+            "a@b.co is in a compliance state due to unsubscribe, bounce, or compliance review"
+            " and cannot be subscribed.",
+        ),
+        (
+            "Forgotten Email Not Subscribed",
+            "a@b.co was permanently deleted and cannot be re-imported.",
+        ),
         ("Invalid Resource", "a@b.co looks fake or invalid, please enter a real email address."),
         ("Invalid Resource", "Please provide a valid email address."),
     ],
@@ -127,8 +143,12 @@ def test_errors_about_one_address_are_permanent_address_errors(title: str, detai
 
 
 def test_invalid_merge_fields_name_the_field() -> None:
-    body = problem(400, "Invalid Resource", "Your merge fields were invalid.",
-                   errors=[{"field": "FNAME", "message": "Please enter a value"}])
+    body = problem(
+        400,
+        "Invalid Resource",
+        "Your merge fields were invalid.",
+        errors=[{"field": "FNAME", "message": "Please enter a value"}],
+    )
     error = error_from_response(400, body)
     assert isinstance(error, AddressError) and error.permanent
     assert "FNAME: Please enter a value" in error.full_detail
@@ -136,8 +156,9 @@ def test_invalid_merge_fields_name_the_field() -> None:
 
 
 def test_too_many_requests_is_transient_with_retry_after() -> None:
-    body = problem(429, "Too Many Requests", "You have exceeded the limit of 10 simultaneous"
-                   " connections.")
+    body = problem(
+        429, "Too Many Requests", "You have exceeded the limit of 10 simultaneous connections."
+    )
     error = error_from_response(429, body, "7")
     assert isinstance(error, TransientError)
     assert not error.permanent
@@ -203,8 +224,12 @@ def test_unreadable_retry_after_is_ignored(value: str | None, seconds: float | N
 
 @pytest.mark.parametrize(
     "status, title",
-    [(401, "API Key Invalid"), (401, "API Key Missing"), (403, "Forbidden"),
-     (404, "Resource Not Found")],
+    [
+        (401, "API Key Invalid"),
+        (401, "API Key Missing"),
+        (403, "Forbidden"),
+        (404, "Resource Not Found"),
+    ],
 )
 def test_account_errors(status: int, title: str) -> None:
     error = error_from_response(status, problem(status, title, "Check your key."))
@@ -236,15 +261,20 @@ def archive(files: dict[str, Any], directory: bool = True) -> bytes:
 
 def test_results_archive_is_read_across_files() -> None:
     member = {"id": "h", "email_address": "a@b.co", "status": "subscribed"}
-    content = archive({
-        "./b1-0.json": [
-            {"status_code": 200, "operation_id": "0", "response": json.dumps(member)},
-            {"status_code": 400, "operation_id": "1",
-             "response": json.dumps(problem(400, "Member In Compliance State", "no"))},
-        ],
-        "./b1-1.json": [{"status_code": 204, "operation_id": "2", "response": ""}],
-        "./README.txt": b"not results",
-    })
+    content = archive(
+        {
+            "./b1-0.json": [
+                {"status_code": 200, "operation_id": "0", "response": json.dumps(member)},
+                {
+                    "status_code": 400,
+                    "operation_id": "1",
+                    "response": json.dumps(problem(400, "Member In Compliance State", "no")),
+                },
+            ],
+            "./b1-1.json": [{"status_code": 204, "operation_id": "2", "response": ""}],
+            "./README.txt": b"not results",
+        }
+    )
     results = sorted(read_results_archive(content), key=lambda r: r["operation_id"])
     assert [r["operation_id"] for r in results] == ["0", "1", "2"]
     assert results[0] == {"status_code": 200, "operation_id": "0", "response": member}
@@ -254,16 +284,21 @@ def test_results_archive_is_read_across_files() -> None:
 
 
 def test_results_archive_tolerates_odd_responses() -> None:
-    content = archive({
-        "./x.json": [
-            {"status_code": "200", "operation_id": "0", "response": "<html>oops</html>"},
-            {"status_code": 200, "operation_id": "1", "response": "[1, 2]"},
-            {"status_code": 500, "operation_id": "2"},
-        ],
-    }, directory=False)
+    content = archive(
+        {
+            "./x.json": [
+                {"status_code": "200", "operation_id": "0", "response": "<html>oops</html>"},
+                {"status_code": 200, "operation_id": "1", "response": "[1, 2]"},
+                {"status_code": 500, "operation_id": "2"},
+            ],
+        },
+        directory=False,
+    )
     results = read_results_archive(content)
     assert [(r["status_code"], r["operation_id"], r["response"]) for r in results] == [
-        (200, "0", {}), (200, "1", {}), (500, "2", {})
+        (200, "0", {}),
+        (200, "1", {}),
+        (500, "2", {}),
     ]
 
 
@@ -274,8 +309,10 @@ def test_empty_results_archive() -> None:
 def test_results_archive_matches_the_sandbox_format() -> None:
     from flask_mcsync.sandbox.batches import build_archive
 
-    entries = [{"status_code": 200, "operation_id": str(i), "response": json.dumps({"n": i})}
-               for i in range(1203)]
+    entries = [
+        {"status_code": 200, "operation_id": str(i), "response": json.dumps({"n": i})}
+        for i in range(1203)
+    ]
     results = read_results_archive(build_archive("abc", entries))
     assert len(results) == 1203
     assert {r["operation_id"] for r in results} == {str(i) for i in range(1203)}
@@ -285,28 +322,52 @@ def test_results_archive_matches_the_sandbox_format() -> None:
 @pytest.mark.parametrize(
     "member",
     [
-        {"status": "subscribed", "timestamp_opt": "2026-01-01T00:00:00+00:00",
-         "last_changed": "2026-01-01T00:00:00+00:00", "timestamp_signup": "",
-         "merge_fields": {"FNAME": 'say "status": "archived"', "X": "\\"}},
+        {
+            "status": "subscribed",
+            "timestamp_opt": "2026-01-01T00:00:00+00:00",
+            "last_changed": "2026-01-01T00:00:00+00:00",
+            "timestamp_signup": "",
+            "merge_fields": {"FNAME": 'say "status": "archived"', "X": "\\"},
+        },
         # decoded whole: a field missing, null, with an escape, or also in a nested object
         {"status": "subscribed", "timestamp_opt": "2026-01-01T00:00:00+00:00"},
-        {"status": "subscribed", "timestamp_opt": None, "last_changed": "x",
-         "timestamp_signup": ""},
-        {"status": "sub\"scribed", "timestamp_opt": "t", "last_changed": "x",
-         "timestamp_signup": ""},
-        {"status": "subscribed", "timestamp_opt": "t", "last_changed": "x",
-         "timestamp_signup": "", "tags": [{"status": "archived"}]},
+        {
+            "status": "subscribed",
+            "timestamp_opt": None,
+            "last_changed": "x",
+            "timestamp_signup": "",
+        },
+        {
+            "status": 'sub"scribed',
+            "timestamp_opt": "t",
+            "last_changed": "x",
+            "timestamp_signup": "",
+        },
+        {
+            "status": "subscribed",
+            "timestamp_opt": "t",
+            "last_changed": "x",
+            "timestamp_signup": "",
+            "tags": [{"status": "archived"}],
+        },
     ],
 )
 def test_results_archive_reads_only_the_fields_asked_as_json_would(member: Any) -> None:
     from flask_mcsync.gateway import MEMBER_FIELDS
 
     for text in (json.dumps(member), json.dumps(member, separators=(",", ":"), indent=2)):
-        content = archive({"./r.json": [
-            {"status_code": 200, "operation_id": "0", "response": text},
-            {"status_code": 400, "operation_id": "1",
-             "response": json.dumps(problem(400, "Invalid Resource", "no"))},
-        ]})
+        content = archive(
+            {
+                "./r.json": [
+                    {"status_code": 200, "operation_id": "0", "response": text},
+                    {
+                        "status_code": 400,
+                        "operation_id": "1",
+                        "response": json.dumps(problem(400, "Invalid Resource", "no")),
+                    },
+                ]
+            }
+        )
         ok, error = read_results_archive(content, MEMBER_FIELDS)
         assert {k: ok["response"][k] for k in MEMBER_FIELDS if k in ok["response"]} == {
             k: member[k] for k in MEMBER_FIELDS if k in member
@@ -327,8 +388,13 @@ def test_config_defaults_to_mailchimp_for_the_key_datacenter() -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["not-a-key", "0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcde-us1",
-     "0123456789ABCDEF0123456789ABCDEF-us1", "g123456789abcdef0123456789abcdef-us1"],
+    [
+        "not-a-key",
+        "0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcde-us1",
+        "0123456789ABCDEF0123456789ABCDEF-us1",
+        "g123456789abcdef0123456789abcdef-us1",
+    ],
 )
 def test_config_refuses_a_badly_shaped_key(key: str) -> None:
     with pytest.raises(ConfigError, match="MCSYNC_API_KEY"):
@@ -345,9 +411,11 @@ def test_config_refuses_a_bad_url(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url, expected",
-    [("http://127.0.0.1:8025/3.0", "http://127.0.0.1:8025/3.0/"),
-     ("http://127.0.0.1:8025/3.0/", "http://127.0.0.1:8025/3.0/"),
-     (" https://sandbox.local/3.0 ", "https://sandbox.local/3.0/")],
+    [
+        ("http://127.0.0.1:8025/3.0", "http://127.0.0.1:8025/3.0/"),
+        ("http://127.0.0.1:8025/3.0/", "http://127.0.0.1:8025/3.0/"),
+        (" https://sandbox.local/3.0 ", "https://sandbox.local/3.0/"),
+    ],
 )
 def test_config_adds_the_trailing_slash_mailchimp3_needs(url: str, expected: str) -> None:
     assert read_config({"MCSYNC_API_KEY": KEY, "MCSYNC_API_URL": url}).api_url == expected
@@ -397,15 +465,19 @@ def test_config_keeps_connections_within_mailchimps_limit(connections: int) -> N
 # --- addresses ------------------------------------------------------------------------
 
 ascii_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80)
-atom = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
-               min_size=1, max_size=12)
+atom = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+    min_size=1,
+    max_size=12,
+)
 local_chars = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!#$%&'*+/=?^_`{|}~-",
-    min_size=1, max_size=70,
+    min_size=1,
+    max_size=70,
 )
 label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
 tld = st.sampled_from(["com", "fr", "de", "io", "museum", "xn--p1ai", "co", "a", "1"])
-noise = st.text(alphabet=" @.\t-_\"(),:;<>[]\\é", max_size=4)
+noise = st.text(alphabet=' @.\t-_"(),:;<>[]\\é', max_size=4)
 
 
 @st.composite
@@ -445,9 +517,10 @@ def test_subscriber_hash_ignores_case_of_addresses(address: str) -> None:
 
 def test_subscriber_hash_known_value() -> None:
     # The example from Mailchimp's documentation of the member id.
-    assert subscriber_hash(" Urist.McVankab@freddiesjokes.com ") == hashlib.md5(
-        b"urist.mcvankab@freddiesjokes.com"
-    ).hexdigest()
+    assert (
+        subscriber_hash(" Urist.McVankab@freddiesjokes.com ")
+        == hashlib.md5(b"urist.mcvankab@freddiesjokes.com").hexdigest()
+    )
 
 
 @settings(max_examples=400)
@@ -464,9 +537,28 @@ def test_every_accepted_address_passes_mailchimp3_and_has_one_at(raw: str) -> No
 
 @pytest.mark.parametrize(
     "raw",
-    [None, "", "   ", "a@b", "a@@b.co", "@b.co", "a@", "a b@c.co", "a..b@c.co", ".a@c.co",
-     "a.@c.co", "a@b.c", "a@-b.co", "a@b-.co", "a@b..co", "é@b.co", "a@b.co.",
-     "x" * 65 + "@b.co", "a@" + "b" * 250 + ".co", "a@b.123"],
+    [
+        None,
+        "",
+        "   ",
+        "a@b",
+        "a@@b.co",
+        "@b.co",
+        "a@",
+        "a b@c.co",
+        "a..b@c.co",
+        ".a@c.co",
+        "a.@c.co",
+        "a@b.c",
+        "a@-b.co",
+        "a@b-.co",
+        "a@b..co",
+        "é@b.co",
+        "a@b.co.",
+        "x" * 65 + "@b.co",
+        "a@" + "b" * 250 + ".co",
+        "a@b.123",
+    ],
 )
 def test_invalid_addresses_have_a_reason(raw: str | None) -> None:
     reason = invalid_reason(raw)
@@ -550,9 +642,16 @@ def test_clean_rule_rejects_patterns_without_wildcards(text: str) -> None:
 
 
 def test_clean_rule_rejects_bad_rules() -> None:
-    for kind, value in [("regex", ".*"), ("address", "not an address"),
-                        ("domain", "a*.com"), ("domain", "a@b.com"), ("domain", "localhost"),
-                        ("pattern", "*" * 17), ("pattern", "*" + "a" * 254), ("address", "")]:
+    for kind, value in [
+        ("regex", ".*"),
+        ("address", "not an address"),
+        ("domain", "a*.com"),
+        ("domain", "a@b.com"),
+        ("domain", "localhost"),
+        ("pattern", "*" * 17),
+        ("pattern", "*" + "a" * 254),
+        ("address", ""),
+    ]:
         with pytest.raises(InvalidRule):
             clean_rule(kind, value)
 

@@ -40,9 +40,7 @@ def resync_refusal(answer: dict[str, Any]) -> str | None:
     if answer["excluded"]:
         return _("This address is excluded by the %(rule)s rule.", rule=answer["excluded_by"])
     if not answer["in_shop"]:
-        return _(
-            "This address is not in the shop's subscriber source: there is nothing to send."
-        )
+        return _("This address is not in the shop's subscriber source: there is nothing to send.")
     if not answer["subscriber"]:
         return _("This address is in the shop but is not a newsletter subscriber.")
     return None

@@ -206,9 +206,7 @@ def errors_csv() -> Response:
     if kind:
         name += f"-{kind}"
     delimiter, bom = csv_dialect()
-    chunks = status.errors_csv(
-        rows, headers=translated(CSV_HEADERS), delimiter=delimiter, bom=bom
-    )
+    chunks = status.errors_csv(rows, headers=translated(CSV_HEADERS), delimiter=delimiter, bom=bom)
     response = Response(stream_with_context(chunks), mimetype="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     return response

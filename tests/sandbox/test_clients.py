@@ -38,13 +38,20 @@ def put_ops(count: int) -> list[dict[str, Any]]:
     ops = []
     for i in range(count):
         email = f"buyer{i}@mail.shop-demo.io"
-        ops.append({
-            "method": "PUT",
-            "path": f"/lists/{LIST}/members/{get_subscriber_hash(email)}",
-            "operation_id": f"op-{i}",
-            "body": json.dumps({"email_address": email, "status_if_new": "subscribed",
-                                "merge_fields": {"FNAME": f"Buyer {i}"}}),
-        })
+        ops.append(
+            {
+                "method": "PUT",
+                "path": f"/lists/{LIST}/members/{get_subscriber_hash(email)}",
+                "operation_id": f"op-{i}",
+                "body": json.dumps(
+                    {
+                        "email_address": email,
+                        "status_if_new": "subscribed",
+                        "merge_fields": {"FNAME": f"Buyer {i}"},
+                    }
+                ),
+            }
+        )
     return ops
 
 
@@ -64,8 +71,11 @@ def test_ping(mc3: MailChimp, official: Any) -> None:
 
 
 def test_list_audiences(mc3: MailChimp, official: Any, sandbox: SandboxServer) -> None:
-    sandbox.client.create_list("Second", [{"tag": "CITY", "name": "City", "type": "text",
-                                           "required": True}], list_id="ffff000011")
+    sandbox.client.create_list(
+        "Second",
+        [{"tag": "CITY", "name": "City", "type": "text", "required": True}],
+        list_id="ffff000011",
+    )
     for reply in (mc3.lists.all(get_all=True), official.lists.get_all_lists()):
         assert reply["total_items"] == 2
         first = reply["lists"][0]
@@ -78,17 +88,28 @@ def test_list_audiences(mc3: MailChimp, official: Any, sandbox: SandboxServer) -
     assert [(f["tag"], f["required"]) for f in fields] == [("CITY", True)]
     defaults = mc3.lists.merge_fields.all(LIST, get_all=True)["merge_fields"]
     assert [(f["tag"], f["name"], f["type"]) for f in defaults] == [
-        ("FNAME", "First name", "text"), ("LNAME", "Last name", "text")]
+        ("FNAME", "First name", "text"),
+        ("LNAME", "Last name", "text"),
+    ]
 
 
 def test_upsert_and_read_member_mailchimp3(mc3: MailChimp) -> None:
     email = "Ann.Lee@Mail.Shop-Demo.io"
-    created = mc3.lists.members.create_or_update(LIST, get_subscriber_hash(email), {
-        "email_address": email, "status_if_new": "subscribed",
-        "merge_fields": {"FNAME": "Ann", "LNAME": "Lee"}})
+    created = mc3.lists.members.create_or_update(
+        LIST,
+        get_subscriber_hash(email),
+        {
+            "email_address": email,
+            "status_if_new": "subscribed",
+            "merge_fields": {"FNAME": "Ann", "LNAME": "Lee"},
+        },
+    )
     assert created["id"] == get_subscriber_hash(email)
     assert (created["status"], created["full_name"], created["list_id"]) == (
-        "subscribed", "Ann Lee", LIST)
+        "subscribed",
+        "Ann Lee",
+        LIST,
+    )
     by_hash = mc3.lists.members.get(LIST, created["id"])
     by_address = mc3.lists.members.get(LIST, email.lower())
     assert by_hash["email_address"] == by_address["email_address"] == email
@@ -98,8 +119,11 @@ def test_upsert_and_read_member_mailchimp3(mc3: MailChimp) -> None:
 def test_upsert_and_read_member_official(official: Any, sandbox: SandboxServer) -> None:
     email = "bo+news@mail.shop-demo.io"
     # The official client puts the raw address in the path (URL-encoded, un-hashed).
-    created = official.lists.set_list_member(LIST, email, {
-        "email_address": email, "status_if_new": "pending", "merge_fields": {"FNAME": "Bo"}})
+    created = official.lists.set_list_member(
+        LIST,
+        email,
+        {"email_address": email, "status_if_new": "pending", "merge_fields": {"FNAME": "Bo"}},
+    )
     assert created["status"] == "pending"
     assert created["id"] == get_subscriber_hash(email)
     assert official.lists.get_list_member(LIST, created["id"])["merge_fields"]["FNAME"] == "Bo"
@@ -123,9 +147,13 @@ def test_paging_mailchimp3_get_all(mc3: MailChimp, sandbox: SandboxServer) -> No
 
 def test_paging_official(official: Any, sandbox: SandboxServer) -> None:
     statuses = ["subscribed", "unsubscribed", "cleaned", "pending"]
-    sandbox.client.seed_members(LIST, [
-        {"email_address": f"p{i}@mail.shop-demo.io", "status": statuses[i % 4]}
-        for i in range(2000)])
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {"email_address": f"p{i}@mail.shop-demo.io", "status": statuses[i % 4]}
+            for i in range(2000)
+        ],
+    )
     seen: list[str] = []
     offset = 0
     while True:

@@ -22,19 +22,33 @@ LIST = DEFAULT_LIST_ID
 def test_seed_counts_and_reset(sandbox: SandboxServer, api: Any) -> None:
     client = sandbox.client
     statuses = ["subscribed", "unsubscribed", "cleaned", "pending", "transactional", "archived"]
-    reply = client.seed_members(LIST, [
-        {"email_address": f"s{i}@mail.shop-demo.io", "status": s,
-         "merge_fields": {"FNAME": f"S{i}"}} for i, s in enumerate(statuses)])
+    reply = client.seed_members(
+        LIST,
+        [
+            {
+                "email_address": f"s{i}@mail.shop-demo.io",
+                "status": s,
+                "merge_fields": {"FNAME": f"S{i}"},
+            }
+            for i, s in enumerate(statuses)
+        ],
+    )
     assert reply == {"created": 6, "updated": 0}
-    assert client.seed_members(LIST, [{"email_address": "S0@mail.shop-demo.io",
-                                       "status": "cleaned"}]) == {"created": 0, "updated": 1}
+    assert client.seed_members(
+        LIST, [{"email_address": "S0@mail.shop-demo.io", "status": "cleaned"}]
+    ) == {"created": 0, "updated": 1}
     members = client.members(LIST)
-    assert members["counts"] == {"subscribed": 0, "unsubscribed": 1, "cleaned": 2,
-                                 "pending": 1, "transactional": 1, "archived": 1}
+    assert members["counts"] == {
+        "subscribed": 0,
+        "unsubscribed": 1,
+        "cleaned": 2,
+        "pending": 1,
+        "transactional": 1,
+        "archived": 1,
+    }
     assert len(members["members"]) == 6
     stats = api("GET", f"lists/{LIST}").json()["stats"]
-    assert (stats["member_count"], stats["unsubscribe_count"], stats["cleaned_count"]) == (
-        0, 1, 2)
+    assert (stats["member_count"], stats["unsubscribe_count"], stats["cleaned_count"]) == (0, 1, 2)
     client.set_faults(latency_ms=5)
     client.reset()
     assert client.members(LIST)["members"] == []
@@ -57,8 +71,11 @@ def test_member_lookup_and_unknown_list(sandbox: SandboxServer) -> None:
 def test_stats_by_method_and_kind(sandbox: SandboxServer, api: Any) -> None:
     api("GET", "ping")
     api("GET", f"lists/{LIST}/members")
-    api("PUT", f"lists/{LIST}/members/k@mail.shop-demo.io",
-        json={"email_address": "k@mail.shop-demo.io", "status_if_new": "subscribed"})
+    api(
+        "PUT",
+        f"lists/{LIST}/members/k@mail.shop-demo.io",
+        json={"email_address": "k@mail.shop-demo.io", "status_if_new": "subscribed"},
+    )
     stats = sandbox.client.stats()
     assert stats["requests_by_method"] == {"GET": 2, "PUT": 1}
     assert stats["requests_by_kind"] == {"ping": 1, "members": 1, "member": 1}
@@ -68,13 +85,18 @@ def test_stats_by_method_and_kind(sandbox: SandboxServer, api: Any) -> None:
 
 def test_fields_and_patch_address_change(api: Any) -> None:
     email = "old@mail.shop-demo.io"
-    api("PUT", f"lists/{LIST}/members/{email}",
-        json={"email_address": email, "status_if_new": "subscribed"})
-    page = api("GET", f"lists/{LIST}/members",
-               params={"fields": "members.email_address,total_items"}).json()
+    api(
+        "PUT",
+        f"lists/{LIST}/members/{email}",
+        json={"email_address": email, "status_if_new": "subscribed"},
+    )
+    page = api(
+        "GET", f"lists/{LIST}/members", params={"fields": "members.email_address,total_items"}
+    ).json()
     assert page == {"members": [{"email_address": email}], "total_items": 1}
-    moved = api("PATCH", f"lists/{LIST}/members/{email}",
-                json={"email_address": "new@mail.shop-demo.io"}).json()
+    moved = api(
+        "PATCH", f"lists/{LIST}/members/{email}", json={"email_address": "new@mail.shop-demo.io"}
+    ).json()
     assert moved["email_address"] == "new@mail.shop-demo.io"
     assert api("GET", f"lists/{LIST}/members/{email}").status_code == 404
     assert api("GET", f"lists/{LIST}/members/new@mail.shop-demo.io").status_code == 200
@@ -96,14 +118,27 @@ def test_deleted_batch_stops_and_archive_404(api: Any, sandbox: SandboxServer) -
 
 def test_batch_operation_errors_are_per_operation(api: Any) -> None:
     ops = [
-        {"method": "PUT", "path": f"/lists/{LIST}/members/a@example.com", "operation_id": "x",
-         "body": json.dumps({"email_address": "a@example.com", "status_if_new": "subscribed"})},
-        {"method": "PUT", "path": f"lists/{LIST}/members/b@mail.shop-demo.io",
-         "params": {"skip_merge_validation": "true"}, "operation_id": "y",
-         "body": json.dumps({"email_address": "b@mail.shop-demo.io",
-                             "status_if_new": "subscribed"})},
-        {"method": "PATCH", "path": f"lists/{LIST}/members/b@mail.shop-demo.io",
-         "body": "{broken", "operation_id": "z"},
+        {
+            "method": "PUT",
+            "path": f"/lists/{LIST}/members/a@example.com",
+            "operation_id": "x",
+            "body": json.dumps({"email_address": "a@example.com", "status_if_new": "subscribed"}),
+        },
+        {
+            "method": "PUT",
+            "path": f"lists/{LIST}/members/b@mail.shop-demo.io",
+            "params": {"skip_merge_validation": "true"},
+            "operation_id": "y",
+            "body": json.dumps(
+                {"email_address": "b@mail.shop-demo.io", "status_if_new": "subscribed"}
+            ),
+        },
+        {
+            "method": "PATCH",
+            "path": f"lists/{LIST}/members/b@mail.shop-demo.io",
+            "body": "{broken",
+            "operation_id": "z",
+        },
     ]
     batch_id = api("POST", "batches", json={"operations": ops}).json()["id"]
     deadline = time.monotonic() + 5

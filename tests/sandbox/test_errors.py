@@ -38,35 +38,51 @@ def official_error(exc: pytest.ExceptionInfo[ApiClientError]) -> dict[str, Any]:
     return body
 
 
-def test_compliance_state_blocks_resubscribe(mc3: MailChimp, sandbox: SandboxServer,
-                                             api: Any) -> None:
-    sandbox.client.seed_members(LIST, [
-        {"email_address": "gone@mail.shop-demo.io", "status": "unsubscribed"},
-        {"email_address": "bounced@mail.shop-demo.io", "status": "cleaned"}])
+def test_compliance_state_blocks_resubscribe(
+    mc3: MailChimp, sandbox: SandboxServer, api: Any
+) -> None:
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {"email_address": "gone@mail.shop-demo.io", "status": "unsubscribed"},
+            {"email_address": "bounced@mail.shop-demo.io", "status": "cleaned"},
+        ],
+    )
     for email in ("gone@mail.shop-demo.io", "bounced@mail.shop-demo.io"):
         with pytest.raises(MailChimpError) as exc:
-            mc3.lists.members.create_or_update(LIST, subscriber_hash(email),
-                                               put_body(email, status="subscribed"))
+            mc3.lists.members.create_or_update(
+                LIST, subscriber_hash(email), put_body(email, status="subscribed")
+            )
         error = exc.value.args[0]
         assert error["title"] == "Member In Compliance State"
         assert error["detail"] == (
             f"{email} is in a compliance state due to unsubscribe, bounce, or compliance "
-            "review and cannot be subscribed.")
+            "review and cannot be subscribed."
+        )
         assert error["response"].headers["Content-Type"] == PROBLEM
     # Re-opt-in by e-mail (pending) is allowed for an unsubscribed member.
-    reply = api("PATCH", f"lists/{LIST}/members/gone@mail.shop-demo.io",
-                json={"status": "pending"})
+    reply = api("PATCH", f"lists/{LIST}/members/gone@mail.shop-demo.io", json={"status": "pending"})
     assert reply.status_code == 200 and reply.json()["status"] == "pending"
     assert sandbox.client.member(LIST, "bounced@mail.shop-demo.io")["status"] == "cleaned"  # type: ignore[index]
 
 
-def test_status_if_new_never_changes_existing_member(mc3: MailChimp,
-                                                     sandbox: SandboxServer) -> None:
+def test_status_if_new_never_changes_existing_member(
+    mc3: MailChimp, sandbox: SandboxServer
+) -> None:
     email = "left@mail.shop-demo.io"
-    sandbox.client.seed_members(LIST, [{"email_address": email, "status": "unsubscribed",
-                                        "merge_fields": {"FNAME": "Old", "LNAME": "Name"}}])
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {
+                "email_address": email,
+                "status": "unsubscribed",
+                "merge_fields": {"FNAME": "Old", "LNAME": "Name"},
+            }
+        ],
+    )
     reply = mc3.lists.members.create_or_update(
-        LIST, subscriber_hash(email), put_body(email, merge_fields={"FNAME": "New"}))
+        LIST, subscriber_hash(email), put_body(email, merge_fields={"FNAME": "New"})
+    )
     assert reply["status"] == "unsubscribed"
     assert reply["merge_fields"] == {"FNAME": "New", "LNAME": "Name"}
     stored = sandbox.client.member(LIST, email)
@@ -84,22 +100,32 @@ def test_forgotten_address_cannot_be_reimported(official: Any, sandbox: SandboxS
     assert body["title"] == "Forgotten Email Not Subscribed"
     assert body["detail"] == (
         f"{email} was permanently deleted and cannot be re-imported. The contact must "
-        "re-subscribe to get back on the list.")
+        "re-subscribe to get back on the list."
+    )
     assert sandbox.client.member(LIST, email) is None
 
 
 def test_invalid_address(api: Any) -> None:
     for email in ("no-at-sign.io", "a@b", "two@@mail.io", "dot.@mail.io", "sp ace@mail.io"):
-        reply = api("PUT", f"lists/{LIST}/members/{subscriber_hash(email)}",
-                    json=put_body(email))
+        reply = api("PUT", f"lists/{LIST}/members/{subscriber_hash(email)}", json=put_body(email))
         body = assert_problem(reply, 400, "Invalid Resource")
         assert body["detail"] == "Please provide a valid email address."
 
 
-@pytest.mark.parametrize("email", [
-    "jane@example.com", "jane@EXAMPLE.org", "jane@example.net", "jane@test.com",
-    "jane@shop.test", "jane@mail.invalid", "jane@foo.example", "test@mail.shop-demo.io",
-    "FAKE@mail.shop-demo.io"])
+@pytest.mark.parametrize(
+    "email",
+    [
+        "jane@example.com",
+        "jane@EXAMPLE.org",
+        "jane@example.net",
+        "jane@test.com",
+        "jane@shop.test",
+        "jane@mail.invalid",
+        "jane@foo.example",
+        "test@mail.shop-demo.io",
+        "FAKE@mail.shop-demo.io",
+    ],
+)
 def test_fake_looking_address(official: Any, email: str) -> None:
     with pytest.raises(ApiClientError) as exc:
         official.lists.set_list_member(LIST, email, put_body(email))
@@ -109,19 +135,24 @@ def test_fake_looking_address(official: Any, email: str) -> None:
 
 
 def test_required_merge_field(official: Any, sandbox: SandboxServer) -> None:
-    sandbox.client.create_list("Strict", [
-        {"tag": "FNAME", "name": "First name", "type": "text", "required": True}],
-        list_id="5eed5eed00")
+    sandbox.client.create_list(
+        "Strict",
+        [{"tag": "FNAME", "name": "First name", "type": "text", "required": True}],
+        list_id="5eed5eed00",
+    )
     email = "nameless@mail.shop-demo.io"
     with pytest.raises(ApiClientError) as exc:
         official.lists.set_list_member("5eed5eed00", email, put_body(email))
     body = official_error(exc)
-    assert (body["title"], body["detail"]) == ("Invalid Resource",
-                                               "Your merge fields were invalid.")
+    assert (body["title"], body["detail"]) == (
+        "Invalid Resource",
+        "Your merge fields were invalid.",
+    )
     assert body["errors"] == [{"field": "FNAME", "message": "Please enter a value"}]
     # The official client sends skip_merge_validation=True (capitalised).
-    created = official.lists.set_list_member("5eed5eed00", email, put_body(email),
-                                             skip_merge_validation=True)
+    created = official.lists.set_list_member(
+        "5eed5eed00", email, put_body(email), skip_merge_validation=True
+    )
     assert created["status"] == "subscribed"
 
 
@@ -133,18 +164,25 @@ def test_member_exists_on_post(mc3: MailChimp) -> None:
     assert exc.value.args[0]["title"] == "Member Exists"
     assert exc.value.args[0]["detail"] == (
         "twice@mail.shop-demo.io is already a list member. Use PUT to insert or update list "
-        "members.")
+        "members."
+    )
 
 
 def test_put_requires_a_status_and_a_matching_hash(api: Any) -> None:
     email = "new@mail.shop-demo.io"
-    reply = api("PUT", f"lists/{LIST}/members/{subscriber_hash(email)}",
-                json={"email_address": email})
+    reply = api(
+        "PUT", f"lists/{LIST}/members/{subscriber_hash(email)}", json={"email_address": email}
+    )
     assert assert_problem(reply, 400, "Invalid Resource")["errors"][0]["field"] == "status_if_new"
-    reply = api("PUT", f"lists/{LIST}/members/{subscriber_hash('other@mail.shop-demo.io')}",
-                json=put_body(email))
-    assert "does not belong to the email address" in assert_problem(
-        reply, 400, "Invalid Resource")["detail"]
+    reply = api(
+        "PUT",
+        f"lists/{LIST}/members/{subscriber_hash('other@mail.shop-demo.io')}",
+        json=put_body(email),
+    )
+    assert (
+        "does not belong to the email address"
+        in assert_problem(reply, 400, "Invalid Resource")["detail"]
+    )
 
 
 def test_not_found_method_not_allowed_and_bad_json(api: Any) -> None:
@@ -154,8 +192,12 @@ def test_not_found_method_not_allowed_and_bad_json(api: Any) -> None:
     reply = api("DELETE", "lists")
     assert_problem(reply, 405, "Method Not Allowed")
     assert reply.headers["Allow"] == "GET"
-    reply = api("PUT", f"lists/{LIST}/members/x@mail.shop-demo.io", data=b"{not json",
-                headers={"Content-Type": "application/json"})
+    reply = api(
+        "PUT",
+        f"lists/{LIST}/members/x@mail.shop-demo.io",
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert_problem(reply, 400, "JSON Parse Exception")
 
 
@@ -163,12 +205,12 @@ def test_api_key_missing_invalid_and_added(api: Any, sandbox: SandboxServer) -> 
     body = assert_problem(api("GET", "ping", key=None), 401, "API Key Missing")
     assert body["detail"] == "Your request did not include an API key."
     body = assert_problem(api("GET", "ping", key="f" * 32 + "-us9"), 401, "API Key Invalid")
-    assert body["detail"] == ("Your API key may be invalid, or you've attempted to access the "
-                              "wrong datacenter.")
+    assert body["detail"] == (
+        "Your API key may be invalid, or you've attempted to access the wrong datacenter."
+    )
     sandbox.client.add_key("f" * 32 + "-us9")
     assert api("GET", "ping", key="f" * 32 + "-us9").status_code == 200
-    bearer = api("GET", "ping", key=None,
-                 headers={"Authorization": f"Bearer {sandbox.api_key}"})
+    bearer = api("GET", "ping", key=None, headers={"Authorization": f"Bearer {sandbox.api_key}"})
     assert bearer.status_code == 200
 
 
@@ -180,13 +222,17 @@ def test_delete_archives_and_delete_permanent_forgets(api: Any, sandbox: Sandbox
     assert api("GET", f"lists/{LIST}/members").json()["total_items"] == 0
     reply = api("POST", f"lists/{LIST}/members/{email}/actions/delete-permanent")
     assert reply.status_code == 204
-    assert_problem(api("PUT", f"lists/{LIST}/members/{email}", json=put_body(email)), 400,
-                   "Forgotten Email Not Subscribed")
+    assert_problem(
+        api("PUT", f"lists/{LIST}/members/{email}", json=put_body(email)),
+        400,
+        "Forgotten Email Not Subscribed",
+    )
 
 
 def test_batch_subscribe(mc3: MailChimp, sandbox: SandboxServer, api: Any) -> None:
-    sandbox.client.seed_members(LIST, [
-        {"email_address": "out@mail.shop-demo.io", "status": "unsubscribed"}])
+    sandbox.client.seed_members(
+        LIST, [{"email_address": "out@mail.shop-demo.io", "status": "unsubscribed"}]
+    )
     members = [
         {"email_address": "in1@mail.shop-demo.io", "status": "subscribed"},
         {"email_address": "out@mail.shop-demo.io", "status": "subscribed"},
@@ -195,13 +241,17 @@ def test_batch_subscribe(mc3: MailChimp, sandbox: SandboxServer, api: Any) -> No
     reply = mc3.lists.update_members(LIST, {"members": members, "update_existing": False})
     assert (reply["total_created"], reply["total_updated"], reply["error_count"]) == (1, 0, 2)
     codes = {e["email_address"]: e["error_code"] for e in reply["errors"]}
-    assert codes == {"out@mail.shop-demo.io": "ERROR_CONTACT_EXISTS",
-                     "x@example.com": "ERROR_GENERIC"}
+    assert codes == {
+        "out@mail.shop-demo.io": "ERROR_CONTACT_EXISTS",
+        "x@example.com": "ERROR_GENERIC",
+    }
     # update_existing really resubscribes: the reason the sync must not use this path.
     reply = mc3.lists.update_members(LIST, {"members": members[1:2], "update_existing": True})
     assert reply["total_updated"] == 1
     assert reply["updated_members"][0]["status"] == "subscribed"
-    too_many = [{"email_address": f"n{i}@mail.shop-demo.io", "status": "subscribed"}
-                for i in range(501)]
-    assert_problem(api("POST", f"lists/{LIST}", json={"members": too_many}), 400,
-                   "Invalid Resource")
+    too_many = [
+        {"email_address": f"n{i}@mail.shop-demo.io", "status": "subscribed"} for i in range(501)
+    ]
+    assert_problem(
+        api("POST", f"lists/{LIST}", json={"members": too_many}), 400, "Invalid Resource"
+    )

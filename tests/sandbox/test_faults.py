@@ -29,8 +29,11 @@ def wait_finished(api: Any, batch_id: str, timeout: float = 10.0) -> dict[str, A
 
 
 def one_op_batch(api: Any, email: str = "b@mail.shop-demo.io") -> requests.Response:
-    op = {"method": "PUT", "path": f"lists/{LIST}/members/{email}",
-          "body": json.dumps({"email_address": email, "status_if_new": "subscribed"})}
+    op = {
+        "method": "PUT",
+        "path": f"lists/{LIST}/members/{email}",
+        "body": json.dumps({"email_address": email, "status_if_new": "subscribed"}),
+    }
     response: requests.Response = api("POST", "batches", json={"operations": [op]})
     return response
 
@@ -46,7 +49,8 @@ def test_eleventh_concurrent_request_gets_429(api: Any, sandbox: SandboxServer) 
     assert refused.headers["Content-Type"] == "application/problem+json; charset=utf-8"
     assert refused.json()["title"] == "Too Many Requests"
     assert refused.json()["detail"] == (
-        "You have exceeded the limit of 10 simultaneous connections.")
+        "You have exceeded the limit of 10 simultaneous connections."
+    )
     stats = sandbox.client.stats()
     assert stats["max_in_flight"] == 10 and stats["too_many_requests_sent"] == 1
     # The limit is per API key: another key still gets through.
@@ -76,16 +80,21 @@ def test_mailchimp3_sees_injected_500(mc3: MailChimp, sandbox: SandboxServer) ->
 
 
 def test_one_shot_rules_in_order(api: Any, sandbox: SandboxServer) -> None:
-    sandbox.client.set_faults(retry_after=3, next=[
-        {"status": 503, "count": 2, "method": "PUT"},
-        {"status": 429, "count": 1, "path_contains": "/batches"},
-        {"status": 500}])
+    sandbox.client.set_faults(
+        retry_after=3,
+        next=[
+            {"status": 503, "count": 2, "method": "PUT"},
+            {"status": 429, "count": 1, "path_contains": "/batches"},
+            {"status": 500},
+        ],
+    )
     email = "r@mail.shop-demo.io"
     body = {"email_address": email, "status_if_new": "subscribed"}
     # The head rule only matches PUTs, so this GET passes untouched.
     assert api("GET", "ping").status_code == 200
-    assert [api("PUT", f"lists/{LIST}/members/{email}", json=body).status_code
-            for _ in range(3)] == [503, 503, 200]
+    assert [
+        api("PUT", f"lists/{LIST}/members/{email}", json=body).status_code for _ in range(3)
+    ] == [503, 503, 200]
     assert api("GET", "ping").status_code == 200
     refused = api("GET", "batches")
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "3"
@@ -107,8 +116,9 @@ def test_timeout_fault_makes_client_time_out(api: Any, sandbox: SandboxServer) -
     assert time.monotonic() - started >= 0.2
 
 
-def test_drop_closes_connection_without_response(api: Any, mc3: MailChimp,
-                                                 sandbox: SandboxServer) -> None:
+def test_drop_closes_connection_without_response(
+    api: Any, mc3: MailChimp, sandbox: SandboxServer
+) -> None:
     sandbox.client.set_faults(next=[{"status": "drop", "count": 2}])
     with pytest.raises(requests.exceptions.ConnectionError):
         api("GET", "ping")
@@ -118,8 +128,11 @@ def test_drop_closes_connection_without_response(api: Any, mc3: MailChimp,
     assert sandbox.client.stats()["responses_by_status"] == {"dropped": 2, "200": 1}
     sandbox.client.set_faults(drop_rate=1.0)
     with pytest.raises(requests.exceptions.ConnectionError):
-        api("PUT", f"lists/{LIST}/members/d@mail.shop-demo.io",
-            json={"email_address": "d@mail.shop-demo.io", "status_if_new": "subscribed"})
+        api(
+            "PUT",
+            f"lists/{LIST}/members/d@mail.shop-demo.io",
+            json={"email_address": "d@mail.shop-demo.io", "status_if_new": "subscribed"},
+        )
 
 
 def test_expired_results_answer_403(api: Any, sandbox: SandboxServer) -> None:
@@ -138,11 +151,9 @@ def test_500_unfinished_batches_then_429(api: Any, sandbox: SandboxServer) -> No
         session.auth = ("u", sandbox.api_key)
         op = {"method": "GET", "path": "/ping"}
         for _ in range(500):
-            reply = session.post(sandbox.api_url + "batches", json={"operations": [op]},
-                                 timeout=5)
+            reply = session.post(sandbox.api_url + "batches", json={"operations": [op]}, timeout=5)
             assert reply.status_code == 200
-        refused = session.post(sandbox.api_url + "batches", json={"operations": [op]},
-                               timeout=5)
+        refused = session.post(sandbox.api_url + "batches", json={"operations": [op]}, timeout=5)
     assert refused.status_code == 429
     assert refused.json()["title"] == "Too Many Requests"
     assert "500 pending batches" in refused.json()["detail"]
@@ -153,8 +164,9 @@ def test_500_unfinished_batches_then_429(api: Any, sandbox: SandboxServer) -> No
 def test_batch_rate_and_progress(api: Any, sandbox: SandboxServer) -> None:
     sandbox.client.set_faults(batch_ops_per_second=100)
     ops = [{"method": "GET", "path": "ping", "operation_id": str(i)} for i in range(40)]
-    ops.append({"method": "GET", "path": f"lists/{LIST}/members/{'0' * 32}",
-                "operation_id": "missing"})
+    ops.append(
+        {"method": "GET", "path": f"lists/{LIST}/members/{'0' * 32}", "operation_id": "missing"}
+    )
     batch_id = api("POST", "batches", json={"operations": ops}).json()["id"]
     time.sleep(0.15)
     midway = api("GET", f"batches/{batch_id}").json()
@@ -167,8 +179,13 @@ def test_batch_rate_and_progress(api: Any, sandbox: SandboxServer) -> None:
 
 
 def test_fault_config_is_validated(sandbox: SandboxServer) -> None:
-    for bad in ({"error_rates": {"500": 2}}, {"bogus": 1}, {"next": [{"status": 200}]},
-                {"latency_ms": -1}, {"drop_rate": 0.6, "timeout_rate": 0.6}):
+    for bad in (
+        {"error_rates": {"500": 2}},
+        {"bogus": 1},
+        {"next": [{"status": 200}]},
+        {"latency_ms": -1},
+        {"drop_rate": 0.6, "timeout_rate": 0.6},
+    ):
         reply = requests.post(f"{sandbox.url}/_sandbox/faults", json=bad, timeout=5)
         assert reply.status_code == 400, bad
     assert sandbox.client.faults()["error_rates"] == {}

@@ -19,17 +19,25 @@ LIST = DEFAULT_LIST_ID
 
 
 def seed_history(sandbox: SandboxServer) -> None:
-    sandbox.client.seed_members(LIST, [
-        {"email_address": f"h{i}@mail.shop-demo.io",
-         "last_changed": f"2026-01-0{i + 1}T10:00:00+00:00"} for i in range(5)])
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {
+                "email_address": f"h{i}@mail.shop-demo.io",
+                "last_changed": f"2026-01-0{i + 1}T10:00:00+00:00",
+            }
+            for i in range(5)
+        ],
+    )
 
 
 def addresses(reply: dict[str, Any]) -> list[str]:
     return [m["email_address"] for m in reply["members"]]
 
 
-def test_since_and_before_last_changed(mc3: MailChimp, official: Any,
-                                       sandbox: SandboxServer) -> None:
+def test_since_and_before_last_changed(
+    mc3: MailChimp, official: Any, sandbox: SandboxServer
+) -> None:
     seed_history(sandbox)
     # 2026-01-03T11:00+01:00 is h2's own second: "after" is strict.
     since = "2026-01-03T11:00:00+01:00"
@@ -39,11 +47,13 @@ def test_since_and_before_last_changed(mc3: MailChimp, official: Any,
         assert addresses(reply) == ["h3@mail.shop-demo.io", "h4@mail.shop-demo.io"]
         assert reply["total_items"] == 2
     window = official.lists.get_list_members_info(
-        LIST, since_last_changed="2026-01-01T10:00:00Z", before_last_changed="2026-01-04T10:00:00Z")
+        LIST, since_last_changed="2026-01-01T10:00:00Z", before_last_changed="2026-01-04T10:00:00Z"
+    )
     assert addresses(window) == ["h1@mail.shop-demo.io", "h2@mail.shop-demo.io"]
     # Paged with the filter's own total.
     page = official.lists.get_list_members_info(
-        LIST, since_last_changed="2025-12-31T00:00:00+00:00", count=2, offset=2)
+        LIST, since_last_changed="2025-12-31T00:00:00+00:00", count=2, offset=2
+    )
     assert addresses(page) == ["h2@mail.shop-demo.io", "h3@mail.shop-demo.io"]
     assert page["total_items"] == 5
 
@@ -58,23 +68,37 @@ def test_every_change_moves_last_changed(official: Any, sandbox: SandboxServer) 
     recent = official.lists.get_list_members_info(LIST, since_last_changed="2026-02-01T00:00:00Z")
     assert addresses(recent) == ["h0@mail.shop-demo.io", "h1@mail.shop-demo.io"]
     archived = official.lists.get_list_members_info(
-        LIST, status="archived", since_last_changed="2026-02-01T00:00:00Z")
+        LIST, status="archived", since_last_changed="2026-02-01T00:00:00Z"
+    )
     assert addresses(archived) == ["h2@mail.shop-demo.io"]
 
 
-def test_unsubscribed_since(mc3: MailChimp, official: Any, sandbox: SandboxServer,
-                            api: Any) -> None:
-    sandbox.client.seed_members(LIST, [
-        {"email_address": "old@mail.shop-demo.io", "status": "unsubscribed",
-         "unsubscribed_at": "2026-01-01T00:00:00+00:00"},
-        {"email_address": "new@mail.shop-demo.io", "status": "unsubscribed",
-         "unsubscribed_at": "2026-03-01T00:00:00+00:00"},
-        {"email_address": "sub@mail.shop-demo.io"}])
-    reply = official.lists.get_list_members_info(LIST, status="unsubscribed",
-                                                 unsubscribed_since="2026-02-01T00:00:00+00:00")
+def test_unsubscribed_since(
+    mc3: MailChimp, official: Any, sandbox: SandboxServer, api: Any
+) -> None:
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {
+                "email_address": "old@mail.shop-demo.io",
+                "status": "unsubscribed",
+                "unsubscribed_at": "2026-01-01T00:00:00+00:00",
+            },
+            {
+                "email_address": "new@mail.shop-demo.io",
+                "status": "unsubscribed",
+                "unsubscribed_at": "2026-03-01T00:00:00+00:00",
+            },
+            {"email_address": "sub@mail.shop-demo.io"},
+        ],
+    )
+    reply = official.lists.get_list_members_info(
+        LIST, status="unsubscribed", unsubscribed_since="2026-02-01T00:00:00+00:00"
+    )
     assert addresses(reply) == ["new@mail.shop-demo.io"]
     assert addresses(mc3.lists.members.all(LIST, unsubscribed_since="2026-02-01T00:00:00Z")) == [
-        "new@mail.shop-demo.io"]
+        "new@mail.shop-demo.io"
+    ]
     wrong = api("GET", f"lists/{LIST}/members?status=subscribed&unsubscribed_since=2026-02-01")
     assert wrong.status_code == 400
     bad = api("GET", f"lists/{LIST}/members?since_last_changed=yesterday")
@@ -85,19 +109,25 @@ def test_unsubscribed_since(mc3: MailChimp, official: Any, sandbox: SandboxServe
 
 
 GOOD = "g@mail.shop-demo.io"
-GOOD_OP = {"method": "PUT", "path": f"/lists/{LIST}/members/{subscriber_hash(GOOD)}",
-           "body": json.dumps({"email_address": GOOD, "status_if_new": "subscribed"})}
+GOOD_OP = {
+    "method": "PUT",
+    "path": f"/lists/{LIST}/members/{subscriber_hash(GOOD)}",
+    "body": json.dumps({"email_address": GOOD, "status_if_new": "subscribed"}),
+}
 
 
-@pytest.mark.parametrize(("bad", "field"), [
-    ({**GOOD_OP, "body": {"email_address": "g@mail.shop-demo.io"}}, "operations.item:1.body"),
-    ({**GOOD_OP, "method": "FETCH"}, "operations.item:1.method"),
-    ({**GOOD_OP, "path": f"/3.0/lists/{LIST}/members"}, "operations.item:1.path"),
-    ({**GOOD_OP, "params": "fields=id"}, "operations.item:1.params"),
-])
-def test_malformed_operation_refuses_whole_batch(mc3: MailChimp, official: Any,
-                                                 sandbox: SandboxServer, bad: dict[str, Any],
-                                                 field: str) -> None:
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({**GOOD_OP, "body": {"email_address": "g@mail.shop-demo.io"}}, "operations.item:1.body"),
+        ({**GOOD_OP, "method": "FETCH"}, "operations.item:1.method"),
+        ({**GOOD_OP, "path": f"/3.0/lists/{LIST}/members"}, "operations.item:1.path"),
+        ({**GOOD_OP, "params": "fields=id"}, "operations.item:1.params"),
+    ],
+)
+def test_malformed_operation_refuses_whole_batch(
+    mc3: MailChimp, official: Any, sandbox: SandboxServer, bad: dict[str, Any], field: str
+) -> None:
     body = {"operations": [GOOD_OP, bad]}
     if not field.endswith("method"):  # mailchimp3 checks the method itself (ValueError)
         with pytest.raises(MailChimpError) as exc:
@@ -114,8 +144,10 @@ def test_malformed_operation_refuses_whole_batch(mc3: MailChimp, official: Any,
 
 def test_batches_list_pages(mc3: MailChimp, official: Any, sandbox: SandboxServer) -> None:
     sandbox.client.set_faults(batch_start_delay=600)  # nothing runs: only listing matters
-    ids = [official.batches.start({"operations": [{"method": "GET", "path": "/ping"}]})["id"]
-           for _ in range(12)]
+    ids = [
+        official.batches.start({"operations": [{"method": "GET", "path": "/ping"}]})["id"]
+        for _ in range(12)
+    ]
     first = official.batches.list()
     assert first["total_items"] == 12 and [b["id"] for b in first["batches"]] == ids[:10]
     rest = mc3.batch_operations.all(count=10, offset=10)

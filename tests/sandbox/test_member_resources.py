@@ -30,10 +30,21 @@ def test_member_tags_endpoint_and_tag_ids(mc3: MailChimp, official: Any) -> None
     email = "tagged@mail.shop-demo.io"
     key = subscriber_hash(email)
     official.lists.set_list_member(LIST, email, put_body(email))
-    mc3.lists.members.tags.update(LIST, key, {"tags": [
-        {"name": "VIP", "status": "active"}, {"name": "Wholesale", "status": "active"}]})
-    official.lists.update_list_member_tags(LIST, email, {"tags": [
-        {"name": "Wholesale", "status": "inactive"}, {"name": "Newsletter", "status": "active"}]})
+    mc3.lists.members.tags.update(
+        LIST,
+        key,
+        {"tags": [{"name": "VIP", "status": "active"}, {"name": "Wholesale", "status": "active"}]},
+    )
+    official.lists.update_list_member_tags(
+        LIST,
+        email,
+        {
+            "tags": [
+                {"name": "Wholesale", "status": "inactive"},
+                {"name": "Newsletter", "status": "active"},
+            ]
+        },
+    )
     member = mc3.lists.members.get(LIST, key)
     assert [t["name"] for t in member["tags"]] == ["VIP", "Newsletter"]
     assert member["tags_count"] == 2
@@ -54,39 +65,64 @@ def test_member_tags_endpoint_and_tag_ids(mc3: MailChimp, official: Any) -> None
 
 
 def test_tags_on_create_but_not_on_put(mc3: MailChimp, official: Any, api: Any) -> None:
-    created = official.lists.add_list_member(LIST, {
-        "email_address": "new@mail.shop-demo.io", "status": "subscribed", "tags": ["Signup"]})
+    created = official.lists.add_list_member(
+        LIST, {"email_address": "new@mail.shop-demo.io", "status": "subscribed", "tags": ["Signup"]}
+    )
     assert [t["name"] for t in created["tags"]] == ["Signup"]
-    put = mc3.lists.members.create_or_update(LIST, subscriber_hash("put@mail.shop-demo.io"),
-                                             put_body("put@mail.shop-demo.io", tags=["Ignored"]))
+    put = mc3.lists.members.create_or_update(
+        LIST,
+        subscriber_hash("put@mail.shop-demo.io"),
+        put_body("put@mail.shop-demo.io", tags=["Ignored"]),
+    )
     assert (put["tags"], put["tags_count"]) == ([], 0)
-    refused = api("POST", f"lists/{LIST}/members/new@mail.shop-demo.io/tags",
-                  json={"tags": [{"name": "x", "status": "on"}]})
+    refused = api(
+        "POST",
+        f"lists/{LIST}/members/new@mail.shop-demo.io/tags",
+        json={"tags": [{"name": "x", "status": "on"}]},
+    )
     assert refused.status_code == 400 and refused.json()["title"] == "Invalid Resource"
-    missing = api("POST", f"lists/{LIST}/members/nobody@mail.shop-demo.io/tags",
-                  json={"tags": [{"name": "x", "status": "active"}]})
+    missing = api(
+        "POST",
+        f"lists/{LIST}/members/nobody@mail.shop-demo.io/tags",
+        json={"tags": [{"name": "x", "status": "active"}]},
+    )
     assert (missing.status_code, missing.json()["title"]) == (404, "Resource Not Found")
 
 
 def test_interest_categories_and_interests_official(official: Any) -> None:
     category = official.lists.create_list_interest_category(
-        LIST, {"title": "Topics", "type": "checkboxes"})
+        LIST, {"title": "Topics", "type": "checkboxes"}
+    )
     assert (category["title"], category["type"], category["list_id"]) == (
-        "Topics", "checkboxes", LIST)
-    shoes = official.lists.create_interest_category_interest(LIST, category["id"],
-                                                             {"name": "Shoes"})
+        "Topics",
+        "checkboxes",
+        LIST,
+    )
+    shoes = official.lists.create_interest_category_interest(
+        LIST, category["id"], {"name": "Shoes"}
+    )
     assert (shoes["name"], shoes["category_id"], shoes["subscriber_count"]) == (
-        "Shoes", category["id"], "0")
+        "Shoes",
+        category["id"],
+        "0",
+    )
     official.lists.create_interest_category_interest(LIST, category["id"], {"name": "Hats"})
     listed = official.lists.list_interest_category_interests(LIST, category["id"])
     assert [i["name"] for i in listed["interests"]] == ["Shoes", "Hats"]
     renamed = official.lists.update_interest_category_interest(
-        LIST, category["id"], shoes["id"], {"name": "Boots"})
+        LIST, category["id"], shoes["id"], {"name": "Boots"}
+    )
     assert renamed["name"] == "Boots"
-    assert official.lists.get_interest_category_interest(
-        LIST, category["id"], shoes["id"])["name"] == "Boots"
-    assert official.lists.update_interest_category(
-        LIST, category["id"], {"title": "Products", "type": "checkboxes"})["title"] == "Products"
+    assert (
+        official.lists.get_interest_category_interest(LIST, category["id"], shoes["id"])["name"]
+        == "Boots"
+    )
+    assert (
+        official.lists.update_interest_category(
+            LIST, category["id"], {"title": "Products", "type": "checkboxes"}
+        )["title"]
+        == "Products"
+    )
     assert official.lists.get_interest_category(LIST, category["id"])["title"] == "Products"
     official.lists.delete_interest_category_interest(LIST, category["id"], shoes["id"])
     with pytest.raises(ApiClientError) as exc:
@@ -98,12 +134,19 @@ def test_interest_categories_and_interests_official(official: Any) -> None:
 
 def test_interest_categories_and_interests_mailchimp3(mc3: MailChimp) -> None:
     category = mc3.lists.interest_categories.create(LIST, {"title": "Size", "type": "radio"})
-    interest = mc3.lists.interest_categories.interests.create(LIST, category["id"],
-                                                              {"name": "Large"})
-    assert mc3.lists.interest_categories.all(LIST, get_all=True)["categories"][0]["id"] == \
-        category["id"]
-    assert mc3.lists.interest_categories.interests.all(
-        LIST, category["id"], get_all=True)["interests"][0]["id"] == interest["id"]
+    interest = mc3.lists.interest_categories.interests.create(
+        LIST, category["id"], {"name": "Large"}
+    )
+    assert (
+        mc3.lists.interest_categories.all(LIST, get_all=True)["categories"][0]["id"]
+        == category["id"]
+    )
+    assert (
+        mc3.lists.interest_categories.interests.all(LIST, category["id"], get_all=True)[
+            "interests"
+        ][0]["id"]
+        == interest["id"]
+    )
     mc3.lists.interest_categories.interests.delete(LIST, category["id"], interest["id"])
     mc3.lists.interest_categories.delete(LIST, category["id"])
     with pytest.raises(MailChimpError) as exc:
@@ -115,31 +158,48 @@ def test_member_interests_and_unknown_interest_id(
     mc3: MailChimp, official: Any, sandbox: SandboxServer
 ) -> None:
     category = official.lists.create_list_interest_category(
-        LIST, {"title": "Topics", "type": "checkboxes"})
-    shoes = official.lists.create_interest_category_interest(LIST, category["id"],
-                                                             {"name": "Shoes"})["id"]
-    hats = official.lists.create_interest_category_interest(LIST, category["id"],
-                                                            {"name": "Hats"})["id"]
+        LIST, {"title": "Topics", "type": "checkboxes"}
+    )
+    shoes = official.lists.create_interest_category_interest(
+        LIST, category["id"], {"name": "Shoes"}
+    )["id"]
+    hats = official.lists.create_interest_category_interest(LIST, category["id"], {"name": "Hats"})[
+        "id"
+    ]
     email = "groups@mail.shop-demo.io"
-    created = official.lists.add_list_member(LIST, {
-        "email_address": email, "status": "subscribed", "interests": {shoes: True}})
+    created = official.lists.add_list_member(
+        LIST, {"email_address": email, "status": "subscribed", "interests": {shoes: True}}
+    )
     assert created["interests"] == {shoes: True, hats: False}
     updated = mc3.lists.members.update(LIST, subscriber_hash(email), {"interests": {hats: True}})
     assert updated["interests"] == {shoes: True, hats: True}
     put = official.lists.set_list_member(LIST, email, put_body(email, interests={shoes: False}))
     assert put["interests"] == {shoes: False, hats: True}
-    assert official.lists.get_interest_category_interest(
-        LIST, category["id"], hats)["subscriber_count"] == "1"
+    assert (
+        official.lists.get_interest_category_interest(LIST, category["id"], hats)[
+            "subscriber_count"
+        ]
+        == "1"
+    )
     # An id the audience does not have: refused, and nothing of the call is applied.
     with pytest.raises(MailChimpError) as exc:
-        mc3.lists.members.update(LIST, subscriber_hash(email), {
-            "merge_fields": {"FNAME": "Changed"}, "interests": {"c06bb4b529": True}})
+        mc3.lists.members.update(
+            LIST,
+            subscriber_hash(email),
+            {"merge_fields": {"FNAME": "Changed"}, "interests": {"c06bb4b529": True}},
+        )
     error = exc.value.args[0]
     assert (error["status"], error["title"], error["detail"]) == (
-        400, "Invalid Resource", "Invalid interest ID: 'c06bb4b529'.")
+        400,
+        "Invalid Resource",
+        "Invalid interest ID: 'c06bb4b529'.",
+    )
     with pytest.raises(ApiClientError) as official_exc:
-        official.lists.set_list_member(LIST, "other@mail.shop-demo.io", put_body(
-            "other@mail.shop-demo.io", interests={"0123456789": True}))
+        official.lists.set_list_member(
+            LIST,
+            "other@mail.shop-demo.io",
+            put_body("other@mail.shop-demo.io", interests={"0123456789": True}),
+        )
     assert official_error(official_exc)["detail"] == "Invalid interest ID: '0123456789'."
     assert sandbox.client.member(LIST, "other@mail.shop-demo.io") is None
     assert sandbox.client.member(LIST, email)["merge_fields"]["FNAME"] == ""  # type: ignore[index]
@@ -153,23 +213,45 @@ def test_marketing_permissions(mc3: MailChimp, official: Any, sandbox: SandboxSe
     sandbox.client.add_marketing_permission(LIST, "Email", "a1b2c3d4e5")
     sandbox.client.add_marketing_permission(LIST, "Customized online advertising", "f6e5d4c3b2")
     assert [p["text"] for p in sandbox.client.marketing_permissions(LIST)] == [
-        "Email", "Customized online advertising"]
+        "Email",
+        "Customized online advertising",
+    ]
     assert mc3.lists.get(LIST)["marketing_permissions"] is True
     email = "gdpr@mail.shop-demo.io"
-    created = official.lists.set_list_member(LIST, email, put_body(email, marketing_permissions=[
-        {"marketing_permission_id": "a1b2c3d4e5", "enabled": True}]))
+    created = official.lists.set_list_member(
+        LIST,
+        email,
+        put_body(
+            email,
+            marketing_permissions=[{"marketing_permission_id": "a1b2c3d4e5", "enabled": True}],
+        ),
+    )
     assert created["marketing_permissions"] == [
         {"marketing_permission_id": "a1b2c3d4e5", "text": "Email", "enabled": True},
-        {"marketing_permission_id": "f6e5d4c3b2", "text": "Customized online advertising",
-         "enabled": False}]
+        {
+            "marketing_permission_id": "f6e5d4c3b2",
+            "text": "Customized online advertising",
+            "enabled": False,
+        },
+    ]
     with pytest.raises(MailChimpError) as exc:
-        mc3.lists.members.update(LIST, subscriber_hash(email), {"marketing_permissions": [
-            {"marketing_permission_id": "0000000000", "enabled": True}]})
+        mc3.lists.members.update(
+            LIST,
+            subscriber_hash(email),
+            {"marketing_permissions": [{"marketing_permission_id": "0000000000", "enabled": True}]},
+        )
     assert exc.value.args[0]["title"] == "Invalid Resource"
     assert "0000000000" in exc.value.args[0]["detail"]
     with pytest.raises(ApiClientError) as official_exc:
-        official.lists.update_list_member(LIST, email, {"marketing_permissions": [
-            {"marketing_permission_id": "a1b2c3d4e5", "enabled": "yes"}]})
+        official.lists.update_list_member(
+            LIST,
+            email,
+            {
+                "marketing_permissions": [
+                    {"marketing_permission_id": "a1b2c3d4e5", "enabled": "yes"}
+                ]
+            },
+        )
     assert official_error(official_exc)["errors"][0]["field"].endswith("enabled")
     member = mc3.lists.members.get(LIST, subscriber_hash(email))
     assert [p["enabled"] for p in member["marketing_permissions"]] == [True, False]
@@ -177,21 +259,30 @@ def test_marketing_permissions(mc3: MailChimp, official: Any, sandbox: SandboxSe
 
 def test_marketing_permissions_refused_on_an_audience_without_them(api: Any) -> None:
     email = "plain@mail.shop-demo.io"
-    reply = api("PUT", f"lists/{LIST}/members/{email}", json=put_body(
-        email, marketing_permissions=[{"marketing_permission_id": "a1b2c3d4e5",
-                                       "enabled": True}]))
+    reply = api(
+        "PUT",
+        f"lists/{LIST}/members/{email}",
+        json=put_body(
+            email,
+            marketing_permissions=[{"marketing_permission_id": "a1b2c3d4e5", "enabled": True}],
+        ),
+    )
     assert (reply.status_code, reply.json()["title"]) == (400, "Invalid Resource")
 
 
 def test_language_is_stored_and_returned(mc3: MailChimp, official: Any) -> None:
     email = "lang@mail.shop-demo.io"
-    created = official.lists.add_list_member(LIST, {
-        "email_address": email, "status": "subscribed", "language": "fr"})
+    created = official.lists.add_list_member(
+        LIST, {"email_address": email, "status": "subscribed", "language": "fr"}
+    )
     assert created["language"] == "fr"
-    assert mc3.lists.members.update(LIST, subscriber_hash(email), {"language": "de"})[
-        "language"] == "de"
-    put = mc3.lists.members.create_or_update(LIST, subscriber_hash(email),
-                                             put_body(email, language="es_ES"))
+    assert (
+        mc3.lists.members.update(LIST, subscriber_hash(email), {"language": "de"})["language"]
+        == "de"
+    )
+    put = mc3.lists.members.create_or_update(
+        LIST, subscriber_hash(email), put_body(email, language="es_ES")
+    )
     assert put["language"] == "es_ES"
     assert official.lists.get_list_member(LIST, email)["language"] == "es_ES"
     with pytest.raises(ApiClientError):
@@ -199,19 +290,30 @@ def test_language_is_stored_and_returned(mc3: MailChimp, official: Any) -> None:
 
 
 def test_unsubscribe_reason(mc3: MailChimp, official: Any, sandbox: SandboxServer) -> None:
-    sandbox.client.seed_members(LIST, [
-        {"email_address": f"{who}@mail.shop-demo.io", "status": "subscribed"}
-        for who in ("self", "admin", "api")])
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {"email_address": f"{who}@mail.shop-demo.io", "status": "subscribed"}
+            for who in ("self", "admin", "api")
+        ],
+    )
     sandbox.client.unsubscribe(LIST, "self@mail.shop-demo.io")
     sandbox.client.unsubscribe(LIST, "admin@mail.shop-demo.io", source="admin")
     official.lists.update_list_member(LIST, "api@mail.shop-demo.io", {"status": "unsubscribed"})
-    reasons = {who: mc3.lists.members.get(LIST, subscriber_hash(f"{who}@mail.shop-demo.io"))[
-        "unsubscribe_reason"] for who in ("self", "admin", "api")}
-    assert reasons == {"self": "I no longer want to receive these emails",
-                       "admin": "N/A (Unsubscribed by an admin)",
-                       "api": "N/A (Unsubscribed by API)"}
-    back = official.lists.update_list_member(LIST, "api@mail.shop-demo.io",
-                                             {"status": "subscribed"})
+    reasons = {
+        who: mc3.lists.members.get(LIST, subscriber_hash(f"{who}@mail.shop-demo.io"))[
+            "unsubscribe_reason"
+        ]
+        for who in ("self", "admin", "api")
+    }
+    assert reasons == {
+        "self": "I no longer want to receive these emails",
+        "admin": "N/A (Unsubscribed by an admin)",
+        "api": "N/A (Unsubscribed by API)",
+    }
+    back = official.lists.update_list_member(
+        LIST, "api@mail.shop-demo.io", {"status": "subscribed"}
+    )
     assert "unsubscribe_reason" not in back
 
 

@@ -38,17 +38,19 @@ def official_error(exc: pytest.ExceptionInfo[ApiClientError]) -> dict[str, Any]:
 
 
 def with_required_city(sandbox: SandboxServer) -> str:
-    created = sandbox.client.create_list("Required", [
-        {"tag": "FNAME", "name": "First name"},
-        {"tag": "CITY", "name": "City", "required": True}])
+    created = sandbox.client.create_list(
+        "Required",
+        [{"tag": "FNAME", "name": "First name"}, {"tag": "CITY", "name": "City", "required": True}],
+    )
     return str(created["id"])
 
 
 # --- archived contacts -------------------------------------------------------------
 
 
-def test_status_if_new_leaves_archived_contact_archived(mc3: MailChimp, official: Any,
-                                                        sandbox: SandboxServer) -> None:
+def test_status_if_new_leaves_archived_contact_archived(
+    mc3: MailChimp, official: Any, sandbox: SandboxServer
+) -> None:
     for n, client in enumerate(("mc3", "official")):
         email = f"archived{n}@mail.shop-demo.io"
         sandbox.client.seed_members(LIST, [{"email_address": email, "status": "archived"}])
@@ -64,25 +66,36 @@ def test_status_if_new_leaves_archived_contact_archived(mc3: MailChimp, official
     assert counts["archived"] == 2 and counts["subscribed"] == 0
 
 
-def test_explicit_status_unarchives(mc3: MailChimp, official: Any,
-                                    sandbox: SandboxServer) -> None:
-    sandbox.client.seed_members(LIST, [
-        {"email_address": "back0@mail.shop-demo.io", "status": "archived"},
-        {"email_address": "back1@mail.shop-demo.io", "status": "archived"}])
+def test_explicit_status_unarchives(mc3: MailChimp, official: Any, sandbox: SandboxServer) -> None:
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {"email_address": "back0@mail.shop-demo.io", "status": "archived"},
+            {"email_address": "back1@mail.shop-demo.io", "status": "archived"},
+        ],
+    )
     reply = mc3.lists.members.create_or_update(
-        LIST, subscriber_hash("back0@mail.shop-demo.io"),
-        put_body("back0@mail.shop-demo.io", status="subscribed"))
+        LIST,
+        subscriber_hash("back0@mail.shop-demo.io"),
+        put_body("back0@mail.shop-demo.io", status="subscribed"),
+    )
     assert reply["status"] == "subscribed"
-    reply = official.lists.update_list_member(LIST, "back1@mail.shop-demo.io",
-                                              {"status": "subscribed"})
+    reply = official.lists.update_list_member(
+        LIST, "back1@mail.shop-demo.io", {"status": "subscribed"}
+    )
     assert reply["status"] == "subscribed"
 
 
-def test_archived_members_listed_only_by_status_filter(official: Any,
-                                                       sandbox: SandboxServer) -> None:
-    sandbox.client.seed_members(LIST, [
-        {"email_address": "a@mail.shop-demo.io", "status": "archived"},
-        {"email_address": "s@mail.shop-demo.io"}])
+def test_archived_members_listed_only_by_status_filter(
+    official: Any, sandbox: SandboxServer
+) -> None:
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {"email_address": "a@mail.shop-demo.io", "status": "archived"},
+            {"email_address": "s@mail.shop-demo.io"},
+        ],
+    )
     default = official.lists.get_list_members_info(LIST)
     assert [m["email_address"] for m in default["members"]] == ["s@mail.shop-demo.io"]
     archived = official.lists.get_list_members_info(LIST, status="archived")
@@ -91,16 +104,19 @@ def test_archived_members_listed_only_by_status_filter(official: Any,
 
 
 @pytest.mark.parametrize("status", ["cleaned", "pending", "archived"])
-def test_delete_refuses_cleaned_pending_archived(mc3: MailChimp, official: Any,
-                                                 sandbox: SandboxServer, status: str) -> None:
+def test_delete_refuses_cleaned_pending_archived(
+    mc3: MailChimp, official: Any, sandbox: SandboxServer, status: str
+) -> None:
     email = f"{status}@mail.shop-demo.io"
     sandbox.client.seed_members(LIST, [{"email_address": email, "status": status}])
     with pytest.raises(MailChimpError) as exc:
         mc3.lists.members.delete(LIST, subscriber_hash(email))
     error = mc3_error(exc)
     assert (error["status"], error["title"]) == (405, "Method Not Allowed")
-    assert error["detail"] == ("This list member cannot be removed. Can not archive a contact "
-                               "that is bounced, pending or archived")
+    assert error["detail"] == (
+        "This list member cannot be removed. Can not archive a contact "
+        "that is bounced, pending or archived"
+    )
     with pytest.raises(ApiClientError) as exc2:
         official.lists.delete_list_member(LIST, email)
     assert exc2.value.status_code == 405
@@ -111,18 +127,23 @@ def test_delete_refuses_cleaned_pending_archived(mc3: MailChimp, official: Any,
 
 
 def test_required_field_checked_on_update_of_existing_member(
-        mc3: MailChimp, official: Any, sandbox: SandboxServer) -> None:
+    mc3: MailChimp, official: Any, sandbox: SandboxServer
+) -> None:
     list_id = with_required_city(sandbox)
     email = "nocity@mail.shop-demo.io"
     # The member predates the required field (seeded without it).
-    sandbox.client.seed_members(list_id, [{"email_address": email,
-                                           "merge_fields": {"FNAME": "Old"}}])
+    sandbox.client.seed_members(
+        list_id, [{"email_address": email, "merge_fields": {"FNAME": "Old"}}]
+    )
     with pytest.raises(MailChimpError) as exc:
-        mc3.lists.members.create_or_update(list_id, subscriber_hash(email),
-                                           put_body(email, merge_fields={"FNAME": "New"}))
+        mc3.lists.members.create_or_update(
+            list_id, subscriber_hash(email), put_body(email, merge_fields={"FNAME": "New"})
+        )
     error = mc3_error(exc)
-    assert (error["title"], error["detail"]) == ("Invalid Resource",
-                                                 "Your merge fields were invalid.")
+    assert (error["title"], error["detail"]) == (
+        "Invalid Resource",
+        "Your merge fields were invalid.",
+    )
     assert error["errors"] == [{"field": "CITY", "message": "Please enter a value"}]
     with pytest.raises(ApiClientError) as exc2:
         official.lists.update_list_member(list_id, email, {"status": "unsubscribed"})
@@ -133,20 +154,28 @@ def test_required_field_checked_on_update_of_existing_member(
     assert reply["merge_fields"] == {"FNAME": "Old", "CITY": "Lyon"}
 
 
-def test_skip_merge_validation_true_or_capitalised(official: Any, sandbox: SandboxServer,
-                                                   api: Any) -> None:
+def test_skip_merge_validation_true_or_capitalised(
+    official: Any, sandbox: SandboxServer, api: Any
+) -> None:
     list_id = with_required_city(sandbox)
     email = "skip@mail.shop-demo.io"
     sandbox.client.seed_members(list_id, [{"email_address": email}])
     # The official client sends Python's str(True): "True".
-    reply = official.lists.update_list_member(list_id, email, {"status": "unsubscribed"},
-                                              skip_merge_validation=True)
+    reply = official.lists.update_list_member(
+        list_id, email, {"status": "unsubscribed"}, skip_merge_validation=True
+    )
     assert reply["status"] == "unsubscribed"
-    raw = api("PATCH", f"lists/{list_id}/members/{email}?skip_merge_validation=true",
-              json={"merge_fields": {"FNAME": "Ok"}})
+    raw = api(
+        "PATCH",
+        f"lists/{list_id}/members/{email}?skip_merge_validation=true",
+        json={"merge_fields": {"FNAME": "Ok"}},
+    )
     assert raw.status_code == 200, raw.text
-    refused = api("PATCH", f"lists/{list_id}/members/{email}?skip_merge_validation=false",
-                  json={"merge_fields": {"FNAME": "No"}})
+    refused = api(
+        "PATCH",
+        f"lists/{list_id}/members/{email}?skip_merge_validation=false",
+        json={"merge_fields": {"FNAME": "No"}},
+    )
     assert refused.status_code == 400
 
 
@@ -155,7 +184,8 @@ def test_skip_merge_validation_true_or_capitalised(official: Any, sandbox: Sandb
 
 @pytest.mark.parametrize("value", [True, False, None, ["a"], {"colour": "red"}])
 def test_merge_value_must_be_string_number_or_address(
-        mc3: MailChimp, official: Any, sandbox: SandboxServer, value: Any) -> None:
+    mc3: MailChimp, official: Any, sandbox: SandboxServer, value: Any
+) -> None:
     email = "typed@mail.shop-demo.io"
     body = put_body(email, merge_fields={"FNAME": value})
     with pytest.raises(MailChimpError) as exc:
@@ -169,33 +199,59 @@ def test_merge_value_must_be_string_number_or_address(
     assert sandbox.client.member(LIST, email) is None
 
 
-def test_merge_value_string_number_and_address_accepted(official: Any,
-                                                        sandbox: SandboxServer) -> None:
-    list_id = sandbox.client.create_list("Typed", [
-        {"tag": "FNAME"}, {"tag": "AGE", "type": "number"}, {"tag": "ADDR", "type": "address"}
-    ])["id"]
-    address = {"addr1": "1 Main St", "city": "Lyon", "state": "ARA", "zip": "69001",
-               "country": "FR"}
-    reply = official.lists.set_list_member(list_id, "ok@mail.shop-demo.io", put_body(
-        "ok@mail.shop-demo.io", merge_fields={"FNAME": "Ann", "AGE": 42, "ADDR": address}))
+def test_merge_value_string_number_and_address_accepted(
+    official: Any, sandbox: SandboxServer
+) -> None:
+    list_id = sandbox.client.create_list(
+        "Typed",
+        [{"tag": "FNAME"}, {"tag": "AGE", "type": "number"}, {"tag": "ADDR", "type": "address"}],
+    )["id"]
+    address = {
+        "addr1": "1 Main St",
+        "city": "Lyon",
+        "state": "ARA",
+        "zip": "69001",
+        "country": "FR",
+    }
+    reply = official.lists.set_list_member(
+        list_id,
+        "ok@mail.shop-demo.io",
+        put_body("ok@mail.shop-demo.io", merge_fields={"FNAME": "Ann", "AGE": 42, "ADDR": address}),
+    )
     assert reply["merge_fields"] == {"FNAME": "Ann", "AGE": 42, "ADDR": address}
     # An address missing its city is "not complete" for an address field.
     with pytest.raises(ApiClientError) as exc:
-        official.lists.update_list_member(list_id, "ok@mail.shop-demo.io", {
-            "merge_fields": {"ADDR": {"addr1": "1 Main St", "zip": "69001"}}})
+        official.lists.update_list_member(
+            list_id,
+            "ok@mail.shop-demo.io",
+            {"merge_fields": {"ADDR": {"addr1": "1 Main St", "zip": "69001"}}},
+        )
     assert official_error(exc)["errors"] == [
-        {"field": "ADDR", "message": "Please enter a complete address"}]
+        {"field": "ADDR", "message": "Please enter a complete address"}
+    ]
 
 
 # --- compliance state by opt-out source ---------------------------------------------
 
 
-@pytest.mark.parametrize(("source", "status", "blocked"), [
-    ("user", "unsubscribed", True), ("abuse", "unsubscribed", True), (None, "cleaned", True),
-    ("api", "unsubscribed", False), ("admin", "unsubscribed", False)])
+@pytest.mark.parametrize(
+    ("source", "status", "blocked"),
+    [
+        ("user", "unsubscribed", True),
+        ("abuse", "unsubscribed", True),
+        (None, "cleaned", True),
+        ("api", "unsubscribed", False),
+        ("admin", "unsubscribed", False),
+    ],
+)
 def test_resubscribe_depends_on_how_member_left(
-        mc3: MailChimp, official: Any, sandbox: SandboxServer,
-        source: str | None, status: str, blocked: bool) -> None:
+    mc3: MailChimp,
+    official: Any,
+    sandbox: SandboxServer,
+    source: str | None,
+    status: str,
+    blocked: bool,
+) -> None:
     emails = [f"left{n}@mail.shop-demo.io" for n in range(2)]
     seed: dict[str, Any] = {"status": status}
     if source:
@@ -203,7 +259,8 @@ def test_resubscribe_depends_on_how_member_left(
     sandbox.client.seed_members(LIST, [{"email_address": e, **seed} for e in emails])
     calls = [
         lambda: mc3.lists.members.create_or_update(
-            LIST, subscriber_hash(emails[0]), put_body(emails[0], status="subscribed")),
+            LIST, subscriber_hash(emails[0]), put_body(emails[0], status="subscribed")
+        ),
         lambda: official.lists.update_list_member(LIST, emails[1], {"status": "subscribed"}),
     ]
     for email, call in zip(emails, calls, strict=True):
@@ -222,29 +279,37 @@ def test_unsubscribed_by_api_can_be_resubscribed(official: Any) -> None:
     email = "apiout@mail.shop-demo.io"
     official.lists.set_list_member(LIST, email, put_body(email))
     official.lists.update_list_member(LIST, email, {"status": "unsubscribed"})
-    assert official.lists.update_list_member(LIST, email, {"status": "subscribed"})[
-        "status"] == "subscribed"
+    assert (
+        official.lists.update_list_member(LIST, email, {"status": "subscribed"})["status"]
+        == "subscribed"
+    )
 
 
 def test_pending_sends_confirmation_to_self_unsubscribed(
-        mc3: MailChimp, official: Any, sandbox: SandboxServer) -> None:
+    mc3: MailChimp, official: Any, sandbox: SandboxServer
+) -> None:
     emails = ["again0@mail.shop-demo.io", "again1@mail.shop-demo.io"]
-    sandbox.client.seed_members(LIST, [
-        {"email_address": e, "status": "unsubscribed", "opt_out_source": "user"}
-        for e in emails])
+    sandbox.client.seed_members(
+        LIST,
+        [{"email_address": e, "status": "unsubscribed", "opt_out_source": "user"} for e in emails],
+    )
     assert sandbox.client.confirmation_emails(LIST) == []
-    reply = mc3.lists.members.create_or_update(LIST, subscriber_hash(emails[0]),
-                                               put_body(emails[0], status="pending"))
+    reply = mc3.lists.members.create_or_update(
+        LIST, subscriber_hash(emails[0]), put_body(emails[0], status="pending")
+    )
     assert reply["status"] == "pending"
-    assert official.lists.update_list_member(LIST, emails[1], {"status": "pending"})[
-        "status"] == "pending"
+    assert (
+        official.lists.update_list_member(LIST, emails[1], {"status": "pending"})["status"]
+        == "pending"
+    )
     sent = sandbox.client.confirmation_emails(LIST)
     assert [s["email_address"] for s in sent] == emails and all(s["sent_at"] for s in sent)
 
 
 @pytest.mark.parametrize(("status", "source"), [("cleaned", None), ("unsubscribed", "abuse")])
-def test_pending_refused_for_cleaned_and_reported(official: Any, sandbox: SandboxServer,
-                                                  status: str, source: str | None) -> None:
+def test_pending_refused_for_cleaned_and_reported(
+    official: Any, sandbox: SandboxServer, status: str, source: str | None
+) -> None:
     seed: dict[str, Any] = {"email_address": "no@mail.shop-demo.io", "status": status}
     if source:
         seed["opt_out_source"] = source
@@ -257,15 +322,24 @@ def test_pending_refused_for_cleaned_and_reported(official: Any, sandbox: Sandbo
 
 def test_new_pending_member_gets_confirmation(mc3: MailChimp, sandbox: SandboxServer) -> None:
     email = "new@mail.shop-demo.io"
-    mc3.lists.members.create_or_update(LIST, subscriber_hash(email),
-                                       {"email_address": email, "status_if_new": "pending"})
+    mc3.lists.members.create_or_update(
+        LIST, subscriber_hash(email), {"email_address": email, "status_if_new": "pending"}
+    )
     assert [s["email_address"] for s in sandbox.client.confirmation_emails(LIST)] == [email]
 
 
 def test_seed_takes_source_and_reason(sandbox: SandboxServer, official: Any) -> None:
-    sandbox.client.seed_members(LIST, [{
-        "email_address": "why@mail.shop-demo.io", "status": "unsubscribed",
-        "opt_out_source": "admin", "unsubscribe_reason": "Asked by phone"}])
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {
+                "email_address": "why@mail.shop-demo.io",
+                "status": "unsubscribed",
+                "opt_out_source": "admin",
+                "unsubscribe_reason": "Asked by phone",
+            }
+        ],
+    )
     seen = sandbox.client.member(LIST, "why@mail.shop-demo.io")
     assert seen is not None and seen["opt_out_source"] == "admin"
     reply = official.lists.get_list_member(LIST, "why@mail.shop-demo.io")
@@ -274,28 +348,39 @@ def test_seed_takes_source_and_reason(sandbox: SandboxServer, official: Any) -> 
 
 def test_seed_rejects_unknown_opt_out_source(sandbox: SandboxServer) -> None:
     with pytest.raises(Exception, match="opt_out_source"):
-        sandbox.client.seed_members(LIST, [{"email_address": "x@mail.shop-demo.io",
-                                            "status": "unsubscribed", "opt_out_source": "me"}])
+        sandbox.client.seed_members(
+            LIST,
+            [
+                {
+                    "email_address": "x@mail.shop-demo.io",
+                    "status": "unsubscribed",
+                    "opt_out_source": "me",
+                }
+            ],
+        )
 
 
 # --- PUT without address, PATCH without transactional --------------------------------
 
 
-def test_put_existing_member_without_email_address(official: Any, api: Any,
-                                                   sandbox: SandboxServer) -> None:
+def test_put_existing_member_without_email_address(
+    official: Any, api: Any, sandbox: SandboxServer
+) -> None:
     email = "known@mail.shop-demo.io"
     sandbox.client.seed_members(LIST, [{"email_address": email}])
     reply = official.lists.set_list_member(LIST, email, {"merge_fields": {"FNAME": "Kay"}})
     assert reply["merge_fields"]["FNAME"] == "Kay"
     # A new member still needs its address.
-    missing = api("PUT", f"lists/{LIST}/members/{subscriber_hash('x@mail.shop-demo.io')}",
-                  json={"status_if_new": "subscribed"})
+    missing = api(
+        "PUT",
+        f"lists/{LIST}/members/{subscriber_hash('x@mail.shop-demo.io')}",
+        json={"status_if_new": "subscribed"},
+    )
     assert missing.status_code == 400
     assert missing.json()["errors"][0]["field"] == "email_address"
 
 
-def test_patch_refuses_transactional(mc3: MailChimp, official: Any,
-                                     sandbox: SandboxServer) -> None:
+def test_patch_refuses_transactional(mc3: MailChimp, official: Any, sandbox: SandboxServer) -> None:
     email = "tx@mail.shop-demo.io"
     sandbox.client.seed_members(LIST, [{"email_address": email}])
     with pytest.raises(MailChimpError) as exc:

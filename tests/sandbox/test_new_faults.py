@@ -23,8 +23,9 @@ from flask_mcsync.sandbox.server import SandboxServer
 from flask_mcsync.sandbox.state import subscriber_hash
 
 LIST = DEFAULT_LIST_ID
-SIGNUP_LIMIT = ("{} has signed up to a lot of lists very recently; we're not allowing more "
-                "signups for now")
+SIGNUP_LIMIT = (
+    "{} has signed up to a lot of lists very recently; we're not allowing more signups for now"
+)
 
 
 def put(email: str) -> dict[str, Any]:
@@ -32,8 +33,15 @@ def put(email: str) -> dict[str, Any]:
 
 
 def submit(api: Any, emails: list[str]) -> str:
-    ops = [{"method": "PUT", "path": f"lists/{LIST}/members/{subscriber_hash(e)}",
-            "operation_id": e, "body": json.dumps(put(e))} for e in emails]
+    ops = [
+        {
+            "method": "PUT",
+            "path": f"lists/{LIST}/members/{subscriber_hash(e)}",
+            "operation_id": e,
+            "body": json.dumps(put(e)),
+        }
+        for e in emails
+    ]
     reply = api("POST", "batches", json={"operations": ops})
     assert reply.status_code == 200, reply.text
     return str(reply.json()["id"])
@@ -85,8 +93,7 @@ def test_signup_limit_rate_in_batches(api: Any, sandbox: SandboxServer) -> None:
     refused = [r for r in found if r["status_code"] == 400]
     assert 0 < len(refused) < 40 and batch["errored_operations"] == len(refused)
     for entry in refused:
-        assert json.loads(entry["response"])["detail"] == SIGNUP_LIMIT.format(
-            entry["operation_id"])
+        assert json.loads(entry["response"])["detail"] == SIGNUP_LIMIT.format(entry["operation_id"])
     assert sandbox.client.members(LIST)["counts"]["subscribed"] == 40 - len(refused)
 
 
@@ -122,7 +129,8 @@ def test_results_expire_for_one_batch(api: Any, sandbox: SandboxServer) -> None:
     expired = requests.get(first["response_body_url"], timeout=5)
     assert expired.status_code == 403 and "<Code>AccessDenied</Code>" in expired.text
     assert [r["operation_id"] for r in results(second["response_body_url"])] == [
-        "two@mail.shop-demo.io"]
+        "two@mail.shop-demo.io"
+    ]
     # Expired results are dropped from memory: gone for good, like on S3.
     stored = sandbox.sandbox.state.batches[first["id"]].results
     assert stored.stored_bytes == 0
@@ -130,8 +138,10 @@ def test_results_expire_for_one_batch(api: Any, sandbox: SandboxServer) -> None:
 
 def test_results_expire_for_a_fraction_of_batches(api: Any, sandbox: SandboxServer) -> None:
     sandbox.client.set_faults(expire_results_rate=0.5, seed=11)
-    urls = [wait_finished(api, submit(api, [f"f{i}@mail.shop-demo.io"]))["response_body_url"]
-            for i in range(12)]
+    urls = [
+        wait_finished(api, submit(api, [f"f{i}@mail.shop-demo.io"]))["response_body_url"]
+        for i in range(12)
+    ]
     first = [requests.get(u, timeout=5).status_code for u in urls]
     assert set(first) == {200, 403}
     # Each batch keeps its fate.
@@ -139,9 +149,12 @@ def test_results_expire_for_a_fraction_of_batches(api: Any, sandbox: SandboxServ
 
 
 def test_new_fault_settings_validated(sandbox: SandboxServer) -> None:
-    for bad in ({"expire_batches": "x"}, {"batch_start_delay": -1},
-                {"signup_limit_rate": 0.7, "empty_403_rate": 0.7},
-                {"expire_results_rate": 2}):
+    for bad in (
+        {"expire_batches": "x"},
+        {"batch_start_delay": -1},
+        {"signup_limit_rate": 0.7, "empty_403_rate": 0.7},
+        {"expire_results_rate": 2},
+    ):
         reply = requests.post(f"{sandbox.url}/_sandbox/faults", json=bad, timeout=5)
         assert reply.status_code == 400, bad
     shown = sandbox.client.set_faults(expire_batches=["abc"], batch_start_delay=2)

@@ -87,21 +87,33 @@ def receiver() -> Iterator[Receiver]:
     thread.join(5)
 
 
-def add_hook(
-    call: Any, url: str, events: dict[str, bool], /, **sources: bool
-) -> dict[str, Any]:
-    reply = call("POST", f"lists/{LIST}/webhooks", json={
-        "url": url, "events": events, "sources": {"user": False, "admin": False, "api": False,
-                                                  **sources}})
+def add_hook(call: Any, url: str, events: dict[str, bool], /, **sources: bool) -> dict[str, Any]:
+    reply = call(
+        "POST",
+        f"lists/{LIST}/webhooks",
+        json={
+            "url": url,
+            "events": events,
+            "sources": {"user": False, "admin": False, "api": False, **sources},
+        },
+    )
     assert reply.status_code == 200, reply.text
     hook: dict[str, Any] = reply.json()
     return hook
 
 
 def seed(sandbox: SandboxServer, email: str, **fields: Any) -> None:
-    sandbox.client.seed_members(LIST, [{"email_address": email, "status": "subscribed",
-                                        "merge_fields": {"FNAME": "Ada", "LNAME": "Byron"},
-                                        **fields}])
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {
+                "email_address": email,
+                "status": "subscribed",
+                "merge_fields": {"FNAME": "Ada", "LNAME": "Byron"},
+                **fields,
+            }
+        ],
+    )
 
 
 def member_fields(sandbox: SandboxServer, email: str) -> list[tuple[str, str]]:
@@ -131,22 +143,30 @@ def check_form(hit: Hit, event: str, expected: list[tuple[str, str]]) -> None:
 
 
 def test_webhook_crud_official_client(official: Any, receiver: Receiver) -> None:
-    body = {"url": f"{receiver.url}/hook?key=s3cret",
-            "events": {"unsubscribe": True, "cleaned": True},
-            "sources": {"user": True, "admin": True}}
+    body = {
+        "url": f"{receiver.url}/hook?key=s3cret",
+        "events": {"unsubscribe": True, "cleaned": True},
+        "sources": {"user": True, "admin": True},
+    }
     created = official.lists.create_list_webhook(LIST, body)
     # Mailchimp checks the URL with a GET before it creates the webhook.
     assert [(h.method, h.path, h.headers["User-Agent"]) for h in receiver.hits] == [
-        ("GET", "/hook?key=s3cret", "MailChimp.com WebHook Validator")]
+        ("GET", "/hook?key=s3cret", "MailChimp.com WebHook Validator")
+    ]
     assert created["url"] == body["url"] and created["list_id"] == LIST
-    assert created["events"] == {"subscribe": False, "unsubscribe": True, "profile": False,
-                                 "cleaned": True, "upemail": False, "campaign": False}
+    assert created["events"] == {
+        "subscribe": False,
+        "unsubscribe": True,
+        "profile": False,
+        "cleaned": True,
+        "upemail": False,
+        "campaign": False,
+    }
     assert created["sources"] == {"user": True, "admin": True, "api": False}
     listed = official.lists.get_list_webhooks(LIST)
     assert (listed["total_items"], listed["webhooks"][0]["id"]) == (1, created["id"])
     assert official.lists.get_list_webhook(LIST, created["id"])["url"] == body["url"]
-    updated = official.lists.update_list_webhook(LIST, created["id"],
-                                                 {"events": {"profile": True}})
+    updated = official.lists.update_list_webhook(LIST, created["id"], {"events": {"profile": True}})
     assert updated["events"]["profile"] is True and updated["events"]["unsubscribe"] is True
     official.lists.delete_list_webhook(LIST, created["id"])
     assert official.lists.get_list_webhooks(LIST)["total_items"] == 0
@@ -174,9 +194,13 @@ def test_url_that_does_not_answer_200_is_refused(
         official.lists.create_list_webhook(LIST, {"url": f"{receiver.url}/missing"})
     assert exc.value.status_code == 400
     error = json.loads(exc.value.text)
-    assert (error["title"], error["detail"]) == ("Invalid Resource", (
-        "We couldn't verify the URL is working. Please double check and try again. "
-        "HTTP Code: 404"))
+    assert (error["title"], error["detail"]) == (
+        "Invalid Resource",
+        (
+            "We couldn't verify the URL is working. Please double check and try again. "
+            "HTTP Code: 404"
+        ),
+    )
     # A host that does not answer at all (mailchimp3 accepts the URL's syntax).
     with pytest.raises(MailChimpError) as mc3_exc:
         mc3.lists.webhooks.create(LIST, {"url": "http://shop.invalid/hook"})
@@ -187,11 +211,11 @@ def test_url_that_does_not_answer_200_is_refused(
     again = api("POST", f"lists/{LIST}/webhooks", json={"url": f"{receiver.url}/once"})
     assert again.status_code == 400
     # A new URL given to an existing webhook is checked the same way.
-    moved = api("PATCH", f"lists/{LIST}/webhooks/{hook['id']}",
-                json={"url": f"{receiver.url}/missing"})
+    moved = api(
+        "PATCH", f"lists/{LIST}/webhooks/{hook['id']}", json={"url": f"{receiver.url}/missing"}
+    )
     assert moved.status_code == 400 and moved.json()["detail"].endswith("HTTP Code: 404")
-    assert api("GET", f"lists/{LIST}/webhooks/{hook['id']}").json()["url"] == \
-        f"{receiver.url}/once"
+    assert api("GET", f"lists/{LIST}/webhooks/{hook['id']}").json()["url"] == f"{receiver.url}/once"
     assert api("GET", f"lists/{LIST}/webhooks").json()["total_items"] == 1
 
 
@@ -203,8 +227,12 @@ def test_person_unsubscribing_posts_mailchimps_form(
     add_hook(api, f"{receiver.url}/hook", ALL_EVENTS, user=True, admin=True)
     before = sandbox.client.member(LIST, email)
     assert before is not None
-    expected = [("data[action]", "unsub"), ("data[reason]", "manual"),
-                *member_fields(sandbox, email), ("data[campaign_id]", "c4mp41gn")]
+    expected = [
+        ("data[action]", "unsub"),
+        ("data[reason]", "manual"),
+        *member_fields(sandbox, email),
+        ("data[campaign_id]", "c4mp41gn"),
+    ]
     reply = sandbox.client.unsubscribe(LIST, email, campaign_id="c4mp41gn")
     check_form(receiver.posts("/hook")[0], "unsubscribe", expected)
     assert [d["status_code"] for d in reply["deliveries"]] == [200]
@@ -223,11 +251,14 @@ def test_complaint_and_admin_delete(api: Any, sandbox: SandboxServer, receiver: 
     seed(sandbox, "gone@mail.shop-demo.io")
     add_hook(api, f"{receiver.url}/hook", ALL_EVENTS, admin=True, user=True)
     sandbox.client.unsubscribe(LIST, "spam@mail.shop-demo.io", reason="abuse")
-    reply = sandbox.client.unsubscribe(LIST, "gone@mail.shop-demo.io", action="delete",
-                                       source="admin")
+    reply = sandbox.client.unsubscribe(
+        LIST, "gone@mail.shop-demo.io", action="delete", source="admin"
+    )
     forms = [dict(h.form) for h in receiver.posts()]
     assert [(f["data[reason]"], f["data[action]"]) for f in forms] == [
-        ("abuse", "unsub"), ("manual", "delete")]
+        ("abuse", "unsub"),
+        ("manual", "delete"),
+    ]
     spam = sandbox.client.member(LIST, "spam@mail.shop-demo.io")
     assert spam is not None
     assert (spam["status"], spam["opt_out_source"]) == ("unsubscribed", "abuse")
@@ -240,9 +271,16 @@ def test_bounce_cleans_the_address(api: Any, sandbox: SandboxServer, receiver: R
     # Bounces are Mailchimp's own doing: no source box filters them out.
     add_hook(api, f"{receiver.url}/hook", {"cleaned": True})
     sandbox.client.clean(LIST, email, reason="hard", campaign_id="c1")
-    check_form(receiver.posts()[0], "cleaned", [
-        ("data[list_id]", LIST), ("data[campaign_id]", "c1"), ("data[reason]", "hard"),
-        ("data[email]", email)])
+    check_form(
+        receiver.posts()[0],
+        "cleaned",
+        [
+            ("data[list_id]", LIST),
+            ("data[campaign_id]", "c1"),
+            ("data[reason]", "hard"),
+            ("data[email]", email),
+        ],
+    )
     assert sandbox.client.member(LIST, email)["status"] == "cleaned"  # type: ignore[index]
 
 
@@ -265,9 +303,16 @@ def test_address_change_moves_the_member(
     seed(sandbox, old)
     add_hook(api, f"{receiver.url}/hook", ALL_EVENTS, admin=True)
     sandbox.client.change_address(LIST, old, new, source="admin")
-    check_form(receiver.posts()[0], "upemail", [
-        ("data[list_id]", LIST), ("data[new_id]", subscriber_hash(new)),
-        ("data[new_email]", new), ("data[old_email]", old)])
+    check_form(
+        receiver.posts()[0],
+        "upemail",
+        [
+            ("data[list_id]", LIST),
+            ("data[new_id]", subscriber_hash(new)),
+            ("data[new_email]", new),
+            ("data[old_email]", old),
+        ],
+    )
     assert api("GET", f"lists/{LIST}/members/{subscriber_hash(old)}").status_code == 404
     moved = api("GET", f"lists/{LIST}/members/{subscriber_hash(new)}").json()
     assert (moved["email_address"], moved["id"]) == (new, subscriber_hash(new))
@@ -288,17 +333,23 @@ def test_api_changes_reach_only_webhooks_with_the_api_source(
     add_hook(api, f"{receiver.url}/no-echo", ALL_EVENTS, user=True, admin=True)
     add_hook(api, f"{receiver.url}/api", ALL_EVENTS, api=True)
     email = "echo@mail.shop-demo.io"
-    mc3.lists.members.create_or_update(LIST, subscriber_hash(email), {
-        "email_address": email, "status_if_new": "subscribed",
-        "merge_fields": {"FNAME": "Echo"}})
+    mc3.lists.members.create_or_update(
+        LIST,
+        subscriber_hash(email),
+        {"email_address": email, "status_if_new": "subscribed", "merge_fields": {"FNAME": "Echo"}},
+    )
     official.lists.update_list_member(LIST, email, {"merge_fields": {"LNAME": "Chamber"}})
     official.lists.update_list_member(LIST, email, {"email_address": "echo2@mail.shop-demo.io"})
-    mc3.lists.members.update(LIST, subscriber_hash("echo2@mail.shop-demo.io"),
-                             {"status": "unsubscribed"})
+    mc3.lists.members.update(
+        LIST, subscriber_hash("echo2@mail.shop-demo.io"), {"status": "unsubscribed"}
+    )
     deliveries = sandbox.client.webhook_deliveries(LIST)  # waits for queued callbacks
     assert [(d["type"], d["source"], d["status_code"]) for d in deliveries] == [
-        ("subscribe", "api", 200), ("profile", "api", 200), ("upemail", "api", 200),
-        ("unsubscribe", "api", 200)]
+        ("subscribe", "api", 200),
+        ("profile", "api", 200),
+        ("upemail", "api", 200),
+        ("unsubscribe", "api", 200),
+    ]
     assert {d["url"] for d in deliveries} == {f"{receiver.url}/api"}
     assert receiver.posts("/no-echo") == []
     assert dict(receiver.posts("/api")[0].form)["data[merges][FNAME]"] == "Echo"
@@ -307,8 +358,11 @@ def test_api_changes_reach_only_webhooks_with_the_api_source(
     assert member["unsubscribe_reason"] == "N/A (Unsubscribed by API)"
     # A PUT that changes nothing says nothing.
     sandbox.client.clear_webhook_deliveries()
-    api("PUT", f"lists/{LIST}/members/echo2@mail.shop-demo.io",
-        json={"email_address": "echo2@mail.shop-demo.io", "status_if_new": "subscribed"})
+    api(
+        "PUT",
+        f"lists/{LIST}/members/echo2@mail.shop-demo.io",
+        json={"email_address": "echo2@mail.shop-demo.io", "status_if_new": "subscribed"},
+    )
     assert sandbox.client.webhook_deliveries(LIST) == []
 
 
@@ -316,10 +370,16 @@ def test_batch_operations_fire_api_callbacks(
     api: Any, sandbox: SandboxServer, receiver: Receiver
 ) -> None:
     add_hook(api, f"{receiver.url}/api", {"subscribe": True}, api=True)
-    ops = [{"method": "PUT", "path": f"lists/{LIST}/members/b{i}@mail.shop-demo.io",
-            "body": json.dumps({"email_address": f"b{i}@mail.shop-demo.io",
-                                              "status_if_new": "subscribed"})}
-           for i in range(3)]
+    ops = [
+        {
+            "method": "PUT",
+            "path": f"lists/{LIST}/members/b{i}@mail.shop-demo.io",
+            "body": json.dumps(
+                {"email_address": f"b{i}@mail.shop-demo.io", "status_if_new": "subscribed"}
+            ),
+        }
+        for i in range(3)
+    ]
     batch_id = api("POST", "batches", json={"operations": ops}).json()["id"]
     for _ in range(200):
         if api("GET", f"batches/{batch_id}").json()["status"] == "finished":
@@ -327,7 +387,8 @@ def test_batch_operations_fire_api_callbacks(
         threading.Event().wait(0.05)
     deliveries = sandbox.client.webhook_deliveries()
     assert sorted(d["payload"]["data[email]"] for d in deliveries) == [
-        f"b{i}@mail.shop-demo.io" for i in range(3)]
+        f"b{i}@mail.shop-demo.io" for i in range(3)
+    ]
 
 
 def test_failing_webhook_never_breaks_the_event(
@@ -339,8 +400,10 @@ def test_failing_webhook_never_breaks_the_event(
     add_hook(api, f"{receiver.url}/broken", ALL_EVENTS, user=True)
     add_hook(api, f"{receiver.url}/fine", ALL_EVENTS, user=True)
     reply = sandbox.client.unsubscribe(LIST, email)
-    assert sorted((d["url"].rsplit("/", 1)[1], d["status_code"]) for d in reply["deliveries"]) \
-        == [("broken", 500), ("fine", 200)]
+    assert sorted((d["url"].rsplit("/", 1)[1], d["status_code"]) for d in reply["deliveries"]) == [
+        ("broken", 500),
+        ("fine", 200),
+    ]
     assert reply["member"]["status"] == "unsubscribed"
     assert len(sandbox.client.webhook_deliveries()) == 2
 
@@ -353,11 +416,13 @@ def test_who_unsubscribed_decides_who_may_be_resubscribed(
     sandbox.client.unsubscribe(LIST, "self@mail.shop-demo.io", source="user")
     sandbox.client.unsubscribe(LIST, "admin@mail.shop-demo.io", source="admin")
     with pytest.raises(MailChimpError) as exc:
-        mc3.lists.members.update(LIST, subscriber_hash("self@mail.shop-demo.io"),
-                                 {"status": "subscribed"})
+        mc3.lists.members.update(
+            LIST, subscriber_hash("self@mail.shop-demo.io"), {"status": "subscribed"}
+        )
     assert exc.value.args[0]["title"] == "Member In Compliance State"
-    back = mc3.lists.members.update(LIST, subscriber_hash("admin@mail.shop-demo.io"),
-                                    {"status": "subscribed"})
+    back = mc3.lists.members.update(
+        LIST, subscriber_hash("admin@mail.shop-demo.io"), {"status": "subscribed"}
+    )
     assert back["status"] == "subscribed" and "unsubscribe_reason" not in back
 
 
@@ -365,12 +430,21 @@ def test_person_confirming_a_pending_opt_in(
     official: Any, api: Any, sandbox: SandboxServer, receiver: Receiver
 ) -> None:
     email = "again@mail.shop-demo.io"
-    sandbox.client.seed_members(LIST, [{"email_address": email, "status": "unsubscribed",
-                                        "merge_fields": {"FNAME": "Ada", "LNAME": "Byron"}}])
+    sandbox.client.seed_members(
+        LIST,
+        [
+            {
+                "email_address": email,
+                "status": "unsubscribed",
+                "merge_fields": {"FNAME": "Ada", "LNAME": "Byron"},
+            }
+        ],
+    )
     add_hook(api, f"{receiver.url}/hook", ALL_EVENTS, user=True)
     # The shop asks for Mailchimp's confirmation e-mail; the person clicks its link.
-    assert official.lists.update_list_member(LIST, email, {"status": "pending"})["status"] == \
-        "pending"
+    assert (
+        official.lists.update_list_member(LIST, email, {"status": "pending"})["status"] == "pending"
+    )
     reply = sandbox.client.confirm(LIST, email, ip_opt="203.0.113.7")
     assert reply["member"]["status"] == "subscribed"
     expected = member_fields(sandbox, email)
@@ -384,12 +458,19 @@ def test_batch_subscribe_calls_back_api_webhooks(
     mc3: MailChimp, api: Any, sandbox: SandboxServer, receiver: Receiver
 ) -> None:
     add_hook(api, f"{receiver.url}/api", ALL_EVENTS, api=True)
-    mc3.lists.update_members(LIST, {"members": [
-        {"email_address": "one@mail.shop-demo.io", "status": "subscribed"},
-        {"email_address": "bad@example.com", "status": "subscribed"}]})
+    mc3.lists.update_members(
+        LIST,
+        {
+            "members": [
+                {"email_address": "one@mail.shop-demo.io", "status": "subscribed"},
+                {"email_address": "bad@example.com", "status": "subscribed"},
+            ]
+        },
+    )
     deliveries = sandbox.client.webhook_deliveries()
     assert [(d["type"], d["payload"]["data[email]"]) for d in deliveries] == [
-        ("subscribe", "one@mail.shop-demo.io")]
+        ("subscribe", "one@mail.shop-demo.io")
+    ]
 
 
 def test_reset_drops_callbacks_of_the_old_account(
@@ -399,8 +480,11 @@ def test_reset_drops_callbacks_of_the_old_account(
     add_hook(api, f"{receiver.url}/slow", ALL_EVENTS, api=True)
     for i in range(3):
         email = f"r{i}@mail.shop-demo.io"
-        api("PUT", f"lists/{LIST}/members/{email}",
-            json={"email_address": email, "status_if_new": "subscribed"})
+        api(
+            "PUT",
+            f"lists/{LIST}/members/{email}",
+            json={"email_address": email, "status_if_new": "subscribed"},
+        )
     sandbox.client.reset()
     receiver.gate.set()
     assert sandbox.client.webhook_deliveries() == []
@@ -411,23 +495,47 @@ def test_reset_drops_callbacks_of_the_old_account(
 def test_payload_flattens_addresses_and_names_interest_groups(
     official: Any, api: Any, sandbox: SandboxServer, receiver: Receiver
 ) -> None:
-    sandbox.client.create_list("Shop", [
-        {"tag": "FNAME", "name": "First name"},
-        {"tag": "ADDRESS", "name": "Address", "type": "address"}], list_id="add4e55000")
+    sandbox.client.create_list(
+        "Shop",
+        [
+            {"tag": "FNAME", "name": "First name"},
+            {"tag": "ADDRESS", "name": "Address", "type": "address"},
+        ],
+        list_id="add4e55000",
+    )
     category = official.lists.create_list_interest_category(
-        "add4e55000", {"title": "Topics", "type": "checkboxes"})
+        "add4e55000", {"title": "Topics", "type": "checkboxes"}
+    )
     shoes = official.lists.create_interest_category_interest(
-        "add4e55000", category["id"], {"name": "Shoes"})["id"]
-    official.lists.create_interest_category_interest(
-        "add4e55000", category["id"], {"name": "Hats"})
+        "add4e55000", category["id"], {"name": "Shoes"}
+    )["id"]
+    official.lists.create_interest_category_interest("add4e55000", category["id"], {"name": "Hats"})
     email = "home@mail.shop-demo.io"
-    address = {"addr1": "1 Main St", "city": "Lyon", "state": "ARA", "zip": "69001",
-               "country": "FR"}
-    official.lists.add_list_member("add4e55000", {
-        "email_address": email, "status": "subscribed", "interests": {shoes: True},
-        "merge_fields": {"FNAME": "Ada", "ADDRESS": address}})
-    reply = api("POST", "lists/add4e55000/webhooks", json={
-        "url": f"{receiver.url}/hook", "events": {"profile": True}, "sources": {"user": True}})
+    address = {
+        "addr1": "1 Main St",
+        "city": "Lyon",
+        "state": "ARA",
+        "zip": "69001",
+        "country": "FR",
+    }
+    official.lists.add_list_member(
+        "add4e55000",
+        {
+            "email_address": email,
+            "status": "subscribed",
+            "interests": {shoes: True},
+            "merge_fields": {"FNAME": "Ada", "ADDRESS": address},
+        },
+    )
+    reply = api(
+        "POST",
+        "lists/add4e55000/webhooks",
+        json={
+            "url": f"{receiver.url}/hook",
+            "events": {"profile": True},
+            "sources": {"user": True},
+        },
+    )
     assert reply.status_code == 200
     sandbox.client.edit_profile("add4e55000", email, {"FNAME": "Augusta"})
     form = dict(receiver.posts()[0].form)
