@@ -125,9 +125,10 @@ class Sender:
         operations = _operations(run, payload)
         if not _holds(self.ext, batch_id, token):
             return  # another worker took the batch over; it sends it
-        if self._gateway is None or self._thread is None:
+        if self._thread is None:  # the first send (a chunk may send nothing)
             self._gateway = self.ext.gateway()
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcsync-send")
+        assert self._gateway is not None
         future = self._thread.submit(self._gateway.submit_batch, operations)
         self._in_flight = (batch_id, token, utcnow(), len(operations), future)
 

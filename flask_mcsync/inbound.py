@@ -37,7 +37,7 @@ from .changes import Kind, MailchimpChange
 from .models import AudienceMember, OutboxItem, Run, metadata, utcnow
 from .outcomes import AddressOutcome, Result, record
 from .signals import FROM_MAILCHIMP, mailchimp_changed
-from .statuses import OutboxAction, RunKind, RunStatus
+from .statuses import OPT_INS, RunKind, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _shop_opted_in_after(session: Session, change: MailchimpChange) -> Any:
         sa.select(OutboxItem.created_at)
         .where(
             OutboxItem.email_hash == subscriber_hash(change.email),
-            OutboxItem.action.in_((OutboxAction.SIGNUP, OutboxAction.OPTIN)),
+            OutboxItem.action.in_(OPT_INS),
             OutboxItem.created_at > change.changed_at,
         )
         .order_by(OutboxItem.created_at.desc())

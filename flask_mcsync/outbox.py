@@ -33,7 +33,7 @@ from .models import OutboxItem, utcnow
 from .retry import backoff_seconds
 from .settings import NoAudience
 from .single_sync import SHOP, fail_run, run_single
-from .statuses import Handled, OutboxAction, OutboxStatus, RunKind, SyncReason
+from .statuses import NEWSLETTER_SAID, Handled, OutboxAction, OutboxStatus, RunKind, SyncReason
 from .throttle import SlotTimeout
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def waiting_count(session: Session) -> int:
 # --- sending one row -------------------------------------------------------------------
 
 
-def send_outbox_item(ext: McSync, item_id: int) -> str:
+def send_outbox_item(ext: McSync, item_id: int) -> Handled:
     """Send one waiting outbox row (and any other waiting rows for the same address).
 
     Returns what happened: sent, skipped, retry, failed, ignored, held (it waits for the
@@ -337,11 +337,7 @@ def wanted(actions: list[str]) -> str:
         return OutboxAction.SIGNUP
     last = said[-1]
     if last == OutboxAction.CHANGE:
-        opted = [
-            a
-            for a in actions
-            if a in (OutboxAction.SIGNUP, OutboxAction.OPTIN, OutboxAction.OPTOUT)
-        ]
+        opted = [a for a in actions if a in NEWSLETTER_SAID]
         if opted and opted[-1] != OutboxAction.OPTOUT:
             # plan_for treats it as a change too (an opt-out since unsubscribes)
             return OutboxAction.OPTIN

@@ -40,7 +40,15 @@ from .outcomes import (
 )
 from .preflight import recent_types
 from .settings import NoAudience, SyncSettings
-from .statuses import OutboxAction, OutboxStatus, RunKind, RunStatus, SendAction, SyncReason
+from .statuses import (
+    OPT_INS,
+    OutboxAction,
+    OutboxStatus,
+    RunKind,
+    RunStatus,
+    SendAction,
+    SyncReason,
+)
 
 # Who starts an auto-sync, as the dashboard shows it (translated there).
 SHOP = N_("shop")
@@ -49,8 +57,7 @@ SHOP = N_("shop")
 CLOCK_SKEW = timedelta(seconds=2)
 
 
-# What the shop asked for, from the outbox rows' actions (see hook.add).
-OPT_INS = (OutboxAction.SIGNUP, OutboxAction.OPTIN)
+# The shop's actions that make a sync of a former subscriber an unsubscribe (see plan_for).
 CHANGES = (OutboxAction.CHANGE, OutboxAction.OPTIN, OutboxAction.OPTOUT)
 
 

@@ -105,6 +105,12 @@ class OutboxAction(StoredStr):
     CHANGE = "change"  # a profile change (name, address)
 
 
+# The shop's actions that say the person wants the newsletter, and those that say
+# anything about it (a profile change says nothing).
+OPT_INS = frozenset({OutboxAction.SIGNUP, OutboxAction.OPTIN})
+NEWSLETTER_SAID = frozenset({*OPT_INS, OutboxAction.OPTOUT})
+
+
 class SendAction(StoredStr):
     """What a single sync does with one address (kept in its outcome's ``sent``)."""
 

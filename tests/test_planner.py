@@ -360,7 +360,7 @@ def test_a_chunk_job_interrupted_mid_commit_leaves_nothing_of_that_commit(
     flight is still recorded, but nothing of the half-written commit with it (its
     addresses claimed with no batch to send them would never be sent)."""
     from flask_mcsync import jobs
-    from flask_mcsync.models import Batch, PlanChunk, utcnow
+    from flask_mcsync.models import Batch, PlanChunk, PlannedAddress, Run, utcnow
 
     rows = shop_rows(60, seed=23)
     run_id, expected = _prepare(app, rows, batch_size=10)
@@ -380,6 +380,14 @@ def test_a_chunk_job_interrupted_mid_commit_leaves_nothing_of_that_commit(
     session.rollback()
     first = session.execute(sa.select(Batch).where(Batch.run_id == run_id)).scalar_one()
     assert first.mailchimp_batch_id is not None  # the batch in flight was recorded
+    # Nothing of the interrupted commit: no address claimed or counted beyond the first
+    # batch.
+    claimed = session.execute(
+        sa.select(sa.func.count()).where(PlannedAddress.run_id == run_id)
+    ).scalar_one()
+    run = session.get(Run, run_id)
+    assert run is not None
+    assert claimed == run.total == first.size == 10 and run.batch_count == 1
     # The chunk's lease runs out and its job runs again: every address is planned.
     past = utcnow() - timedelta(seconds=1)
     session.execute(sa.update(PlanChunk).where(PlanChunk.id == chunks[0]).values(lease_until=past))

@@ -70,22 +70,35 @@ def create_sandbox_app() -> Flask:
 
 
 class _Handler(WSGIRequestHandler):
-    """Keeps a client's connection open between requests, as Mailchimp's API does.
+    """Keeps a client's connection open between requests, as an HTTP/1.1 server does.
 
-    Werkzeug's development server answers every request with ``Connection: close``, and
-    after each answer reads whatever else the client sent (the rest of a body the app
-    did not read), which on a kept connection would swallow the next request. Here the
-    app reads a body through a stream bounded by its length, drained after the answer,
-    and Werkzeug's own drain finds nothing to read, so the next request starts where it
-    should. A body without a length (chunked) still closes the connection. A client's
-    pooled connection thus meets what it meets at Mailchimp: reuse, and a connection
-    the server closed after it sat idle (``timeout``).
+    What is known of Mailchimp here, and what is not:
+
+    * Mailchimp's API speaks HTTP/1.1, whose connections stay open after an answer
+      unless a side says otherwise (RFC 9112, section 9.3); no Mailchimp page says it
+      does otherwise. How long it keeps an idle one is not documented: no Mailchimp
+      page, SDK or client library we searched (2026-11-27) states it. The sandbox closes
+      one after ``timeout`` seconds.
+    * A chunked request body is valid HTTP/1.1, and Mailchimp keeps the connection after
+      it as after any other. The sandbox closes it (see below): a client sees one more
+      connect, nothing else. Our gateway always sends a length.
+    * A request the HTTP layer itself refuses (a request line or a header too long)
+      gets its answer and a closed connection, as servers commonly do; what Mailchimp's
+      front end answers then is not documented either.
+
+    How: Werkzeug's development server answers every request with ``Connection: close``,
+    and after each answer reads whatever else the client sent (the rest of a body the
+    app did not read), which on a kept connection would swallow the next request. Here
+    the app reads a body through a stream bounded by its length, drained after the
+    answer, and Werkzeug's own drain finds nothing to read, so the next request starts
+    where it should. A chunked body has no length to bound it: its connection is closed.
     """
 
     protocol_version = "HTTP/1.1"
-    # Seconds idle before the server closes a kept connection. Mailchimp does not publish
-    # its own; 60 s is many load balancers' default, and above the 30 s after which a
-    # worker retires a connection itself (app_state.KEPT_IDLE_SECONDS).
+    # Seconds idle before the server closes a kept connection (Mailchimp's own figure is
+    # not published). 60 s is many load balancers' default, and above the 30 s after
+    # which a worker retires a connection itself (app_state.KEPT_IDLE_SECONDS), so the
+    # client, not the server, normally ends an idle connection.
     timeout = 60
     _body: LimitedStream | None = None
 

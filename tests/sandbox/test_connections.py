@@ -14,16 +14,15 @@ import pytest
 from flask_mcsync.sandbox import DEFAULT_LIST_ID
 from flask_mcsync.sandbox import server as server_mod
 from flask_mcsync.sandbox.server import SandboxServer
+from flask_mcsync.sandbox.state import DEFAULT_API_KEY
 
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"any:" + b"x").decode()}
+# Every sandbox accepts its default key (SandboxServer.api_key).
+AUTH = {"Authorization": "Basic " + base64.b64encode(f"any:{DEFAULT_API_KEY}".encode()).decode()}
 
 
 @pytest.fixture
 def own_sandbox() -> Iterator[SandboxServer]:
     with SandboxServer() as sandbox:
-        AUTH["Authorization"] = (
-            "Basic " + base64.b64encode(f"any:{sandbox.api_key}".encode()).decode()
-        )
         yield sandbox
 
 
@@ -81,9 +80,6 @@ def test_an_idle_connection_is_closed_and_a_stopped_sandbox_closes_the_rest(
     with SandboxServer() as sandbox:
         idle = http.client.HTTPConnection("127.0.0.1", sandbox.port, timeout=10)
         busy = http.client.HTTPConnection("127.0.0.1", sandbox.port, timeout=10)
-        AUTH["Authorization"] = (
-            "Basic " + base64.b64encode(f"any:{sandbox.api_key}".encode()).decode()
-        )
         assert _ask(idle, "GET", "ping")[0] == 200
         time.sleep(1.0)
         assert idle.sock is not None and idle.sock.recv(1) == b""  # closed by the server
