@@ -432,12 +432,12 @@ def export_one_by_one(args: argparse.Namespace, sandbox: Any, list_id: str) -> N
     """One PUT per address, in primary-key order, waiting for each answer."""
     from flask_mcsync import exclusions, settings, state
     from flask_mcsync.eligibility import scan
-    from flask_mcsync.gateway import Gateway, MailchimpError
+    from flask_mcsync.gateway import Gateway, MailchimpError, gateway_for
 
     ext = state()
     session = ext.session
     status_if_new = settings.load(session, ext.config).status_if_new
-    gateway = ext.gateway()  # the same one the auto-sync uses (timeouts, connection slots)
+    gateway = gateway_for(ext)  # the same one the auto-sync uses (timeouts, connection slots)
     if args.naive_without_slots:
         # A plugin without our shared connection limit: saves two Redis calls per PUT.
         gateway = Gateway(ext.config.api_key, ext.config.api_url, ext.config.request_timeout)

@@ -34,7 +34,8 @@ DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/mcsync_bench_progress"
 
 def build(session: Session, batches: int) -> int:
     """A run of ``batches`` batches; returns its id."""
-    from flask_mcsync.models import Batch, Run, utcnow
+    from flask_mcsync.models import Batch, Run
+    from flask_mcsync.times import utcnow
 
     payload = [[f"person{i}@gmail.com", {"FNAME": "Léa", "LNAME": "Dubois"}] for i in range(1000)]
     in_flight = min(10, batches)

@@ -274,6 +274,7 @@ def post(client: Any, variant: str, email: str, i: int) -> float:
 
 def bench_requests(app: Any, timings: Timings, signups: int) -> RequestResult:
     from flask_mcsync import state
+    from flask_mcsync.enqueue import make_queue
 
     client = app.test_client(use_cookies=False)
     counter = 0
@@ -291,7 +292,7 @@ def bench_requests(app: Any, timings: Timings, signups: int) -> RequestResult:
             per_request[variant].append(post(client, variant, address("signup", counter), i))
             counter += 1
     timings.recording = False
-    jobs = len(state(app).queue())
+    jobs = len(make_queue(state(app)))
 
     summaries = {v: Summary.of(per_request[v]) for v in VARIANTS}
     in_view: dict[str, dict[str, Summary]] = {}

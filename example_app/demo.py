@@ -162,6 +162,7 @@ def _stop(signum: int, _frame: Any) -> None:
 def prepare_and_export(app: Any, env: dict[str, str], args: argparse.Namespace) -> str:
     from flask_mcsync import exclusions, settings, state
     from flask_mcsync.follow import follow, summary_line
+    from flask_mcsync.gateway import gateway_for
     from flask_mcsync.rules import InvalidRule
     from flask_mcsync.runs import start_export
 
@@ -170,7 +171,7 @@ def prepare_and_export(app: Any, env: dict[str, str], args: argparse.Namespace) 
     ext = state()
     session = ext.db.session
     click.echo(seed_customers(args.customers))
-    audiences = ext.gateway().audiences()
+    audiences = gateway_for(ext).audiences()
     if not audiences:
         sys.exit("The Mailchimp account has no audience: create one first.")
     target = audiences[0]

@@ -1,8 +1,7 @@
 """flask-mcsync: keep a Flask shop's customer and newsletter addresses in a Mailchimp audience."""
 
 from .app_state import state
-from .config import ConfigError
-from .errors import McSyncError
+from .errors import ConfigError, McSyncError
 from .extension import MailchimpSync
 from .models import metadata
 from .source import SubscriberSource

@@ -5,34 +5,33 @@ Per-app state lives in ``app.extensions["mcsync"]`` (a :class:`McSync`), made by
 as an argument; entry points (commands, views, jobs) look it up with :func:`state`.
 Lower modules that only name the type import it under ``TYPE_CHECKING``.
 
+A leaf: at run time it imports nothing of ours but the error family, so any module may
+import it. What is made from the state is made by its own module, which receives it:
+the gateway by :func:`flask_mcsync.gateway.gateway_for`, the queue by
+:func:`flask_mcsync.enqueue.make_queue`.
+
 Not called ``state.py``: that submodule would shadow the public ``flask_mcsync.state``
 function on the package.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask, current_app, has_app_context
-from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
-from requests import Session as HttpSession
 from sqlalchemy.orm import Session
 
-from .config import Config, ConfigError
-from .enqueue import make_queue
-from .gateway import Gateway
-from .source import SubscriberSource
-from .throttle import ConnectionSlots, account_id
+from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from rq import Queue
+    from flask_sqlalchemy import SQLAlchemy
+
+    from .config import Config
+    from .source import SubscriberSource
 
 EXTENSION_KEY = "mcsync"
 
@@ -62,8 +61,9 @@ class McSync:
         #: The audiences' merge field types as last read, by list id: (monotonic time
         #: read, types). See :func:`flask_mcsync.preflight.recent_types`.
         self.field_types: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
-        # Per thread: the KeptSession of a kept_connections() block, if one runs.
-        self._kept = threading.local()
+        #: Per thread, as ``.value``: the :class:`~flask_mcsync.gateway.KeptSession` of a
+        #: :func:`~flask_mcsync.gateway.kept_connections` block, if one runs.
+        self.kept_sessions = threading.local()
 
     @property
     def app(self) -> Flask:
@@ -100,101 +100,6 @@ class McSync:
                 self.config.redis_url, socket_connect_timeout=2, socket_timeout=10
             )
         return self._redis
-
-    def queue(self) -> Queue:
-        return make_queue(self)
-
-    def gateway(self) -> Gateway:
-        """A gateway to the configured Mailchimp account.
-
-        :raises ConfigError: when ``MCSYNC_API_KEY`` is not set.
-        """
-        if not self.config.api_key:
-            raise ConfigError(
-                "MCSYNC_API_KEY is not set: add your Mailchimp API key to the app config"
-                " (or run the sandbox and point MCSYNC_API_URL at it)."
-            )
-        slots = None
-        if self.config.redis_url and not self.redis_offline:
-            slots = ConnectionSlots(
-                self.redis,
-                account=account_id(self.config.api_key),
-                limit=self.config.max_connections,
-                # A lease outlives the slowest possible request, then frees itself.
-                lease_seconds=self.config.connect_timeout + self.config.request_timeout + 30,
-                # Give up waiting well before the job's own lease runs out, so a job
-                # stuck behind busy slots retries instead of being taken over mid-wait.
-                wait_seconds=self.config.lease_seconds / 2,
-            )
-        return Gateway(
-            self.config.api_key,
-            self.config.api_url,
-            self.config.request_timeout,
-            slots,
-            connect_timeout=self.config.connect_timeout,
-            session=self._kept_session(),
-        )
-
-    @contextlib.contextmanager
-    def kept_connections(self) -> Iterator[None]:
-        """Within this block, every gateway made in this thread shares one HTTP session.
-
-        A worker runs its jobs in it: each auto-sync send and each poll is a job of its
-        own, and with a gateway of their own each opened a new connection to Mailchimp
-        (a TLS handshake, on the real service) for one request. Shared, the connection
-        stays open from one job to the next.
-
-        A connection idle for longer than :data:`KEPT_IDLE_SECONDS` is closed before the
-        next job uses it. urllib3 notices a connection the server closed only once the
-        close has arrived; one a NAT or load balancer dropped silently would hold the
-        next request for the whole read timeout. A connection that fails mid-request
-        fails like any dropped connection, and the job's retry covers it.
-
-        Only the thread and process that opened the block share it: a work horse forked
-        per job (``MCSYNC_FORK_PER_JOB``) makes its own, never writing on its parent's
-        sockets, and other threads (the admin pages') keep a session per gateway.
-        """
-        kept = KeptSession()
-        previous = getattr(self._kept, "value", None)
-        self._kept.value = kept
-        try:
-            yield
-        finally:
-            self._kept.value = previous
-            kept.session.close()
-
-    def _kept_session(self) -> HttpSession | None:
-        kept: KeptSession | None = getattr(self._kept, "value", None)
-        if kept is None or kept.pid != os.getpid():  # a forked child: not its sockets
-            return None
-        kept.freshen()
-        return kept.session
-
-
-#: Seconds a worker's kept connection may sit unused before it is closed rather than
-#: reused: well under the idle limits of NAT gateways and load balancers (4-6 minutes
-#: for the common clouds' NATs; 60 s for many load balancers).
-KEPT_IDLE_SECONDS = 30.0
-
-
-class KeptSession:
-    """A worker thread's shared HTTP session and when it last answered a request."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()  # a forked child inherits the thread's locals, not this
-        self.session = HttpSession()
-        self.used = time.monotonic()
-        self.session.hooks["response"].append(self._answered)
-
-    def _answered(self, response: Any, *args: Any, **kwargs: Any) -> None:
-        self.used = time.monotonic()
-
-    def freshen(self) -> None:
-        """Close the pooled connections if they sat idle too long (the session stays
-        usable: the next request opens a new one)."""
-        if time.monotonic() - self.used > KEPT_IDLE_SECONDS:
-            self.session.close()
-            self.used = time.monotonic()
 
 
 def state(app: Flask | None = None) -> McSync:

@@ -43,15 +43,17 @@ from .gateway import (
     MailchimpError,
     TransientError,
     error_from_response,
+    gateway_for,
     gave_up,
     member_body,
 )
-from .models import Batch, Run, utcnow
+from .models import Batch, Run
 from .outcomes import AddressOutcome, Result, archived_outcome, created_or_updated, record
 from .retry import backoff_seconds
 from .runs import RUN_ENDED, count_ended, count_retry, finish_if_complete, stop_run
 from .statuses import BatchStatus
 from .throttle import SlotTimeout
+from .times import utcnow
 
 # Mailchimp may stamp a new member a little before our clock says we sent it. Kept small:
 # a member that existed more than this before the first send must count as updated.
@@ -126,7 +128,7 @@ class Sender:
         if not _holds(self.ext, batch_id, token):
             return  # another worker took the batch over; it sends it
         if self._thread is None:  # the first send (a chunk may send nothing)
-            self._gateway = self.ext.gateway()
+            self._gateway = gateway_for(self.ext)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcsync-send")
         assert self._gateway is not None
         future = self._thread.submit(self._gateway.submit_batch, operations)
@@ -177,7 +179,7 @@ def _guarded(
     """Take one step of a batch; what Mailchimp refuses ends the run or is tried later."""
     session = ext.session
     try:
-        step(gateway or ext.gateway())
+        step(gateway or gateway_for(ext))
     except AccountError as exc:
         session.rollback()
         batch = session.get(Batch, batch_id)
@@ -510,7 +512,7 @@ def _give_up(
         return
     given_up = gave_up(tries, exc)
     since = _first_sent(batch)
-    gateway = ext.gateway()
+    gateway = gateway_for(ext)
     replies: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     outcomes: list[AddressOutcome] = []
     for email, merge_fields, language in _entries(batch.payload):

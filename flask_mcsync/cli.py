@@ -23,6 +23,7 @@ from .cli_output import emit, friendly, say_csv
 from .diagnostic import diagnose, start_resync
 from .eligibility import tally
 from .follow import follow, summary_line
+from .gateway import gateway_for
 from .inputs import RowIdParam, TextParam
 from .migrations import upgrade
 from .models import Run
@@ -62,7 +63,7 @@ def init_db() -> None:
 def ping() -> None:
     """Check that the Mailchimp API answers with the configured key."""
     ext = state()
-    answer = ext.gateway().ping()
+    answer = gateway_for(ext).ping()
     say(f"{inert(answer.get('health_status', answer))} ({inert(ext.config.api_url)})")
 
 
@@ -72,7 +73,7 @@ def ping() -> None:
 def lists(as_json: bool) -> None:
     """List the account's audiences (the targets an export can have)."""
     ext = state()
-    audiences = ext.gateway().audiences()
+    audiences = gateway_for(ext).audiences()
     chosen = settings.load(ext.session, ext.config).list_id
 
     def text() -> None:
@@ -144,7 +145,7 @@ def settings_cmd(
 
 
 def _audience_name(ext: McSync, list_id: str) -> str:
-    for audience in ext.gateway().audiences():
+    for audience in gateway_for(ext).audiences():
         if audience["id"] == list_id:
             return str(audience["name"])
     raise ExportError(

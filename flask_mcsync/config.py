@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import click
-
-from .errors import McSyncError
+from .errors import ConfigError
 from .i18n import available_locales, is_available
 
 #: Every key the extension reads, with its default. Documented in the README.
@@ -47,15 +45,6 @@ API_KEY_RE = re.compile(r"^[0-9a-f]{32}-[a-z0-9]+$")
 
 # Mailchimp answers a request in at most 120 s; a longer timeout would only hide a dead peer.
 MAX_TIMEOUT = 120.0
-
-
-class ConfigError(click.ClickException, McSyncError, RuntimeError):
-    """A ``MCSYNC_*`` setting is missing or malformed.
-
-    Also a :class:`click.ClickException`: when the app fails to start under ``flask ...``
-    (a malformed key is refused in ``init_app``, before any command runs), click prints
-    the sentence and exits with status 1 instead of a traceback, whatever the command.
-    """
 
 
 @dataclass(frozen=True)

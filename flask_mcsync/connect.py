@@ -16,8 +16,8 @@ from redis.exceptions import RedisError
 
 from . import settings as settings_mod
 from .app_state import McSync
-from .config import ConfigError
-from .gateway import MailchimpError
+from .errors import ConfigError
+from .gateway import MailchimpError, gateway_for
 from .throttle import SlotTimeout
 from .webhook_events import event_counts, last_event
 
@@ -85,7 +85,7 @@ def register(ext: McSync) -> WebhookStatus:
     list_id = current.audience()
     secret = settings_mod.ensure_webhook_secret(session, ext.config)
     url = webhook_url(ext, secret)
-    gateway = ext.gateway()
+    gateway = gateway_for(ext)
     existing = _ours(gateway.webhooks(list_id), url)
     hook = existing or gateway.create_webhook(list_id, url, EVENTS, SOURCES)
     settings_mod.set_webhook_id(session, ext.config, str(hook.get("id") or "") or None)
@@ -101,7 +101,7 @@ def remove(ext: McSync) -> int:
     list_id = settings_mod.load(session, ext.config).audience()
     secret = settings_mod.webhook_secret(session)
     stored_id = settings_mod.stored_webhook_id(session)
-    gateway = ext.gateway()
+    gateway = gateway_for(ext)
     removed = 0
     for hook in gateway.webhooks(list_id):
         url = str(hook.get("url", ""))
@@ -137,7 +137,7 @@ def status(ext: McSync, live: bool = True) -> WebhookStatus:
     if not live:
         return answer
     try:
-        hook = _ours(ext.gateway().webhooks(current.list_id), url)
+        hook = _ours(gateway_for(ext).webhooks(current.list_id), url)
     except (MailchimpError, ConfigError, SlotTimeout, RedisError) as exc:
         answer.error = f"Could not ask Mailchimp whether the webhook is in place: {exc}"
         return answer

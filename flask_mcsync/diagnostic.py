@@ -17,11 +17,11 @@ from . import messages
 from . import settings as settings_mod
 from .addresses import invalid_reason, normalize, subscriber_hash
 from .app_state import McSync
-from .config import ConfigError
 from .eligibility import judge
 from .enqueue import enqueue_resync
+from .errors import ConfigError
 from .exclusions import load_ruleset
-from .gateway import MailchimpError
+from .gateway import MailchimpError, gateway_for
 from .i18n import gettext as _
 from .inbound import FROM_MAILCHIMP_RUNS
 from .models import OutboxItem, Outcome, Run
@@ -122,7 +122,7 @@ def lookup(ext: McSync, list_id: str | None, email: str) -> dict[str, Any]:
     if not list_id:
         return {"mailchimp_error": str(settings_mod.NoAudience())}
     try:
-        member = ext.gateway().get_member(list_id, email)
+        member = gateway_for(ext).get_member(list_id, email)
     except (MailchimpError, ConfigError, SlotTimeout) as exc:
         return {"mailchimp_error": _("Could not ask Mailchimp: %(error)s", error=exc)}
     except RedisError as exc:  # the shared connection limit lives in Redis

@@ -106,7 +106,7 @@ def _enqueue_once(ext: McSync, job_id: str, func: str, *args: Any, timeout: int)
     :func:`_taken_by_a_live_worker`). A scheduled job whose time has passed is
     moved to the queue, as RQ's scheduler would, since that scheduler may have died too.
     """
-    queue = ext.queue()
+    queue = make_queue(ext)
     job = queue.fetch_job(job_id)
     if job is not None:
         status = _status(job)  # None: its worker ended and deleted it just now
@@ -230,7 +230,7 @@ def enqueue_batch(ext: McSync, batch_id: int, token: str | None = None) -> bool:
 
 def schedule_batch(ext: McSync, batch_id: int, token: str, delay: float) -> Job:
     """Run the batch's next step after ``delay`` seconds (needs a worker with scheduler)."""
-    queue = ext.queue()
+    queue = make_queue(ext)
     options: dict[str, Any] = {
         "job_id": batch_job_id(batch_id, token),
         "job_timeout": BATCH_TIMEOUT,
@@ -254,12 +254,12 @@ def _not_before(delay: float) -> timedelta:
 
 
 def enqueue_drain(ext: McSync) -> None:
-    ext.queue().enqueue(DRAIN_OUTBOX, job_timeout=3600, result_ttl=0, failure_ttl=FAILURE_TTL)
+    make_queue(ext).enqueue(DRAIN_OUTBOX, job_timeout=3600, result_ttl=0, failure_ttl=FAILURE_TTL)
 
 
 def enqueue_outbox_item(ext: McSync, item_id: int, delay: float = 0) -> None:
     options: dict[str, Any] = {"job_timeout": 300, "result_ttl": 0, "failure_ttl": FAILURE_TTL}
-    queue = ext.queue()
+    queue = make_queue(ext)
     if delay > 0:
         queue.enqueue_in(_not_before(delay), SYNC_OUTBOX_ITEM, item_id, **options)
     else:
@@ -267,7 +267,7 @@ def enqueue_outbox_item(ext: McSync, item_id: int, delay: float = 0) -> None:
 
 
 def enqueue_webhook_event(ext: McSync, event_id: int) -> None:
-    ext.queue().enqueue(
+    make_queue(ext).enqueue(
         APPLY_WEBHOOK_EVENT,
         event_id,
         job_timeout=300,
@@ -298,7 +298,7 @@ def enqueue_reconcile(ext: McSync) -> bool:
 
 
 def enqueue_resync(ext: McSync, run_id: int, email: str) -> None:
-    ext.queue().enqueue(
+    make_queue(ext).enqueue(
         RESYNC_ADDRESS,
         run_id,
         email,

@@ -24,3 +24,12 @@ class SchemaError(McSyncError, click.ClickException, RuntimeError):
     Also a :class:`click.ClickException`: raised under ``flask db upgrade`` (a host on
     Flask-Migrate), it is shown as a message too, not a traceback.
     """
+
+
+class ConfigError(click.ClickException, McSyncError, RuntimeError):
+    """A ``MCSYNC_*`` setting is missing or malformed.
+
+    Also a :class:`click.ClickException`: when the app fails to start under ``flask ...``
+    (a malformed key is refused in ``init_app``, before any command runs), click prints
+    the sentence and exits with status 1 instead of a traceback, whatever the command.
+    """

@@ -19,7 +19,8 @@ from . import hook
 from .admin import make_blueprint
 from .app_state import EXTENSION_KEY, Authorize, McSync, state
 from .cli import mcsync_cli
-from .config import ConfigError, read_config
+from .config import read_config
+from .errors import ConfigError
 from .host_migrations import leave_our_tables_alone
 from .source import SubscriberSource
 from .statuses import OutboxAction

@@ -46,9 +46,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from . import messages
-from .models import OutboxItem, Outcome, Run, Settings, utcnow
+from .models import OutboxItem, Outcome, Run, Settings
 from .settings import SyncSettings
 from .statuses import OutboxAction, OutboxStatus, Result, RunKind, StoredStr
+from .times import utcnow
 
 # An export's outcome, as the outbox row it covers records it.
 _COVERED_STATUS: dict[str, OutboxStatus] = {

@@ -2,6 +2,9 @@
 connect and read timeouts on every call, a shared limit of simultaneous connections, and
 errors sorted into what to do about them.
 
+A service makes its gateway from the app's state with :func:`gateway_for`; within
+:func:`kept_connections` (a worker's jobs) the gateways of a thread share one session.
+
 Errors come out as three classes, because each asks for a different reaction:
 
 * :class:`TransientError` (429, 5xx, 403 without a body, the 400 "signed up to a lot of
@@ -24,12 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
 import tarfile
+import time
 import weakref
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from mailchimp3 import MailChimp
@@ -37,9 +42,12 @@ from mailchimp3.mailchimpclient import MailChimpError
 
 from . import jsoncodec, messages
 from .addresses import subscriber_hash
-from .errors import McSyncError
-from .models import parse_time
-from .throttle import ConnectionSlots, SlotTimeout
+from .errors import ConfigError, McSyncError
+from .throttle import ConnectionSlots, SlotTimeout, account_id
+from .times import parse_time
+
+if TYPE_CHECKING:
+    from .app_state import McSync
 
 # Titles of 400 answers that are about one address and will not change on a retry.
 ADDRESS_TITLES = {
@@ -217,9 +225,7 @@ class Gateway:
     connection, so an unreachable host fails fast instead of after the read timeout.
     The gateway keeps its connections open between calls; :meth:`close` (or dropping
     the gateway) closes them. ``session``: an HTTP session shared with other gateways
-    (a worker's, see :meth:`McSync.kept_connections
-    <flask_mcsync.app_state.McSync.kept_connections>`); its owner closes it, not the
-    gateway.
+    (a worker's, see :func:`kept_connections`); its owner closes it, not the gateway.
     """
 
     def __init__(
@@ -479,6 +485,103 @@ class Gateway:
         if response.status_code >= 400:
             raise error_from_response(response.status_code, None)
         return read_results_archive(response.content, fields)
+
+
+def gateway_for(ext: McSync) -> Gateway:
+    """A gateway to the Mailchimp account configured for ``ext``'s app.
+
+    :raises ConfigError: when ``MCSYNC_API_KEY`` is not set.
+    """
+    config = ext.config
+    if not config.api_key:
+        raise ConfigError(
+            "MCSYNC_API_KEY is not set: add your Mailchimp API key to the app config"
+            " (or run the sandbox and point MCSYNC_API_URL at it)."
+        )
+    slots = None
+    if config.redis_url and not ext.redis_offline:
+        slots = ConnectionSlots(
+            ext.redis,
+            account=account_id(config.api_key),
+            limit=config.max_connections,
+            # A lease outlives the slowest possible request, then frees itself.
+            lease_seconds=config.connect_timeout + config.request_timeout + 30,
+            # Give up waiting well before the job's own lease runs out, so a job
+            # stuck behind busy slots retries instead of being taken over mid-wait.
+            wait_seconds=config.lease_seconds / 2,
+        )
+    return Gateway(
+        config.api_key,
+        config.api_url,
+        config.request_timeout,
+        slots,
+        connect_timeout=config.connect_timeout,
+        session=_kept_session(ext),
+    )
+
+
+@contextlib.contextmanager
+def kept_connections(ext: McSync) -> Iterator[None]:
+    """Within this block, every gateway made for ``ext`` in this thread shares one HTTP
+    session.
+
+    A worker runs its jobs in it: each auto-sync send and each poll is a job of its
+    own, and with a gateway of their own each opened a new connection to Mailchimp
+    (a TLS handshake, on the real service) for one request. Shared, the connection
+    stays open from one job to the next.
+
+    A connection idle for longer than :data:`KEPT_IDLE_SECONDS` is closed before the
+    next job uses it. urllib3 notices a connection the server closed only once the
+    close has arrived; one a NAT or load balancer dropped silently would hold the
+    next request for the whole read timeout. A connection that fails mid-request
+    fails like any dropped connection, and the job's retry covers it.
+
+    Only the thread and process that opened the block share it: a work horse forked
+    per job (``MCSYNC_FORK_PER_JOB``) makes its own, never writing on its parent's
+    sockets, and other threads (the admin pages') keep a session per gateway.
+    """
+    kept = KeptSession()
+    previous = getattr(ext.kept_sessions, "value", None)
+    ext.kept_sessions.value = kept
+    try:
+        yield
+    finally:
+        ext.kept_sessions.value = previous
+        kept.session.close()
+
+
+def _kept_session(ext: McSync) -> requests.Session | None:
+    kept: KeptSession | None = getattr(ext.kept_sessions, "value", None)
+    if kept is None or kept.pid != os.getpid():  # a forked child: not its sockets
+        return None
+    kept.freshen()
+    return kept.session
+
+
+#: Seconds a worker's kept connection may sit unused before it is closed rather than
+#: reused: well under the idle limits of NAT gateways and load balancers (4-6 minutes
+#: for the common clouds' NATs; 60 s for many load balancers).
+KEPT_IDLE_SECONDS = 30.0
+
+
+class KeptSession:
+    """A worker thread's shared HTTP session and when it last answered a request."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()  # a forked child inherits the thread's locals, not this
+        self.session = requests.Session()
+        self.used = time.monotonic()
+        self.session.hooks["response"].append(self._answered)
+
+    def _answered(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        self.used = time.monotonic()
+
+    def freshen(self) -> None:
+        """Close the pooled connections if they sat idle too long (the session stays
+        usable: the next request opens a new one)."""
+        if time.monotonic() - self.used > KEPT_IDLE_SECONDS:
+            self.session.close()
+            self.used = time.monotonic()
 
 
 def member_body(

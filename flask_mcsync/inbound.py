@@ -34,10 +34,11 @@ from . import messages
 from .addresses import normalize, subscriber_hash
 from .app_state import McSync
 from .changes import Kind, MailchimpChange
-from .models import AudienceMember, OutboxItem, Run, metadata, utcnow
+from .models import AudienceMember, OutboxItem, Run, metadata
 from .outcomes import AddressOutcome, Result, record
 from .signals import FROM_MAILCHIMP, mailchimp_changed
 from .statuses import OPT_INS, RunKind, RunStatus
+from .times import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .models import Batch, PlanChunk, Run, utcnow
+from .models import Batch, PlanChunk, Run
 from .statuses import BATCH_ENDED, RUN_ENDED, ChunkStatus
+from .times import utcnow
 
 
 def new_token() -> str:

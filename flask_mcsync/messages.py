@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 from .i18n import (
@@ -38,6 +37,7 @@ from .i18n import (
     pgettext,
     translations,
 )
+from .times import parse_time
 
 _FIELD = re.compile(r"%\((\w+)\)s")
 _TEMPLATES: list[Stored] = []
@@ -217,11 +217,10 @@ def _rule(value: str) -> str:
 
 def _moment(value: str) -> str:
     """A time stored as ISO 8601 ("2026-11-26T10:00:00+00:00"), as the pages show times."""
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
+    moment = parse_time(value)
+    if moment is None:
         return _ours(value, 1)  # "the start"
-    return format_datetime(moment.astimezone(timezone.utc) if moment.tzinfo else moment)
+    return format_datetime(moment)  # in UTC, saying so
 
 
 # --- our errors: "title: detail", as str() of an error gives them ------------------------

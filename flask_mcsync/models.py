@@ -26,28 +26,7 @@ from .statuses import (
     OutboxStatus,
     RunStatus,
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 text (ours, or Mailchimp's with ``Z``) as an aware datetime, or None.
-
-    A naive time is UTC, as our columns hold; a datetime passes through; empty or
-    unreadable text gives None.
-    """
-    if isinstance(value, datetime):
-        moment = value
-    elif not value or not isinstance(value, str):
-        return None
-    else:
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+from .times import utcnow
 
 
 class UTCDateTime(TypeDecorator[datetime]):

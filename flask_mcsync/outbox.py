@@ -29,12 +29,13 @@ from .app_state import McSync
 from .enqueue import enqueue_drain, enqueue_outbox_item
 from .gateway import AccountError, MailchimpError, TransientError, as_mailchimp_error, gave_up
 from .handoff import breaker_for
-from .models import OutboxItem, utcnow
+from .models import OutboxItem
 from .retry import backoff_seconds
 from .settings import NoAudience
 from .single_sync import SHOP, fail_run, run_single
 from .statuses import NEWSLETTER_SAID, Handled, OutboxAction, OutboxStatus, RunKind, SyncReason
 from .throttle import SlotTimeout
+from .times import utcnow
 
 log = logging.getLogger(__name__)
 

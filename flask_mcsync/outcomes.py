@@ -22,8 +22,9 @@ from .addresses import subscriber_hash
 from .gateway import MailchimpError, was_created
 from .i18n import N_, pgettext
 from .i18n import gettext as _
-from .models import Outcome, Run, utcnow
+from .models import Outcome, Run
 from .statuses import Result, RunKind, SyncReason
+from .times import utcnow
 
 # What the admin pages, the CSV and the CLI call each result.
 # English here (stored, and the CLI's words); the admin pages show them translated.

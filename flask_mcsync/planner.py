@@ -33,11 +33,12 @@ from .eligibility import Deduplicator, Fate, scan
 from .errors import McSyncError
 from .exclusions import load_ruleset
 from .merge_values import convert_all
-from .models import Batch, PlanChunk, PlannedAddress, Run, utcnow
+from .models import Batch, PlanChunk, PlannedAddress, Run
 from .outcomes import AddressOutcome, Result, record
 from .preflight import types_or_none
 from .runs import end_planning, finish_if_complete
 from .statuses import BatchStatus, ChunkStatus, RunStatus
+from .times import utcnow
 
 # A run is cut into at most this many chunks (the jobs a run adds to its batches and
 # polls stay a small constant), and a chunk holds at least this many batches' worth of

@@ -19,10 +19,10 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from .app_state import McSync
-from .config import ConfigError
 from .eligibility import Tally, scan
+from .errors import ConfigError
 from .exclusions import load_ruleset
-from .gateway import MailchimpError
+from .gateway import MailchimpError, gateway_for
 from .merge_values import convert_all, field_types
 from .source import SubscriberSource
 from .throttle import SlotTimeout
@@ -84,7 +84,7 @@ def _describe(f: dict[str, str]) -> str:
 
 def audience_types(ext: McSync, list_id: str) -> dict[str, dict[str, Any]]:
     """The audience's merge fields by tag. Raises MailchimpError / SlotTimeout."""
-    return field_types(ext.gateway().merge_fields(list_id))
+    return field_types(gateway_for(ext).merge_fields(list_id))
 
 
 def types_or_none(ext: McSync, list_id: str) -> dict[str, dict[str, Any]] | None:

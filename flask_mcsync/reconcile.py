@@ -30,13 +30,14 @@ from .addresses import normalize, subscriber_hash
 from .app_state import McSync
 from .changes import OFF_STATUSES, Kind, MailchimpChange
 from .errors import McSyncError
-from .gateway import TransientError
+from .gateway import TransientError, gateway_for
 from .inbound import RECONCILE_RUN, Applied, apply_change, close_run, insert_new
-from .models import AudienceMember, Run, parse_time, utcnow
+from .models import AudienceMember, Run
 from .outcomes import AddressOutcome, record
 from .retry import backoff_seconds
 from .statuses import RunStatus
 from .throttle import SlotTimeout
+from .times import parse_time, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) 
         through=previous.planned_through if previous is not None else None,
     )
     started = time.monotonic()
-    gateway = ext.gateway()
+    gateway = gateway_for(ext)
     try:
         # Mailchimp lists archived contacts only when asked for them: a second pass.
         for status in (None, "archived"):

@@ -22,7 +22,7 @@ from .enqueue import enqueue_plan
 from .errors import McSyncError
 from .i18n import N_
 from .i18n import gettext as _
-from .models import Batch, PlanChunk, PlannedAddress, Run, utcnow
+from .models import Batch, PlanChunk, PlannedAddress, Run
 from .outbox import enqueue_items
 from .preflight import refusal_message, unmapped_required
 from .settings import InvalidSetting
@@ -36,6 +36,7 @@ from .statuses import (
     RunKind,
     RunStatus,
 )
+from .times import utcnow
 
 # The progress window shows this many batches of each status at most: its cost must
 # not grow with the run (a million addresses are 1,000 batches).

@@ -11,10 +11,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from . import messages
-from .config import Config, ConfigError
-from .errors import McSyncError
+from .config import Config
+from .errors import ConfigError, McSyncError
 from .i18n import gettext as _
-from .models import Settings, utcnow
+from .models import Settings
+from .times import utcnow
 
 
 class InvalidSetting(McSyncError, ValueError):
@@ -24,7 +25,7 @@ class InvalidSetting(McSyncError, ValueError):
 class NoAudience(ConfigError):
     """No target audience is chosen yet, so there is nowhere to send, connect or reconcile.
 
-    A :class:`~flask_mcsync.config.ConfigError` (the audience is a setting), raised by
+    A :class:`~flask_mcsync.ConfigError` (the audience is a setting), raised by
     :meth:`SyncSettings.audience` only.
     """
 

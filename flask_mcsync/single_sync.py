@@ -26,10 +26,11 @@ from .gateway import (
     AccountError,
     AddressError,
     MailchimpError,
+    gateway_for,
 )
 from .i18n import N_
 from .merge_values import convert_all
-from .models import OutboxItem, Run, utcnow
+from .models import OutboxItem, Run
 from .outcomes import (
     COUNTER,
     AddressOutcome,
@@ -49,6 +50,7 @@ from .statuses import (
     SendAction,
     SyncReason,
 )
+from .times import utcnow
 
 # Who starts an auto-sync, as the dashboard shows it (translated there).
 SHOP = N_("shop")
@@ -141,7 +143,7 @@ def perform(
     """
     if plan.action == SendAction.SKIP:
         return AddressOutcome(plan.email, Result.SKIPPED, skip_reason=plan.reason)
-    gateway = ext.gateway()
+    gateway = gateway_for(ext)
     sent: dict[str, Any] = {"action": plan.action}
     try:
         if plan.action == SendAction.UNSUBSCRIBE:

@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session
 
 from .errors import McSyncError
 from .i18n import gettext as _
-from .models import OutboxItem, Outcome, Run, utcnow
+from .models import OutboxItem, Outcome, Run
 from .outbox import waiting_count
 from .outcomes import LABELS
 from .statuses import Result
+from .times import utcnow
 
 MAX_DAYS = 365
 PER_PAGE = 25

@@ -12,10 +12,11 @@ import sqlalchemy as sa
 
 from .app_state import McSync
 from .enqueue import enqueue_batch, enqueue_chunk, enqueue_plan
-from .models import Batch, OutboxItem, PlanChunk, Run, utcnow
+from .models import Batch, OutboxItem, PlanChunk, Run
 from .outbox import due_items, ready
 from .runs import chunks_left, end_planning, finish_if_complete
 from .statuses import BATCH_ENDED, RUN_ENDED, ChunkStatus, RunKind, RunStatus
+from .times import utcnow
 from .webhook_events import due_events, hand_off
 
 SWEEP_GUARD_KEY = "mcsync:sweep:recent"

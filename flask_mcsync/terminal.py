@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import click
 
-from .models import parse_time
+from .times import parse_time
 
 # C0 and C1 controls, DEL, and the Unicode marks that reorder or hide what follows.
 _MARKS = r"\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069"

@@ -19,8 +19,9 @@ from .changes import InvalidPayload, from_webhook
 from .enqueue import enqueue_webhook_event
 from .handoff import breaker_for
 from .inbound import WEBHOOK_RUN, Applied, apply_change, close_run, new_run
-from .models import WebhookEvent, utcnow
+from .models import WebhookEvent
 from .statuses import EventStatus, Handled
+from .times import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,9 @@ from .addresses import subscriber_hash
 from .app_state import McSync, state
 from .changes import InvalidPayload, from_webhook
 from .handoff import handoff_for
-from .models import WebhookEvent, utcnow
+from .models import WebhookEvent
 from .statuses import EventStatus
+from .times import utcnow
 from .webhook_events import hand_off
 
 log = logging.getLogger(__name__)

@@ -26,6 +26,7 @@ from rq.exceptions import StopRequested
 
 from .app_state import McSync, state
 from .enqueue import AppJob, bind_app, make_queue, reconcile_if_due
+from .gateway import kept_connections
 from .sweep import sweep_if_due
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,8 @@ def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> 
     ext = state(app)
     bind_app(ext)
     # Maintenance (the sweep) runs in this process and needs the app, whoever calls us.
-    # The jobs share one connection to Mailchimp (see McSync.kept_connections).
-    with app.app_context(), ext.kept_connections():
+    # The jobs share one connection to Mailchimp (see gateway.kept_connections).
+    with app.app_context(), kept_connections(ext):
         while True:
             worker_class = McSyncWorker if ext.config.fork_per_job else InProcessWorker
             worker = worker_class(

@@ -147,7 +147,9 @@ def _in_flight(sandbox: Any) -> bool:
 
 
 def _queued_jobs(app: Flask) -> int:
-    return len(_ext(app).queue())
+    from flask_mcsync.enqueue import make_queue
+
+    return len(make_queue(_ext(app)))
 
 
 def _ready_rows(app: Flask) -> int:
@@ -596,9 +598,10 @@ def test_a_drain_flag_left_without_its_job_holds_no_row_past_the_next_sweep(
     no job (bench_signup's hang left 277 rows unsent for 120 s that way). The next sweep
     must queue a drain job for rows that waited a sweep interval, not trust the flag for
     a whole lease."""
-    from flask_mcsync.models import OutboxItem, utcnow
+    from flask_mcsync.models import OutboxItem
     from flask_mcsync.outbox import DRAIN_FLAG_KEY
     from flask_mcsync.sweep import sweep_once
+    from flask_mcsync.times import utcnow
     from flask_mcsync.worker import run_worker
 
     _activate(app)
@@ -653,9 +656,10 @@ def test_a_sigterm_during_the_sweep_stops_the_worker(
     from rq.exceptions import StopRequested
 
     from flask_mcsync import worker as worker_mod
+    from flask_mcsync.enqueue import make_queue
 
     _activate(app)
-    worker = worker_mod.InProcessWorker([_ext(app).queue()], connection=_ext(app).redis)
+    worker = worker_mod.InProcessWorker([make_queue(_ext(app))], connection=_ext(app).redis)
 
     def sweep_interrupted(ext: Any) -> dict[str, int]:
         worker.handle_warm_shutdown_request()  # what RQ's SIGTERM handler calls first
@@ -669,7 +673,7 @@ def test_a_sigterm_during_the_sweep_stops_the_worker(
     def sweep_failing(ext: Any) -> dict[str, int]:
         raise RuntimeError("the database went away")
 
-    idle = worker_mod.InProcessWorker([_ext(app).queue()], connection=_ext(app).redis)
+    idle = worker_mod.InProcessWorker([make_queue(_ext(app))], connection=_ext(app).redis)
     monkeypatch.setattr(worker_mod, "sweep_if_due", sweep_failing)
     idle.run_maintenance_tasks()
 

@@ -162,7 +162,7 @@ def test_reexport_after_mailchimp_lost_its_members_counts_them_created(
 ) -> None:
     """A sandbox restart (Mailchimp losing members) between two exports: the second
     creates everybody again, and must say so whatever our history holds."""
-    from flask_mcsync.models import utcnow
+    from flask_mcsync.times import utcnow
 
     expected = _prepare(app, 120)
     workers.start(2)
@@ -186,10 +186,11 @@ def test_job_a_dead_worker_took_from_the_queue_is_requeued_by_one_sweep(
     app: Flask, sandbox: Any, workers: Any
 ) -> None:
     from flask_mcsync import state
+    from flask_mcsync.enqueue import make_queue
 
     expected = _prepare(app, 60)
     ext = state(app)
-    queue = ext.queue()
+    queue = make_queue(ext)
     run_id = _start(app, batch_size=30)  # no worker yet: the plan job waits in the queue
     job_id = f"mcsync-plan-{run_id}"
     assert queue.get_job_ids() == [job_id]
@@ -215,9 +216,10 @@ def test_job_a_dead_worker_took_from_the_queue_is_requeued_by_one_sweep(
 
 
 def _waiting_jobs_per_batch(ext: Any) -> Counter[int]:
+    from flask_mcsync.enqueue import make_queue
     from flask_mcsync.jobs import advance_batch
 
-    queue = ext.queue()
+    queue = make_queue(ext)
     ids = queue.get_job_ids() + queue.scheduled_job_registry.get_job_ids()
     per_batch: Counter[int] = Counter()
     for job_id in ids:
@@ -229,12 +231,12 @@ def _waiting_jobs_per_batch(ext: Any) -> Counter[int]:
 
 def _plan_job_taken(ext: Any, run_id: int, status: Any) -> Any:
     """A run's plan job as a worker holds it: out of the queue, in ``status``."""
-    from flask_mcsync.enqueue import enqueue_plan
+    from flask_mcsync.enqueue import enqueue_plan, make_queue
 
     assert enqueue_plan(ext, run_id)
-    job = ext.queue().fetch_job(f"mcsync-plan-{run_id}")
+    job = make_queue(ext).fetch_job(f"mcsync-plan-{run_id}")
     assert job is not None
-    ext.redis.lrem(ext.queue().key, 0, job.id)  # a worker took it
+    ext.redis.lrem(make_queue(ext).key, 0, job.id)  # a worker took it
     job.set_status(status)
     return job
 
@@ -242,8 +244,10 @@ def _plan_job_taken(ext: Any, run_id: int, status: Any) -> Any:
 def _assert_queued_afresh(ext: Any, job_id: str) -> None:
     from rq.job import JobStatus
 
-    assert ext.redis.lrange(ext.queue().key, 0, -1).count(job_id.encode()) == 1
-    replaced = ext.queue().fetch_job(job_id)
+    from flask_mcsync.enqueue import make_queue
+
+    assert ext.redis.lrange(make_queue(ext).key, 0, -1).count(job_id.encode()) == 1
+    replaced = make_queue(ext).fetch_job(job_id)
     assert replaced is not None and replaced.get_status(refresh=True) == JobStatus.QUEUED
 
 
@@ -324,7 +328,7 @@ def test_a_job_that_ends_right_after_it_is_fetched_is_taken_for_ended(
     from rq.job import JobStatus
 
     from flask_mcsync import enqueue, state
-    from flask_mcsync.enqueue import enqueue_plan
+    from flask_mcsync.enqueue import enqueue_plan, make_queue
 
     ext = state(app)
     job = _plan_job_taken(ext, 4444, JobStatus(status))
@@ -348,8 +352,8 @@ def test_a_job_that_ends_right_after_it_is_fetched_is_taken_for_ended(
     if queued_again:
         _assert_queued_afresh(ext, job.id)
     else:
-        assert ext.redis.lpos(ext.queue().key, job.id) is None
-        assert ext.queue().fetch_job(job.id) is None
+        assert ext.redis.lpos(make_queue(ext).key, job.id) is None
+        assert make_queue(ext).fetch_job(job.id) is None
 
 
 def test_a_scheduled_job_the_scheduler_queues_meanwhile_is_not_queued_twice(
@@ -389,8 +393,8 @@ def test_sweep_never_queues_a_second_job_for_a_batch(
 ) -> None:
     from flask_mcsync import state
     from flask_mcsync.enqueue import enqueued_count
-    from flask_mcsync.models import utcnow
     from flask_mcsync.sweep import sweep_once
+    from flask_mcsync.times import utcnow
 
     expected = _prepare(app, 90)
     ext = state(app)
@@ -479,7 +483,8 @@ def test_worker_that_lost_the_lease_before_sending_leaves_the_send_to_the_new_ho
 
     One process plays both workers, in the order load produced: deterministic."""
     from flask_mcsync import batch_sync, leases, planner, state
-    from flask_mcsync.models import Batch, Outcome, PlanChunk, Run, utcnow
+    from flask_mcsync.models import Batch, Outcome, PlanChunk, Run
+    from flask_mcsync.times import utcnow
 
     expected = _prepare(app, 40)
     ext = state(app)
@@ -502,13 +507,17 @@ def test_worker_that_lost_the_lease_before_sending_leaves_the_send_to_the_new_ho
         .values(lease_until=utcnow() - timedelta(seconds=1))
     )
     session.commit()
-    real_gateway = ext.gateway
+    real_gateway_for = batch_sync.gateway_for
 
-    def gateway_of_worker_b() -> Any:
+    def gateway_of_worker_b(ext: Any) -> Any:
         # B has taken the batch over and read it; now A wakes up and goes on sending.
-        monkeypatch.setattr(ext, "gateway", real_gateway)
+        monkeypatch.setattr(batch_sync, "gateway_for", real_gateway_for)
         batch_sync._submit(
-            ext, real_gateway(), session.get(Run, run_id), session.get(Batch, batch_id), stalled
+            ext,
+            real_gateway_for(ext),
+            session.get(Run, run_id),
+            session.get(Batch, batch_id),
+            stalled,
         )
         wait_for(
             lambda: all(s == "finished" for s in sandbox.client.stats()["batches"].values()),
@@ -518,9 +527,9 @@ def test_worker_that_lost_the_lease_before_sending_leaves_the_send_to_the_new_ho
         # B, slowed by the load too, sends later than the clock skew allowed.
         woke = utcnow()
         wait_for(lambda: utcnow() - woke > timedelta(seconds=3), timeout=10)
-        return real_gateway()
+        return real_gateway_for(ext)
 
-    monkeypatch.setattr(ext, "gateway", gateway_of_worker_b)
+    monkeypatch.setattr(batch_sync, "gateway_for", gateway_of_worker_b)
     batch_sync.advance(ext, batch_id)  # worker B: claims the expired lease and sends
 
     def finished() -> bool:
@@ -553,11 +562,11 @@ def test_a_job_a_live_worker_is_starting_is_not_queued_twice(app: Flask) -> None
     from rq.job import JobStatus
 
     from flask_mcsync import state
-    from flask_mcsync.enqueue import enqueue_plan
+    from flask_mcsync.enqueue import enqueue_plan, make_queue
 
     _prepare(app, 30)
     ext = state(app)
-    queue = ext.queue()
+    queue = make_queue(ext)
     run_id = _start(app, batch_size=30)  # no worker: the plan job waits in the queue
     job_id = f"mcsync-plan-{run_id}"
     # What RQ does when a worker takes this job (BLMOVE to its intermediate list).

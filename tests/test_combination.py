@@ -97,7 +97,7 @@ def test_an_export_does_not_cover_a_signup_that_needs_a_confirmation_email(
 
 
 def mc_now() -> Any:
-    from flask_mcsync.models import utcnow
+    from flask_mcsync.times import utcnow
 
     return utcnow()
 

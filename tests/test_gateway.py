@@ -18,7 +18,7 @@ from flask import Flask
 from helpers_export import LIST_ID, choose_audience, insert_customers
 
 from flask_mcsync import state
-from flask_mcsync.gateway import Gateway, TransientError
+from flask_mcsync.gateway import Gateway, TransientError, gateway_for, kept_connections
 from flask_mcsync.sandbox import SandboxServer
 
 API_KEY = "0123456789abcdef0123456789abcdef-us1"
@@ -143,15 +143,15 @@ def test_a_workers_jobs_share_one_connection(db_only_app: Flask) -> None:
     so an auto-sync send or a poll no longer opens a connection of its own."""
     with KeepAliveServer() as server:
         ext = _pointed_at(db_only_app, server)
-        with ext.kept_connections():
+        with kept_connections(ext):
             for _ in range(3):  # three jobs, each with its gateway, closed at its end
-                gateway = ext.gateway()
+                gateway = gateway_for(ext)
                 gateway.ping()
                 gateway.close()
             kept = gateway.session
             assert server.connections == 1
         server.wait_until_open(0)  # the block's end closed it
-        outside = ext.gateway()  # outside a worker: a session per gateway, as before
+        outside = gateway_for(ext)  # outside a worker: a session per gateway, as before
         try:
             assert outside.session is not kept
             outside.ping()
@@ -165,17 +165,17 @@ def test_a_kept_connection_idle_too_long_is_not_reused(
 ) -> None:
     """A NAT or load balancer may drop an idle connection without a word: reused, it would
     hold the next request for the whole read timeout. So one idle too long is closed."""
-    from flask_mcsync import app_state
+    from flask_mcsync import gateway as gateway_mod
 
     with KeepAliveServer() as server:
         ext = _pointed_at(db_only_app, server)
-        with ext.kept_connections():
-            ext.gateway().ping()
-            ext.gateway().ping()
+        with kept_connections(ext):
+            gateway_for(ext).ping()
+            gateway_for(ext).ping()
             assert server.connections == 1
-            monkeypatch.setattr(app_state, "KEPT_IDLE_SECONDS", 0.0)
+            monkeypatch.setattr(gateway_mod, "KEPT_IDLE_SECONDS", 0.0)
             time.sleep(0.01)
-            ext.gateway().ping()
+            gateway_for(ext).ping()
             assert server.connections == 2
 
 
@@ -183,30 +183,30 @@ def test_only_the_thread_and_process_that_keep_connections_share_them(
     db_only_app: Flask, sandbox: SandboxServer
 ) -> None:
     ext = state(db_only_app)
-    with ext.kept_connections():
-        kept = ext.gateway().session
-        assert ext.gateway().session is kept
+    with kept_connections(ext):
+        kept = gateway_for(ext).session
+        assert gateway_for(ext).session is kept
         # Another thread (a request of the admin pages) gets a session of its own, and
         # its own block does not disturb this one's.
         other: list[Any] = []
 
         def elsewhere() -> None:
-            other.append(ext.gateway().session)
-            with ext.kept_connections():
-                other.append(ext.gateway().session)
-            other.append(ext.gateway().session)
+            other.append(gateway_for(ext).session)
+            with kept_connections(ext):
+                other.append(gateway_for(ext).session)
+            other.append(gateway_for(ext).session)
 
         thread = threading.Thread(target=elsewhere)
         thread.start()
         thread.join()
         assert kept not in other and other[0] is not other[1] and other[1] is not other[2]
-        assert ext.gateway().session is kept
+        assert gateway_for(ext).session is kept
         # A work horse forked per job never writes on its parent's sockets.
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child reports through its exit status
             code = 2
             try:
-                code = 0 if ext.gateway().session is not kept else 1
+                code = 0 if gateway_for(ext).session is not kept else 1
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
@@ -220,7 +220,7 @@ def test_the_gateway_sends_connect_and_read_timeouts_from_the_config(
     from flask_mcsync.config import read_config
 
     state(db_only_app).config = read_config(db_only_app.config)
-    gateway = state(db_only_app).gateway()
+    gateway = gateway_for(state(db_only_app))
     sent: list[Any] = []
     request = gateway.session.request
 

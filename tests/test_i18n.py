@@ -425,6 +425,19 @@ def test_every_stored_sentence_with_values_reads_in_french_and_stays_english_in_
             assert "Too Many Requests: slow down" in french, (template.msgid, french)
 
 
+def test_a_stored_time_reads_as_one_moment_in_utc_whatever_its_iso_form() -> None:
+    """Ours are written with +00:00 (or naive, in UTC), Mailchimp's with Z: all read as
+    the same moment, shown in UTC. A value that is no time is one of our words."""
+    from flask_mcsync import messages
+
+    with i18n.use_locale("fr"):
+        shown = messages._moment("2026-11-26T10:00:00+00:00")
+        assert shown == "26/11/2026 10:00 UTC"
+        for same in ("2026-11-26T10:00:00Z", "2026-11-26 10:00:00", "2026-11-26T11:00:00+01:00"):
+            assert messages._moment(same) == shown, same
+        assert messages._moment(messages.SINCE_THE_START) == "le début"
+
+
 def test_stored_sentences_nest_and_rows_of_older_versions_read_the_same() -> None:
     from flask_mcsync import messages
     from flask_mcsync.gateway import TransientError, gave_up

@@ -134,8 +134,9 @@ def test_chunk_killed_between_batches_resumes_without_doubling(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from flask_mcsync import enqueue, state
-    from flask_mcsync.models import PlanChunk, utcnow
+    from flask_mcsync.models import PlanChunk
     from flask_mcsync.sweep import sweep_once
+    from flask_mcsync.times import utcnow
 
     rows = shop_rows(200, seed=9)
     run_id, expected = _prepare(app, rows, batch_size=10)
@@ -286,8 +287,9 @@ def test_planner_killed_before_sending_a_batch_it_committed(
     """A chunk's job sends each batch it commits; killed between the commit and the
     send, the batch waits out its lease, then the sweep has it sent, once."""
     from flask_mcsync import jobs, state
-    from flask_mcsync.models import Batch, PlanChunk, utcnow
+    from flask_mcsync.models import Batch, PlanChunk
     from flask_mcsync.sweep import sweep_once
+    from flask_mcsync.times import utcnow
 
     rows = shop_rows(200, seed=23)
     run_id, expected = _prepare(app, rows, batch_size=10)
@@ -360,7 +362,8 @@ def test_a_chunk_job_interrupted_mid_commit_leaves_nothing_of_that_commit(
     flight is still recorded, but nothing of the half-written commit with it (its
     addresses claimed with no batch to send them would never be sent)."""
     from flask_mcsync import jobs
-    from flask_mcsync.models import Batch, PlanChunk, PlannedAddress, Run, utcnow
+    from flask_mcsync.models import Batch, PlanChunk, PlannedAddress, Run
+    from flask_mcsync.times import utcnow
 
     rows = shop_rows(60, seed=23)
     run_id, expected = _prepare(app, rows, batch_size=10)

@@ -341,10 +341,12 @@ def test_opt_out_and_confirmation_requests_pass_a_required_field_the_member_lack
 ) -> None:
     """An audience that gained a required field refuses a plain PATCH of a member without
     it (Mailchimp validates the whole record): our opt-out and re-opt-in still pass."""
+    from flask_mcsync.gateway import gateway_for
+
     _seed_lived_in_audience(sandbox)
     email = "no.phone@gmail.com"
     sandbox.client.seed_members(LIVED_IN, [{"email_address": email, "status": "subscribed"}])
-    gateway = _ext(db_only_app).gateway()
+    gateway = gateway_for(_ext(db_only_app))
     member = gateway.unsubscribe_member(LIVED_IN, email)
     assert member is not None and member["status"] == "unsubscribed"
     member = gateway.ask_confirmation(LIVED_IN, email)

@@ -24,6 +24,7 @@ from helpers_twoway import activate, customers, db, ext, outbox_count
 from support import Workers, app_config, free_port, wait_for
 from werkzeug.serving import make_server
 
+from flask_mcsync.gateway import gateway_for
 from flask_mcsync.sandbox import SandboxServer
 
 pytestmark = pytest.mark.slow
@@ -165,9 +166,9 @@ def test_status_register_and_remove_from_the_cli(app: Flask, sandbox: SandboxSer
     assert status["in_place"] is True and "…" in status["url"]
     # Registering twice keeps the one webhook.
     assert _cli(app, "webhook", "register").exit_code == 0
-    assert len(ext(app).gateway().webhooks(LIST_ID)) == 1
+    assert len(gateway_for(ext(app)).webhooks(LIST_ID)) == 1
     assert "Removed 1 webhook" in _cli(app, "webhook", "remove").output
-    assert ext(app).gateway().webhooks(LIST_ID) == []
+    assert gateway_for(ext(app)).webhooks(LIST_ID) == []
     assert json.loads(_cli(app, "webhook", "status", "--json").output)["in_place"] is False
 
 

@@ -342,6 +342,7 @@ def test_with_redis_down_the_event_is_recorded_and_applied_by_the_sweep(
     response = _post(app, secret, payload("unsubscribe", "ada@example.org", "2026-11-20 10:00:00"))
     assert response.status_code == 200
     assert [e.status for e in _events()] == ["received"]
+    from flask_mcsync.enqueue import make_queue
     from flask_mcsync.webhook_events import due_events, hand_off
 
     # The hand-off thread tried (and failed) off the request; then Redis is back.
@@ -351,6 +352,6 @@ def test_with_redis_down_the_event_is_recorded_and_applied_by_the_sweep(
     # Redis is back: the sweep hands the waiting event to the workers' queue.
 
     assert hand_off(mc, due_events(mc.session, idle_seconds=0)) == 1
-    assert len(mc.queue()) == 1
+    assert len(make_queue(mc)) == 1
     assert _apply(app) == {"applied": 1}
     assert customers() == {"ada@example.org": False}

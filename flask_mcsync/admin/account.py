@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from ..app_state import McSync
 from ..errors import McSyncError
-from ..gateway import MailchimpError
+from ..gateway import MailchimpError, gateway_for
 from ..i18n import gettext as _
 
 
@@ -44,7 +44,7 @@ def describe_error(exc: Exception) -> str:
 def connection_problem(ext: McSync) -> str | None:
     """Why Mailchimp cannot be reached now (one ping), or None when it answers."""
     try:
-        ext.gateway().ping()
+        gateway_for(ext).ping()
     except (McSyncError, RedisError) as exc:
         return _(
             "Mailchimp cannot be reached now: %(error)s An export started now waits and"
@@ -57,7 +57,7 @@ def connection_problem(ext: McSync) -> str | None:
 def account_status(ext: McSync) -> AccountStatus:
     """Ping the account, then list its audiences (one round trip each)."""
     try:
-        gateway = ext.gateway()
+        gateway = gateway_for(ext)
         gateway.ping()
         return AccountStatus(connected=True, audiences=gateway.audiences())
     except (McSyncError, RedisError) as exc:

@@ -18,9 +18,10 @@ from ..diagnostic import diagnose, start_resync
 from ..errors import McSyncError
 from ..i18n import N_
 from ..i18n import gettext as _
-from ..models import Run, parse_time
+from ..models import Run
 from ..outcomes import KIND_LABELS, run_outcomes
 from ..statuses import RUN_ENDED, RunKind
+from ..times import parse_time
 from .labels import STATUS_LABELS, translated
 from .request_input import query_id
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from flask import Blueprint
 
 from .. import i18n, messages
-from ..models import parse_time
 from ..outcomes import outcome_label, run_label
+from ..times import parse_time
 
 
 def register(bp: Blueprint) -> None:

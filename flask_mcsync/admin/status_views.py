@@ -23,9 +23,10 @@ from .. import runs, status
 from ..app_state import state
 from ..i18n import N_, csv_dialect
 from ..i18n import gettext as _
-from ..models import Run, parse_time
+from ..models import Run
 from ..outcomes import KIND_LABELS, run_outcomes
 from ..statuses import RUN_ENDED, RunKind
+from ..times import parse_time
 from .chart import draw_chart
 from .labels import BATCH_LABELS, STATUS_LABELS, translated
 from .request_input import query_id

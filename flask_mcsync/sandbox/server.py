@@ -97,7 +97,7 @@ class _Handler(WSGIRequestHandler):
     protocol_version = "HTTP/1.1"
     # Seconds idle before the server closes a kept connection (Mailchimp's own figure is
     # not published). 60 s is many load balancers' default, and above the 30 s after
-    # which a worker retires a connection itself (app_state.KEPT_IDLE_SECONDS), so the
+    # which a worker retires a connection itself (gateway.KEPT_IDLE_SECONDS), so the
     # client, not the server, normally ends an idle connection.
     timeout = 60
     _body: LimitedStream | None = None

@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 
 from example_app.models import Customer, db
 from flask_mcsync import settings, state
+from flask_mcsync.gateway import gateway_for
 from flask_mcsync.sandbox import SandboxServer
 
 pytestmark = pytest.mark.browser
@@ -178,4 +179,4 @@ def test_connect_mailchimps_changes_and_read_the_drift_report(
     page.click("#remove-webhook")
     page.wait_for_selector(".mc-flash-success")
     assert "Not in place" in page.locator("#mailchimp-changes").inner_text()
-    assert ext.gateway().webhooks(LIST_ID) == []
+    assert gateway_for(ext).webhooks(LIST_ID) == []
