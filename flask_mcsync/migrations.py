@@ -76,6 +76,30 @@ def only_mcsync_tables(name: str | None, type_: str, parent_names: Any) -> bool:
     return type_ != "table" or is_mcsync_table(name)
 
 
+def compare_type(
+    context: Any,
+    inspected_column: Any,
+    metadata_column: Any,
+    inspected_type: Any,
+    metadata_type: Any,
+) -> bool | None:
+    """Our autogenerate's type comparison: Alembic's, but a ``DOUBLE`` column is the
+    ``Float`` of our models on SQLite.
+
+    The models before Alembic annotated ``retry_seconds`` as ``float``, which SQLAlchemy 2
+    creates as ``DOUBLE``; our revisions say ``FLOAT``. On SQLite both are a declared name
+    for the same storage (REAL affinity), and changing the name would copy the whole table
+    (batch mode) for nothing; on PostgreSQL both are ``double precision`` already.
+    """
+    if (
+        context.dialect.name == "sqlite"
+        and isinstance(inspected_type, sa.Float)
+        and isinstance(metadata_type, sa.Float)
+    ):
+        return False
+    return None  # Alembic's own comparison
+
+
 def alembic_config(connection: Connection) -> Config:
     """Alembic's configuration for our script directory, on ``connection``."""
     config = Config()
@@ -93,7 +117,7 @@ def configure_context(context: Any, connection: Connection) -> None:
         version_table=VERSION_TABLE,
         include_name=only_mcsync_tables,
         render_as_batch=True,
-        compare_type=True,
+        compare_type=compare_type,
     )
 
 
