@@ -124,9 +124,9 @@ class Sender:
     def send(self, batch_id: int, token: str, payload: list[list[Any]], run: Run) -> None:
         """Send a batch the planner has just committed, under the lease it committed with."""
         self.settle()
-        operations = _operations(run, payload)
         if not _holds(self.ext, batch_id, token):
             return  # another worker took the batch over; it sends it
+        operations = _operations(run, payload)
         if self._thread is None:  # the first send (a chunk may send nothing)
             self._gateway = gateway_for(self.ext)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcsync-send")

@@ -119,9 +119,9 @@ def sync_reason(plan: Plan, wants: str, previous_email: str | None) -> str:
         return SyncReason.ADDRESS_CHANGE
     if plan.action == SendAction.UNSUBSCRIBE:
         return SyncReason.OPTOUT
-    if wants in (SyncReason.SIGNUP, SyncReason.OPTIN):
+    if wants in OPT_INS:
         return SyncReason(wants)
-    if wants == SyncReason.OPTOUT and plan.action == SendAction.SKIP:
+    if wants == OutboxAction.OPTOUT and plan.action == SendAction.SKIP:
         return SyncReason.OPTOUT
     return SyncReason.UPDATE
 

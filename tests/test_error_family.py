@@ -9,6 +9,7 @@ import pkgutil
 import click
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 
 import flask_mcsync
 from flask_mcsync import legacy_schema
@@ -37,9 +38,14 @@ def test_every_exception_class_of_the_package_is_a_mcsync_error() -> None:
 
 
 def test_a_schema_error_is_shown_as_a_message_under_click_too() -> None:
-    error = SchemaError("Restore the table from a backup.")
-    assert isinstance(error, McSyncError) and isinstance(error, click.ClickException)
-    assert str(error) == "Restore the table from a backup."
+    @click.command()
+    def upgrade() -> None:  # as under a host's `flask db upgrade`
+        raise SchemaError("Restore the table from a backup.")
+
+    result = CliRunner().invoke(upgrade)
+
+    assert result.exit_code == 1
+    assert result.output == "Error: Restore the table from a backup.\n"  # no traceback
 
 
 def test_a_legacy_schema_table_without_a_version_says_what_to_do() -> None:

@@ -29,9 +29,10 @@ def test_every_job_path_an_earlier_version_queued_still_runs_with_its_arguments(
         func = import_attribute(path)  # what an RQ worker does with a stored job
         assert callable(func), path
         signature = inspect.signature(func)
+        # The same parameters, in the same order: a queued job passes its arguments by
+        # position. (A new optional parameter at the end would be safe too, but is a
+        # change to make on purpose, with this list.)
         assert list(signature.parameters) == parameters, path
-        # A new parameter would have to be optional: old jobs do not pass it.
-        signature.bind(*parameters)
 
 
 def test_every_path_queued_today_is_pinned_above() -> None:

@@ -280,6 +280,17 @@ def test_tables_the_release_before_alembic_made_on_sqlite_upgrade_with_their_row
         engine.dispose()
 
 
+def test_our_type_comparison_lets_only_a_float_pair_pass_on_sqlite_only() -> None:
+    def context(dialect: str) -> Any:
+        return type("Context", (), {"dialect": type("Dialect", (), {"name": dialect})()})()
+
+    assert compare_type(context("sqlite"), None, None, sa.DOUBLE(), sa.Float()) is False
+    # Anything else is left to Alembic (None), so a real type change is still reported.
+    assert compare_type(context("sqlite"), None, None, sa.Integer(), sa.String()) is None
+    assert compare_type(context("sqlite"), None, None, sa.Float(), sa.Integer()) is None
+    assert compare_type(context("postgresql"), None, None, sa.DOUBLE(), sa.Float()) is None
+
+
 def test_init_db_leaves_tables_another_tool_created_alone(engine: sa.Engine) -> None:
     upgrade(engine)
     with engine.begin() as conn:

@@ -58,3 +58,16 @@ def api(sandbox: SandboxServer) -> Api:
         return requests.request(method, sandbox.api_url + path.lstrip("/"), auth=auth, **kw)
 
     return call
+
+
+@pytest.fixture
+def postal_address() -> dict[str, str]:
+    """A complete value for an address merge field: every key of
+    ``sandbox.merge_values.ADDRESS_REQUIRED``, and a country."""
+    return {
+        "addr1": "1 Main St",
+        "city": "Lyon",
+        "state": "ARA",
+        "zip": "69001",
+        "country": "FR",
+    }

@@ -200,25 +200,20 @@ def test_merge_value_must_be_string_number_or_address(
 
 
 def test_merge_value_string_number_and_address_accepted(
-    official: Any, sandbox: SandboxServer
+    official: Any, sandbox: SandboxServer, postal_address: dict[str, str]
 ) -> None:
     list_id = sandbox.client.create_list(
         "Typed",
         [{"tag": "FNAME"}, {"tag": "AGE", "type": "number"}, {"tag": "ADDR", "type": "address"}],
     )["id"]
-    address = {
-        "addr1": "1 Main St",
-        "city": "Lyon",
-        "state": "ARA",
-        "zip": "69001",
-        "country": "FR",
-    }
     reply = official.lists.set_list_member(
         list_id,
         "ok@mail.shop-demo.io",
-        put_body("ok@mail.shop-demo.io", merge_fields={"FNAME": "Ann", "AGE": 42, "ADDR": address}),
+        put_body(
+            "ok@mail.shop-demo.io", merge_fields={"FNAME": "Ann", "AGE": 42, "ADDR": postal_address}
+        ),
     )
-    assert reply["merge_fields"] == {"FNAME": "Ann", "AGE": 42, "ADDR": address}
+    assert reply["merge_fields"] == {"FNAME": "Ann", "AGE": 42, "ADDR": postal_address}
     # An address missing its city is "not complete" for an address field.
     with pytest.raises(ApiClientError) as exc:
         official.lists.update_list_member(

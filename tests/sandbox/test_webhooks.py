@@ -493,7 +493,11 @@ def test_reset_drops_callbacks_of_the_old_account(
 
 
 def test_payload_flattens_addresses_and_names_interest_groups(
-    official: Any, api: Any, sandbox: SandboxServer, receiver: Receiver
+    official: Any,
+    api: Any,
+    sandbox: SandboxServer,
+    receiver: Receiver,
+    postal_address: dict[str, str],
 ) -> None:
     sandbox.client.create_list(
         "Shop",
@@ -511,20 +515,13 @@ def test_payload_flattens_addresses_and_names_interest_groups(
     )["id"]
     official.lists.create_interest_category_interest("add4e55000", category["id"], {"name": "Hats"})
     email = "home@mail.shop-demo.io"
-    address = {
-        "addr1": "1 Main St",
-        "city": "Lyon",
-        "state": "ARA",
-        "zip": "69001",
-        "country": "FR",
-    }
     official.lists.add_list_member(
         "add4e55000",
         {
             "email_address": email,
             "status": "subscribed",
             "interests": {shoes: True},
-            "merge_fields": {"FNAME": "Ada", "ADDRESS": address},
+            "merge_fields": {"FNAME": "Ada", "ADDRESS": postal_address},
         },
     )
     reply = api(
@@ -540,7 +537,7 @@ def test_payload_flattens_addresses_and_names_interest_groups(
     sandbox.client.edit_profile("add4e55000", email, {"FNAME": "Augusta"})
     form = dict(receiver.posts()[0].form)
     assert form["data[merges][FNAME]"] == "Augusta"
-    assert form["data[merges][ADDRESS][addr1]"] == "1 Main St"
-    assert form["data[merges][ADDRESS][city]"] == "Lyon"
+    assert form["data[merges][ADDRESS][addr1]"] == postal_address["addr1"]
+    assert form["data[merges][ADDRESS][city]"] == postal_address["city"]
     assert form["data[merges][INTERESTS]"] == "Shoes"
     assert form["data[list_id]"] == "add4e55000"
