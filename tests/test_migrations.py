@@ -424,6 +424,35 @@ def test_the_hosts_flask_db_upgrade_runs_our_revisions(
 
 @pytest.mark.usefixtures("logging_kept")
 @pytest.mark.filterwarnings(FLASK_MIGRATE_TEMPLATE)
+def test_a_bare_flask_db_upgrade_says_to_name_heads_and_changes_nothing(
+    database_url: str, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    """The host's history and ours are two branches: Alembic refuses the default target
+    ``head`` and its error names ``heads`` (docs/integration.rst says to deploy with it)."""
+    app, _ = host_app(database_url, sandbox, migrate_first=True, with_revisions=True)
+    directory = tmp_path / "migrations"
+    with app.app_context():
+        engine = host_db.engine
+        flask_migrate.init(str(directory))
+        flask_migrate.upgrade(str(directory), revision="heads")
+        flask_migrate.migrate(str(directory), message="host tables")
+        before = set(sa.inspect(engine).get_table_names())
+
+        runner = app.test_cli_runner()
+        bare = runner.invoke(args=["db", "upgrade", "--directory", str(directory)])
+        assert bare.exit_code == 1, bare.output
+        assert "Multiple head revisions" in bare.output, bare.output
+        assert "'heads' for all heads" in bare.output, bare.output
+        assert set(sa.inspect(engine).get_table_names()) == before  # nothing ran
+
+        named = runner.invoke(args=["db", "upgrade", "--directory", str(directory), "heads"])
+        assert named.exit_code == 0, named.output
+        assert "host_customers" in sa.inspect(engine).get_table_names()
+        engine.dispose()
+
+
+@pytest.mark.usefixtures("logging_kept")
+@pytest.mark.filterwarnings(FLASK_MIGRATE_TEMPLATE)
 def test_tables_init_db_made_move_to_the_hosts_flask_db_upgrade(
     database_url: str, sandbox: SandboxServer, tmp_path: Path
 ) -> None:
