@@ -108,7 +108,7 @@ def measure(source: Path, drop: str | None, journal: str, batches: int) -> tuple
             cpu_start, wall_start = time.process_time(), time.perf_counter()
             record(session, 1, outcomes, batch_id=n, bump=False)
             session.commit()
-            if n >= 5:  # the first ones warm the interpreter and the OS's file cache
+            if n >= WARM_UP:
                 cpu.append((time.process_time() - cpu_start) * 1000)
                 wall.append((time.perf_counter() - wall_start) * 1000)
             other.exec_driver_sql("INSERT INTO other_writer VALUES (1)")
@@ -116,6 +116,10 @@ def measure(source: Path, drop: str | None, journal: str, batches: int) -> tuple
     other.close()
     engine.dispose()
     return _summary(cpu), _summary(wall)
+
+
+# The first batches warm the interpreter and the OS's file cache: not timed.
+WARM_UP = 5
 
 
 def _summary(values: list[float]) -> str:
@@ -141,6 +145,11 @@ def main() -> None:
     parser.add_argument("--journal", choices=("default", "wal"), default="default")
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "mcsync-bench-rows"))
     args = parser.parse_args()
+    if args.batches < WARM_UP + 2:
+        parser.error(
+            f"--batches: at least {WARM_UP + 2} (the first {WARM_UP} warm up and are not"
+            " timed; a median and a 90th percentile need two more)"
+        )
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.history.split(",")]
