@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from mailchimp3 import MailChimp
 from mailchimp3.mailchimpclient import MailChimpError
 from mailchimp_marketing.api_client import ApiClientError
+from sandbox_calls import official_error, put_body
 
 from flask_mcsync.sandbox import DEFAULT_LIST_ID
 from flask_mcsync.sandbox.server import SandboxServer
@@ -19,22 +19,12 @@ PROBLEM = "application/problem+json; charset=utf-8"
 ERROR_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
 
 
-def put_body(email: str, **extra: Any) -> dict[str, Any]:
-    return {"email_address": email, "status_if_new": "subscribed", **extra}
-
-
 def assert_problem(response: Any, status: int, title: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"] == PROBLEM
     body: dict[str, Any] = response.json()
     assert (body["type"], body["title"], body["status"]) == (ERROR_TYPE, title, status)
     assert body["detail"] and len(body["instance"]) == 36
-    return body
-
-
-def official_error(exc: pytest.ExceptionInfo[ApiClientError]) -> dict[str, Any]:
-    # problem+json is not "application/json" to the official client: it keeps the text.
-    body: dict[str, Any] = json.loads(exc.value.text)
     return body
 
 

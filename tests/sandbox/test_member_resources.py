@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from mailchimp3 import MailChimp
 from mailchimp3.mailchimpclient import MailChimpError
 from mailchimp_marketing.api_client import ApiClientError
+from sandbox_calls import official_error, put_body
 
 from flask_mcsync.sandbox import DEFAULT_LIST_ID
 from flask_mcsync.sandbox.server import SandboxServer
 from flask_mcsync.sandbox.state import subscriber_hash
 
 LIST = DEFAULT_LIST_ID
-
-
-def put_body(email: str, **extra: Any) -> dict[str, Any]:
-    return {"email_address": email, "status_if_new": "subscribed", **extra}
-
-
-def official_error(exc: pytest.ExceptionInfo[ApiClientError]) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(exc.value.text)
-    return body
 
 
 def test_member_tags_endpoint_and_tag_ids(mc3: MailChimp, official: Any) -> None:

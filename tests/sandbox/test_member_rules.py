@@ -7,13 +7,13 @@ Each behaviour is exercised with both real clients where they can express it.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 from mailchimp3 import MailChimp
 from mailchimp3.mailchimpclient import MailChimpError
 from mailchimp_marketing.api_client import ApiClientError
+from sandbox_calls import official_error, put_body
 
 from flask_mcsync.sandbox import DEFAULT_LIST_ID
 from flask_mcsync.sandbox.server import SandboxServer
@@ -23,18 +23,9 @@ LIST = DEFAULT_LIST_ID
 ANY_OF = "Data did not match any of the schemas described in anyOf."
 
 
-def put_body(email: str, **extra: Any) -> dict[str, Any]:
-    return {"email_address": email, "status_if_new": "subscribed", **extra}
-
-
 def mc3_error(exc: pytest.ExceptionInfo[MailChimpError]) -> dict[str, Any]:
     error: dict[str, Any] = exc.value.args[0]
     return error
-
-
-def official_error(exc: pytest.ExceptionInfo[ApiClientError]) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(exc.value.text)
-    return body
 
 
 def with_required_city(sandbox: SandboxServer) -> str:
