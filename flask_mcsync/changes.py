@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .addresses import invalid_reason
 from .errors import McSyncError
 
 MAX_FIELD = 1000  # characters; Mailchimp's own text merge fields stop at 255
@@ -91,13 +92,16 @@ def parse_fired_at(value: str) -> datetime:
 
 
 def _plain_email(value: str | None, key: str) -> str:
+    """An address Mailchimp could have sent: it goes into the shop's rows (an address
+    change rewrites the customer's), so anything else refuses the callback."""
     text = (value or "").strip()
     if not text:
         raise InvalidPayload(f"{key} is missing.")
-    if len(text) > MAX_EMAIL or text.count("@") != 1 or any(c.isspace() for c in text):
+    if len(text) > MAX_EMAIL:
         raise InvalidPayload(f"{key} is not an e-mail address.")
-    if any(c in text for c in "<>\"'\\"):
-        raise InvalidPayload(f"{key} holds characters no e-mail address has.")
+    reason = invalid_reason(text, fake=False)
+    if reason is not None:
+        raise InvalidPayload(f"{key} is not an e-mail address: {reason}")
     return text
 
 
@@ -112,6 +116,9 @@ def from_webhook(form: Mapping[str, str]) -> MailchimpChange:
     for key, value in form.items():
         if len(key) > 200 or len(value) > MAX_FIELD:
             raise InvalidPayload(f"The field {key[:60]!r} is longer than {MAX_FIELD} characters.")
+        if "\x00" in key or "\x00" in value:
+            # No callback of Mailchimp's holds one, and PostgreSQL cannot store one.
+            raise InvalidPayload(f"The field {key[:60]!r} holds a NUL character.")
     raw_kind = form.get("type", "")
     try:
         kind = Kind(raw_kind)

@@ -32,6 +32,7 @@ from .changes import InvalidPayload, from_webhook
 from .handoff import handoff_for
 from .models import WebhookEvent
 from .statuses import EventStatus
+from .terminal import inert
 from .times import utcnow
 from .webhook_events import hand_off
 
@@ -81,8 +82,9 @@ def receive(secret: str) -> Response:
 
 
 def _stored(form: dict[str, str]) -> dict[str, str]:
-    """The payload as kept: bounded in number and length of fields."""
-    return {k[:100]: v[:STORED_VALUE] for k, v in list(form.items())[:60]}
+    """The payload as kept: bounded in number and length of fields, control characters
+    made visible (a refused body may hold a NUL, which PostgreSQL cannot store)."""
+    return {inert(k[:100]): inert(v[:STORED_VALUE]) for k, v in list(form.items())[:60]}
 
 
 def record_and_hand_off(ext: McSync, raw: bytes, form: dict[str, str]) -> tuple[int, str]:
@@ -118,8 +120,8 @@ def record_invalid(ext: McSync, raw: bytes, form: dict[str, str], reason: str) -
     # Invalid bodies are recorded once each too (a flood of one bad body is one row).
     event = WebhookEvent(
         digest=hashlib.sha256(raw).hexdigest(),
-        type=str(form.get("type", ""))[:16],
-        email=str(form.get("data[email]", ""))[:320],
+        type=inert(form.get("type", ""))[:16],
+        email=inert(form.get("data[email]", ""))[:320],
         status=EventStatus.INVALID,
         message=reason[:500],
         payload=_stored(form),

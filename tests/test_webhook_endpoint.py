@@ -276,6 +276,44 @@ def test_events_waiting_together_are_applied_in_the_order_they_were_fired(app: F
             },
             "longer than",
         ),
+        # An address change rewrites the customer's row: only a real address may.
+        (
+            {
+                "type": "upemail",
+                "fired_at": "2026-11-20 10:00:00",
+                "data[old_email]": "ada@example.org",
+                "data[new_email]": "ada\x00evil@example.org",
+            },
+            "NUL character",
+        ),
+        (
+            {
+                "type": "upemail",
+                "fired_at": "2026-11-20 10:00:00",
+                "data[old_email]": "ada@example.org",
+                "data[new_email]": "x@y",
+            },
+            "data[new_email] is not an e-mail address: The domain has no dot",
+        ),
+        (
+            {
+                "type": "upemail",
+                "fired_at": "2026-11-20 10:00:00",
+                "data[old_email]": "ada@example.org",
+                "data[new_email]": "two..dots@example.org",
+            },
+            "data[new_email] is not an e-mail address",
+        ),
+        ({"type": "\x00", "fired_at": "2026-11-20 10:00:00"}, "NUL character"),
+        (
+            {
+                "type": "unsubscribe",
+                "fired_at": "2026-11-20 10:00:00",
+                "data[email]": "ada@example.org",
+                "data[merges][FNAME]": "A\x00da",
+            },
+            "NUL character",
+        ),
     ],
 )
 def test_malformed_payloads_get_a_400_are_recorded_and_change_nothing(
