@@ -87,7 +87,8 @@ def csrf_token() -> str:
 def check_csrf() -> None:
     sent = request.form.get("csrf_token", "")
     expected = session.get(CSRF_KEY) or ""
-    if not expected or not hmac.compare_digest(str(sent), str(expected)):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    if not expected or not hmac.compare_digest(str(sent).encode(), str(expected).encode()):
         abort(400, "This form expired or came from another site: reload the page and try again.")
 
 

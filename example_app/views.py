@@ -87,7 +87,9 @@ def login() -> str | Response | tuple[str, int]:
         if login_paused():
             return render_template("login.html", error=TOO_MANY), 429
         expected = str(current_app.config["SHOP_ADMIN_PASSWORD"])
-        if hmac.compare_digest(request.form.get("password", ""), expected):
+        typed = request.form.get("password", "")
+        # As bytes: compare_digest refuses str with non-ASCII characters (a password "é").
+        if hmac.compare_digest(typed.encode(), expected.encode()):
             forget_failures()
             session.clear()  # a fresh session (and CSRF token) for the logged-in admin
             session["shop_admin"] = True

@@ -103,7 +103,8 @@ POSTS = [
 
 
 @pytest.mark.parametrize(("path", "data"), POSTS)
-@pytest.mark.parametrize("token", [None, "wrong-token"])
+# "é": a token with a character beyond ASCII is refused like any other wrong one.
+@pytest.mark.parametrize("token", [None, "wrong-token", "jeton-é"])
 def test_every_post_needs_the_csrf_token(
     app: Flask, client: FlaskClient, path: str, data: dict[str, str], token: str | None
 ) -> None:
@@ -122,11 +123,12 @@ def test_every_post_needs_the_csrf_token(
     assert ext.session.scalar(sa.select(sa.func.count()).select_from(Run)) == 0
 
 
+@pytest.mark.parametrize("token", ["nope", "\xe9"])
 def test_fetch_with_a_wrong_header_token_is_refused_as_json(
-    app: Flask, client: FlaskClient
+    app: Flask, client: FlaskClient, token: str
 ) -> None:
     choose_list(app)
-    response = client.post(PREFIX + "/sync/export.json", json={}, headers={"X-CSRF-Token": "nope"})
+    response = client.post(PREFIX + "/sync/export.json", json={}, headers={"X-CSRF-Token": token})
     assert response.status_code == 400
     assert "CSRF" in response.json["error"]
 

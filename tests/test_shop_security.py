@@ -85,6 +85,17 @@ def test_wrong_passwords_are_throttled_for_the_account(shop: Flask) -> None:
     assert paused.status_code == 429
 
 
+def test_a_password_or_token_beyond_ascii_is_refused_not_a_server_error(shop: Flask) -> None:
+    client = shop.test_client()
+    wrong = _login(client, password="pässwörd")
+    assert wrong.status_code == 200
+    assert "Wrong password." in wrong.get_data(as_text=True)
+    forged = client.post("/login", data={"password": "admin", "csrf_token": "é"})
+    assert forged.status_code == 400
+    assert "reload the page" in forged.get_data(as_text=True)
+    assert client.get(SETTINGS).status_code == 403
+
+
 def test_login_and_logout_need_the_forms_csrf_token(shop: Flask) -> None:
     client = shop.test_client()
     forged = client.post("/login", data={"password": "admin"})

@@ -54,5 +54,6 @@ def check_csrf() -> None:
         return
     sent = request.headers.get(HEADER) or request.form.get(FIELD) or ""
     expected = session.get(SESSION_KEY) or ""
-    if not expected or not hmac.compare_digest(str(sent), str(expected)):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+    if not expected or not hmac.compare_digest(str(sent).encode(), str(expected).encode()):
         abort(400, CSRF_FAILED)
