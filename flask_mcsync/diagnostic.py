@@ -27,7 +27,7 @@ from .inbound import FROM_MAILCHIMP_RUNS
 from .models import OutboxItem, Outcome, Run
 from .outcomes import LABELS, run_label, shown
 from .statuses import Result, RunKind, RunStatus
-from .throttle import SlotTimeout
+from .throttle import RedisUnavailable, SlotTimeout
 
 HISTORY = 20
 
@@ -126,11 +126,13 @@ def lookup(ext: McSync, list_id: str | None, email: str) -> dict[str, Any]:
     except (MailchimpError, ConfigError, SlotTimeout) as exc:
         return {"mailchimp_error": _("Could not ask Mailchimp: %(error)s", error=exc)}
     except RedisError as exc:  # the shared connection limit lives in Redis
+        # Redis's own words, not the throttle's sentence around them (said here anew).
+        cause = exc.__cause__ if isinstance(exc, RedisUnavailable) else exc
         return {
             "mailchimp_error": _(
                 "Could not ask Mailchimp: Redis (for the connection limit) did not answer"
                 " (%(error)s). Check that Redis is running.",
-                error=exc,
+                error=cause,
             )
         }
     if member is None:

@@ -241,6 +241,13 @@ SLOTS_BUSY = Stored(
     ),
     numbers=("limit",),
 )
+# Redis holds the connection slots: without it no request to Mailchimp is made.
+REDIS_DOWN = Stored(
+    N_(
+        "Redis could not be reached (%(error)s); it shares the connection limit with the"
+        " workers. Check MCSYNC_REDIS_URL."
+    )
+)
 BATCH_GONE = ours(N_("Batch gone"))
 BATCH_GONE_DETAIL = Stored(
     N_("Mailchimp no longer knows batch %(batch)s (%(title)s); the batch will be re-sent.")

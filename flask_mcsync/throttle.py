@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ return 0
 
 # Fixed and the same in every app and worker, so all workers of one account share their
 # slots; changing it would split them for as long as old and new workers run side by side.
+log = logging.getLogger(__name__)
+
 ACCOUNT_LABEL = b"flask-mcsync connection slots"
 
 
@@ -52,6 +55,11 @@ def account_id(api_key: str) -> str:
 
 class SlotTimeout(McSyncError, TimeoutError):
     """No connection slot freed up in time: other workers keep all of them busy."""
+
+
+class RedisUnavailable(McSyncError, redis.exceptions.ConnectionError):
+    """Redis, where the connection slots live, did not answer: no request to Mailchimp
+    was made. Still a Redis ``ConnectionError`` for the callers that wait for Redis."""
 
 
 class ConnectionSlots:
@@ -96,7 +104,7 @@ class ConnectionSlots:
         """
         deadline = time.monotonic() + self.wait_seconds
         delay = 0.005
-        while (token := self.try_acquire()) is None:
+        while (token := self._try_acquire()) is None:
             if time.monotonic() > deadline:
                 raise SlotTimeout(
                     messages.SLOTS_BUSY(limit=self.limit, seconds=f"{self.wait_seconds:g}")
@@ -106,4 +114,14 @@ class ConnectionSlots:
         try:
             yield
         finally:
-            self.release(token)
+            try:
+                self.release(token)
+            except redis.exceptions.RedisError as exc:
+                # The request was made: its answer stands. The slot's lease runs out.
+                log.warning("mcsync: could not give a connection slot back to Redis (%s)", exc)
+
+    def _try_acquire(self) -> str | None:
+        try:
+            return self.try_acquire()
+        except redis.exceptions.RedisError as exc:
+            raise RedisUnavailable(messages.REDIS_DOWN(error=str(exc))) from exc

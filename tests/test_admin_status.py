@@ -832,3 +832,58 @@ def test_redis_down_still_gives_the_diagnosis_and_says_why_mailchimp_was_not_ask
             db.engine.dispose()  # the second app's own pool
     assert "Redis (for the connection limit) did not answer" in section(html, "mailchimp")
     assert "Eligible for sync" in html and "kept@gmail.com" in section(html, "shop-rows")
+
+
+def _with_dead_redis(app: Flask, **extra: str) -> Flask:
+    """The same shop, its Redis on a port nothing listens on."""
+    from example_app import create_app
+
+    config = {k: v for k, v in app.config.items() if k.isupper()}
+    config["MCSYNC_REDIS_URL"] = "redis://127.0.0.1:9/0"
+    config.update(extra)
+    return create_app(config)
+
+
+def test_redis_down_makes_mailchimp_commands_say_so_not_a_traceback(
+    app: Flask, sandbox: SandboxServer
+) -> None:
+    choose_list(app)
+    other = _with_dead_redis(app)
+    # Its own context: the CLI runs in the app context it finds (the fixture's, else).
+    with other.app_context():
+        try:
+            runner = other.test_cli_runner()
+            for args in (["ping"], ["lists"], ["settings", "--list", "a1b2c3d4e5"]):
+                result = runner.invoke(args=["mcsync", *args])
+                assert result.exit_code == 1, (args, result.output)
+                assert "Redis could not be reached" in result.output, (args, result.output)
+                assert "Check MCSYNC_REDIS_URL." in result.output, (args, result.output)
+                assert "Traceback" not in result.output, (args, result.output)
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.mark.parametrize("locale", ["en", "fr"])
+def test_redis_down_makes_the_webhook_buttons_say_so_in_the_pages_language(
+    app: Flask, sandbox: SandboxServer, locale: str
+) -> None:
+    choose_list(app)
+    other = _with_dead_redis(
+        app, MCSYNC_PUBLIC_URL="https://shop.example.com/", MCSYNC_LOCALE=locale
+    )
+    try:
+        client = other.test_client()
+        with client.session_transaction() as sess:
+            sess["shop_admin"] = True
+            sess[SESSION_KEY] = TOKEN
+        for path in ("/webhook/register", "/webhook/remove"):
+            response = client.post(PREFIX + path, data={"csrf_token": TOKEN})
+            assert response.status_code == 302, (path, response.status_code)
+            html = html_of(client.get(response.headers["Location"]))
+            said = "Redis est injoignable" if locale == "fr" else "Redis could not be reached"
+            assert said in html, (path, html[:2000])
+    finally:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -310,3 +310,41 @@ def test_a_resync_through_a_worker_logs_no_address(
     assert state(app).session.get(type(run), run.id).status == "finished"
     for personal in ("ottoline", "brackenbury", "gmail.com"):
         assert personal not in logged.lower(), logged
+
+
+def test_a_dead_redis_is_a_sentence_and_still_a_redis_connection_error() -> None:
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from flask_mcsync.errors import McSyncError
+    from flask_mcsync.throttle import ConnectionSlots, RedisUnavailable
+
+    dead = Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.5)
+    slots = ConnectionSlots(dead, "dead", limit=10, lease_seconds=30)
+    with pytest.raises(RedisUnavailable) as caught, slots.slot():
+        raise AssertionError("no request is made without a slot")
+    assert isinstance(caught.value, McSyncError)
+    assert isinstance(caught.value, RedisConnectionError)  # the worker's loop waits on it
+    assert str(caught.value).startswith("Redis could not be reached (")
+    assert str(caught.value).endswith("Check MCSYNC_REDIS_URL.")
+
+
+def test_a_slot_that_cannot_be_given_back_leaves_the_answer_standing(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from flask_mcsync.throttle import ConnectionSlots
+
+    slots = ConnectionSlots(Redis.from_url(redis_url), "giveback", limit=10, lease_seconds=30)
+
+    def dies(token: str) -> None:
+        raise RedisConnectionError("Redis went away after the request")
+
+    monkeypatch.setattr(slots, "release", dies)
+    answered = []
+    with caplog.at_level(logging.WARNING, logger="flask_mcsync.throttle"), slots.slot():
+        answered.append("Mailchimp's answer")
+    assert answered == ["Mailchimp's answer"]
+    assert "could not give a connection slot back" in caplog.text

@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from .. import messages
 from ..app_state import McSync
 from ..errors import McSyncError
 from ..gateway import MailchimpError, gateway_for
@@ -32,12 +33,10 @@ def describe_error(exc: Exception) -> str:
     if isinstance(exc, MailchimpError):
         detail = exc.full_detail
         return _("Mailchimp said: %(title)s.", title=exc.title) + (f" {detail}" if detail else "")
+    if isinstance(exc, McSyncError):  # a throttle.RedisUnavailable too: it says so
+        return messages.translate(str(exc))
     if isinstance(exc, RedisError):
-        return _(
-            "Redis could not be reached (%(error)s); it shares the connection limit with the"
-            " workers. Check MCSYNC_REDIS_URL.",
-            error=exc,
-        )
+        return messages.translate(messages.REDIS_DOWN(error=str(exc)))
     return str(exc)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from flask import Blueprint, flash, redirect, render_template, stream_with_context, url_for
 from werkzeug.wrappers import Response
 
-from .. import connect, drift
+from .. import connect, drift, messages
 from .. import settings as settings_mod
 from ..app_state import state
 from ..enqueue import enqueue_reconcile
@@ -46,7 +46,7 @@ def register_webhook() -> Response:
                 detail=exc.full_detail,
             )
             if isinstance(exc, MailchimpError)
-            else str(exc),
+            else messages.translate(str(exc)),
             "error",
         )
         return _back()
@@ -65,7 +65,8 @@ def remove_webhook() -> Response:
     try:
         removed = connect.remove(state())
     except McSyncError as exc:
-        flash(_("The webhook could not be removed: %(error)s", error=exc), "error")
+        error = messages.translate(str(exc))
+        flash(_("The webhook could not be removed: %(error)s", error=error), "error")
         return _back()
     flash(
         _(
