@@ -24,10 +24,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker, Worker
 from rq.exceptions import StopRequested
 
+from . import messages
 from .app_state import McSync, state
 from .enqueue import AppJob, bind_app, make_queue, reconcile_if_due
 from .gateway import kept_connections
 from .sweep import sweep_if_due
+from .throttle import RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +99,28 @@ def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> 
     with app.app_context(), kept_connections(ext):
         while True:
             worker_class = McSyncWorker if ext.config.fork_per_job else InProcessWorker
-            worker = worker_class(
-                [make_queue(ext)],
-                connection=ext.redis,
-                job_class=AppJob,
-                # RQ waits worker_ttl - 15 s for a job before it looks at maintenance (and
-                # so at the sweep) again: an idle worker sweeps every sweep_interval.
-                worker_ttl=ext.config.sweep_interval + 15,
-                maintenance_interval=ext.config.sweep_interval,
-            )
             try:
+                # RQ's worker asks Redis already when it is made: a worker started while
+                # Redis is down waits for it too.
+                worker = worker_class(
+                    [make_queue(ext)],
+                    connection=ext.redis,
+                    job_class=AppJob,
+                    # RQ waits worker_ttl - 15 s for a job before it looks at maintenance
+                    # (and so at the sweep) again: an idle worker sweeps every
+                    # sweep_interval.
+                    worker_ttl=ext.config.sweep_interval + 15,
+                    maintenance_interval=ext.config.sweep_interval,
+                )
                 worked = bool(worker.work(burst=burst, with_scheduler=with_scheduler))
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 if burst:
-                    raise
-                log.warning("mcsync worker: lost Redis (%s); waiting for it to come back", exc)
+                    raise RedisUnavailable(messages.REDIS_DOWN(error=str(exc))) from exc
+                log.warning(
+                    "mcsync worker: Redis does not answer (%s); waiting for it. Check that"
+                    " Redis is running and that MCSYNC_REDIS_URL points at it.",
+                    exc,
+                )
                 _wait_for_redis(ext)
                 continue
             if burst or worker.stop_requested:

@@ -853,7 +853,12 @@ def test_redis_down_makes_mailchimp_commands_say_so_not_a_traceback(
     with other.app_context():
         try:
             runner = other.test_cli_runner()
-            for args in (["ping"], ["lists"], ["settings", "--list", "a1b2c3d4e5"]):
+            for args in (
+                ["ping"],
+                ["lists"],
+                ["settings", "--list", "a1b2c3d4e5"],
+                ["worker", "--burst"],  # without --burst it says so and waits for Redis
+            ):
                 result = runner.invoke(args=["mcsync", *args])
                 assert result.exit_code == 1, (args, result.output)
                 assert "Redis could not be reached" in result.output, (args, result.output)
