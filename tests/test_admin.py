@@ -338,6 +338,21 @@ def test_synchronize_twice_returns_the_same_run(app: Flask, client: FlaskClient)
     assert f"An export to this audience is running (run {run_id})" in page
 
 
+@pytest.mark.parametrize("body", [b"[1, 2]", b"{bad json", b"\x00\x01", b'"a string"'])
+def test_a_broken_json_body_starts_no_export(app: Flask, client: FlaskClient, body: bytes) -> None:
+    seed_customers(5)
+    choose_list(app)
+    response = client.post(
+        PREFIX + "/sync/export.json",
+        data=body,
+        content_type="application/json",
+        headers={"X-CSRF-Token": TOKEN},
+    )
+    assert response.status_code == 400
+    assert "no export was started" in response.json["error"]
+    assert state(app).session.scalar(sa.select(sa.func.count()).select_from(Run)) == 0
+
+
 @pytest.mark.parametrize("size", [0, 10_001, "ten", 2.5])
 def test_synchronize_refuses_a_bad_batch_size(app: Flask, client: FlaskClient, size: Any) -> None:
     choose_list(app)

@@ -26,6 +26,9 @@ STARTED_BY = N_("admin pages")  # stored in English, shown translated
 MEMBER_STATUSES = (N_("subscribed"), N_("pending"))
 
 UNPROCESSABLE = 422
+BAD_EXPORT_BODY = N_(
+    'The request must carry a JSON object, such as {"batch_size": 500}: no export was started.'
+)
 
 
 def register(bp: Blueprint) -> None:
@@ -142,6 +145,9 @@ def export_start() -> tuple[Response, int]:
     """Start the export (or join the running one); 202 when a new run was queued."""
     ext = state()
     body = request.get_json(silent=True)
+    if request.is_json and not isinstance(body, dict):
+        # A broken body must not start an export with the defaults.
+        return jsonify(error=_(BAD_EXPORT_BODY)), 400
     sent = body.get("batch_size") if isinstance(body, dict) else request.form.get("batch_size")
     try:
         batch_size = (
