@@ -70,10 +70,15 @@ def text(value: str, what: str = "text") -> str:
     return value
 
 
-def _shown(value: str, limit: int = 40) -> str:
-    """A refused value as it may be echoed back: short, and with no control character."""
+def brief(value: Any, limit: int = 40) -> str:
+    """A refused value as it may be echoed back: its text, short, with no control
+    character (a 100,000-character value made a 200 KB error page)."""
     shown = inert(value)
-    return repr(shown if len(shown) <= limit else shown[:limit] + "…")
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    return repr(brief(value, limit))
 
 
 class RowIdParam(click.ParamType):

@@ -14,6 +14,7 @@ from . import messages
 from .config import Config
 from .errors import ConfigError, McSyncError
 from .i18n import gettext as _
+from .inputs import brief
 from .models import Settings
 from .times import utcnow
 
@@ -90,13 +91,28 @@ def check_batch_size(value: Any, config: Config) -> int:
     # Only whole numbers: int(2.5) or int(True) would silently become another size.
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise InvalidSetting(
-            _("The batch size must be a whole number; got %(value)r.", value=value)
+            _("The batch size must be a whole number; got %(value)r.", value=brief(value))
+        )
+    typed = str(value).strip()
+    if (
+        typed.isdigit()
+        and typed.isascii()
+        and len(typed.lstrip("0")) > len(str(config.max_batch_size))
+    ):
+        # Too many digits to be a size (and Python's int() refuses past 4,300 of them).
+        raise InvalidSetting(
+            _(
+                "The batch size may be at most %(max)s addresses (MCSYNC_MAX_BATCH_SIZE); got"
+                " %(size)s. Smaller batches are also gentler on Mailchimp.",
+                max=config.max_batch_size,
+                size=brief(typed),
+            )
         )
     try:
-        size = int(str(value).strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
+        size = int(typed) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError, OverflowError):
         raise InvalidSetting(
-            _("The batch size must be a whole number; got %(value)r.", value=value)
+            _("The batch size must be a whole number; got %(value)r.", value=brief(value))
         ) from None
     if size < 1:
         raise InvalidSetting(

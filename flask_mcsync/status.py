@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from .errors import McSyncError
 from .i18n import gettext as _
+from .inputs import brief
 from .models import OutboxItem, Outcome, Run
 from .outbox import waiting_count
 from .outcomes import LABELS
@@ -36,11 +37,21 @@ class InvalidPeriod(McSyncError, ValueError):
 
 
 def check_days(value: Any) -> int:
+    typed = str(value).strip()
+    if typed.isdigit() and typed.isascii() and len(typed.lstrip("0")) > len(str(MAX_DAYS)):
+        # Too many digits to be a period (and Python's int() refuses past 4,300 of them).
+        raise InvalidPeriod(
+            _(
+                "The period must be between 1 and %(max)s days; got %(days)s.",
+                max=MAX_DAYS,
+                days=brief(typed),
+            )
+        )
     try:
         days = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidPeriod(
-            _("The period must be a number of days; got %(value)r.", value=value)
+            _("The period must be a number of days; got %(value)r.", value=brief(value))
         ) from None
     if not 1 <= days <= MAX_DAYS:
         raise InvalidPeriod(

@@ -264,6 +264,9 @@ def test_runs_are_paginated_and_the_links_keep_the_period(app: Flask, client: Fl
         ("0", "The period must be between 1 and 365 days; got 0."),
         ("366", "The period must be between 1 and 365 days; got 366."),
         ("a week", "The period must be a number of days; got 'a week'."),
+        # Past Python's 4,300-digit limit on int(), and long text: told, and cut short.
+        ("9" * 5000, "The period must be between 1 and 365 days; got " + "9" * 40 + "…."),
+        ("x" * 1000, "The period must be a number of days; got '" + "x" * 40 + "…'."),
     ],
 )
 def test_an_invalid_period_is_explained_beside_the_field(
