@@ -20,7 +20,6 @@ from .errors import McSyncError
 
 MAX_FIELD = 1000  # characters; Mailchimp's own text merge fields stop at 255
 MAX_FIELDS = 100
-MAX_EMAIL = 320
 
 
 class Kind(str, enum.Enum):
@@ -97,8 +96,6 @@ def _plain_email(value: str | None, key: str) -> str:
     text = (value or "").strip()
     if not text:
         raise InvalidPayload(f"{key} is missing.")
-    if len(text) > MAX_EMAIL:
-        raise InvalidPayload(f"{key} is not an e-mail address.")
     reason = invalid_reason(text, fake=False)
     if reason is not None:
         raise InvalidPayload(f"{key} is not an e-mail address: {reason}")

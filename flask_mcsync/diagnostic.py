@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from redis.exceptions import RedisError
 
 from . import messages
 from . import settings as settings_mod
@@ -123,18 +122,10 @@ def lookup(ext: McSync, list_id: str | None, email: str) -> dict[str, Any]:
         return {"mailchimp_error": str(settings_mod.NoAudience())}
     try:
         member = gateway_for(ext).get_member(list_id, email)
-    except (MailchimpError, ConfigError, SlotTimeout) as exc:
-        return {"mailchimp_error": _("Could not ask Mailchimp: %(error)s", error=exc)}
-    except RedisError as exc:  # the shared connection limit lives in Redis
-        # Redis's own words, not the throttle's sentence around them (said here anew).
-        cause = exc.__cause__ if isinstance(exc, RedisUnavailable) else exc
-        return {
-            "mailchimp_error": _(
-                "Could not ask Mailchimp: Redis (for the connection limit) did not answer"
-                " (%(error)s). Check that Redis is running.",
-                error=cause,
-            )
-        }
+    except (MailchimpError, ConfigError, SlotTimeout, RedisUnavailable) as exc:
+        # Redis down too: the gateway's slots say so in a sentence (RedisUnavailable).
+        error = messages.translate(str(exc))
+        return {"mailchimp_error": _("Could not ask Mailchimp: %(error)s", error=error)}
     if member is None:
         return {"mailchimp": {"in_audience": False}}
     return {

@@ -70,6 +70,12 @@ def text(value: str, what: str = "text") -> str:
     return value
 
 
+def beyond(typed: str, largest: int) -> bool:
+    """Whether ``typed`` is a string of digits naming a number above ``largest``, told
+    from its length: Python's ``int()`` refuses more than 4,300 digits as not a number."""
+    return typed.isdigit() and typed.isascii() and len(typed.lstrip("0")) > len(str(largest))
+
+
 def brief(value: Any, limit: int = 40) -> str:
     """A refused value as it may be echoed back: its text, short, with no control
     character (a 100,000-character value made a 200 KB error page)."""

@@ -14,7 +14,7 @@ from . import messages
 from .config import Config
 from .errors import ConfigError, McSyncError
 from .i18n import gettext as _
-from .inputs import brief
+from .inputs import beyond, brief
 from .models import Settings
 from .times import utcnow
 
@@ -94,12 +94,7 @@ def check_batch_size(value: Any, config: Config) -> int:
             _("The batch size must be a whole number; got %(value)r.", value=brief(value))
         )
     typed = str(value).strip()
-    if (
-        typed.isdigit()
-        and typed.isascii()
-        and len(typed.lstrip("0")) > len(str(config.max_batch_size))
-    ):
-        # Too many digits to be a size (and Python's int() refuses past 4,300 of them).
+    if beyond(typed, config.max_batch_size):
         raise InvalidSetting(
             _(
                 "The batch size may be at most %(max)s addresses (MCSYNC_MAX_BATCH_SIZE); got"

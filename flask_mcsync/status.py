@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from .errors import McSyncError
 from .i18n import gettext as _
-from .inputs import brief
+from .inputs import beyond, brief
 from .models import OutboxItem, Outcome, Run
 from .outbox import waiting_count
 from .outcomes import LABELS
@@ -38,8 +38,7 @@ class InvalidPeriod(McSyncError, ValueError):
 
 def check_days(value: Any) -> int:
     typed = str(value).strip()
-    if typed.isdigit() and typed.isascii() and len(typed.lstrip("0")) > len(str(MAX_DAYS)):
-        # Too many digits to be a period (and Python's int() refuses past 4,300 of them).
+    if beyond(typed, MAX_DAYS):
         raise InvalidPeriod(
             _(
                 "The period must be between 1 and %(max)s days; got %(days)s.",

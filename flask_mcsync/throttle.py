@@ -36,10 +36,10 @@ return 0
 """
 
 
-# Fixed and the same in every app and worker, so all workers of one account share their
-# slots; changing it would split them for as long as old and new workers run side by side.
 log = logging.getLogger(__name__)
 
+# Fixed and the same in every app and worker, so all workers of one account share their
+# slots; changing it would split them for as long as old and new workers run side by side.
 ACCOUNT_LABEL = b"flask-mcsync connection slots"
 
 
@@ -59,7 +59,13 @@ class SlotTimeout(McSyncError, TimeoutError):
 
 class RedisUnavailable(McSyncError, redis.exceptions.ConnectionError):
     """Redis, where the connection slots live, did not answer: no request to Mailchimp
-    was made. Still a Redis ``ConnectionError`` for the callers that wait for Redis."""
+    was made. Still a Redis ``ConnectionError`` for the callers that wait for Redis.
+
+    Made from Redis's own error (raise it ``from`` that error): the sentence quotes it.
+    """
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(messages.REDIS_DOWN(error=str(cause)))
 
 
 class ConnectionSlots:
@@ -124,4 +130,4 @@ class ConnectionSlots:
         try:
             return self.try_acquire()
         except redis.exceptions.RedisError as exc:
-            raise RedisUnavailable(messages.REDIS_DOWN(error=str(exc))) from exc
+            raise RedisUnavailable(exc) from exc

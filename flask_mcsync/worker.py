@@ -24,7 +24,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker, Worker
 from rq.exceptions import StopRequested
 
-from . import messages
 from .app_state import McSync, state
 from .enqueue import AppJob, bind_app, make_queue, reconcile_if_due
 from .gateway import kept_connections
@@ -115,12 +114,8 @@ def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> 
                 worked = bool(worker.work(burst=burst, with_scheduler=with_scheduler))
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 if burst:
-                    raise RedisUnavailable(messages.REDIS_DOWN(error=str(exc))) from exc
-                log.warning(
-                    "mcsync worker: Redis does not answer (%s); waiting for it. Check that"
-                    " Redis is running and that MCSYNC_REDIS_URL points at it.",
-                    exc,
-                )
+                    raise RedisUnavailable(exc) from exc
+                log.warning("mcsync worker: %s Waiting for it.", RedisUnavailable(exc))
                 _wait_for_redis(ext)
                 continue
             if burst or worker.stop_requested:

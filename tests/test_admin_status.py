@@ -833,7 +833,9 @@ def test_redis_down_still_gives_the_diagnosis_and_says_why_mailchimp_was_not_ask
         finally:
             db.session.remove()
             db.engine.dispose()  # the second app's own pool
-    assert "Redis (for the connection limit) did not answer" in section(html, "mailchimp")
+    said = section(html, "mailchimp")
+    assert "Could not ask Mailchimp: Redis could not be reached (" in said
+    assert "Check MCSYNC_REDIS_URL." in said
     assert "Eligible for sync" in html and "kept@gmail.com" in section(html, "shop-rows")
 
 

@@ -17,6 +17,7 @@ from ..app_state import McSync
 from ..errors import McSyncError
 from ..gateway import MailchimpError, gateway_for
 from ..i18n import gettext as _
+from ..throttle import RedisUnavailable
 
 
 @dataclass
@@ -36,7 +37,7 @@ def describe_error(exc: Exception) -> str:
     if isinstance(exc, McSyncError):  # a throttle.RedisUnavailable too: it says so
         return messages.translate(str(exc))
     if isinstance(exc, RedisError):
-        return messages.translate(messages.REDIS_DOWN(error=str(exc)))
+        return messages.translate(str(RedisUnavailable(exc)))
     return str(exc)
 
 
