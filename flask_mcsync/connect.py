@@ -14,6 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from . import messages
 from . import settings as settings_mod
 from .app_state import McSync
 from .errors import ConfigError
@@ -139,7 +140,7 @@ def status(ext: McSync, live: bool = True) -> WebhookStatus:
     try:
         hook = _ours(gateway_for(ext).webhooks(current.list_id), url)
     except (MailchimpError, ConfigError, SlotTimeout, RedisError) as exc:
-        answer.error = f"Could not ask Mailchimp whether the webhook is in place: {exc}"
+        answer.error = messages.WEBHOOK_UNKNOWN(error=str(exc))
         return answer
     answer.in_place = hook is not None
     if hook is not None:

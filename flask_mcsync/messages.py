@@ -241,6 +241,11 @@ SLOTS_BUSY = Stored(
     ),
     numbers=("limit",),
 )
+# The webhook card's answer when Mailchimp could not be asked (the card and the CLI).
+WEBHOOK_UNKNOWN = Stored(
+    N_("Could not ask Mailchimp whether the webhook is in place: %(error)s"),
+    sentences=("error",),
+)
 # Redis holds the connection slots: without it no request to Mailchimp is made.
 REDIS_DOWN = Stored(
     N_(

@@ -893,6 +893,13 @@ def test_redis_down_makes_the_webhook_buttons_say_so_in_the_pages_language(
             html = html_of(client.get(response.headers["Location"]))
             said = "Redis est injoignable" if locale == "fr" else "Redis could not be reached"
             assert said in html, (path, html[:2000])
+            # The webhook card, which could not ask Mailchimp either, says so alike.
+            card = (
+                "Impossible de demander à Mailchimp si le webhook est en place : Redis est"
+                if locale == "fr"
+                else "Could not ask Mailchimp whether the webhook is in place: Redis could"
+            )
+            assert card in html, (path, html[:3000])
     finally:
         with other.app_context():
             db.session.remove()
