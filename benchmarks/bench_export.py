@@ -80,7 +80,7 @@ class BatchResult:
     max_in_flight: int
     worker_peak_rss_mb: list[float]  # per worker process: its own peak
     horse_peak_rss_mb: list[float]  # per worker process: its largest work horse's peak
-    worker_cpu_s: list[float]  # per worker: its own CPU + its horses' CPU
+    worker_cpu_s: list[float]  # per worker: its own CPU + its horses' CPU, once it was ready
     cpu_ms_per_address: float  # all workers' CPU (workers + horses) per address
     horse_peak_rss_by_job_mb: dict[str, float]  # largest horse per job function (planner...)
     progress_ms_median: float  # one runs.progress() call, as the poll below makes it
@@ -348,7 +348,11 @@ def export_in_batches(
     # The workers have stopped (warm shutdown): their reports are written.
     usage = read_reports(reports)
     note(f"ended: {data['status']} after {seconds:.1f} s, {jobs} jobs, load {load_after}")
-    cpu = [u.get("self_cpu_s", 0) + u.get("children_cpu_s", 0) for u in usage]
+    # From the moment each worker was ready: its start (imports, the app) is left out.
+    cpu = [
+        u.get("self_cpu_s", 0) + u.get("children_cpu_s", 0) - u.get("startup_cpu_s", 0)
+        for u in usage
+    ]
     by_job: dict[str, float] = {}
     for u in usage:
         for name, kb in (u.get("horse_maxrss_kb_by_job") or {}).items():
