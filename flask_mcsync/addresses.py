@@ -35,6 +35,11 @@ def normalize(raw: str) -> str:
     return raw.strip().lower()
 
 
+# An export hashes each address where the planner checks it for duplicates, where it
+# cuts the batch, in the operation's path, and where the outcome is recorded. Remembered
+# here (about 4 MB for 16,384 addresses, several batches), each is hashed once; the
+# outcome's too when the same worker planned the batch a few batches earlier.
+@lru_cache(maxsize=16384)
 def subscriber_hash(raw: str) -> str:
     """Mailchimp's member id: the MD5 hex digest of the normalised address."""
     return hashlib.md5(normalize(raw).encode("utf-8"), usedforsecurity=False).hexdigest()

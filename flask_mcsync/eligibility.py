@@ -37,6 +37,10 @@ class Verdict:
         return self.fate is Fate.SEND
 
 
+# Most rows are sent: one shared verdict (it is frozen) rather than one made per row.
+_SEND = Verdict(Fate.SEND)
+
+
 def judge(email: str | None, rules: RuleSet) -> Verdict:
     """Whether one address may be sent, and if not, why (with the rule that excludes it)."""
     reason = invalid_reason(email)
@@ -48,7 +52,7 @@ def judge(email: str | None, rules: RuleSet) -> Verdict:
         return Verdict(
             Fate.EXCLUDED, _("Excluded by the %(rule)s rule.", rule=rule.describe()), rule
         )
-    return Verdict(Fate.SEND)
+    return _SEND
 
 
 class Deduplicator:

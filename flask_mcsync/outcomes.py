@@ -74,7 +74,9 @@ COUNTER = {
 }
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which
+# doubled the cost of making a batch's 1,000 outcomes. Nothing changes one once made.
+@dataclass(slots=True)
 class AddressOutcome:
     email: str
     result: Result
@@ -85,29 +87,41 @@ class AddressOutcome:
     # Given by a caller that already hashed the address (a batch hashes each one once).
     email_hash: str | None = None
 
-    def row(self, run_id: int, batch_id: int | None, now: datetime | None = None) -> dict[str, Any]:
+    def described(self) -> tuple[str | None, bool, str | None]:
+        """The row's error title, whether it is permanent, and its detail."""
         error = self.error
+        if error:
+            return error.title[:200], bool(error.permanent), error.full_detail
         # "Skipped" and the labels are shown translated (pgettext "outcome"); Mailchimp's
         # titles as they come.
-        if error:
-            title: str | None = error.title[:200]
-        elif self.result is Result.SKIPPED and self.skip_reason:
-            title = "Skipped"
-        else:  # archived, confirmation: the label titles the note
-            title = LABELS[self.result.value] if self.skip_reason else None
-        return {
-            "run_id": run_id,
-            "batch_id": batch_id,
-            "email": self.email,
-            "email_hash": self.email_hash or subscriber_hash(self.email),
-            "outcome": self.result.value,
-            "permanent": bool(error.permanent) if error else False,
-            "error_title": title,
-            "error_detail": error.full_detail if error else self.skip_reason,
-            "mailchimp_status": self.mailchimp_status,
-            "sent": self.sent,
-            "created_at": now or utcnow(),
-        }
+        if self.result is Result.SKIPPED and self.skip_reason:
+            return "Skipped", False, self.skip_reason
+        # archived, confirmation: the label titles the note
+        return (LABELS[self.result.value] if self.skip_reason else None), False, self.skip_reason
+
+
+def _columns(
+    outcomes: list[AddressOutcome], run_id: int, batch_id: int | None, now: datetime
+) -> dict[str, list[Any]]:
+    """The outcome rows' values, column by column (as :func:`_insert_rows` takes them).
+
+    A value the rows share is one object repeated, which the insert converts once.
+    """
+    count = len(outcomes)
+    described = [outcome.described() for outcome in outcomes]
+    return {
+        "run_id": [run_id] * count,
+        "batch_id": [batch_id] * count,
+        "email": [outcome.email for outcome in outcomes],
+        "email_hash": [o.email_hash or subscriber_hash(o.email) for o in outcomes],
+        "outcome": [outcome.result.value for outcome in outcomes],
+        "permanent": [permanent for _, permanent, _ in described],
+        "error_title": [title for title, _, _ in described],
+        "error_detail": [detail for _, _, detail in described],
+        "mailchimp_status": [outcome.mailchimp_status for outcome in outcomes],
+        "sent": [outcome.sent for outcome in outcomes],
+        "created_at": [now] * count,
+    }
 
 
 def shown(row: Outcome) -> dict[str, Any]:
@@ -270,7 +284,7 @@ def record(
     counts: dict[str, int] = {}
     if outcomes:
         now = utcnow()  # one batch's rows are recorded at one moment
-        _insert_rows(session, [o.row(run_id, batch_id, now) for o in outcomes])
+        _insert_rows(session, _columns(outcomes, run_id, batch_id, now))
         for outcome in outcomes:
             name = COUNTER[outcome.result]
             counts[name] = counts.get(name, 0) + 1
@@ -285,20 +299,25 @@ def record(
     return counts
 
 
-def _converted(
-    row: dict[str, Any], plan: list[tuple[str, Any]], memo: dict[str, tuple[Any, Any]]
-) -> Iterator[Any]:
-    """A row's values as the driver takes them. A batch's rows share one timestamp
-    object (and often one JSON value): each column converts the same object once."""
-    for name, convert in plan:
-        value = row[name]
-        if convert is None:
-            yield value
-            continue
-        last = memo.get(name)
-        if last is None or last[0] is not value:
-            last = memo[name] = (value, convert(value))
-        yield last[1]
+_NOTHING = object()
+
+
+def _converted(values: list[Any], convert: Any) -> list[Any]:
+    """One column's values as the driver takes them, each distinct object converted
+    once: the rows of a batch share one timestamp, one run id, often one status."""
+    if convert is None or not values:
+        return values
+    first = values[0]
+    if all(value is first for value in values):
+        return [convert(first)] * len(values)
+    converted: list[Any] = []
+    last: Any = _NOTHING
+    done: Any = None
+    for value in values:
+        if value is not last:
+            last, done = value, convert(value)
+        converted.append(done)
+    return converted
 
 
 # COPY's text format: these four characters are written escaped, everything else as is.
@@ -321,8 +340,8 @@ def _copy_text(value: Any) -> str:
 
 
 def _as_copy_text(convert: Any) -> Any:
-    """A column's conversion (if any) followed by :func:`_copy_text`: in the plan that
-    :func:`_converted` follows, so each distinct value is formatted once."""
+    """A column's conversion (if any) followed by :func:`_copy_text`, given to
+    :func:`_converted`, so each distinct value is formatted once."""
 
     def text(value: Any) -> str:
         return _copy_text(value if convert is None else convert(value))
@@ -341,45 +360,48 @@ def _json_text(dumps: Any) -> Any:
     return encode
 
 
-def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert outcome rows in the session's transaction: COPY on PostgreSQL, else one
-    executemany of plain tuples.
+def _insert_rows(session: Session, columns: dict[str, list[Any]]) -> None:
+    """Insert outcome rows, given column by column, in the session's transaction: COPY on
+    PostgreSQL, else one executemany of plain tuples.
 
     A batch records 1,000 rows: through the ORM's bulk insert, the per-row work in
     Python (a dict per row, converted column by column) cost more than the database's.
-    On PostgreSQL the rows go as one block of COPY text built here: the driver's
-    row-by-row COPY formatted each of a batch's 11,000 values on its own.
+    Here each column is converted as a list, and its repeated values once. On PostgreSQL
+    the rows go as one block of COPY text built here: the driver's row-by-row COPY
+    formatted each of a batch's 11,000 values on its own.
     """
     connection = session.connection()
     dialect = connection.dialect
     table = Outcome.__table__
-    columns = [column for column in table.columns if not column.primary_key]
-    # Each column's own conversion (the JSON of what was sent, UTC timestamps), if any.
-    plan = [
-        (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
-        for column in columns
-    ]
+    targets = [column for column in table.columns if not column.primary_key]
+    # The JSON of what was sent: with the engine's serializer if the host gave one, else
+    # as the batch's own JSON is (the standard library's, SQLAlchemy's default, cost a
+    # third of converting a batch's rows). Other columns: their own conversion, if any.
+    host_json = jsoncodec.host_serializer(dialect)
+    json_text = _json_text(host_json or jsoncodec.dumps)
+    copy = dialect.name == "postgresql" and dialect.driver == "psycopg"
+
+    def conversion(column: sa.ColumnElement[Any]) -> Any:
+        if isinstance(column.type, sa.JSON) and (copy or not host_json):
+            return json_text
+        return column.type.dialect_impl(dialect).bind_processor(dialect)
+
     quote = dialect.identifier_preparer
-    names = ", ".join(quote.quote(column.name) for column in columns)
+    names = ", ".join(quote.quote(column.name) for column in targets)
     target = f"{quote.format_table(table)} ({names})"
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        # The JSON column's bind processor wraps the value for the driver to encode;
-        # here it is encoded with the engine's serializer, else as the batch's JSON is.
-        json_text = _json_text(jsoncodec.host_serializer(dialect) or jsoncodec.dumps)
-        text_plan = [
-            (name, _as_copy_text(json_text if isinstance(column.type, sa.JSON) else convert))
-            for (name, convert), column in zip(plan, columns, strict=True)
+    if copy:
+        texts = [
+            _converted(columns[column.name], _as_copy_text(conversion(column)))
+            for column in targets
         ]
-        memo: dict[str, tuple[Any, Any]] = {}
-        lines = ["\t".join(_converted(row, text_plan, memo)) for row in rows]
         driver = connection.connection.driver_connection
         assert driver is not None
-        with driver.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
-            copy.write("\n".join(lines) + "\n")
+        with driver.cursor() as cursor, cursor.copy(f"COPY {target} FROM STDIN") as block:
+            block.write("\n".join(map("\t".join, zip(*texts, strict=True))) + "\n")
         return
-    memo = {}
-    values = [tuple(_converted(row, plan, memo)) for row in rows]
+    values = [_converted(columns[column.name], conversion(column)) for column in targets]
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     connection.exec_driver_sql(
-        f"INSERT INTO {target} VALUES ({', '.join([mark] * len(columns))})", values
+        f"INSERT INTO {target} VALUES ({', '.join([mark] * len(targets))})",
+        list(zip(*values, strict=True)),
     )
