@@ -87,11 +87,12 @@ def loads(data: bytes | str) -> Any:
 
 
 def picked(text: str | bytes, names: tuple[str, ...]) -> dict[str, Any] | None:
-    """Only ``names`` of the JSON object ``text``; ``None`` when it is not an object.
+    """Only ``names`` of the JSON object ``text``; ``None`` when it is not an object, or
+    when what is kept holds an integer orjson reads as a float (:func:`loads` reads it).
 
-    For large documents read for a few string fields (a member Mailchimp answered: 1 to
-    5 KB, read for its status and times): decoded by orjson, the rest dropped at once,
-    without :func:`loads`' walk for huge integers, which can only be in what is dropped.
+    For large documents read for a few fields (a member Mailchimp answered: 1 to 5 KB,
+    read for its status and times): decoded by orjson, the rest dropped at once, and only
+    what is kept is looked at for huge integers.
     """
     try:
         value = orjson.loads(text)
@@ -99,7 +100,8 @@ def picked(text: str | bytes, names: tuple[str, ...]) -> dict[str, Any] | None:
         return None
     if type(value) is not dict:
         return None
-    return {name: value[name] for name in names if name in value}
+    kept = {name: value[name] for name in names if name in value}
+    return None if _has_huge_float(kept) else kept
 
 
 def _has_huge_float(value: Any) -> bool:

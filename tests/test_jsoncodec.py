@@ -63,6 +63,19 @@ def test_integers_beyond_64_bits_are_read_whole(number: int) -> None:
     assert jsoncodec.loads(f"[{number}]".encode()) == [number]
 
 
+def test_picked_keeps_only_the_names_asked_and_leaves_huge_integers_to_loads() -> None:
+    text = '{"status": "subscribed", "web_id": 10000000000000000000000, "big": 1e400}'
+    # A huge integer in what is dropped does not matter; orjson refuses 1e400 itself.
+    assert jsoncodec.picked(text.replace(', "big": 1e400', ""), ("status", "x")) == {
+        "status": "subscribed"
+    }
+    assert jsoncodec.picked(text, ("status",)) is None  # not orjson's: read whole
+    # In what is kept, orjson's float would lose digits: None, so the caller reads it whole.
+    assert jsoncodec.picked('{"n": 10000000000000000000001}', ("n",)) is None
+    assert jsoncodec.picked("[1, 2]", ("n",)) is None
+    assert jsoncodec.picked("<html>", ("n",)) is None
+
+
 def test_documents_only_the_standard_library_reads_are_still_read() -> None:
     assert jsoncodec.loads('{"n": NaN, "big": 1' + "0" * 30 + "}")["big"] == 10**30
 
