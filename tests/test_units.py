@@ -375,6 +375,18 @@ def test_results_archive_reads_only_the_fields_asked_as_json_would(member: Any) 
         assert error["response"]["title"] == "Invalid Resource"  # errors decoded whole
 
 
+def test_results_archive_keeps_every_digit_of_a_huge_integer_in_a_field_asked() -> None:
+    from flask_mcsync.gateway import MEMBER_FIELDS
+
+    huge = 10**22 + 1  # orjson alone reads it as a float and loses the last digit
+    member = {"status": huge, "timestamp_opt": "t", "web_id": 10**30}
+    content = archive(
+        {"./r.json": [{"status_code": 200, "operation_id": "0", "response": json.dumps(member)}]}
+    )
+    (read,) = read_results_archive(content, MEMBER_FIELDS)
+    assert read["response"]["status"] == huge and isinstance(read["response"]["status"], int)
+
+
 # --- config.read_config ---------------------------------------------------------------
 
 
