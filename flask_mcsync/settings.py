@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from . import messages
 from .config import Config
 from .errors import ConfigError, McSyncError
+from .i18n import format_number
 from .i18n import gettext as _
 from .inputs import beyond, brief
 from .models import Settings
@@ -93,33 +94,29 @@ def check_batch_size(value: Any, config: Config) -> int:
         raise InvalidSetting(
             _("The batch size must be a whole number; got %(value)r.", value=brief(value))
         )
+    largest = config.max_batch_size
     typed = str(value).strip()
-    if beyond(typed, config.max_batch_size):
-        raise InvalidSetting(
-            _(
-                "The batch size may be at most %(max)s addresses (MCSYNC_MAX_BATCH_SIZE); got"
-                " %(size)s. Smaller batches are also gentler on Mailchimp.",
-                max=config.max_batch_size,
-                size=brief(typed),
+    # More digits than the largest size has: too large, told without int(), which
+    # refuses more than 4,300 digits as not a number.
+    size = None
+    if not beyond(typed, largest):
+        try:
+            size = int(typed) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidSetting(
+                _("The batch size must be a whole number; got %(value)r.", value=brief(value))
+            ) from None
+        if size < 1:
+            raise InvalidSetting(
+                _("The batch size must be at least 1 address; got %(size)s.", size=size)
             )
-        )
-    try:
-        size = int(typed) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidSetting(
-            _("The batch size must be a whole number; got %(value)r.", value=brief(value))
-        ) from None
-    if size < 1:
-        raise InvalidSetting(
-            _("The batch size must be at least 1 address; got %(size)s.", size=size)
-        )
-    if size > config.max_batch_size:
+    if size is None or size > largest:
         raise InvalidSetting(
             _(
                 "The batch size may be at most %(max)s addresses (MCSYNC_MAX_BATCH_SIZE); got"
                 " %(size)s. Smaller batches are also gentler on Mailchimp.",
-                max=config.max_batch_size,
-                size=size,
+                max=format_number(largest),
+                size=brief(typed),
             )
         )
     return size

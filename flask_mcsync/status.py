@@ -38,26 +38,22 @@ class InvalidPeriod(McSyncError, ValueError):
 
 def check_days(value: Any) -> int:
     typed = str(value).strip()
-    if beyond(typed, MAX_DAYS):
+    # More digits than 365 has: out of range, told without int(), which refuses more
+    # than 4,300 digits as not a number.
+    days = None
+    if not beyond(typed, MAX_DAYS):
+        try:
+            days = int(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidPeriod(
+                _("The period must be a number of days; got %(value)r.", value=brief(value))
+            ) from None
+    if days is None or not 1 <= days <= MAX_DAYS:
         raise InvalidPeriod(
             _(
                 "The period must be between 1 and %(max)s days; got %(days)s.",
                 max=MAX_DAYS,
                 days=brief(typed),
-            )
-        )
-    try:
-        days = int(value)
-    except (TypeError, ValueError, OverflowError):
-        raise InvalidPeriod(
-            _("The period must be a number of days; got %(value)r.", value=brief(value))
-        ) from None
-    if not 1 <= days <= MAX_DAYS:
-        raise InvalidPeriod(
-            _(
-                "The period must be between 1 and %(max)s days; got %(days)s.",
-                max=MAX_DAYS,
-                days=days,
             )
         )
     return days

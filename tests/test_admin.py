@@ -353,6 +353,17 @@ def test_a_broken_json_body_starts_no_export(app: Flask, client: FlaskClient, bo
     assert state(app).session.scalar(sa.select(sa.func.count()).select_from(Run)) == 0
 
 
+@pytest.mark.parametrize("size", [10_001, "9" * 5000])
+def test_a_batch_size_above_the_largest_names_the_largest_as_a_number_reads(
+    app: Flask, client: FlaskClient, size: Any
+) -> None:
+    choose_list(app)
+    response = post_json(client, "/sync/export.json", {"batch_size": size})
+    assert response.status_code == 422
+    error = response.json["error"]
+    assert "may be at most 10,000 addresses (MCSYNC_MAX_BATCH_SIZE); got " + str(size)[:40] in error
+
+
 @pytest.mark.parametrize("size", [0, 10_001, "ten", 2.5, "9" * 5000, "x" * 100_000, 10**30])
 def test_synchronize_refuses_a_bad_batch_size(app: Flask, client: FlaskClient, size: Any) -> None:
     choose_list(app)
