@@ -62,7 +62,9 @@ CLOCK_SKEW = timedelta(seconds=2)
 LOOKUP_TRIES = 3
 
 
-def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
+def advance(ext: McSync, batch_id: int, token: str | None = None) -> int | None:
+    """Take the batch's next step. Returns its run's id while the run is being planned
+    (the step may have made room for a paused chunk, see :func:`~.runs.resumable`)."""
     session = ext.session
     unsent = Batch.mailchimp_batch_id.is_(None)
     # A batch not yet accepted by Mailchimp is marked as being sent in the claim's own
@@ -83,16 +85,18 @@ def advance(ext: McSync, batch_id: int, token: str | None = None) -> None:
         ),
     )
     if token is None:
-        return  # held by another worker, or already done
+        return None  # held by another worker, or already done
     batch = session.get(Batch, batch_id)
     run = session.get(Run, batch.run_id) if batch else None
     if batch is None or run is None or run.status in RUN_ENDED:
-        return
+        return None
+    run_id, planning = run.id, not run.planning_done  # the step's commits expire the row
     held: str = token
     if batch.mailchimp_batch_id is None:
         _guarded(ext, batch_id, held, lambda gateway: _submit(ext, gateway, run, batch, held))
     else:
         _guarded(ext, batch_id, held, lambda gateway: _poll(ext, gateway, run, batch, held))
+    return run_id if planning else None
 
 
 class Sender:

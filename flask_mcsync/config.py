@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "MCSYNC_MAX_ATTEMPTS": 8,
     "MCSYNC_LEASE_SECONDS": 120.0,
     "MCSYNC_POLL_INTERVAL": 2.0,
+    "MCSYNC_BATCHES_IN_FLIGHT": 20,
     "MCSYNC_SWEEP_INTERVAL": 30,
     "MCSYNC_RETRY_DELAY": 2.0,
     "MCSYNC_FORK_PER_JOB": False,
@@ -42,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
 # Mailchimp keys are 32 hex digits, a dash and the datacenter (``...-us21``); mailchimp3
 # refuses any other shape before sending anything.
 API_KEY_RE = re.compile(r"^[0-9a-f]{32}-[a-z0-9]+$")
+
+# Mailchimp answers POST /batches with 429 while an account has this many unfinished.
+MAX_PENDING_BATCHES = 500
 
 # Mailchimp answers a request in at most 120 s; a longer timeout would only hide a dead peer.
 MAX_TIMEOUT = 120.0
@@ -65,6 +69,9 @@ class Config:
     lease_seconds: float
     poll_interval: float
     sweep_interval: int
+    # An export's batches sent to Mailchimp and not yet recorded: its planning pauses at
+    # this many and resumes at three quarters (see planner.plan_chunk).
+    batches_in_flight: int = 20
     # The first wait after a passing failure (doubled at each further try).
     retry_delay: float = 2.0
     fork_per_job: bool = False
@@ -157,6 +164,12 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
     max_attempts = _number(get("MCSYNC_MAX_ATTEMPTS"), "MCSYNC_MAX_ATTEMPTS", int)
     if max_attempts < 1:
         raise ConfigError("MCSYNC_MAX_ATTEMPTS must be at least 1.")
+    in_flight = _number(get("MCSYNC_BATCHES_IN_FLIGHT"), "MCSYNC_BATCHES_IN_FLIGHT", int)
+    if not 2 <= in_flight <= MAX_PENDING_BATCHES:
+        raise ConfigError(
+            f"MCSYNC_BATCHES_IN_FLIGHT must be between 2 and {MAX_PENDING_BATCHES} (Mailchimp"
+            f" refuses more pending batches per account); it is {in_flight}."
+        )
     prefix = str(get("MCSYNC_URL_PREFIX"))
     if not prefix.startswith("/"):
         raise ConfigError(f"MCSYNC_URL_PREFIX must start with '/'; it is {prefix!r}.")
@@ -205,6 +218,7 @@ def read_config(app_config: dict[str, Any] | Any) -> Config:
         lease_seconds=_positive(get("MCSYNC_LEASE_SECONDS"), "MCSYNC_LEASE_SECONDS", float),
         poll_interval=_positive(get("MCSYNC_POLL_INTERVAL"), "MCSYNC_POLL_INTERVAL", float),
         sweep_interval=_positive(get("MCSYNC_SWEEP_INTERVAL"), "MCSYNC_SWEEP_INTERVAL", int),
+        batches_in_flight=in_flight,
         retry_delay=_positive(get("MCSYNC_RETRY_DELAY"), "MCSYNC_RETRY_DELAY", float),
         fork_per_job=_flag(get("MCSYNC_FORK_PER_JOB"), "MCSYNC_FORK_PER_JOB"),
         locale=locale,

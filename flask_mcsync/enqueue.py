@@ -96,8 +96,20 @@ def _counted(ext: McSync) -> None:
     ext.redis.incr(ENQUEUED_KEY.format(queue=ext.config.queue_name))
 
 
-def _enqueue_once(ext: McSync, job_id: str, func: str, *args: Any, timeout: int) -> bool:
+def _enqueue_once(
+    ext: McSync,
+    job_id: str,
+    func: str,
+    *args: Any,
+    timeout: int,
+    at_front: bool = False,
+    started_waits: bool = False,
+) -> bool:
     """Queue ``func(*args)`` under a fixed id unless that job still waits; True if queued.
+
+    ``at_front``: ahead of the jobs already queued. ``started_waits``: a job of that id
+    already started counts as waiting (for ids no second job ever needs, see
+    :func:`enqueue_chunk`).
 
     A job waits when its id is in the queue, or scheduled for a time still to come. A
     job that says "queued" but is not in the queue, and is not started a moment later,
@@ -110,7 +122,7 @@ def _enqueue_once(ext: McSync, job_id: str, func: str, *args: Any, timeout: int)
     job = queue.fetch_job(job_id)
     if job is not None:
         status = _status(job)  # None: its worker ended and deleted it just now
-        if status == JobStatus.DEFERRED:
+        if status == JobStatus.DEFERRED or (started_waits and status == JobStatus.STARTED):
             return False
         if status == JobStatus.SCHEDULED:
             return _enqueue_if_overdue(ext, queue, job)
@@ -121,7 +133,13 @@ def _enqueue_once(ext: McSync, job_id: str, func: str, *args: Any, timeout: int)
         ext.redis.lrem(queue.intermediate_queue_key, 0, job_id)
         _delete(ext, job)  # finished, failed, started by a worker that is gone, or lost
     queue.enqueue(
-        func, *args, job_id=job_id, job_timeout=timeout, result_ttl=0, failure_ttl=FAILURE_TTL
+        func,
+        *args,
+        job_id=job_id,
+        job_timeout=timeout,
+        result_ttl=0,
+        failure_ttl=FAILURE_TTL,
+        at_front=at_front,
     )
     _counted(ext)
     return True
@@ -209,10 +227,33 @@ def enqueue_plan(ext: McSync, run_id: int) -> bool:
     return _enqueue_once(ext, f"mcsync-plan-{run_id}", PLAN_RUN, run_id, timeout=PLAN_TIMEOUT)
 
 
-def enqueue_chunk(ext: McSync, chunk_id: int) -> bool:
-    """Queue the planning of one key range of a run unless its job already waits."""
+def enqueue_chunk(ext: McSync, chunk_id: int, token: str | None = None) -> bool:
+    """Queue the planning of one key range of a run unless its job already waits.
+
+    At the front of the queue: the batches a chunk sends are what keeps Mailchimp busy,
+    and the number of them out at once is bounded (``MCSYNC_BATCHES_IN_FLIGHT``), so
+    planning first never floods Mailchimp. ``token``: the chunk was paused with that
+    token (:func:`~.runs.resumable`); the job resuming it is named by it, each pause
+    a new name, so a job of that name already started never needs a second one.
+    """
+    if token is None:
+        return _enqueue_once(
+            ext,
+            f"mcsync-chunk-{chunk_id}",
+            PLAN_CHUNK,
+            chunk_id,
+            timeout=PLAN_TIMEOUT,
+            at_front=True,
+        )
     return _enqueue_once(
-        ext, f"mcsync-chunk-{chunk_id}", PLAN_CHUNK, chunk_id, timeout=PLAN_TIMEOUT
+        ext,
+        f"mcsync-chunk-{chunk_id}-{token}",
+        PLAN_CHUNK,
+        chunk_id,
+        token,
+        timeout=PLAN_TIMEOUT,
+        at_front=True,
+        started_waits=True,
     )
 
 

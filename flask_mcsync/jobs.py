@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from .app_state import state
+from .app_state import McSync, state
 from .batch_sync import Sender, advance
 from .gateway import MailchimpError, TransientError, as_mailchimp_error, gave_up
 from .outbox import drain, send_outbox_item
@@ -21,6 +21,7 @@ from .planner import LostLease, plan
 from .planner import plan_chunk as plan_range
 from .reconcile import ReconcileBusy, reconcile
 from .retry import backoff_seconds
+from .runs import resumable
 from .settings import NoAudience
 from .single_sync import fail_run, run_single
 from .statuses import RunKind, SyncReason
@@ -40,10 +41,18 @@ def plan_run(run_id: int, token: str | None = None) -> None:
 
 
 def plan_chunk(chunk_id: int, token: str | None = None) -> None:
-    ext = state()
+    _plan(state(), chunk_id, token)
+
+
+def _plan(ext: McSync, chunk_id: int, token: str | None) -> None:
+    """Plan a chunk, and go on with the run's paused chunks while there is room."""
     sender = Sender(ext)
     try:
-        plan_range(ext, chunk_id, token, sender=sender)
+        run_id = plan_range(ext, chunk_id, token, sender=sender)
+        # Paused: the batches it counted may have ended before its pause was committed,
+        # and their jobs found nothing paused to go on with.
+        while run_id is not None and (paused := resumable(ext, run_id)) is not None:
+            run_id = plan_range(ext, *paused, sender=sender)
     except LostLease as exc:
         log.info("%s", exc)
     finally:
@@ -51,7 +60,13 @@ def plan_chunk(chunk_id: int, token: str | None = None) -> None:
 
 
 def advance_batch(batch_id: int, token: str | None = None) -> None:
-    advance(state(), batch_id, token)
+    ext = state()
+    run_id = advance(ext, batch_id, token)
+    # A batch that ended made room among the run's batches out (runs.resumable): this
+    # job goes on with the paused planning (a job of its own: one more per few batches).
+    paused = resumable(ext, run_id) if run_id is not None else None
+    if paused is not None:
+        _plan(ext, *paused)
 
 
 def drain_outbox() -> dict[str, int]:

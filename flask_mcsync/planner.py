@@ -35,8 +35,8 @@ from .exclusions import load_ruleset
 from .merge_values import convert_all
 from .models import Batch, PlanChunk, PlannedAddress, Run
 from .outcomes import AddressOutcome, Result, record
-from .preflight import types_or_none
-from .runs import end_planning, finish_if_complete
+from .preflight import recent_types
+from .runs import batches_out, end_planning, finish_if_complete
 from .statuses import BatchStatus, ChunkStatus, RunStatus
 from .times import utcnow
 
@@ -187,31 +187,39 @@ class Sends(Protocol):
 
 def plan_chunk(
     ext: McSync, chunk_id: int, token: str | None = None, sender: Sends | None = None
-) -> None:
+) -> int | None:
     """Plan one chunk: read its key range, commit its batches, queue each.
 
     With a ``sender`` (the worker's job), each batch is committed leased to this job and
     sent by it at once instead of being queued: the batch's rows are in hand, so its
-    first step costs no job, no claim and no reload of its payload.
+    first step costs no job, no claim and no reload of its payload. The chunk pauses
+    while the run has its fill of batches out (:func:`_pause`); it then returns the run's
+    id, for the caller to ask :func:`~.runs.resumable` whether it may go on at once.
     """
     session = ext.session
     lease = ext.config.lease_seconds
     token = leases.claim(session, PlanChunk, chunk_id, lease, token)
     if token is None:
-        return  # another worker is planning it, or it is done
+        return None  # another worker is planning it, or it is done
     chunk = session.get(PlanChunk, chunk_id)
     assert chunk is not None
     run_id = chunk.run_id
     run = session.get(Run, run_id)
     assert run is not None
     if run.status != RunStatus.RUNNING:
-        return  # stopped: its chunks add nothing
+        return None  # stopped: its chunks add nothing
+    if sender is not None and batches_out(session, run_id) >= ext.config.batches_in_flight:
+        # Started by the chunk before it (or the sweep) while the run has its fill out.
+        _pause(ext, chunk_id, token, run_id, sender)
+        return run_id
     batch_size = run.batch_size
     source = ext.require_source()
     rules = load_ruleset(session)
     # Read once per chunk, not per address: the audience's field types decide how each
-    # merge value is written (never a raw boolean or date).
-    types = types_or_none(ext, run.list_id)
+    # merge value is written (never a raw boolean or date). A chunk resumed after a pause
+    # takes them as this process last read them, within a minute: no staler than a
+    # chunk planned in one go has them by its end.
+    types, _ = recent_types(ext, run.list_id, fresh=not chunk.planned_through)
     cursor = chunk.planned_through or chunk.after
     after = json.loads(cursor) if cursor else None
     through = json.loads(chunk.through) if chunk.through else None
@@ -227,7 +235,8 @@ def plan_chunk(
     last_pk: Any = None
     next_queued = False
 
-    def commit_batch() -> None:
+    def commit_batch() -> bool:
+        """Commit the batch cut so far; True when the run has its fill of batches out."""
         nonlocal pending, skipped, counts, next_queued
         batch = _first_of_each(pending)
         claimed = _claim(session, run_id, sorted({key for key, _ in batch}))
@@ -303,6 +312,11 @@ def plan_chunk(
         pending, skipped = [], []
         counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
         dedup.forget()
+        return (
+            sender is not None
+            and batch_id is not None
+            and batches_out(session, run_id) >= ext.config.batches_in_flight
+        )
 
     for page in scan(session, source, rules, after=after, through=through, dedup=dedup):
         for row, verdict in page:
@@ -311,8 +325,10 @@ def plan_chunk(
                 pending.append(
                     [row.email.strip(), convert_all(row.merge_fields, types), row.language]
                 )
-                if len(pending) >= batch_size:
-                    commit_batch()
+                if len(pending) >= batch_size and commit_batch():
+                    assert sender is not None
+                    _pause(ext, chunk_id, token, run_id, sender)
+                    return run_id
             elif verdict.fate is Fate.DUPLICATE:
                 counts["duplicates"] += 1
             else:
@@ -336,6 +352,32 @@ def plan_chunk(
     if not next_queued:
         _queue_next(ext, run_id, chunk_seq)
     end_planning(ext, run_id)
+    return None
+
+
+def _pause(ext: McSync, chunk_id: int, token: str, run_id: int, sender: Sends) -> None:
+    """Stop planning the chunk, at its last committed batch, while the run has its fill
+    of batches out (``MCSYNC_BATCHES_IN_FLIGHT``).
+
+    Planning ahead of Mailchimp would only queue batches there: polls that find them
+    unfinished, past 500 a 429, and workers that plan instead of recording what
+    Mailchimp has done. The chunk gives back its lease but keeps a token of the pause.
+    The job whose batch end brings the run down to three quarters of its fill goes on
+    with the chunk from its cursor, in the same job (:func:`~.jobs.advance_batch`), so
+    pausing adds no job; the sweep queues one if that worker died first.
+    """
+    session = ext.session
+    sender.settle()  # the batch in flight is recorded as sent before the lease goes
+    held = session.execute(
+        sa.update(PlanChunk)
+        .where(leases.holds(PlanChunk, chunk_id, token))
+        .values(lease_until=None, lease_token=leases.new_token())
+        .execution_options(synchronize_session=False)
+    )
+    if not getattr(held, "rowcount", 0):
+        session.rollback()
+        raise LostLease(f"Run {run_id}: chunk {chunk_id} was taken over or stopped.")
+    session.commit()
 
 
 def _queue_next(ext: McSync, run_id: int, seq: int) -> bool:
@@ -351,6 +393,9 @@ def _queue_next(ext: McSync, run_id: int, seq: int) -> bool:
             PlanChunk.run_id == run_id,
             PlanChunk.seq == seq + 1,
             PlanChunk.status != ChunkStatus.DONE,
+            # Never taken: a chunk started (planning or paused) has a token. A chunk
+            # resumed after a pause must not start the next one's job again.
+            PlanChunk.lease_token.is_(None),
         )
     ).scalar()
     ext.session.commit()

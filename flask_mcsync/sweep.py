@@ -14,7 +14,7 @@ from .app_state import McSync
 from .enqueue import enqueue_batch, enqueue_chunk, enqueue_plan
 from .models import Batch, OutboxItem, PlanChunk, Run
 from .outbox import due_items, ready
-from .runs import chunks_left, end_planning, finish_if_complete
+from .runs import chunks_left, end_planning, finish_if_complete, resumable
 from .statuses import BATCH_ENDED, RUN_ENDED, ChunkStatus, RunKind, RunStatus
 from .times import utcnow
 from .webhook_events import due_events, hand_off
@@ -67,10 +67,11 @@ def sweep_once(ext: McSync) -> dict[str, int]:
     )
     for run_id in session.execute(uncut).scalars().all():
         counts["plans"] += int(enqueue_plan(ext, run_id))
-    # A chunk whose planner died, and the first chunk not started (each chunk queues
-    # the next when it starts sending: its job may be the one lost).
+    # A chunk whose planner died, and the first chunk not started or paused (each chunk
+    # queues the next when it starts sending, a batch's end resumes a paused one: either
+    # job may be the one lost).
     unplanned = (
-        sa.select(PlanChunk.id, PlanChunk.run_id, PlanChunk.lease_until)
+        sa.select(PlanChunk.id, PlanChunk.run_id, PlanChunk.lease_until, PlanChunk.lease_token)
         .join(Run, Run.id == PlanChunk.run_id)
         .where(
             Run.status == RunStatus.RUNNING,
@@ -80,11 +81,15 @@ def sweep_once(ext: McSync) -> dict[str, int]:
         .order_by(PlanChunk.run_id, PlanChunk.seq)
     )
     first_waiting: set[int] = set()
-    for chunk_id, run_id, lease_until in session.execute(unplanned).all():
+    for chunk_id, run_id, lease_until, lease_token in session.execute(unplanned).all():
         if lease_until is None:
             if run_id in first_waiting:
                 continue
             first_waiting.add(run_id)
+            if lease_token is not None:  # paused: resumed once few enough batches are out
+                paused = resumable(ext, run_id)
+                counts["plans"] += int(paused is not None and enqueue_chunk(ext, *paused))
+                continue
         counts["plans"] += int(enqueue_chunk(ext, chunk_id))
     # The job a stalled batch waits for is named by its row (see batch_job_id): one that
     # still waits in the queue (a long queue outlives a lease) is left alone.

@@ -9,6 +9,7 @@ adds no batch twice. The end-to-end test at the bottom runs real workers.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -56,6 +57,16 @@ def _cut(app: Flask, run_id: int) -> list[int]:
             sa.select(PlanChunk.id).where(PlanChunk.run_id == run_id).order_by(PlanChunk.seq)
         ).scalars()
     )
+
+
+def _cut_rows(
+    app: Flask, rows: list[dict[str, Any]], batch_size: int
+) -> tuple[int, Any, list[int]]:
+    """The shop's rows in, an export started and cut into two chunks or more."""
+    run_id, expected = _prepare(app, rows, batch_size)
+    chunks = _cut(app, run_id)
+    assert len(chunks) >= 2
+    return run_id, expected, chunks
 
 
 def _plan_chunk(app: Flask, chunk_id: int) -> None:
@@ -138,10 +149,7 @@ def test_chunk_killed_between_batches_resumes_without_doubling(
     from flask_mcsync.sweep import sweep_once
     from flask_mcsync.times import utcnow
 
-    rows = shop_rows(200, seed=9)
-    run_id, expected = _prepare(app, rows, batch_size=10)
-    chunks = _cut(app, run_id)
-    assert len(chunks) >= 2
+    run_id, expected, chunks = _cut_rows(app, shop_rows(200, seed=9), batch_size=10)
     _plan_chunk(app, chunks[0])  # planned whole, between two chunks the crash comes
 
     class Killed(BaseException):
@@ -459,3 +467,166 @@ def test_an_account_error_on_a_post_in_flight_stops_the_run_and_nothing_more_is_
     assert run is not None and run.status == "failed"
     assert sandbox.client.stats()["requests_by_kind"].get("batches") == 1  # one POST only
     assert batches and all(status == "failed" and token is None for status, token in batches)
+
+
+class _Posted:
+    """A sender that posts nothing: the batches stay "sending", counted as out."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    def send(self, batch_id: int, token: str, payload: list[list[Any]], run: Any) -> None:
+        self.sent.append(batch_id)
+
+    def settle(self) -> None:
+        pass
+
+
+def _fill(app: Flask, monkeypatch: pytest.MonkeyPatch, in_flight: int) -> Any:
+    from dataclasses import replace
+
+    from flask_mcsync import state
+
+    ext = state(app)
+    monkeypatch.setattr(ext, "config", replace(ext.config, batches_in_flight=in_flight))
+    return ext
+
+
+def _chunk(chunk_id: int) -> Any:
+    from flask_mcsync.models import PlanChunk
+
+    session = _db().session
+    session.commit()
+    session.expire_all()
+    return session.get(PlanChunk, chunk_id)
+
+
+def _end_batches(run_id: int, count: int) -> None:
+    """Mailchimp did ``count`` of the run's batches out, and their polls recorded them."""
+    from flask_mcsync.models import Batch
+
+    session = _db().session
+    ids = session.execute(
+        sa.select(Batch.id)
+        .where(Batch.run_id == run_id, Batch.status == "sending")
+        .order_by(Batch.seq)
+        .limit(count)
+    ).scalars()
+    session.execute(sa.update(Batch).where(Batch.id.in_(list(ids))).values(status="done"))
+    session.commit()
+
+
+def _queued_jobs(app: Flask) -> list[str]:
+    from flask_mcsync import state
+    from flask_mcsync.enqueue import make_queue
+
+    return list(make_queue(state(app)).job_ids)
+
+
+def test_planning_pauses_with_its_fill_of_batches_out_and_resumes_at_three_quarters(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flask_mcsync.models import PlanChunk
+    from flask_mcsync.planner import plan_chunk
+    from flask_mcsync.runs import batches_out, resumable
+    from flask_mcsync.sweep import sweep_once
+
+    run_id, expected, chunks = _cut_rows(app, shop_rows(2000, seed=31), batch_size=5)
+    ext = _fill(app, monkeypatch, in_flight=8)
+    sender = _Posted()
+    session = _db().session
+
+    plan_chunk(ext, chunks[0], sender=sender)
+    # Eight batches out: the chunk stopped at its last committed one, lease given back.
+    assert len(sender.sent) == 8 and batches_out(session, run_id) == 8
+    paused = _chunk(chunks[0])
+    assert paused.status != "done" and paused.lease_until is None
+    assert paused.lease_token is not None and paused.planned_through is not None
+    token = paused.lease_token
+    # The next chunk, queued behind the first batch, finds the run full: it sends nothing.
+    plan_chunk(ext, chunks[1], sender=sender)
+    assert len(sender.sent) == 8
+    assert _chunk(chunks[1]).lease_until is None and _chunk(chunks[1]).lease_token is not None
+    # One batch ended: 7 out, above three quarters of the fill; nothing is resumed, by
+    # the sweep neither.
+    _end_batches(run_id, 1)
+    resumed = f"mcsync-chunk-{chunks[0]}-{token}"
+    assert resumable(ext, run_id) is None
+    sweep_once(ext)
+    assert resumed not in _queued_jobs(app)
+    # At 6, the first paused chunk may go on: the job whose batch ended plans it. Its
+    # worker gone, the sweep queues one job under the pause's name, ahead of the polls,
+    # however often it sweeps.
+    _end_batches(run_id, 1)
+    assert resumable(ext, run_id) == (chunks[0], token)
+    sweep_once(ext)
+    sweep_once(ext)
+    assert _queued_jobs(app).count(resumed) == 1
+    assert _queued_jobs(app)[0] == resumed, "planning goes ahead of the polls"
+    assert plan_chunk(ext, chunks[0], token, sender=sender) == run_id  # paused again
+    assert len(sender.sent) == 10 and batches_out(session, run_id) == 8
+    # The job the sweep queued comes late: it finds the run full, and pauses the chunk again.
+    assert plan_chunk(ext, chunks[0], token, sender=sender) == run_id
+    assert len(sender.sent) == 10 and _chunk(chunks[0]).lease_until is None
+
+    # To the end: each time a quarter of the batches out end, the first paused chunk goes on.
+    for _ in range(200):
+        if all(_chunk(c).status == "done" for c in chunks):
+            break
+        _end_batches(run_id, 2)
+        first = session.execute(
+            sa.select(PlanChunk.id, PlanChunk.lease_token)
+            .where(
+                PlanChunk.run_id == run_id,
+                PlanChunk.status != "done",
+                PlanChunk.lease_until.is_(None),
+            )
+            .order_by(PlanChunk.seq)
+            .limit(1)
+        ).one()
+        plan_chunk(ext, first.id, first.lease_token, sender=sender)
+    _assert_planned_once(run_id, expected)
+    assert len(sender.sent) == len(set(sender.sent)) == _run(run_id).batch_count
+
+
+def test_two_workers_keep_at_most_their_fill_of_batches_out(
+    app: Flask, sandbox: Any, workers: Any
+) -> None:
+    """Mailchimp slower than the planning: the run keeps at most MCSYNC_BATCHES_IN_FLIGHT
+    batches out (one more when both workers commit one at the same moment), its chunks
+    pause and resume, and every address still goes once."""
+    from flask_mcsync import state
+    from flask_mcsync.models import PlanChunk
+    from flask_mcsync.runs import batches_out, start_export
+
+    rows = shop_rows(400, seed=37)
+    insert_customers(_db(), rows)
+    choose_audience(app)
+    expected = expected_export(rows, rules=False)
+    workers.env["MCSYNC_BATCHES_IN_FLIGHT"] = "3"
+    # No sweep after the first: the jobs whose batches end resume the paused chunks.
+    workers.env["MCSYNC_SWEEP_INTERVAL"] = "3600"
+    sandbox.client.set_faults(batch_ops_per_second=100)  # a batch of 10 takes 0.1 s
+    workers.start(2)
+    run_id = int(start_export(state(app), "test", batch_size=10).run.id)
+    session = _db().session
+    most, paused_seen = 0, False
+    paused = sa.select(PlanChunk.id).where(
+        PlanChunk.run_id == run_id,
+        PlanChunk.status != "done",
+        PlanChunk.lease_until.is_(None),
+        PlanChunk.lease_token.is_not(None),
+    )
+    deadline = time.monotonic() + 90
+    while _run(run_id).status not in ("finished", "failed") and time.monotonic() < deadline:
+        most = max(most, batches_out(session, run_id))
+        paused_seen = paused_seen or session.execute(paused.exists().select()).scalar()
+        session.commit()
+        time.sleep(0.01)
+    data = wait_run_ended(session, run_id, timeout=30)
+
+    assert data["status"] == "finished", data["message"]
+    assert sorted(audience_members(sandbox)) == sorted(expected.send)
+    assert data["total"] == len(expected.send)
+    assert paused_seen, f"the planning never had to wait for Mailchimp (at most {most} out)"
+    assert 3 <= most <= 4, most

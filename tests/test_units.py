@@ -474,6 +474,18 @@ def test_config_keeps_connections_within_mailchimps_limit(connections: int) -> N
         read_config({"MCSYNC_MAX_CONNECTIONS": connections})
 
 
+@pytest.mark.parametrize("value", [1, 501, "ten"])
+def test_config_keeps_batches_in_flight_within_mailchimps_pending_limit(value: Any) -> None:
+    with pytest.raises(ConfigError, match="MCSYNC_BATCHES_IN_FLIGHT") as caught:
+        read_config({"MCSYNC_BATCHES_IN_FLIGHT": value})
+    assert repr(value) in str(caught.value) or str(value) in str(caught.value)
+
+
+def test_config_batches_in_flight_defaults_to_twenty_and_takes_a_setting() -> None:
+    assert read_config({}).batches_in_flight == 20
+    assert read_config({"MCSYNC_BATCHES_IN_FLIGHT": "500"}).batches_in_flight == 500
+
+
 # --- addresses ------------------------------------------------------------------------
 
 ascii_text = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=80)
