@@ -232,28 +232,24 @@ def enqueue_chunk(ext: McSync, chunk_id: int, token: str | None = None) -> bool:
 
     At the front of the queue: the batches a chunk sends are what keeps Mailchimp busy,
     and the number of them out at once is bounded (``MCSYNC_BATCHES_IN_FLIGHT``), so
-    planning first never floods Mailchimp. ``token``: the chunk was paused with that
-    token (:func:`~.runs.resumable`); the job resuming it is named by it, each pause
-    a new name, so a job of that name already started never needs a second one.
+    planning first never floods Mailchimp.
+
+    ``token``: the lease token the chunk's row holds (a pause's, or an expired lease's),
+    which names the job. A chunk's first job is ``mcsync-chunk-{id}``, but a job goes on
+    with other paused chunks when it has planned its own (:func:`~.jobs.advance_batch`),
+    so that name may be running for another chunk: a job the sweep queues for a chunk
+    that started is named by its lease instead, a new name each time, and one of that
+    name already started counts as waiting. The token only names the job: the job
+    claims the chunk as any planner does, once no live lease holds it.
     """
-    if token is None:
-        return _enqueue_once(
-            ext,
-            f"mcsync-chunk-{chunk_id}",
-            PLAN_CHUNK,
-            chunk_id,
-            timeout=PLAN_TIMEOUT,
-            at_front=True,
-        )
     return _enqueue_once(
         ext,
-        f"mcsync-chunk-{chunk_id}-{token}",
+        f"mcsync-chunk-{chunk_id}" if token is None else f"mcsync-chunk-{chunk_id}-{token}",
         PLAN_CHUNK,
         chunk_id,
-        token,
         timeout=PLAN_TIMEOUT,
         at_front=True,
-        started_waits=True,
+        started_waits=token is not None,
     )
 
 

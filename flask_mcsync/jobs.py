@@ -52,7 +52,7 @@ def _plan(ext: McSync, chunk_id: int, token: str | None) -> None:
         # Paused: the batches it counted may have ended before its pause was committed,
         # and their jobs found nothing paused to go on with.
         while run_id is not None and (paused := resumable(ext, run_id)) is not None:
-            run_id = plan_range(ext, *paused, sender=sender)
+            run_id = plan_range(ext, paused[0], sender=sender)
     except LostLease as exc:
         log.info("%s", exc)
     finally:
@@ -66,7 +66,7 @@ def advance_batch(batch_id: int, token: str | None = None) -> None:
     # job goes on with the paused planning (a job of its own: one more per few batches).
     paused = resumable(ext, run_id) if run_id is not None else None
     if paused is not None:
-        _plan(ext, *paused)
+        _plan(ext, paused[0], None)  # claimed as any planner claims it
 
 
 def drain_outbox() -> dict[str, int]:

@@ -213,50 +213,52 @@ def chunks_left(run_id: Any) -> sa.Select[int]:
 
 
 def batches_out(session: Session, run_id: int) -> int:
-    """The run's batches sent to Mailchimp (or being sent) and not yet recorded."""
+    """The run's batches planned and not yet recorded: sent to Mailchimp, being sent, or
+    waiting to be sent again (a passing failure, a retry batch, a batch Mailchimp lost).
+
+    Those waiting count too: in a storm of 429s every send fails at once, and planning
+    on would only pile up batches that all go out when their backoff ends.
+    """
     # A probe of ix_mcsync_batches_run_status_seq: at most MCSYNC_BATCHES_IN_FLIGHT
     # entries and a few, however many batches the run has.
     return int(
         session.execute(
             sa.select(sa.func.count())
             .select_from(Batch)
-            .where(Batch.run_id == run_id, Batch.status.in_(BATCH_ACTIVE))
+            .where(Batch.run_id == run_id, Batch.status.in_(BATCH_NOT_ENDED))
         ).scalar_one()
     )
 
 
-def paused(run_id: Any) -> sa.Select[int, str | None]:
-    """The run's chunks whose planning paused with its batches in flight, first first.
+def resumable(ext: McSync, run_id: int) -> tuple[int, str] | None:
+    """The run's first paused chunk and its pause's token, when it may go on.
 
     A paused chunk holds no lease but keeps the token it paused with (a chunk not yet
-    started has neither).
-    """
-    return (
-        sa.select(PlanChunk.id, PlanChunk.lease_token)
-        .where(
-            PlanChunk.run_id == run_id,
-            PlanChunk.status != ChunkStatus.DONE,
-            PlanChunk.lease_until.is_(None),
-            PlanChunk.lease_token.is_not(None),
-        )
-        .order_by(PlanChunk.seq)
-    )
+    started has neither). It may go on once a quarter of the run's fill of batches out
+    has ended (not at the first: a pause and a resume cost a few commits), and while no
+    chunk of the run is being planned: each job resuming a chunk as the batches end
+    would otherwise add its own batch beyond the fill.
 
-
-def resumable(ext: McSync, run_id: int) -> tuple[int, str] | None:
-    """The run's first paused chunk and its pause's token, once a quarter of its fill
-    of batches out has ended (not one: a pause and a resume cost a few commits).
-
-    Asked after a batch ends (:func:`~.jobs.advance_batch`), by a chunk right after it
+    Asked after a batch's step (:func:`~.jobs.advance_batch`), by a chunk right after it
     paused (the batches it counted may all have ended meanwhile) and by the sweep. Who
     asks plans the chunk: callers racing each try, and the chunk's lease lets one in.
     """
     session = ext.session
-    first = session.execute(paused(run_id).limit(1)).first()
-    fill = ext.config.batches_in_flight
-    room = first is not None and batches_out(session, run_id) <= fill * 3 // 4
+    now = utcnow()
+    chunks = session.execute(
+        sa.select(PlanChunk.id, PlanChunk.lease_token, PlanChunk.lease_until)
+        .where(PlanChunk.run_id == run_id, PlanChunk.status != ChunkStatus.DONE)
+        .order_by(PlanChunk.seq)
+    ).all()  # at most MAX_CHUNKS (16) rows
+    first = next((c for c in chunks if c.lease_until is None and c.lease_token), None)
+    planning = any(c.lease_until is not None and c.lease_until > now for c in chunks)
+    room = (
+        first is not None
+        and not planning
+        and batches_out(session, run_id) <= ext.config.batches_in_flight * 3 // 4
+    )
     session.commit()  # ends the read (SQLite keeps a snapshot open until then)
-    if first is None or not room or first.lease_token is None:
+    if first is None or not room:
         return None
     return int(first.id), str(first.lease_token)
 

@@ -90,7 +90,8 @@ def sweep_once(ext: McSync) -> dict[str, int]:
                 paused = resumable(ext, run_id)
                 counts["plans"] += int(paused is not None and enqueue_chunk(ext, *paused))
                 continue
-        counts["plans"] += int(enqueue_chunk(ext, chunk_id))
+        # Named by its lease once started: its first job's name may be planning another.
+        counts["plans"] += int(enqueue_chunk(ext, chunk_id, lease_token))
     # The job a stalled batch waits for is named by its row (see batch_job_id): one that
     # still waits in the queue (a long queue outlives a lease) is left alone.
     stalled = (

@@ -503,16 +503,29 @@ def _chunk(chunk_id: int) -> Any:
 
 def _end_batches(run_id: int, count: int) -> None:
     """Mailchimp did ``count`` of the run's batches out, and their polls recorded them."""
+    _set_batches(run_id, "sending", "done", count)
+
+
+def _set_batches(run_id: int, status: str, to: str, count: int) -> None:
+    """The first ``count`` of the run's batches in ``status`` go to ``to``."""
     from flask_mcsync.models import Batch
 
     session = _db().session
     ids = session.execute(
         sa.select(Batch.id)
-        .where(Batch.run_id == run_id, Batch.status == "sending")
+        .where(Batch.run_id == run_id, Batch.status == status)
         .order_by(Batch.seq)
         .limit(count)
     ).scalars()
-    session.execute(sa.update(Batch).where(Batch.id.in_(list(ids))).values(status="done"))
+    session.execute(sa.update(Batch).where(Batch.id.in_(list(ids))).values(status=to))
+    session.commit()
+
+
+def _set_lease(chunk_id: int, until: Any) -> None:
+    from flask_mcsync.models import PlanChunk
+
+    session = _db().session
+    session.execute(sa.update(PlanChunk).where(PlanChunk.id == chunk_id).values(lease_until=until))
     session.commit()
 
 
@@ -530,6 +543,7 @@ def test_planning_pauses_with_its_fill_of_batches_out_and_resumes_at_three_quart
     from flask_mcsync.planner import plan_chunk
     from flask_mcsync.runs import batches_out, resumable
     from flask_mcsync.sweep import sweep_once
+    from flask_mcsync.times import utcnow
 
     run_id, expected, chunks = _cut_rows(app, shop_rows(2000, seed=31), batch_size=5)
     ext = _fill(app, monkeypatch, in_flight=8)
@@ -548,25 +562,30 @@ def test_planning_pauses_with_its_fill_of_batches_out_and_resumes_at_three_quart
     assert len(sender.sent) == 8
     assert _chunk(chunks[1]).lease_until is None and _chunk(chunks[1]).lease_token is not None
     # One batch ended: 7 out, above three quarters of the fill; nothing is resumed, by
-    # the sweep neither.
+    # the sweep neither. A batch waiting to be sent again (a 429) still counts as out.
     _end_batches(run_id, 1)
+    _set_batches(run_id, "sending", "waiting", 1)
     resumed = f"mcsync-chunk-{chunks[0]}-{token}"
-    assert resumable(ext, run_id) is None
+    assert batches_out(session, run_id) == 7 and resumable(ext, run_id) is None
     sweep_once(ext)
     assert resumed not in _queued_jobs(app)
-    # At 6, the first paused chunk may go on: the job whose batch ended plans it. Its
-    # worker gone, the sweep queues one job under the pause's name, ahead of the polls,
-    # however often it sweeps.
+    # At 6, the first paused chunk may go on: the job whose batch ended plans it...
     _end_batches(run_id, 1)
     assert resumable(ext, run_id) == (chunks[0], token)
+    # ... unless a chunk is being planned: each resumer would add a batch beyond the fill.
+    _set_lease(chunks[1], utcnow() + timedelta(seconds=60))
+    assert resumable(ext, run_id) is None
+    _set_lease(chunks[1], None)
+    # Its worker gone, the sweep queues one job under the pause's name, ahead of the
+    # polls, however often it sweeps.
     sweep_once(ext)
     sweep_once(ext)
     assert _queued_jobs(app).count(resumed) == 1
     assert _queued_jobs(app)[0] == resumed, "planning goes ahead of the polls"
-    assert plan_chunk(ext, chunks[0], token, sender=sender) == run_id  # paused again
+    assert plan_chunk(ext, chunks[0], sender=sender) == run_id  # paused again
     assert len(sender.sent) == 10 and batches_out(session, run_id) == 8
     # The job the sweep queued comes late: it finds the run full, and pauses the chunk again.
-    assert plan_chunk(ext, chunks[0], token, sender=sender) == run_id
+    assert plan_chunk(ext, chunks[0], sender=sender) == run_id
     assert len(sender.sent) == 10 and _chunk(chunks[0]).lease_until is None
 
     # To the end: each time a quarter of the batches out end, the first paused chunk goes on.
@@ -574,17 +593,20 @@ def test_planning_pauses_with_its_fill_of_batches_out_and_resumes_at_three_quart
         if all(_chunk(c).status == "done" for c in chunks):
             break
         _end_batches(run_id, 2)
-        first = session.execute(
-            sa.select(PlanChunk.id, PlanChunk.lease_token)
-            .where(
-                PlanChunk.run_id == run_id,
-                PlanChunk.status != "done",
-                PlanChunk.lease_until.is_(None),
-            )
-            .order_by(PlanChunk.seq)
-            .limit(1)
-        ).one()
-        plan_chunk(ext, first.id, first.lease_token, sender=sender)
+        _set_batches(run_id, "waiting", "done", 8)
+        paused_id = (resumable(ext, run_id) or (None, None))[0]
+        if paused_id is None:  # none paused: the next chunk, queued by the one before it
+            paused_id = session.execute(
+                sa.select(PlanChunk.id)
+                .where(
+                    PlanChunk.run_id == run_id,
+                    PlanChunk.status != "done",
+                    PlanChunk.lease_token.is_(None),
+                )
+                .order_by(PlanChunk.seq)
+                .limit(1)
+            ).scalar_one()
+        plan_chunk(ext, paused_id, sender=sender)
     _assert_planned_once(run_id, expected)
     assert len(sender.sent) == len(set(sender.sent)) == _run(run_id).batch_count
 
