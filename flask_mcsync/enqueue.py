@@ -15,7 +15,7 @@ import math
 import os
 import time
 import weakref
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rq import Queue
@@ -108,8 +108,9 @@ def _enqueue_once(
     """Queue ``func(*args)`` under a fixed id unless that job still waits; True if queued.
 
     ``at_front``: ahead of the jobs already queued. ``started_waits``: a job of that id
-    already started counts as waiting (for ids no second job ever needs, see
-    :func:`enqueue_chunk`).
+    started less than ``STARTED_GRACE`` ago counts as waiting (for ids whose job is
+    done with the name once it has claimed its row, see :func:`enqueue_chunk`); one
+    started longer ago was killed before it could claim, and is queued again.
 
     A job waits when its id is in the queue, or scheduled for a time still to come. A
     job that says "queued" but is not in the queue, and is not started a moment later,
@@ -122,7 +123,9 @@ def _enqueue_once(
     job = queue.fetch_job(job_id)
     if job is not None:
         status = _status(job)  # None: its worker ended and deleted it just now
-        if status == JobStatus.DEFERRED or (started_waits and status == JobStatus.STARTED):
+        if status == JobStatus.DEFERRED or (
+            started_waits and status == JobStatus.STARTED and _started_lately(job)
+        ):
             return False
         if status == JobStatus.SCHEDULED:
             return _enqueue_if_overdue(ext, queue, job)
@@ -147,6 +150,18 @@ def _enqueue_once(
 
 # How long a worker may take between taking a job from the queue and marking it started.
 TAKEN_GRACE = 1.0
+# How long a job named by a lease may take between starting and claiming its row; RQ
+# keeps a killed in-process worker's job "started" for the job's timeout (hours).
+STARTED_GRACE = 60.0
+
+
+def _started_lately(job: Job) -> bool:
+    started = job.started_at
+    if started is None:
+        return True  # being started this instant
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - started).total_seconds() < STARTED_GRACE
 
 
 def _taken_by_a_live_worker(queue: Queue, job_id: str) -> bool:
@@ -239,8 +254,9 @@ def enqueue_chunk(ext: McSync, chunk_id: int, token: str | None = None) -> bool:
     with other paused chunks when it has planned its own (:func:`~.jobs.advance_batch`),
     so that name may be running for another chunk: a job the sweep queues for a chunk
     that started is named by its lease instead, a new name each time, and one of that
-    name already started counts as waiting. The token only names the job: the job
-    claims the chunk as any planner does, once no live lease holds it.
+    name started a moment ago counts as waiting (it claims the chunk at once; one
+    started long ago died first). The token only names the job: the job claims the
+    chunk as any planner does, once no live lease holds it.
     """
     return _enqueue_once(
         ext,

@@ -49,8 +49,8 @@ def _plan(ext: McSync, chunk_id: int, token: str | None) -> None:
     sender = Sender(ext)
     try:
         run_id = plan_range(ext, chunk_id, token, sender=sender)
-        # Paused: the batches it counted may have ended before its pause was committed,
-        # and their jobs found nothing paused to go on with.
+        # Paused or done: the batches that ended while this chunk held its lease found no
+        # chunk they could resume (see runs.resumable); one may go on now.
         while run_id is not None and (paused := resumable(ext, run_id)) is not None:
             run_id = plan_range(ext, paused[0], sender=sender)
     except LostLease as exc:

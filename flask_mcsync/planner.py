@@ -193,8 +193,9 @@ def plan_chunk(
     With a ``sender`` (the worker's job), each batch is committed leased to this job and
     sent by it at once instead of being queued: the batch's rows are in hand, so its
     first step costs no job, no claim and no reload of its payload. The chunk pauses
-    while the run has its fill of batches out (:func:`_pause`); it then returns the run's
-    id, for the caller to ask :func:`~.runs.resumable` whether it may go on at once.
+    while the run has its fill of batches out (:func:`_pause`). Paused or done, it
+    returns the run's id, for the caller to ask :func:`~.runs.resumable` whether a
+    paused chunk may go on at once (none may while this one holds its lease).
     """
     session = ext.session
     lease = ext.config.lease_seconds
@@ -352,7 +353,7 @@ def plan_chunk(
     if not next_queued:
         _queue_next(ext, run_id, chunk_seq)
     end_planning(ext, run_id)
-    return None
+    return run_id
 
 
 def _pause(ext: McSync, chunk_id: int, token: str, run_id: int, sender: Sends) -> None:

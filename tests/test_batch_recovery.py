@@ -581,3 +581,35 @@ def test_a_job_a_live_worker_is_starting_is_not_queued_twice(app: Flask) -> None
         starting.join()
     assert job_id not in queue.get_job_ids()  # no copy queued
     assert queue.fetch_job(job_id) is not None  # nor the worker's job deleted
+
+
+@pytest.mark.parametrize("started_ago, queued_again", [(1.0, False), (600.0, True)])
+def test_a_chunk_job_named_by_a_lease_and_started_is_queued_again_only_when_long_started(
+    app: Flask, started_ago: float, queued_again: bool
+) -> None:
+    """A job the sweep names by a chunk's lease claims the chunk right after it starts.
+    Started a moment ago, it is left to do so; started long ago without claiming, its
+    worker died first (RQ keeps an in-process worker's job "started" for hours): it is
+    queued again, or the chunk would wait that long."""
+    from datetime import datetime, timedelta, timezone
+
+    from rq.job import JobStatus
+
+    from flask_mcsync import state
+    from flask_mcsync.enqueue import enqueue_chunk, make_queue
+
+    ext = state(app)
+    assert enqueue_chunk(ext, 77, "t0k3n")
+    job_id = "mcsync-chunk-77-t0k3n"
+    job = make_queue(ext).fetch_job(job_id)
+    assert job is not None
+    ext.redis.lrem(make_queue(ext).key, 0, job_id)  # a worker took it...
+    job.started_at = datetime.now(timezone.utc) - timedelta(seconds=started_ago)
+    job.save()
+    job.set_status(JobStatus.STARTED)  # ... and started it
+
+    assert enqueue_chunk(ext, 77, "t0k3n") is queued_again
+    if queued_again:
+        _assert_queued_afresh(ext, job_id)
+    else:
+        assert ext.redis.lpos(make_queue(ext).key, job_id) is None
