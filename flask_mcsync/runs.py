@@ -239,9 +239,10 @@ def resumable(ext: McSync, run_id: int) -> tuple[int, str] | None:
     chunk of the run is being planned: each job resuming a chunk as the batches end
     would otherwise add its own batch beyond the fill.
 
-    Asked after a batch's step (:func:`~.jobs.advance_batch`), by a chunk right after it
-    paused (the batches it counted may all have ended meanwhile) and by the sweep. Who
-    asks plans the chunk: callers racing each try, and the chunk's lease lets one in.
+    Asked after a batch's step (:func:`~.jobs.advance_batch`), by a chunk's job once the
+    chunk paused or ended (the batches that ended meanwhile could resume nothing) and by
+    the sweep. Who asks plans the chunk: callers racing each try, and the chunk's lease
+    lets one in.
     """
     session = ext.session
     now = utcnow()
