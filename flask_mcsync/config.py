@@ -69,8 +69,9 @@ class Config:
     lease_seconds: float
     poll_interval: float
     sweep_interval: int
-    # An export's batches sent to Mailchimp and not yet recorded: its planning pauses at
-    # this many and resumes at three quarters (see planner.plan_chunk).
+    # An export's batches planned and not yet recorded (sent, or waiting to be sent
+    # again): its planning pauses at this many and resumes at three quarters (see
+    # planner.plan_chunk and runs.resumable).
     batches_in_flight: int = 20
     # The first wait after a passing failure (doubled at each further try).
     retry_delay: float = 2.0

@@ -15,12 +15,14 @@ import math
 import os
 import time
 import weakref
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rq import Queue
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
+
+from .times import parse_time, utcnow
 
 if TYPE_CHECKING:
     from .app_state import McSync
@@ -156,12 +158,10 @@ STARTED_GRACE = 60.0
 
 
 def _started_lately(job: Job) -> bool:
-    started = job.started_at
+    started = parse_time(job.started_at)
     if started is None:
         return True  # being started this instant
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=timezone.utc)
-    return (datetime.now(timezone.utc) - started).total_seconds() < STARTED_GRACE
+    return (utcnow() - started).total_seconds() < STARTED_GRACE
 
 
 def _taken_by_a_live_worker(queue: Queue, job_id: str) -> bool:

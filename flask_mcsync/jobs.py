@@ -62,7 +62,7 @@ def _plan(ext: McSync, chunk_id: int, token: str | None) -> None:
 def advance_batch(batch_id: int, token: str | None = None) -> None:
     ext = state()
     run_id = advance(ext, batch_id, token)
-    # A batch that ended made room among the run's batches out (runs.resumable): this
+    # The step may have made room among the run's batches out (runs.resumable): this
     # job goes on with the paused planning (a job of its own: one more per few batches).
     paused = resumable(ext, run_id) if run_id is not None else None
     if paused is not None:

@@ -36,7 +36,7 @@ from .merge_values import convert_all
 from .models import Batch, PlanChunk, PlannedAddress, Run
 from .outcomes import AddressOutcome, Result, record
 from .preflight import recent_types
-from .runs import batches_out, end_planning, finish_if_complete
+from .runs import end_planning, finish_if_complete, full
 from .statuses import BatchStatus, ChunkStatus, RunStatus
 from .times import utcnow
 
@@ -209,7 +209,7 @@ def plan_chunk(
     assert run is not None
     if run.status != RunStatus.RUNNING:
         return None  # stopped: its chunks add nothing
-    if sender is not None and batches_out(session, run_id) >= ext.config.batches_in_flight:
+    if sender is not None and full(ext, run_id):
         # Started by the chunk before it (or the sweep) while the run has its fill out.
         _pause(ext, chunk_id, token, run_id, sender)
         return run_id
@@ -313,11 +313,7 @@ def plan_chunk(
         pending, skipped = [], []
         counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
         dedup.forget()
-        return (
-            sender is not None
-            and batch_id is not None
-            and batches_out(session, run_id) >= ext.config.batches_in_flight
-        )
+        return sender is not None and batch_id is not None and full(ext, run_id)
 
     for page in scan(session, source, rules, after=after, through=through, dedup=dedup):
         for row, verdict in page:
@@ -363,9 +359,9 @@ def _pause(ext: McSync, chunk_id: int, token: str, run_id: int, sender: Sends) -
     Planning ahead of Mailchimp would only queue batches there: polls that find them
     unfinished, past 500 a 429, and workers that plan instead of recording what
     Mailchimp has done. The chunk gives back its lease but keeps a token of the pause.
-    The job whose batch end brings the run down to three quarters of its fill goes on
-    with the chunk from its cursor, in the same job (:func:`~.jobs.advance_batch`), so
-    pausing adds no job; the sweep queues one if that worker died first.
+    Once the run is down to three quarters of its fill, the next job to take a step of
+    one of its batches goes on with the chunk from its cursor (:func:`~.jobs.advance_batch`,
+    :func:`~.runs.resumable`), so pausing adds no job; the sweep queues one if none did.
     """
     session = ext.session
     sender.settle()  # the batch in flight is recorded as sent before the lease goes

@@ -230,6 +230,12 @@ def batches_out(session: Session, run_id: int) -> int:
     )
 
 
+def full(ext: McSync, run_id: int) -> bool:
+    """Whether the run has its fill of batches out (``MCSYNC_BATCHES_IN_FLIGHT``): its
+    planning pauses (:func:`~.planner.plan_chunk`)."""
+    return batches_out(ext.session, run_id) >= ext.config.batches_in_flight
+
+
 def resumable(ext: McSync, run_id: int) -> tuple[int, str] | None:
     """The run's first paused chunk and its pause's token, when it may go on.
 

@@ -92,13 +92,18 @@ def _planned(run_id: int) -> tuple[Counter[str], list[int]]:
     return addresses, seqs
 
 
-def _run(run_id: int) -> Any:
-    from flask_mcsync.models import Run
-
+def _fresh(model: Any, row_id: int) -> Any:
+    """The row as the database holds it now (other sessions' commits included)."""
     session = _db().session
     session.commit()
     session.expire_all()
-    return session.get(Run, run_id)
+    return session.get(model, row_id)
+
+
+def _run(run_id: int) -> Any:
+    from flask_mcsync.models import Run
+
+    return _fresh(Run, run_id)
 
 
 def _assert_planned_once(run_id: int, expected: Any) -> None:
@@ -495,10 +500,7 @@ def _fill(app: Flask, monkeypatch: pytest.MonkeyPatch, in_flight: int) -> Any:
 def _chunk(chunk_id: int) -> Any:
     from flask_mcsync.models import PlanChunk
 
-    session = _db().session
-    session.commit()
-    session.expire_all()
-    return session.get(PlanChunk, chunk_id)
+    return _fresh(PlanChunk, chunk_id)
 
 
 def _end_batches(run_id: int, count: int) -> None:
