@@ -1,0 +1,152 @@
+"""How often a batch at Mailchimp is looked at.
+
+Mailchimp runs one batch of an account at a time, and a batch can wait "pending" behind
+the others for minutes. The batch it runs is polled every ``MCSYNC_POLL_INTERVAL``; one
+still waiting is polled after an eighth of its wait so far (at most 30 s later), so a
+run's batches out do not ask Mailchimp about every waiting batch every interval.
+
+The jobs are called here directly against the sandbox, without a worker: the next look
+is read from the lease the poll left and from RQ's registry of scheduled jobs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from helpers_export import audience_members, prepare_export, shop_rows, start_export_run
+from support import wait_for
+
+from flask_mcsync.batch_sync import MAX_POLL_DELAY, poll_delay
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_batch_mailchimp_runs_is_polled_at_the_interval() -> None:
+    for status in ("started", "preprocessing", "finalizing"):
+        assert poll_delay(2.0, status, waited=600.0) == 2.0
+
+
+def test_a_waiting_batch_is_polled_after_an_eighth_of_its_wait_within_bounds() -> None:
+    assert poll_delay(2.0, "pending", waited=1.0) == 2.0  # never sooner than the interval
+    assert poll_delay(2.0, "pending", waited=80.0) == 10.0
+    assert poll_delay(2.0, "pending", waited=3600.0) == MAX_POLL_DELAY
+    assert poll_delay(60.0, "pending", waited=3600.0) == 60.0  # the owner's longer interval
+
+
+def test_polls_of_an_hour_pending_batch_grow_with_the_logarithm_of_its_wait() -> None:
+    """At the default 2 s, a batch that waits an hour is asked about 143 times, not
+    1,800; its result is recorded at most 30 s after Mailchimp finished it."""
+    waited, polls = 2.0, 1
+    while waited < 3600:
+        waited += poll_delay(2.0, "pending", waited)
+        polls += 1
+    assert polls == 143
+    assert waited - 3600 <= MAX_POLL_DELAY
+
+
+def _one_batch_sent(app: Flask, sandbox: Any) -> tuple[Any, int, str]:
+    """An export of one batch, sent to the sandbox; the extension, the batch, its token."""
+    from flask_mcsync import batch_sync, planner, state
+    from flask_mcsync.models import Batch, PlanChunk
+
+    rows = [r for r in shop_rows(30, seed=7) if r["first_name"] != "Edge"]
+    prepare_export(app, rows)
+    ext = state(app)
+    run_id = start_export_run(app, batch_size=100)
+    planner.plan(ext, run_id)
+    session = ext.session
+    chunks = session.execute(
+        sa.select(PlanChunk.id).where(PlanChunk.run_id == run_id).order_by(PlanChunk.seq)
+    ).scalars()
+    for chunk_id in list(chunks):
+        planner.plan_chunk(ext, chunk_id)  # no sender: the batch is queued for a job
+    batch_id = session.execute(sa.select(Batch.id).where(Batch.run_id == run_id)).scalar_one()
+    session.commit()
+    batch_sync.advance(ext, batch_id)  # the batch's job: sends it, schedules its poll
+    token = session.execute(sa.select(Batch.lease_token).where(Batch.id == batch_id)).scalar()
+    session.commit()
+    assert token is not None
+    return ext, batch_id, token
+
+
+def _backdate_send(ext: Any, batch_id: int, seconds: float) -> None:
+    from flask_mcsync.models import Batch
+    from flask_mcsync.times import utcnow
+
+    ext.session.execute(
+        sa.update(Batch)
+        .where(Batch.id == batch_id)
+        .values(submitted_at=utcnow() - timedelta(seconds=seconds))
+    )
+    ext.session.commit()
+
+
+def _next_look(ext: Any, batch_id: int) -> tuple[float, float]:
+    """Seconds from now until the batch's lease ends, and until its next poll job is due
+    (RQ's scheduler keeps whole seconds)."""
+    from rq.registry import ScheduledJobRegistry
+
+    from flask_mcsync.enqueue import batch_job_id, make_queue
+    from flask_mcsync.models import Batch
+    from flask_mcsync.times import utcnow
+
+    row = ext.session.execute(
+        sa.select(Batch.lease_until, Batch.lease_token).where(Batch.id == batch_id)
+    ).one()
+    ext.session.commit()
+    queue = make_queue(ext)
+    score = ScheduledJobRegistry(queue=queue).get_scheduled_time(
+        batch_job_id(batch_id, row.lease_token)
+    )
+    now = utcnow()
+    due: datetime = score if score.tzinfo else score.replace(tzinfo=now.tzinfo)
+    return (row.lease_until - now).total_seconds(), (due - now).total_seconds()
+
+
+def test_a_batch_waiting_behind_others_is_polled_after_an_eighth_of_its_wait(
+    app: Flask, sandbox: Any
+) -> None:
+    from flask_mcsync import batch_sync
+
+    sandbox.client.set_faults(batch_start_delay=3600)  # Mailchimp has not started it
+    ext, batch_id, token = _one_batch_sent(app, sandbox)
+    assert set(sandbox.client.stats()["batches"].values()) == {"pending"}
+    _backdate_send(ext, batch_id, 80)  # sent 80 s ago, still waiting
+
+    batch_sync.advance(ext, batch_id, token)  # its poll: "pending"
+
+    lease_left, due_in = _next_look(ext, batch_id)
+    lease = ext.config.lease_seconds
+    assert 10 + lease - 2 <= lease_left <= 10 + lease + 1, lease_left
+    assert 10 - 1 <= due_in <= 10 + 2 + 1, due_in  # _not_before: whole seconds, +1
+
+
+def test_the_batch_mailchimp_is_running_is_polled_at_the_interval(app: Flask, sandbox: Any) -> None:
+    from flask_mcsync import batch_sync
+    from flask_mcsync.models import Batch
+
+    sandbox.client.set_faults(batch_ops_per_second=1)  # started, and long at it
+    ext, batch_id, token = _one_batch_sent(app, sandbox)
+    wait_for(
+        lambda: audience_members(sandbox),
+        timeout=10,
+        what="Mailchimp to start the batch",
+    )
+    assert set(sandbox.client.stats()["batches"].values()) == {"started"}
+    _backdate_send(ext, batch_id, 80)
+
+    batch_sync.advance(ext, batch_id, token)  # its poll: "started"
+
+    lease_left, due_in = _next_look(ext, batch_id)
+    interval, lease = ext.config.poll_interval, ext.config.lease_seconds
+    assert lease_left <= interval + lease + 1, lease_left
+    assert due_in <= interval + 1, due_in
+    progress = ext.session.execute(
+        sa.select(Batch.finished_operations).where(Batch.id == batch_id)
+    ).scalar()
+    ext.session.commit()
+    assert progress is not None and progress >= 1  # what the export window shows
