@@ -83,6 +83,10 @@ def _watch_jobs() -> None:
         import redis
         import requests
 
+        def add(kind: str, seconds: float) -> None:
+            WAITS[kind] = WAITS.get(kind, 0.0) + seconds
+            WAITS[kind + " calls"] = WAITS.get(kind + " calls", 0) + 1
+
         def timed(cls: Any, method: str, kind: str) -> None:
             inner = getattr(cls, method)
 
@@ -91,8 +95,10 @@ def _watch_jobs() -> None:
                 try:
                     return inner(*args, **kwargs)
                 finally:
-                    WAITS[kind] = WAITS.get(kind, 0.0) + time.perf_counter() - started
-                    WAITS[kind + " calls"] = WAITS.get(kind + " calls", 0) + 1
+                    took = time.perf_counter() - started
+                    add(kind, took)
+                    if kind == "http":  # and by request: a poll, an archive, a POST...
+                        add(f"http {_request_kind(args[1])}", took)
 
             setattr(cls, method, wrapper)
 
@@ -165,6 +171,18 @@ def _watch_jobs() -> None:
     McSyncWorker.fork_work_horse = fork_work_horse  # type: ignore[method-assign]
     McSyncWorker.wait_for_horse = wait_for_horse  # type: ignore[method-assign]
     InProcessWorker.execute_job = execute_job  # type: ignore[method-assign]
+
+
+def _request_kind(request: Any) -> str:
+    """What an HTTP request of a worker was, by its method and path."""
+    url = str(request.url)
+    if "/batch-results/" in url or url.endswith(".tar.gz"):
+        return "GET results archive"
+    if "/batches/" in url:
+        return f"{request.method} /batches/{{id}}"
+    if url.rstrip("/").endswith("/batches"):
+        return f"{request.method} /batches"
+    return f"{request.method} other"
 
 
 def _cpu_s(who: int) -> float:
