@@ -7,7 +7,9 @@
   progress;
 * Mailchimp's answer, not our history, says created or updated;
 * a job a worker took from the queue and died holding is queued again by one sweep;
-* the sweep never queues a second job for a batch whose job still waits.
+* the sweep never queues a second job for a batch whose job still waits;
+* a chunk whose planner died is queued again under its lease's name, which no running
+  job holds.
 """
 
 from __future__ import annotations
@@ -613,3 +615,69 @@ def test_a_chunk_job_named_by_a_lease_and_started_is_queued_again_only_when_long
         _assert_queued_afresh(ext, job_id)
     else:
         assert ext.redis.lpos(make_queue(ext).key, job_id) is None
+
+
+def test_the_sweep_queues_a_chunk_whose_planner_died_under_a_name_its_first_job_does_not_hold(
+    app: Flask, sandbox: Any
+) -> None:
+    """A chunk's first job, ``mcsync-chunk-{id}``, may still be running, planning other
+    chunks it went on with, when the job that later resumed the chunk dies holding its
+    lease. The sweep must not take that running job for the chunk's: it queues one
+    named by the dead job's lease, once, and that job plans the chunk to its end."""
+    from rq.job import JobStatus
+
+    from flask_mcsync import jobs, leases, planner, state
+    from flask_mcsync.enqueue import enqueue_chunk, make_queue
+    from flask_mcsync.models import Batch, PlanChunk
+    from flask_mcsync.statuses import ChunkStatus
+    from flask_mcsync.sweep import sweep_once
+    from flask_mcsync.times import utcnow
+
+    _prepare(app, 60)
+    ext = state(app)
+    run_id = _start(app, batch_size=100)
+    planner.plan(ext, run_id)  # cut into chunks; the first one's job is queued
+    session = ext.session
+    chunk_id = (
+        session.execute(
+            sa.select(PlanChunk.id).where(PlanChunk.run_id == run_id).order_by(PlanChunk.seq)
+        )
+        .scalars()
+        .first()
+    )
+    session.commit()
+    assert chunk_id is not None
+    queue = make_queue(ext)
+    first_job = f"mcsync-chunk-{chunk_id}"
+    enqueue_chunk(ext, chunk_id)
+    job = queue.fetch_job(first_job)
+    assert job is not None
+    ext.redis.lrem(queue.key, 0, first_job)  # a worker runs it, on another chunk by now
+    job.started_at = utcnow()
+    job.save()
+    job.set_status(JobStatus.STARTED)
+    dead = leases.claim(session, PlanChunk, chunk_id, ext.config.lease_seconds)
+    assert dead is not None  # the job that resumed the chunk, then died holding it
+    session.execute(
+        sa.update(PlanChunk)
+        .where(PlanChunk.id == chunk_id)
+        .values(lease_until=utcnow() - timedelta(seconds=1))
+    )
+    session.commit()
+
+    assert sweep_once(ext)["plans"] >= 1
+    named = f"mcsync-chunk-{chunk_id}-{dead}"
+    assert ext.redis.lpos(queue.key, named) is not None
+    assert queue.fetch_job(named).args == (chunk_id,)  # the token only names the job
+    assert sweep_once(ext)["plans"] == 0  # it waits: not queued twice
+    assert queue.get_job_ids().count(named) == 1
+
+    jobs.plan_chunk(chunk_id)  # what that job runs: it claims the expired lease
+    status = session.execute(
+        sa.select(PlanChunk.status).where(PlanChunk.id == chunk_id)
+    ).scalar_one()
+    planned = session.execute(
+        sa.select(sa.func.count()).select_from(Batch).where(Batch.run_id == run_id)
+    ).scalar_one()
+    session.commit()
+    assert status == ChunkStatus.DONE and planned >= 1
