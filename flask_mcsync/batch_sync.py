@@ -62,12 +62,16 @@ CLOCK_SKEW = timedelta(seconds=2)
 LOOKUP_TRIES = 3
 # A batch Mailchimp has not started waits behind the account's others (it runs one at a
 # time, and one can sit "pending" for minutes): it is looked at again after this share
-# of its wait so far, never sooner than MCSYNC_POLL_INTERVAL and never later than
-# MAX_POLL_DELAY. Polls of a long wait then grow with its logarithm, not its length, and
-# the result is recorded at most an eighth of its wait late (see poll_delay).
+# of its wait so far, never sooner than MCSYNC_POLL_INTERVAL and, unless that interval is
+# longer, never later than MAX_POLL_DELAY. Polls of a long wait then grow with its
+# logarithm, not its length (see poll_delay). MAX_POLL_DELAY stays under the export
+# window's 30 s without movement before it asks whether a worker runs (export.js,
+# STALL_S): a batch that starts right after a poll found it pending is seen started
+# within MAX_POLL_DELAY and RQ's rounding to the next whole second and one more.
 POLL_SHARE_OF_WAIT = 1 / 8
-MAX_POLL_DELAY = 30.0
-# Mailchimp's words for a batch it has not started (preprocessing is its first step).
+MAX_POLL_DELAY = 20.0
+# Mailchimp's word for a batch waiting behind others (MAILCHIMP.md: pending →
+# preprocessing → started → finalizing → finished; it can sit "pending" for minutes).
 NOT_STARTED = frozenset({"pending"})
 
 
@@ -282,11 +286,13 @@ def poll_delay(interval: float, mailchimp_status: str, waited: float) -> float:
     """Seconds until the next look at a batch Mailchimp has not finished, which has
     waited there ``waited`` seconds since it was sent.
 
-    The batch Mailchimp is running is looked at every ``interval`` (its progress shows
-    in the export window); one still waiting behind others, after an eighth of its wait
-    so far, between ``interval`` and :data:`MAX_POLL_DELAY`. With a run's 20 batches out
-    at Mailchimp, a fixed interval asked about every waiting batch every 2 seconds: ten
-    requests a second, nearly all answered "pending".
+    A batch a poll found running is looked at again after ``interval`` (its progress
+    shows in the export window); one still waiting behind others, after an eighth of its
+    wait so far, at least ``interval`` and at most :data:`MAX_POLL_DELAY` (or
+    ``interval`` if longer). With a run's 20 batches out at Mailchimp, a fixed interval
+    asked about every waiting batch every interval: with the default 2 s (3 s in RQ's
+    whole-second scheduling) about seven requests a second, nearly all answered
+    "pending".
     """
     if mailchimp_status not in NOT_STARTED:
         return interval

@@ -245,3 +245,56 @@ def test_admin_pages_are_closed_until_login(live_server: str, page: Any, shots: 
     shots.take(page, "forbidden")
     login(page, live_server)
     assert page.locator(".mc-tab.is-active").text_content().strip() == "General settings"
+
+
+@pytest.mark.slow
+def test_export_window_counts_mailchimps_progress_in_a_batch_as_movement(
+    app: Flask, live_server: str, page: Any, shots: Any, workers: Any, sandbox: SandboxServer
+) -> None:
+    """A batch can take Mailchimp longer than the window's 30 s without movement, with
+    no batch recorded meanwhile. Its operations done, read by the polls, are movement:
+    the window does not ask whether a worker runs. When nothing moves, it asks."""
+    seed(250)
+    ext = state(app)
+    settings.update(ext.session, ext.config, list_id=LIST_ID, list_name="Demo shop newsletter")
+    ext.session.commit()
+    sandbox.client.set_faults(batch_ops_per_second=4)  # 25 s a batch of 100
+    workers.start(1)
+    page.clock.install()  # the window's own time, fast-forwarded below
+    login(page, live_server)
+    page.click("text=Users list synching")
+    page.click("#export-users")
+    page.wait_for_selector("#xw-prefs:not([hidden])")
+    page.fill("#xw-batch-size", "100")
+    page.click("#xw-synchronize")
+    page.wait_for_selector("#xw-progress:not([hidden])")
+    stalled = "Nothing has moved for 30 s"
+
+    def operations_done() -> int:
+        """Mailchimp's operations done in the batches in flight, as the window reads them."""
+        return int(
+            page.evaluate(
+                "id => fetch(document.querySelector('#export-users').dataset.progressUrl"
+                ".replace(/\\/0\\.json$/, `/${id}.json`))"
+                ".then(r => r.json()).then(p => p.in_flight_operations)",
+                page.get_attribute("#xw-progress", "data-run-id"),
+            )
+        )
+
+    page.wait_for_function("() => document.querySelector('#xw-phase').textContent !== ''")
+    for _ in range(2):  # 50 s of the window's time, no batch recorded, Mailchimp at work
+        seen = operations_done()
+        page.wait_for_timeout(2500)  # real time: a few more operations, and their polls
+        assert operations_done() > seen
+        page.clock.fast_forward("00:25")
+        page.wait_for_timeout(1500)  # the window's next look, in real time
+        assert stalled not in page.text_content("#xw-phase")
+    shots.take(page, "progress-long-batch")
+
+    sandbox.client.set_faults(batch_ops_per_second=0.01)  # Mailchimp stops moving
+    page.wait_for_timeout(2500)
+    page.clock.fast_forward("00:31")
+    page.wait_for_function(
+        "s => document.querySelector('#xw-phase').textContent.includes(s)", arg=stalled
+    )
+    sandbox.client.set_faults(batch_ops_per_second=20_000)

@@ -10,7 +10,9 @@
 
   var POLL_MS = 1000;
   var CLOSE_AFTER_S = 6;
-  var STALL_S = 30; // no movement for this long: hint that no worker may be running
+  // No movement for this long: hint that no worker may be running. Longer than the
+  // longest wait between two polls of a batch (batch_sync.MAX_POLL_DELAY, 20 s).
+  var STALL_S = 30;
 
   // The sentences, in the page's language (a JSON data block rendered by the server).
   var dataBlock = document.getElementById("mcsync-i18n");
@@ -291,7 +293,9 @@
   }
 
   function phase(p, batchCount) {
-    var marker = [p.status, p.done, p.total, batchCount].join("/");
+    // Mailchimp's progress in the batches it runs counts as movement: a large batch
+    // can take it longer than STALL_S, with no batch recorded meanwhile.
+    var marker = [p.status, p.done, p.total, batchCount, p.in_flight_operations].join("/");
     if (marker !== lastMove.marker) { lastMove = { marker: marker, at: Date.now() }; }
     var stalled = (Date.now() - lastMove.at) / 1000 > STALL_S;
     if (p.ended) {
