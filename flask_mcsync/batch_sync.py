@@ -66,8 +66,8 @@ LOOKUP_TRIES = 3
 # longer, never later than MAX_POLL_DELAY. Polls of a long wait then grow with its
 # logarithm, not its length (see poll_delay). MAX_POLL_DELAY stays under the export
 # window's 30 s without movement before it asks whether a worker runs (export.js,
-# STALL_S): a batch that starts right after a poll found it pending is seen started
-# within MAX_POLL_DELAY and RQ's rounding to the next whole second and one more.
+# STALL_S): every poll renews its batch's lease, which the window counts as movement,
+# and RQ runs a delay of 20 s within about 22 (whole seconds, plus its scheduler's tick).
 POLL_SHARE_OF_WAIT = 1 / 8
 MAX_POLL_DELAY = 20.0
 # Mailchimp's word for a batch waiting behind others (MAILCHIMP.md: pending →

@@ -467,9 +467,11 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
     ).scalar_one_or_none()  # one query, fresh even if the session held the row
     if run is None:
         return None
-    active, in_flight_operations = session.execute(
+    active, in_flight_operations, leased_until = session.execute(
         sa.select(
-            sa.func.count(), sa.func.coalesce(sa.func.sum(Batch.finished_operations), 0)
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(Batch.finished_operations), 0),
+            sa.func.max(Batch.lease_until),
         ).where(Batch.run_id == run_id, Batch.status.in_(BATCH_ACTIVE))
     ).one()
     counts = {
@@ -537,6 +539,10 @@ def progress(session: Session, run_id: int) -> dict[str, Any] | None:
         # Operations Mailchimp already processed in the batches in flight: they move the
         # bar before their batch is counted done.
         "in_flight_operations": int(in_flight_operations),
+        # The latest lease of a batch in flight. Each step a worker takes of a batch (a
+        # poll too) renews its lease: while this moves, workers are at work, even when
+        # Mailchimp has not started the run's batches (the window's stall hint).
+        "leased_until": leased_until.isoformat() if leased_until else None,
         "batches": [_batch_dict(b) for b in window],
     }
 

@@ -50,7 +50,8 @@ def _polls_in(seconds: float, spaced: bool) -> tuple[int, float]:
 
 def test_polls_of_an_hour_pending_batch_grow_with_the_logarithm_of_its_wait() -> None:
     """At the default 2 s, an hour's wait is asked about 185 times instead of 1,200;
-    the batch is seen within 21 s of starting (under the export window's 30 s)."""
+    two polls are at most 21 s apart as scheduled (RQ's scheduler adds up to a second),
+    under the export window's 30 s without movement."""
     assert _polls_in(3600, spaced=False) == (1200, 3.0)
     polls, longest = _polls_in(3600, spaced=True)
     assert polls == 185 and longest == 21.0

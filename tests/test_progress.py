@@ -51,7 +51,11 @@ def from_batch_rows(session: Session, run_id: int) -> dict[str, Any]:
 
     rows = session.execute(
         sa.select(
-            Batch.status, Batch.retries, Batch.retry_seconds, Batch.finished_operations
+            Batch.status,
+            Batch.retries,
+            Batch.retry_seconds,
+            Batch.finished_operations,
+            Batch.lease_until,
         ).where(Batch.run_id == run_id)
     ).all()
     active = [r for r in rows if r.status in ("sending", "processing")]
@@ -67,6 +71,9 @@ def from_batch_rows(session: Session, run_id: int) -> dict[str, Any]:
         "most_retries": max((r.retries for r in rows), default=0),
         "retry_seconds": round(sum(r.retry_seconds for r in rows), 1),
         "in_flight_operations": sum(r.finished_operations for r in active),
+        "leased_until": max(
+            (r.lease_until.isoformat() for r in active if r.lease_until), default=None
+        ),
     }
 
 

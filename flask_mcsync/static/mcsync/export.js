@@ -11,7 +11,8 @@
   var POLL_MS = 1000;
   var CLOSE_AFTER_S = 6;
   // No movement for this long: hint that no worker may be running. Longer than the
-  // longest wait between two polls of a batch (batch_sync.MAX_POLL_DELAY, 20 s).
+  // longest wait between two polls of a batch (batch_sync.MAX_POLL_DELAY, 20 s): each
+  // poll renews its batch's lease, which counts as movement (see phase).
   var STALL_S = 30;
 
   // The sentences, in the page's language (a JSON data block rendered by the server).
@@ -293,9 +294,13 @@
   }
 
   function phase(p, batchCount) {
-    // Mailchimp's progress in the batches it runs counts as movement: a large batch
-    // can take it longer than STALL_S, with no batch recorded meanwhile.
-    var marker = [p.status, p.done, p.total, batchCount, p.in_flight_operations].join("/");
+    // Movement is a worker's, not only a batch recorded: Mailchimp's progress in the
+    // batches it runs, and the leases every step of a batch renews (a poll that finds
+    // the batch still waiting at Mailchimp too). A large batch, or one queued behind
+    // others at Mailchimp, can take longer than STALL_S with no batch recorded.
+    var marker = [
+      p.status, p.done, p.total, batchCount, p.in_flight_operations, p.leased_until
+    ].join("/");
     if (marker !== lastMove.marker) { lastMove = { marker: marker, at: Date.now() }; }
     var stalled = (Date.now() - lastMove.at) / 1000 > STALL_S;
     if (p.ended) {
