@@ -36,7 +36,7 @@ from .merge_values import convert_all
 from .models import Batch, PlanChunk, PlannedAddress, Run
 from .outcomes import AddressOutcome, Result, record
 from .preflight import recent_types
-from .runs import end_planning, finish_if_complete, full
+from .runs import BATCHES_OUT, end_planning, finish_if_complete, full
 from .statuses import BatchStatus, ChunkStatus, RunStatus
 from .times import utcnow
 
@@ -250,13 +250,14 @@ def plan_chunk(
             values["total"] = Run.total + len(batch_rows)
         # The run's row, locked by this UPDATE until the commit, also hands out the
         # batch's number: chunks planned side by side never take the same.
-        seq = session.execute(
+        numbered = session.execute(
             sa.update(Run)
             .where(Run.id == run_id, Run.status == RunStatus.RUNNING)
             .values(values)
-            .returning(Run.batch_count)
+            .returning(Run.batch_count, BATCHES_OUT)
             .execution_options(synchronize_session=False)
-        ).scalar()
+        ).first()
+        seq, out = numbered if numbered is not None else (None, 0)
         held = session.execute(
             sa.update(PlanChunk)
             .where(leases.holds(PlanChunk, chunk_id, token))
@@ -313,7 +314,9 @@ def plan_chunk(
         pending, skipped = [], []
         counts = {"excluded": 0, "invalid": 0, "duplicates": 0}
         dedup.forget()
-        return sender is not None and batch_id is not None and full(ext, run_id)
+        # The count the run's UPDATE returned, this batch included: batches that ended
+        # since then only make room.
+        return sender is not None and batch_id is not None and full(ext, run_id, out)
 
     for page in scan(session, source, rules, after=after, through=through, dedup=dedup):
         for row, verdict in page:

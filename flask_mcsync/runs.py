@@ -212,28 +212,31 @@ def chunks_left(run_id: Any) -> sa.Select[int]:
     )
 
 
+# The run's batches planned and not yet recorded: sent to Mailchimp, being sent, or
+# waiting to be sent again (a passing failure, a retry batch, a batch Mailchimp lost).
+# From the run row's counters, which every batch added or ended keeps in the same
+# transaction (the progress window's "waiting" rests on them too).
+BATCHES_OUT = Run.batch_count - Run.batches_done - Run.batches_failed
+
+
 def batches_out(session: Session, run_id: int) -> int:
-    """The run's batches planned and not yet recorded: sent to Mailchimp, being sent, or
-    waiting to be sent again (a passing failure, a retry batch, a batch Mailchimp lost).
+    """The run's batches out (:data:`BATCHES_OUT`).
 
-    Those waiting count too: in a storm of 429s every send fails at once, and planning
-    on would only pile up batches that all go out when their backoff ends.
+    Those waiting to be sent again count too: in a storm of 429s every send fails at
+    once, and planning on would only pile up batches that all go out when their backoff
+    ends.
     """
-    # A probe of ix_mcsync_batches_run_status_seq: at most MCSYNC_BATCHES_IN_FLIGHT
-    # entries and a few, however many batches the run has.
-    return int(
-        session.execute(
-            sa.select(sa.func.count())
-            .select_from(Batch)
-            .where(Batch.run_id == run_id, Batch.status.in_(BATCH_NOT_ENDED))
-        ).scalar_one()
-    )
+    out = session.execute(sa.select(BATCHES_OUT).where(Run.id == run_id)).scalar()
+    return int(out or 0)
 
 
-def full(ext: McSync, run_id: int) -> bool:
+def full(ext: McSync, run_id: int, out: int | None = None) -> bool:
     """Whether the run has its fill of batches out (``MCSYNC_BATCHES_IN_FLIGHT``): its
-    planning pauses (:func:`~.planner.plan_chunk`)."""
-    return batches_out(ext.session, run_id) >= ext.config.batches_in_flight
+    planning pauses (:func:`~.planner.plan_chunk`). ``out``: the count, when the caller
+    read it already."""
+    if out is None:
+        out = batches_out(ext.session, run_id)
+    return out >= ext.config.batches_in_flight
 
 
 def resumable(ext: McSync, run_id: int) -> tuple[int, str] | None:
