@@ -238,6 +238,30 @@ def test_settings_choose_audience_and_add_rules(
     assert page.evaluate("window.__pwned") is None
 
 
+def test_the_export_button_waits_for_its_script(app: Flask, live_server: str, page: Any) -> None:
+    # export.js is deferred: a click that lands before it ran would open nothing and say
+    # nothing (a CI run once clicked in that gap). The button stays disabled until then.
+    ext = state(app)
+    settings.update(ext.session, ext.config, list_id=LIST_ID, list_name="Demo shop newsletter")
+    ext.session.commit()
+    login(page, live_server)
+    held: list[Any] = []
+    page.route("**/export.js", lambda route: held.append(route))
+    # A deferred script holds DOMContentLoaded back: wait for the parsed page instead.
+    page.goto(f"{live_server}{PREFIX}/sync", wait_until="commit")
+    page.wait_for_function("document.readyState !== 'loading'")
+    for _ in range(200):  # the route's callback runs when Playwright pumps its events
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page did not ask for export.js"
+    assert page.locator("#export-users").is_disabled()
+    held[0].continue_()
+    page.click("#export-users")
+    page.wait_for_selector("#xw-prefs:not([hidden])")
+    assert page.text_content("#xw-list-name") == "Demo shop newsletter"
+
+
 def test_admin_pages_are_closed_until_login(live_server: str, page: Any, shots: Any) -> None:
     response = page.goto(f"{live_server}{PREFIX}/sync")
     assert response.status == 403
