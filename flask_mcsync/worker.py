@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import Flask
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -73,12 +74,30 @@ class Sweeping:
             log.exception("mcsync: could not queue the periodic reconcile")
 
 
+# How often a worker busy with jobs tells Redis it is alive. RQ does so before and after
+# every job (a write and two expiries each time: 6 of a job's ~35 Redis round trips,
+# which on a busy export are as many waits on Redis per batch). Its key lives
+# worker_ttl + 60 s (more than 75 s), so one refresh every few seconds keeps it as alive.
+HEARTBEAT_EVERY = 5.0
+
+
 class McSyncWorker(Sweeping, Worker):
     """Forks a work horse per job (``MCSYNC_FORK_PER_JOB=true``)."""
 
 
 class InProcessWorker(Sweeping, SimpleWorker):
     """Runs each job in the worker's own process (the default)."""
+
+    _beat_at = float("-inf")
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        # Only RQ's plain "still here" is spaced out: one given a TTL or a pipeline is
+        # part of starting a job and goes with the rest of it.
+        beat = time.monotonic()
+        if timeout is None and pipeline is None and beat - self._beat_at < HEARTBEAT_EVERY:
+            return
+        super().heartbeat(timeout, pipeline)
+        self._beat_at = beat
 
 
 def run_worker(app: Flask, burst: bool = False, with_scheduler: bool = True) -> bool:

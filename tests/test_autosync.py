@@ -918,3 +918,35 @@ def test_several_waiting_rows_for_one_address_make_one_put(
     wait_for(lambda: _queued_jobs(app) == 0, 10, "the other jobs to find nothing to do")
     assert _puts(sandbox) == 1
     assert [o.outcome for o in _outcomes(email)] == ["created"]
+
+
+def test_a_busy_worker_tells_redis_it_is_alive_every_few_seconds_not_twice_a_job(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ refreshes the worker's key before and after every job in round trips of their
+    own: on an export that was 6 of a job's ~35. Those come every HEARTBEAT_EVERY now;
+    the refreshes RQ pipelines with other commands (the suspension check, the job's
+    start) cost no round trip and still come with every job."""
+    from rq import SimpleWorker
+
+    from flask_mcsync import worker as worker_mod
+    from flask_mcsync.enqueue import enqueue_drain
+
+    beats: list[str] = []
+    original = SimpleWorker.heartbeat
+
+    def counted(self: Any, timeout: Any = None, pipeline: Any = None) -> None:
+        beats.append("piped" if pipeline is not None else "plain")
+        original(self, timeout, pipeline)
+
+    monkeypatch.setattr(SimpleWorker, "heartbeat", counted)
+    jobs = 20
+    for _ in range(jobs):
+        enqueue_drain(_ext(app))  # nothing in the outbox: each job ends at once
+    started = time.monotonic()
+    assert worker_mod.run_worker(app, burst=True, with_scheduler=False)
+    took = time.monotonic() - started
+    assert _queued_jobs(app) == 0
+    assert beats.count("piped") >= 2 * jobs
+    # RQ's own worker gave two plain ones a job (40 here), whatever the time taken.
+    assert beats.count("plain") <= 1 + took / worker_mod.HEARTBEAT_EVERY
