@@ -276,17 +276,18 @@ def running(
 
 
 @contextlib.contextmanager
-def sandbox_process() -> Iterator[Any]:
+def sandbox_process(setup: str = "") -> Iterator[Any]:
     """The Mailchimp sandbox in its own process; yields a client of its control API.
 
     In a thread of the benchmark's process it would share the GIL with the code being
     measured (a busy HTTP client, or the test client's requests): each would slow the
-    other.
+    other. ``setup``: Python statements the process runs first (a benchmark's variant).
     """
     from flask_mcsync.sandbox import SandboxClient
 
     port = free_port()
     code = (
+        f"{setup}\n"
         "import sys; from flask_mcsync.sandbox import serve; serve('127.0.0.1', int(sys.argv[1]))"
     )
     with running([sys.executable, "-c", code, str(port)]) as proc:

@@ -132,6 +132,7 @@ class BatchWorker:
                     batch.errored_operations += 1
                 self.state.stats.operations_processed += 1
             index += 1
+            self.state.lock.give_way()  # a request waiting for the account goes first
         if not self._set_status(batch, "finalizing"):
             return
         with self.state.lock:
