@@ -11,8 +11,8 @@ is finished and the sandbox's CPU over that time.
 Two variants of the sandbox, alternating, in processes of their own:
 
 * ``gives way``: as shipped (``AccountLock.give_way`` after each operation);
-* ``takes back``: ``give_way`` made a no-op, the batch thread takes the lock back at
-  once (the sandbox before it).
+* ``takes back``: the account's lock a plain ``RLock`` again (with a ``give_way`` that
+  does nothing), so the batch thread takes it back at once (the sandbox before it).
 
     python benchmarks/bench_sandbox_latency.py [--batches 20] [--rounds 2] [--json FILE]
 """
@@ -33,8 +33,11 @@ from common import cpu_snapshot, load_average, note, sandbox_process
 VARIANTS = {
     "gives way": "",
     "takes back": (
-        "from flask_mcsync.sandbox.state import AccountLock\n"
-        "AccountLock.give_way = lambda self: None"
+        "import _thread\n"
+        "from flask_mcsync.sandbox import state\n"
+        "class PlainLock(_thread.RLock):\n"
+        "    def give_way(self): pass\n"
+        "state.AccountLock = PlainLock"
     ),
 }
 

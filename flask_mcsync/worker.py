@@ -74,10 +74,12 @@ class Sweeping:
             log.exception("mcsync: could not queue the periodic reconcile")
 
 
-# How often a worker busy with jobs tells Redis it is alive. RQ does so before and after
-# every job (a write and two expiries each time: 6 of a job's ~35 Redis round trips,
-# which on a busy export are as many waits on Redis per batch). Its key lives
-# worker_ttl + 60 s (more than 75 s), so one refresh every few seconds keeps it as alive.
+# How often a worker busy with jobs tells Redis it is alive in a round trip of its own.
+# RQ does so before and after every job (a write and two expiries each time: 6 of a
+# job's ~31 Redis round trips, as many waits on Redis per batch of an export). The key
+# stays alive without them because RQ also refreshes it inside pipelines it sends anyway,
+# which are never skipped: at the top of every loop (its suspension check, to
+# worker_ttl + 60 s, longer than any wait for a job) and when a job starts.
 HEARTBEAT_EVERY = 5.0
 
 

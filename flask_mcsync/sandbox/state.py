@@ -450,12 +450,12 @@ def default_merge_fields() -> list[MergeField]:
 class AccountLock:
     """The account's re-entrant lock, which knows whether a thread waits for it.
 
-    The batch thread takes it for each operation it runs, and takes it again as soon as
+    The batch thread takes it for each operation it runs, and took it again as soon as
     it let go: a request thread woken by the release had not run yet, so it waited
-    again, often until the whole batch was done. Reads of a batch's status and new
-    ``POST /batches`` waited 15-50 ms at the median (up to a batch's 75 ms) while batches
-    ran, where Mailchimp's API answers them whatever its batch processors do.
-    :meth:`give_way` lets such a waiter in first (``benchmarks/bench_sandbox_latency.py``).
+    again, up to the whole batch. A ``POST /batches`` waited 37-43 ms at the median
+    (80-100 ms at the 90th percentile) while batches ran, where Mailchimp's API takes
+    batches in whatever its batch processors do; 20 ms when :meth:`give_way` lets it in
+    first (``benchmarks/bench_sandbox_latency.py``).
     """
 
     def __init__(self) -> None:

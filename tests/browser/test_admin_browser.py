@@ -238,6 +238,22 @@ def test_settings_choose_audience_and_add_rules(
     assert page.evaluate("window.__pwned") is None
 
 
+def open_with_script_held(page: Any, url: str, script: str) -> Any:
+    """Open ``url`` with its deferred ``script`` held back; returns the held route
+    (``continue_()`` lets the script in)."""
+    held: list[Any] = []
+    page.route(f"**/{script}", lambda route: held.append(route))
+    # A deferred script holds DOMContentLoaded back: wait for the parsed page instead.
+    page.goto(url, wait_until="commit")
+    page.wait_for_function("document.readyState !== 'loading'")
+    for _ in range(200):  # the route's callback runs when Playwright pumps its events
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, f"the page did not ask for {script}"
+    return held[0]
+
+
 def test_the_export_button_waits_for_its_script(app: Flask, live_server: str, page: Any) -> None:
     # export.js is deferred: a click that lands before it ran would open nothing and say
     # nothing (a CI run once clicked in that gap). The button stays disabled until then.
@@ -245,21 +261,39 @@ def test_the_export_button_waits_for_its_script(app: Flask, live_server: str, pa
     settings.update(ext.session, ext.config, list_id=LIST_ID, list_name="Demo shop newsletter")
     ext.session.commit()
     login(page, live_server)
-    held: list[Any] = []
-    page.route("**/export.js", lambda route: held.append(route))
-    # A deferred script holds DOMContentLoaded back: wait for the parsed page instead.
-    page.goto(f"{live_server}{PREFIX}/sync", wait_until="commit")
-    page.wait_for_function("document.readyState !== 'loading'")
-    for _ in range(200):  # the route's callback runs when Playwright pumps its events
-        if held:
-            break
-        page.wait_for_timeout(50)
-    assert held, "the page did not ask for export.js"
+    script = open_with_script_held(page, f"{live_server}{PREFIX}/sync", "export.js")
     assert page.locator("#export-users").is_disabled()
-    held[0].continue_()
+    script.continue_()
     page.click("#export-users")
     page.wait_for_selector("#xw-prefs:not([hidden])")
     assert page.text_content("#xw-list-name") == "Demo shop newsletter"
+
+
+def test_a_rule_is_never_removed_without_asking_even_before_the_script_ran(
+    app: Flask, live_server: str, page: Any
+) -> None:
+    # confirm.js (deferred) asks before a rule is removed: a click that landed before it
+    # ran posted the form and removed the rule without a question.
+    ext = state(app)
+    exclusions.add_rule(ext.session, "domain", "yopmail.com")
+    ext.session.commit()
+    login(page, live_server)
+    script = open_with_script_held(page, f"{live_server}{PREFIX}/", "confirm.js")
+    remove = page.locator("#rules-table tbody tr").nth(0).locator("button", has_text="Remove")
+    assert remove.is_disabled()
+    script.continue_()
+    asked: list[str] = []
+
+    def dismiss(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    remove.click()
+    assert asked and asked[0].startswith("Remove the whole domain 'yopmail.com' rule?")
+    assert page.locator("#rules-table tbody tr").count() == 1
+    ext.session.rollback()
+    assert len(exclusions.load_ruleset(ext.session).rules) == 1
 
 
 def test_admin_pages_are_closed_until_login(live_server: str, page: Any, shots: Any) -> None:

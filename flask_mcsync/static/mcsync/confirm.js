@@ -7,4 +7,9 @@
     var sentence = form && form.getAttribute && form.getAttribute("data-confirm");
     if (sentence && !window.confirm(sentence)) { event.preventDefault(); }
   });
+  // The page renders these forms' buttons disabled: this script is deferred, and a click
+  // before it ran would post without asking.
+  document.querySelectorAll("form[data-confirm] [type=submit]").forEach(function (button) {
+    button.disabled = false;
+  });
 }());

@@ -467,7 +467,8 @@
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape" && !modal.hidden) { close(); }
   });
-  // The page renders the button disabled: this script is deferred, and a click before it
-  // ran would do nothing at all. The button works once everything above is wired.
+  // The page renders the button disabled (autocomplete="off": Firefox would otherwise
+  // restore the enabled state on a reload): this script is deferred, and a click before
+  // it ran would do nothing at all. The button works once everything above is wired.
   button.disabled = false;
 })();
