@@ -549,7 +549,6 @@ def _queued_jobs(app: Flask) -> list[str]:
 def test_planning_pauses_with_its_fill_of_batches_out_and_resumes_at_three_quarters(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flask_mcsync.models import PlanChunk
     from flask_mcsync.planner import plan_chunk
     from flask_mcsync.runs import batches_out, resumable
     from flask_mcsync.sweep import sweep_once
@@ -598,14 +597,26 @@ def test_planning_pauses_with_its_fill_of_batches_out_and_resumes_at_three_quart
     assert plan_chunk(ext, chunks[0], sender=sender) == run_id
     assert len(sender.sent) == 10 and _chunk(chunks[0]).lease_until is None
 
-    # To the end: each time a quarter of the batches out end, the first paused chunk goes on.
+    _plan_to_the_end(ext, run_id, chunks, sender)
+    _assert_planned_once(run_id, expected)
+    assert len(sender.sent) == len(set(sender.sent)) == _run(run_id).batch_count
+
+
+def _plan_to_the_end(ext: Any, run_id: int, chunks: list[int], sender: Any) -> None:
+    """Each time a quarter of the batches out end, the first paused chunk goes on (or,
+    none paused, the next chunk, queued by the one before it), until every chunk is done."""
+    from flask_mcsync.models import PlanChunk
+    from flask_mcsync.planner import plan_chunk
+    from flask_mcsync.runs import resumable
+
+    session = _db().session
     for _ in range(200):
         if all(_chunk(c).status == "done" for c in chunks):
-            break
+            return
         _end_batches(run_id, 2)
         _set_batches(run_id, "waiting", "done", 8)
         paused_id = (resumable(ext, run_id) or (None, None))[0]
-        if paused_id is None:  # none paused: the next chunk, queued by the one before it
+        if paused_id is None:
             paused_id = session.execute(
                 sa.select(PlanChunk.id)
                 .where(
@@ -617,6 +628,56 @@ def test_planning_pauses_with_its_fill_of_batches_out_and_resumes_at_three_quart
                 .limit(1)
             ).scalar_one()
         plan_chunk(ext, paused_id, sender=sender)
+    raise AssertionError("the chunks were not all planned")
+
+
+def test_chunk_killed_while_it_pauses_is_planned_on_after_its_lease(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker dies in the pause, after the batch in flight was settled and before the
+    chunk's lease was given back: the chunk keeps its lease (nobody plans it meanwhile),
+    then the sweep has it planned on from its last committed batch, nothing doubled."""
+    from flask_mcsync.planner import plan_chunk
+    from flask_mcsync.runs import batches_out, resumable
+    from flask_mcsync.sweep import sweep_once
+    from flask_mcsync.times import utcnow
+
+    run_id, expected, chunks = _cut_rows(app, shop_rows(600, seed=37), batch_size=5)
+    ext = _fill(app, monkeypatch, in_flight=4)
+
+    class Killed(BaseException):
+        """The worker dying: nothing after this line runs."""
+
+    class DiesInThePause(_Posted):
+        def settle(self) -> None:
+            if len(self.sent) == 4:  # the fill: only the pause settles then
+                raise Killed
+
+    dying = DiesInThePause()
+    with pytest.raises(Killed) as caught:
+        plan_chunk(ext, chunks[0], sender=dying)
+    assert any(entry.name == "_pause" for entry in caught.traceback)
+    session = _db().session
+    session.rollback()
+    killed = _chunk(chunks[0])
+    assert killed.status != "done" and killed.planned_through is not None
+    assert killed.lease_until is not None and killed.lease_until > utcnow()
+    assert batches_out(session, run_id) == 4 and _run(run_id).batch_count == 4
+    # Room again, but the dead worker's lease still holds: nobody plans the chunk yet.
+    _end_batches(run_id, 2)
+    assert resumable(ext, run_id) is None
+    assert sweep_once(ext)["plans"] == 0
+    # The lease runs out: the sweep queues the chunk once, and it goes on where it was.
+    _set_lease(chunks[0], utcnow() - timedelta(seconds=1))
+    assert sweep_once(ext)["plans"] == 1
+    sweep_once(ext)
+    chunk_jobs = [j for j in _queued_jobs(app) if j.startswith(f"mcsync-chunk-{chunks[0]}-")]
+    assert chunk_jobs == [f"mcsync-chunk-{chunks[0]}-{killed.lease_token}"], _queued_jobs(app)
+    sender = _Posted()
+    sender.sent = list(dying.sent)
+    plan_chunk(ext, chunks[0], sender=sender)
+    assert sender.sent[4:] and not set(sender.sent[4:]) & set(dying.sent)
+    _plan_to_the_end(ext, run_id, chunks, sender)
     _assert_planned_once(run_id, expected)
     assert len(sender.sent) == len(set(sender.sent)) == _run(run_id).batch_count
 
