@@ -466,7 +466,7 @@ def _held(
     hashes = [subscriber_hash(email) for email, _, _ in replies]
     members = [(email, body) for email, body, _ in replies]
     results = created_or_updated(
-        ext.session, run.list_id, run.status_if_new, since, members, hashes
+        ext.session, run.list_id, run.status_if_new, since, members, hashes, run.id
     )
     return archived + [
         AddressOutcome(

@@ -104,7 +104,12 @@ class Run(Base):
     """
 
     __tablename__ = "mcsync_runs"
-    __table_args__ = (sa.Index("ix_mcsync_runs_created_at", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_mcsync_runs_created_at", "created_at"),
+        # Whether another sync of an audience may have written since a moment
+        # (outcomes.others_wrote_since): its runs not ended, or ended since then.
+        sa.Index("ix_mcsync_runs_list_finished", "list_id", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(16))  # export | auto | resync

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -190,6 +190,32 @@ def synced_since(
     return {email_hash for email_hash, runs in found.items() if runs & in_audience}
 
 
+# See others_wrote_since.
+OTHERS_MARGIN = timedelta(seconds=60)
+
+
+def others_wrote_since(session: Session, list_id: str, run_id: int, since: datetime) -> bool:
+    """Whether a sync of the audience other than run ``run_id`` may have recorded an
+    outcome since ``since``: one of its runs not ended, or ended since then.
+
+    Every writer of outcomes (an export's batches, a single-address sync, a change from
+    Mailchimp, a reconcile) does so within a run of the audience, and sets its
+    ``finished_at`` when it ends; a run that died without ending keeps this "yes" until
+    the sweep or a person ends it. Two reads of ``ix_mcsync_runs_list_finished``,
+    whatever the history.
+    """
+    others = sa.and_(Run.list_id == list_id, Run.id != run_id)
+    running = sa.select(Run.id).where(others, Run.finished_at.is_(None)).limit(1)
+    # A run's end is stamped a moment before its last outcome (a single-address sync
+    # records after it), and Mailchimp's clock may run ahead of ours: runs that ended a
+    # while before ``since`` count too. Only more lookups, never fewer, come of it.
+    recent = since - OTHERS_MARGIN
+    ended = sa.select(Run.id).where(others, Run.finished_at >= recent).limit(1)
+    return (
+        session.execute(running).first() is not None or session.execute(ended).first() is not None
+    )
+
+
 def created_or_updated(
     session: Session,
     list_id: str,
@@ -197,6 +223,7 @@ def created_or_updated(
     since: datetime,
     members: list[tuple[str, dict[str, Any]]],
     hashes: list[str] | None = None,
+    run_id: int | None = None,
 ) -> list[Result]:
     """Created or updated, for each (address, member Mailchimp answered) of one write.
 
@@ -206,6 +233,10 @@ def created_or_updated(
     answer cannot: a member another sync created since ``since`` (the first send), so
     only the syncs recorded since then are looked up. ``hashes``, when the caller has
     them, are those of the addresses.
+
+    ``run_id``: the run these members were written by. When no other run of the
+    audience may have written since ``since`` (:func:`others_wrote_since`), there is
+    nothing to look up: an export's batches skip a probe per address that way.
     """
     hashes = hashes if hashes is not None else [subscriber_hash(e) for e, _ in members]
     new = [was_created(body, status_if_new, since) for _, body in members]
@@ -218,7 +249,7 @@ def created_or_updated(
             since,
             hashes=[h for h, is_new in zip(hashes, new, strict=True) if is_new],
         )
-        if maybe_new
+        if maybe_new and (run_id is None or others_wrote_since(session, list_id, run_id, since))
         else set()
     )
     return [

@@ -438,3 +438,80 @@ def test_a_member_who_opted_in_just_before_the_export_is_updated(
     assert data["status"] == "finished", data["message"]
     outcome = db.session.execute(sa.select(Outcome).where(Outcome.run_id == run_id)).scalar_one()
     assert (outcome.email, outcome.outcome) == (SUBSCRIBED, "updated")
+
+
+def test_an_export_batch_looks_up_other_syncs_only_when_another_run_may_have_written(
+    app: Flask,
+) -> None:
+    """A batch counts a member Mailchimp says is new as "created" unless another sync
+    of the audience recorded it since the batch was sent. With no other run of the
+    audience open or ended since then (a first export: auto-sync waits for its end),
+    there is nothing to look up; any such run, and the lookup is made as before."""
+    from datetime import timedelta
+
+    from flask_mcsync.models import Run
+    from flask_mcsync.outcomes import OTHERS_MARGIN, others_wrote_since
+    from flask_mcsync.times import utcnow
+
+    session = _ext(app).session
+    since = utcnow() - timedelta(seconds=5)
+
+    def run(list_id: str, kind: str, finished: Any) -> int:
+        row = Run(kind=kind, list_id=list_id, status="finished", finished_at=finished)
+        session.add(row)
+        session.commit()
+        return int(row.id)
+
+    ours = run("aud1", "export", None)  # our own run, still going
+    assert not others_wrote_since(session, "aud1", ours, since)
+    long_ago = run("aud1", "auto", since - OTHERS_MARGIN - timedelta(seconds=1))
+    assert not others_wrote_since(session, "aud1", ours, since)
+    elsewhere = run("aud2", "auto", None)  # another audience's open run
+    assert not others_wrote_since(session, "aud1", ours, since)
+    # A single sync that ended just before ``since`` may have recorded just after it.
+    just_before = run("aud1", "auto", since - timedelta(seconds=1))
+    assert others_wrote_since(session, "aud1", ours, since)
+    session.delete(session.get(Run, just_before))
+    session.commit()
+    run("aud1", "resync", utcnow())  # ended since then
+    assert others_wrote_since(session, "aud1", ours, since)
+    session.query(Run).filter(Run.kind == "resync").delete()
+    session.commit()
+    run("aud1", "mailchimp", None)  # a webhook's run, still open
+    assert others_wrote_since(session, "aud1", ours, since)
+    assert {long_ago, elsewhere} <= {r.id for r in session.query(Run)}
+
+
+def test_a_member_another_sync_created_since_the_send_stays_updated_for_the_export(
+    app: Flask,
+) -> None:
+    """The lookup still decides when another run of the audience wrote: a signup synced
+    (and so created) while the batch waited at Mailchimp is "updated" for the export."""
+    from datetime import timedelta
+
+    from flask_mcsync.addresses import subscriber_hash
+    from flask_mcsync.models import Run
+    from flask_mcsync.outcomes import AddressOutcome, Result, created_or_updated, record
+    from flask_mcsync.times import utcnow
+
+    session = _ext(app).session
+    since = utcnow() - timedelta(seconds=5)
+    stamp = (utcnow() + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    member = {"status": "subscribed", "timestamp_opt": stamp, "last_changed": stamp}
+    signups = ["lea@gmail.com", "noe@gmail.com"]
+    export = Run(kind="export", list_id="aud1", status="running")
+    session.add(export)
+    session.commit()
+
+    def judged() -> list[Result]:
+        members = [(email, member) for email in signups]
+        hashes = [subscriber_hash(email) for email in signups]
+        return created_or_updated(session, "aud1", "subscribed", since, members, hashes, export.id)
+
+    assert judged() == [Result.CREATED, Result.CREATED]  # nothing else ran: no lookup
+    auto = Run(kind="auto", list_id="aud1", status="finished", finished_at=utcnow())
+    session.add(auto)
+    session.flush()
+    record(session, auto.id, [AddressOutcome(signups[0], Result.CREATED)], bump=False)
+    session.commit()
+    assert judged() == [Result.UPDATED, Result.CREATED]
