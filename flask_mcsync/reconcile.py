@@ -57,6 +57,10 @@ class ReconcileBusy(McSyncError, RuntimeError):
     """Another reconcile of this audience is running."""
 
 
+class ReconcileTakenOver(ReconcileBusy):
+    """This reconcile went silent too long: a later one took its place (and ended it)."""
+
+
 @dataclass
 class ReconcileResult:
     run_id: int
@@ -160,12 +164,25 @@ def reconcile(ext: McSync, started_by: str = "cli", page_size: int = PAGE_SIZE) 
                 if not members:
                     break
                 _apply_page(ext, run, list_id, members, result)
-                run.lease_until = utcnow() + LEASE
-                run.total = result.read
+                # The page's changes are kept only while this run holds the audience's
+                # slot. A later reconcile that took over (_claim) has ended this run:
+                # it must record nothing after its end (an export's batches rely on a
+                # run's end, see outcomes.others_wrote_since).
+                held = session.execute(
+                    sa.update(Run)
+                    .where(Run.id == run.id, Run.active_list_id.is_not(None))
+                    .values(lease_until=utcnow() + LEASE, total=result.read)
+                    .execution_options(synchronize_session=False)
+                )
+                if not getattr(held, "rowcount", 0):
+                    session.rollback()
+                    raise ReconcileTakenOver(str(messages.RECONCILE_TAKEN_OVER))
                 session.commit()
                 offset += len(members)
                 if offset >= total:
                     break
+    except ReconcileTakenOver:
+        raise  # the reconcile that took over has ended this run already
     except BaseException as exc:
         session.rollback()
         run.status, run.active_list_id, run.finished_at = RunStatus.FAILED, None, utcnow()

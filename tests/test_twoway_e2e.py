@@ -232,6 +232,51 @@ def test_reconcile_picks_up_changes_made_while_the_webhook_was_not_registered(
     assert outbox_count() == 0
 
 
+def test_a_reconcile_taken_over_between_two_pages_records_nothing_more(
+    app: Flask, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconcile that went silent is ended by the one that takes its place. If its
+    process comes back, its next page is not kept: a run records nothing after its end
+    (an export's batches skip their lookup of other syncs on that promise)."""
+    from flask_mcsync import reconcile as reconcile_mod
+    from flask_mcsync.models import Outcome, Run
+    from flask_mcsync.times import utcnow
+
+    activate(app)
+    _shop(("a@laposte.net", True), ("b@laposte.net", True))
+    _audience(
+        sandbox,
+        ("a@laposte.net", "unsubscribed"),
+        ("b@laposte.net", "unsubscribed"),
+        ("c@laposte.net", "subscribed"),
+    )
+    real_page, pages = reconcile_mod._page, []
+
+    def page_then_taken_over(*args: Any, **kwargs: Any) -> Any:
+        pages.append(1)
+        if len(pages) == 2:  # between the pages, what _claim does to a silent run
+            with db().engine.begin() as other:
+                other.execute(
+                    sa.update(Run)
+                    .where(Run.kind == "reconcile")
+                    .values(status="failed", active_list_id=None, finished_at=utcnow())
+                )
+        return real_page(*args, **kwargs)
+
+    monkeypatch.setattr(reconcile_mod, "_page", page_then_taken_over)
+    with pytest.raises(reconcile_mod.ReconcileTakenOver):
+        reconcile_mod.reconcile(ext(app), page_size=1)
+    session = db().session
+    session.rollback()
+    run = session.execute(sa.select(Run).where(Run.kind == "reconcile")).scalar_one()
+    assert run.status == "failed" and run.active_list_id is None
+    recorded = session.execute(sa.select(Outcome.email).where(Outcome.run_id == run.id)).all()
+    # The first page (one member) was kept; the second, read after the takeover, was not.
+    assert len(recorded) <= 1 and len(pages) == 2
+    shop = customers()  # one unsubscribe at most reached the shop: the page kept
+    assert [shop["a@laposte.net"], shop["b@laposte.net"]].count(False) <= 1
+
+
 def test_the_workers_reconcile_periodically_when_configured(
     database_url: str, redis_url: str, sandbox: SandboxServer
 ) -> None:
