@@ -19,7 +19,11 @@ text          ``str``; ``bool`` → ``"Yes"``/``"No"``; ``date`` → ``YYYY-MM-D
               its plain decimal text (``"12.50"``)
 number        ``int`` or ``float``; ``bool`` → ``1``/``0``; ``Decimal`` → ``int`` when
               whole, else ``float``; numeric text → its number; anything else → text,
-              which Mailchimp refuses with "Please enter a number" (recorded per address)
+              which Mailchimp refuses with "Please enter a number" (recorded per address).
+              Not-a-number and the infinities (``float`` or ``Decimal``) are sent as
+              text too (``"NaN"``, ``"Infinity"``): JSON has no such number (a JSON
+              encoder writes ``null`` for them, which is not the shop's value), so the
+              address gets Mailchimp's error instead of a field silently emptied
 date          ``YYYY-MM-DD`` from a ``date``/``datetime`` (Mailchimp's API date format,
               whatever the field's display format); text passed through
 birthday      ``MM/DD`` (or ``DD/MM`` when the field's ``options.date_format`` says so)
@@ -30,14 +34,23 @@ phone, email, zip, imageurl, url, radio, dropdown
               text (``bool`` → ``"Yes"``/``"No"``, dates and decimals as for text)
 unknown tag   (the audience has no such field) as text; Mailchimp drops unknown tags
 ============  ===========================================================================
+
+Without a known type (Mailchimp could not be asked), finite numbers stay numbers and the
+rest goes by the text rule, non-finite numbers included.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from math import isfinite
 from typing import Any
+
+# Numeric text as a shop's column may hold it, ASCII digits only.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 TEXT_TYPES = frozenset({"text", "phone", "email", "zip", "imageurl", "url", "radio", "dropdown"})
 ALL_TYPES = TEXT_TYPES | {"number", "date", "birthday", "address"}
@@ -94,15 +107,25 @@ def convert(value: Any, field_type: str | None, options: Mapping[str, Any] | Non
     if field_type == "address" and isinstance(value, Mapping):
         return {str(k): _text(v) for k, v in value.items() if v is not None}
     if field_type is None and not isinstance(value, bool) and isinstance(value, (int, float)):
-        return value
+        return value if _finite(value) else _text(value)
     if field_type is None and isinstance(value, Decimal):
         return _number(value)
     return _text(value)
 
 
+def _finite(value: int | float | Decimal) -> bool:
+    """Whether JSON can carry ``value`` as a number (an ``int`` always can)."""
+    if isinstance(value, Decimal):
+        return value.is_finite()  # a signalling NaN too, without raising
+    return isinstance(value, int) or isfinite(value)
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):  # before int: True is an int in Python
         return "Yes" if value else "No"
+    if isinstance(value, float) and not isfinite(value):
+        # Python writes "nan" and "inf"; Decimal (below) and most databases write these.
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc)
@@ -117,16 +140,17 @@ def _text(value: Any) -> str:
 def _number(value: Any) -> Any:
     if isinstance(value, bool):
         return 1 if value else 0
+    if isinstance(value, (int, float, Decimal)) and not _finite(value):
+        return _text(value)  # Mailchimp says "Please enter a number" for this address
     if isinstance(value, (int, float)):
         return value
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     text = _text(value).strip()
-    try:
+    if _INTEGER.fullmatch(text):
         return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text  # Mailchimp says "Please enter a number" for this address
+    if _DECIMAL.fullmatch(text) and isfinite(number := float(text)):
+        return number
+    # Mailchimp says "Please enter a number" for this address. int() and float() would
+    # also read "1_000", "nan", "inf" and digits of other scripts: sent as written.
+    return text

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 
 from flask_mcsync.merge_values import ALL_TYPES, TEXT_TYPES, convert, convert_all, field_types
@@ -63,6 +64,35 @@ def test_number_fields() -> None:
     assert convert(" 31 ", "number") == 31 and convert("3.5", "number") == 3.5
     # Not a number: left as text, for Mailchimp to refuse with its own words.
     assert convert("abc", "number") == "abc"
+    # Texts Python's int() and float() read but that are not written as numbers.
+    for text in ("nan", "inf", "1_000", "١٢", "1e999"):
+        assert convert(text, "number") == text
+
+
+NOT_FINITE = [
+    (float("nan"), "NaN"),
+    (float("inf"), "Infinity"),
+    (float("-inf"), "-Infinity"),
+    (Decimal("NaN"), "NaN"),
+    (Decimal("sNaN"), "sNaN"),
+    (Decimal("Infinity"), "Infinity"),
+    (Decimal("-Infinity"), "-Infinity"),
+]
+
+
+@pytest.mark.parametrize("field_type", [*sorted(MAILCHIMP_TYPES - {"address"}), None])
+@pytest.mark.parametrize(("value", "text"), NOT_FINITE, ids=repr)
+def test_a_number_that_is_not_finite_is_sent_as_its_text(
+    field_type: Any, value: Any, text: str
+) -> None:
+    # JSON has no NaN or infinity: orjson writes null for them (a field emptied, or the
+    # whole operation refused), and int(Decimal("Infinity")) raised, stopping the
+    # chunk. As text, a number field gets Mailchimp's "Please enter a number" for that
+    # address alone.
+    out = convert(value, field_type)
+    assert out == text
+    types = {"N": {"type": field_type}} if field_type else None
+    assert orjson.loads(orjson.dumps(convert_all({"N": value}, types))) == {"N": text}
 
 
 def test_date_fields() -> None:

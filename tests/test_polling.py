@@ -12,7 +12,9 @@ is read from the lease the poll left and from RQ's registry of scheduled jobs.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from flask import Flask
 from helpers_export import audience_members, prepare_export, shop_rows, start_export_run
 from support import wait_for
 
+import flask_mcsync
 from flask_mcsync.batch_sync import MAX_POLL_DELAY, poll_delay
 from flask_mcsync.enqueue import _not_before
 
@@ -56,6 +59,18 @@ def test_polls_of_an_hour_pending_batch_grow_with_the_logarithm_of_its_wait() ->
     polls, longest = _polls_in(3600, spaced=True)
     assert polls == 185 and longest == 21.0
     assert _polls_in(16, spaced=True) == _polls_in(16, spaced=False)  # short waits: as before
+
+
+def test_the_export_window_waits_longer_than_the_longest_gap_between_two_polls() -> None:
+    """Each poll renews its batch's lease, which the export window counts as movement.
+    Its hint that no worker may be running (export.js, STALL_S) must wait longer than
+    two polls can be apart (a whole-second delay plus RQ's scheduler tick of a second),
+    or a batch waiting its turn at Mailchimp would be shown as a stalled worker."""
+    script = Path(flask_mcsync.__file__).parent / "static" / "mcsync" / "export.js"
+    found = re.search(r"var STALL_S = (\d+);", script.read_text(encoding="utf-8"))
+    assert found is not None, "export.js no longer says STALL_S as this test reads it"
+    _, longest = _polls_in(3600, spaced=True)
+    assert int(found.group(1)) > longest + 1.0 >= MAX_POLL_DELAY
 
 
 def _one_batch_sent(app: Flask, sandbox: Any) -> tuple[Any, int, str]:

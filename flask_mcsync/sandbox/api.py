@@ -19,7 +19,7 @@ from flask import Blueprint, Response, g, request
 
 from .errors import PROBLEM_CONTENT_TYPE, TOO_MANY_CONNECTIONS, ApiError, too_many_requests
 from .faults import Faults, injected_error, signup_limit_error
-from .operations import INVALID_JSON, Result, execute, route_kind, split_path
+from .operations import Result, execute, parse_body, route_kind, split_path
 from .state import SandboxState
 
 MAX_CONNECTIONS_PER_KEY = 10
@@ -120,10 +120,7 @@ def create_api_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
     def request_body() -> object:
         if not request.get_data(cache=True):
             return None
-        try:
-            return json.loads(request.get_data(as_text=True))
-        except ValueError:
-            return INVALID_JSON
+        return parse_body(request.get_data(as_text=True))
 
     def call(subpath: str) -> Response:
         key = authenticate()

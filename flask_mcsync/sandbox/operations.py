@@ -24,6 +24,24 @@ MAX_UNFINISHED_BATCHES = 500
 INVALID_JSON = object()
 
 
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_body(text: str) -> object:
+    """A request body read as JSON, or :data:`INVALID_JSON`.
+
+    Strict: Python's ``json`` also reads ``NaN``, ``Infinity`` and ``-Infinity``, which
+    JSON (RFC 8259) does not have, and which ``json.dumps`` writes for a float that is
+    not finite. Mailchimp's own parser is not documented; a client sending these gets
+    a parse error here rather than a number Mailchimp may never accept.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError:
+        return INVALID_JSON
+
+
 @dataclass
 class Result:
     status: int
@@ -306,10 +324,7 @@ def run_operation(state: SandboxState, op: dict[str, Any], base_url: str) -> dic
     body: object = None
     # Submission already refused any body that is not a string.
     if isinstance(raw_body, str) and raw_body.strip():
-        try:
-            body = json.loads(raw_body)
-        except ValueError:
-            body = INVALID_JSON
+        body = parse_body(raw_body)
     raw_params = op.get("params")
     params = {str(k): str(v) for k, v in raw_params.items()} if isinstance(raw_params, dict) else {}
     try:

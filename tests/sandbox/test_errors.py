@@ -191,6 +191,22 @@ def test_not_found_method_not_allowed_and_bad_json(api: Any) -> None:
     assert_problem(reply, 400, "JSON Parse Exception")
 
 
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(api: Any, sandbox: SandboxServer, literal: str) -> None:
+    # Python's json reads these (and json.dumps writes them for a float that is not
+    # finite); JSON has no such value, in a request or in a batch operation's body.
+    email = "nan@mail.shop-demo.io"
+    body = '{"email_address": "%s", "status_if_new": "subscribed", "merge_fields": {"AGE": %s}}'
+    reply = api(
+        "PUT",
+        f"lists/{LIST}/members/{email}",
+        data=(body % (email, literal)).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(reply, 400, "JSON Parse Exception")
+    assert sandbox.client.member(LIST, email) is None
+
+
 def test_api_key_missing_invalid_and_added(api: Any, sandbox: SandboxServer) -> None:
     body = assert_problem(api("GET", "ping", key=None), 401, "API Key Missing")
     assert body["detail"] == "Your request did not include an API key."

@@ -217,6 +217,40 @@ def test_merge_value_string_number_and_address_accepted(
     ]
 
 
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [(42, 42), (2.5, 2.5), ("12", "12"), (" -3.5 ", " -3.5 "), ("1e3", "1e3"), (".5", ".5")],
+)
+def test_number_field_takes_decimal_numbers(
+    official: Any, sandbox: SandboxServer, value: Any, kept: Any
+) -> None:
+    list_id = sandbox.client.create_list("Numbers", [{"tag": "AGE", "type": "number"}])["id"]
+    email = "number@mail.shop-demo.io"
+    reply = official.lists.set_list_member(
+        list_id, email, put_body(email, merge_fields={"AGE": value})
+    )
+    assert reply["merge_fields"] == {"AGE": kept}
+
+
+@pytest.mark.parametrize(
+    "value", ["abc", "nan", "NaN", "inf", "Infinity", "1_000", "١٢", "1,5", ""]
+)
+def test_number_field_refuses_what_is_not_written_as_a_number(
+    official: Any, sandbox: SandboxServer, value: str
+) -> None:
+    # Python's float() reads "nan", "inf", "1_000" and Arabic-Indic digits; nothing says
+    # Mailchimp does, so the sandbox refuses them (merge_values._NUMBER_TEXT).
+    list_id = sandbox.client.create_list(
+        "Numbers", [{"tag": "AGE", "type": "number", "required": True}]
+    )["id"]
+    email = "number@mail.shop-demo.io"
+    with pytest.raises(ApiClientError) as exc:
+        official.lists.set_list_member(list_id, email, put_body(email, merge_fields={"AGE": value}))
+    message = "Please enter a value" if value == "" else "Please enter a number"
+    assert official_error(exc)["errors"] == [{"field": "AGE", "message": message}]
+    assert sandbox.client.member(list_id, email) is None
+
+
 # --- compliance state by opt-out source ---------------------------------------------
 
 
