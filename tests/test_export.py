@@ -407,6 +407,19 @@ def test_cli_export_wait_exits_non_zero_when_the_run_fails(
     assert sandbox.client.members(LIST_ID)["members"] == []
 
 
+def test_the_example_shop_runs_sqlite_as_the_operations_guide_says(app: Flask) -> None:
+    """WAL, ``synchronous=NORMAL`` and a checkpoint every 40,000 pages on every
+    connection (docs/operations.rst): the figures in benchmarks/README.md assume them."""
+    db = _db()
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's settings")
+    with db.engine.connect() as connection:
+        read = lambda name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert read("journal_mode") == "wal"
+        assert read("synchronous") == 1  # NORMAL
+        assert read("wal_autocheckpoint") == 40_000
+
+
 def test_an_export_on_sqlites_default_journal_reaches_every_address(
     tmp_path: Path, redis_url: str, sandbox: Any
 ) -> None:
