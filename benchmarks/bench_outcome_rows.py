@@ -16,7 +16,10 @@ sets WAL and ``synchronous=NORMAL`` (docs/operations.rst). CPU is this process's
 and 90th percentile) of the batches after the first five.
 
     python benchmarks/bench_outcome_rows.py [--history 100000,1900000] [--batches 40]
-        [--journal default|wal]
+        [--journal default|wal] [--wal-autocheckpoint 1000,10000,40000]
+
+``--wal-autocheckpoint`` compares SQLite's WAL checkpoint intervals instead (WAL, the
+table as declared, each setting twice in turn).
 
 The files live in a temporary folder, kept between runs (``--folder``) because
 writing 1.9M history rows takes a minute.
@@ -32,6 +35,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from common import load_average, note
@@ -81,7 +85,9 @@ def history_file(folder: Path, rows: int) -> Path:
     return path
 
 
-def measure(source: Path, drop: str | None, journal: str, batches: int) -> tuple[str, str]:
+def measure(
+    source: Path, drop: str | None, journal: str, batches: int, checkpoint: int | None = None
+) -> tuple[str, str]:
     """CPU and wall milliseconds per batch of 1,000 rows (record + commit): median, and
     mean / 90th percentile (a WAL checkpoint lands in some batches' commit)."""
     work = source.with_name(f"work-{source.name}")
@@ -92,6 +98,12 @@ def measure(source: Path, drop: str | None, journal: str, batches: int) -> tuple
 
     if journal == "wal":  # as the example shop runs it
         sa.event.listen(engine, "connect", sqlite_for_workers)
+        if checkpoint is not None:  # after the shop's own setting, so this one holds
+
+            @sa.event.listens_for(engine, "connect")
+            def _checkpoint(connection: Any, _record: Any) -> None:
+                connection.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint)}")
+
     other = engine.connect()  # the other worker
     other.exec_driver_sql("CREATE TABLE IF NOT EXISTS other_writer (x INTEGER)")
     if drop:
@@ -143,6 +155,11 @@ def main() -> None:
     parser.add_argument("--history", default="100000,1900000")
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--journal", choices=("default", "wal"), default="default")
+    parser.add_argument(
+        "--wal-autocheckpoint",
+        help="with --journal wal: pages between checkpoints, comma-separated to compare"
+        " (default: the example shop's)",
+    )
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "mcsync-bench-rows"))
     args = parser.parse_args()
     if args.batches < WARM_UP + 2:
@@ -150,6 +167,8 @@ def main() -> None:
             f"--batches: at least {WARM_UP + 2} (the first {WARM_UP} warm up and are not"
             " timed; a median and a 90th percentile need two more)"
         )
+    if args.wal_autocheckpoint:
+        args.journal = "wal"  # checkpoints are the WAL's
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.history.split(",")]
@@ -158,6 +177,20 @@ def main() -> None:
         f"SQLite {sqlite3.sqlite_version}, journal {args.journal}, {args.batches} batches,"
         f" files on {filesystem(folder)}; ms per batch: median (mean / 90th percentile)"
     )
+    if args.wal_autocheckpoint:
+        # Each setting in turn, twice, on the table as declared: the index costs are above.
+        checkpoints = [int(n) for n in args.wal_autocheckpoint.split(",")]
+        print("| history rows | wal_autocheckpoint | CPU ms / 1,000 rows | wall ms | load |")
+        print("|---:|---:|---:|---:|---|")
+        for size in sizes:
+            source = history_file(folder, size)
+            for _ in range(2):
+                for pages in checkpoints:
+                    cpu, wall = measure(source, None, "wal", args.batches, pages)
+                    print(
+                        f"| {size:,} | {pages:,} | {cpu} | {wall} | {load_average()} |", flush=True
+                    )
+        return
     print("| history rows | index dropped | CPU ms / 1,000 rows | wall ms | load |")
     print("|---:|---|---:|---:|---|")
     for size in sizes:
