@@ -101,9 +101,10 @@ def sqlite_for_workers(connection: Any, _record: Any) -> None:
     instead of every 1,000: an export batch dirties about a page per address in the
     indexes keyed by address (the outcome rows' and the planned addresses', whose keys
     are random), so SQLite's default checkpointed after nearly every batch; at 1,000,000
-    addresses the rate against the benchmark's ceiling went from 0.72-0.75 to 0.81
-    (benchmarks/README.md). The WAL file grows to about 160 MB with 4 KB pages, and keeps
-    that size. An in-memory database ignores all three.
+    addresses the rate against the benchmark's ceiling went from 0.72-0.75 to 0.78-0.81
+    (benchmarks/README.md), by waiting less for fsyncs. The WAL file grows to at least
+    160 MB with 4 KB pages (more while a long read holds a checkpoint back) and keeps
+    that size while a connection is open. An in-memory database ignores all three.
     """
     cursor = connection.cursor()
     # Leaving the default journal takes the file to itself, once: while another

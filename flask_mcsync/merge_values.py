@@ -20,10 +20,10 @@ text          ``str``; ``bool`` → ``"Yes"``/``"No"``; ``date`` → ``YYYY-MM-D
 number        ``int`` or ``float``; ``bool`` → ``1``/``0``; ``Decimal`` → ``int`` when
               whole, else ``float``; numeric text → its number; anything else → text,
               which Mailchimp refuses with "Please enter a number" (recorded per address).
-              Not-a-number and the infinities (``float`` or ``Decimal``) are sent as
-              text too (``"NaN"``, ``"Infinity"``): JSON has no such number (a JSON
-              encoder writes ``null`` for them, which is not the shop's value), so the
-              address gets Mailchimp's error instead of a field silently emptied
+              Not-a-number, the infinities and numbers beyond a double's range are
+              sent as text too (``"NaN"``, ``"Infinity"``, the digits): JSON has no
+              such number (an encoder writes ``null`` for them, not the shop's
+              value), so the address gets Mailchimp's error instead
 date          ``YYYY-MM-DD`` from a ``date``/``datetime`` (Mailchimp's API date format,
               whatever the field's display format); text passed through
 birthday      ``MM/DD`` (or ``DD/MM`` when the field's ``options.date_format`` says so)
@@ -42,6 +42,7 @@ rest goes by the text rule, non-finite numbers included.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -50,6 +51,8 @@ from typing import Any
 
 # Numeric text as a shop's column may hold it, ASCII digits only.
 _INTEGER = re.compile(r"[+-]?[0-9]+")
+# Longer than this, int() refuses the text; no double is that long anyway.
+_LONGEST_INTEGER = 310
 _DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 TEXT_TYPES = frozenset({"text", "phone", "email", "zip", "imageurl", "url", "radio", "dropdown"})
@@ -114,15 +117,27 @@ def convert(value: Any, field_type: str | None, options: Mapping[str, Any] | Non
 
 
 def _finite(value: int | float | Decimal) -> bool:
-    """Whether JSON can carry ``value`` as a number (an ``int`` always can)."""
+    """Whether ``value`` goes out as a JSON number: finite, and within a double's range
+    (a larger one would become ``inf`` on the way to a float, and a JSON ``null``)."""
+    if isinstance(value, float):
+        return isfinite(value)
     if isinstance(value, Decimal):
-        return value.is_finite()  # a signalling NaN too, without raising
-    return isinstance(value, int) or isfinite(value)
+        # is_finite() first: comparing a NaN raises (a signalling one too).
+        return value.is_finite() and abs(value) <= Decimal(_LARGEST)
+    return abs(value) <= _LARGEST
+
+
+# The largest double: what Mailchimp, or any JSON reader, can take as a number.
+_LARGEST = sys.float_info.max
 
 
 def _text(value: Any) -> str:
     if isinstance(value, bool):  # before int: True is an int in Python
         return "Yes" if value else "No"
+    if isinstance(value, int):
+        # str() refuses an int of more than 4,300 digits (Python's limit on int to
+        # text); a Decimal writes them all.
+        return str(Decimal(value))
     if isinstance(value, float) and not isfinite(value):
         # Python writes "nan" and "inf"; Decimal (below) and most databases write these.
         return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
@@ -147,7 +162,7 @@ def _number(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     text = _text(value).strip()
-    if _INTEGER.fullmatch(text):
+    if _INTEGER.fullmatch(text) and len(text) <= _LONGEST_INTEGER:
         return int(text)
     if _DECIMAL.fullmatch(text) and isfinite(number := float(text)):
         return number

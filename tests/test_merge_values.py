@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from flask_mcsync import jsoncodec
 from flask_mcsync.merge_values import ALL_TYPES, TEXT_TYPES, convert, convert_all, field_types
 from flask_mcsync.sandbox.merge_fields_api import TYPES as SANDBOX_TYPES
 
@@ -93,6 +94,29 @@ def test_a_number_that_is_not_finite_is_sent_as_its_text(
     assert out == text
     types = {"N": {"type": field_type}} if field_type else None
     assert orjson.loads(orjson.dumps(convert_all({"N": value}, types))) == {"N": text}
+
+
+@pytest.mark.parametrize("field_type", ["number", "text", None])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (10**400, "1" + "0" * 400),
+        (10**5000, "1" + "0" * 5000),
+        (Decimal("1E+5000"), "1" + "0" * 5000),
+        (Decimal("1" * 400 + ".5"), "1" * 400 + ".5"),
+        ("1" * 4301, "1" * 4301),
+    ],
+    ids=["int 10**400", "int 10**5000", "Decimal 1E+5000", "Decimal 400 digits.5", "text 4301"],
+)
+def test_a_number_beyond_a_doubles_range_is_sent_as_its_digits(
+    field_type: Any, value: Any, text: str
+) -> None:
+    # A float() of these is infinite (a JSON null on the way out), int() refuses a text
+    # of more than 4,300 digits and str() such an int: each stopped the chunk or went
+    # out as null. Sent as its digits, a number field refuses it for that address.
+    out = convert(value, field_type)
+    assert out == text
+    assert orjson.loads(jsoncodec.dumps({"N": out})) == {"N": text}
 
 
 def test_date_fields() -> None:

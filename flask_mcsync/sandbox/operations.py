@@ -7,6 +7,7 @@ This is HTTP-free on purpose: the Flask view and the batch worker both call
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,16 +29,24 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400: a number no double holds
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
 def parse_body(text: str) -> object:
     """A request body read as JSON, or :data:`INVALID_JSON`.
 
     Strict: Python's ``json`` also reads ``NaN``, ``Infinity`` and ``-Infinity``, which
     JSON (RFC 8259) does not have, and which ``json.dumps`` writes for a float that is
-    not finite. Mailchimp's own parser is not documented; a client sending these gets
-    a parse error here rather than a number Mailchimp may never accept.
+    not finite, and reads ``1e400`` as an infinity. Mailchimp's own parser is not
+    documented; a client sending these gets a parse error here rather than a number
+    Mailchimp may never accept.
     """
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except ValueError:
         return INVALID_JSON
 
