@@ -116,6 +116,10 @@ def convert(value: Any, field_type: str | None, options: Mapping[str, Any] | Non
     return _text(value)
 
 
+# The largest double: what Mailchimp, or any JSON reader, can take as a number.
+_LARGEST = sys.float_info.max
+
+
 def _finite(value: int | float | Decimal) -> bool:
     """Whether ``value`` goes out as a JSON number: finite, and within a double's range
     (a larger one would become ``inf`` on the way to a float, and a JSON ``null``)."""
@@ -125,10 +129,6 @@ def _finite(value: int | float | Decimal) -> bool:
         # is_finite() first: comparing a NaN raises (a signalling one too).
         return value.is_finite() and abs(value) <= Decimal(_LARGEST)
     return abs(value) <= _LARGEST
-
-
-# The largest double: what Mailchimp, or any JSON reader, can take as a number.
-_LARGEST = sys.float_info.max
 
 
 def _text(value: Any) -> str:
@@ -162,9 +162,12 @@ def _number(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     text = _text(value).strip()
+    number: int | float | None = None
     if _INTEGER.fullmatch(text) and len(text) <= _LONGEST_INTEGER:
-        return int(text)
-    if _DECIMAL.fullmatch(text) and isfinite(number := float(text)):
+        number = int(text)
+    elif _DECIMAL.fullmatch(text):
+        number = float(text)
+    if number is not None and _finite(number):  # the same rule as for a number column
         return number
     # Mailchimp says "Please enter a number" for this address. int() and float() would
     # also read "1_000", "nan", "inf" and digits of other scripts: sent as written.

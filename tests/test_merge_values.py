@@ -105,8 +105,16 @@ def test_a_number_that_is_not_finite_is_sent_as_its_text(
         (Decimal("1E+5000"), "1" + "0" * 5000),
         (Decimal("1" * 400 + ".5"), "1" * 400 + ".5"),
         ("1" * 4301, "1" * 4301),
+        ("9" * 309, "9" * 309),
     ],
-    ids=["int 10**400", "int 10**5000", "Decimal 1E+5000", "Decimal 400 digits.5", "text 4301"],
+    ids=[
+        "int 10**400",
+        "int 10**5000",
+        "Decimal 1E+5000",
+        "Decimal 400 digits.5",
+        "text 4301",
+        "text 309 nines",
+    ],
 )
 def test_a_number_beyond_a_doubles_range_is_sent_as_its_digits(
     field_type: Any, value: Any, text: str
