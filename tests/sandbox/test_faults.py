@@ -39,9 +39,19 @@ def one_op_batch(api: Any, email: str = "b@mail.shop-demo.io") -> requests.Respo
 
 
 def test_eleventh_concurrent_request_gets_429(api: Any, sandbox: SandboxServer) -> None:
-    sandbox.client.set_faults(latency_ms=1000, retry_after=7)
+    # The ten must still be in flight when the eleventh arrives, however slowly the
+    # threads start on a busy machine: they are held for a minute, and woken by
+    # clearing the faults once the sandbox has refused the eleventh.
+    sandbox.client.set_faults(latency_ms=60_000, retry_after=7)
     with ThreadPoolExecutor(max_workers=11) as pool:
-        replies = list(pool.map(lambda _: api("GET", "ping"), range(11)))
+        pending = [pool.submit(api, "GET", "ping", timeout=90) for _ in range(11)]
+        deadline = time.monotonic() + 60
+        while sandbox.client.stats()["too_many_requests_sent"] < 1:
+            assert time.monotonic() < deadline, sandbox.client.stats()
+            time.sleep(0.02)
+        assert sandbox.client.stats()["in_flight"] == 10
+        sandbox.client.clear_faults()
+        replies = [future.result() for future in pending]
     codes = sorted(r.status_code for r in replies)
     assert codes == [200] * 10 + [429]
     refused = next(r for r in replies if r.status_code == 429)
