@@ -7,7 +7,6 @@ non-zero exit status.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
@@ -19,7 +18,7 @@ from flask.cli import AppGroup
 from . import exclusions, settings
 from .app_state import McSync, state
 from .cli_both_ways import both_ways_cli
-from .cli_output import emit, friendly, say_csv
+from .cli_output import echo_json, emit, friendly, say_csv
 from .diagnostic import diagnose, start_resync
 from .eligibility import tally
 from .follow import follow, summary_line
@@ -265,13 +264,13 @@ def export(
             say("Required merge fields are not checked (skip_merge_validation).")
     if not wait:
         if as_json:
-            click.echo(json.dumps(progress(ext.session, run_id), default=str))
+            echo_json(progress(ext.session, run_id))
         else:
             say("Workers do the work: start one with 'flask mcsync worker'.")
         return
     final = follow(ext, run_id, quiet=as_json)
     if as_json:
-        click.echo(json.dumps(final, indent=2, default=str))
+        echo_json(final, indent=2)
     else:
         say(summary_line(final))
     if final["status"] != RunStatus.FINISHED:

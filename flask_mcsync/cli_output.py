@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,9 +41,27 @@ def friendly(func: F) -> F:
 
 def emit(data: Any, as_json: bool, text: Callable[[], None]) -> None:
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        echo_json(data, indent=2)
     else:
         text()
+
+
+def echo_json(data: Any, indent: int | None = None) -> None:
+    """``data`` as JSON that any reader takes: a float NaN or infinity (a host's merge
+    value, say) is written as text, "nan" or "inf", where ``json.dumps`` would write a
+    bare ``NaN`` that jq and every strict parser refuse; other values JSON lacks, as
+    their ``str``."""
+    click.echo(json.dumps(_finite(data), indent=indent, default=str))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def say_csv(chunk: str) -> str:

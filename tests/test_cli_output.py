@@ -197,3 +197,28 @@ def test_a_malformed_api_key_is_a_sentence_in_every_command(tmp_path: Any) -> No
         for proc in running:
             if proc.poll() is None:  # a reaped pid may already belong to another process
                 kill_session(proc)
+
+
+def test_json_output_is_json_that_strict_readers_take(capsys: Any) -> None:
+    """A host's merge value may be a float NaN or infinity: ``--json`` writes it as text,
+    never the bare ``NaN`` that jq and strict parsers refuse."""
+    import json
+    import math
+    from decimal import Decimal
+
+    from flask_mcsync.cli_output import emit
+
+    data = {
+        "merge_fields": {"SCORE": math.nan, "LIMIT": math.inf, "FLOOR": -math.inf, "N": 1.5},
+        "history": [({"sent": {"AGE": math.nan}},), Decimal("NaN")],
+    }
+
+    def refuse(word: str) -> None:
+        raise AssertionError(f"bare {word} in the output")
+
+    emit(data, True, lambda: None)
+    printed = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert printed == {
+        "merge_fields": {"SCORE": "nan", "LIMIT": "inf", "FLOOR": "-inf", "N": 1.5},
+        "history": [[{"sent": {"AGE": "nan"}}], "NaN"],
+    }
