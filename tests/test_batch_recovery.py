@@ -124,15 +124,21 @@ def test_batch_mailchimp_no_longer_knows_is_sent_again(
 ) -> None:
     expected = _prepare(app, 150)
     # Slow enough that a batch is deleted half done: some of its members exist already.
-    sandbox.client.set_faults(batch_ops_per_second=20)
+    # Two operations a second: its 50 take 25 s, and it is deleted once 5 are done.
+    sandbox.client.set_faults(batch_ops_per_second=2)
     workers.start(2)
     run_id = _start(app, batch_size=50)
     gone = _mailchimp_batch(sandbox, "started")
-    wait_for(lambda: len(sandbox.client.members(LIST_ID)["members"]) >= 5, timeout=20)
-    deleted = requests.delete(
-        f"{sandbox.api_url}batches/{gone}", auth=("shop", sandbox.api_key), timeout=5
-    )
+    auth = ("shop", sandbox.api_key)
+
+    def finished_operations() -> int:
+        reply = requests.get(f"{sandbox.api_url}batches/{gone}", auth=auth, timeout=10)
+        return int(reply.json()["finished_operations"])
+
+    wait_for(lambda: finished_operations() >= 5, timeout=60, what="5 operations done")
+    deleted = requests.delete(f"{sandbox.api_url}batches/{gone}", auth=auth, timeout=10)
     assert deleted.status_code == 204
+    assert len(sandbox.client.members(LIST_ID)["members"]) >= 5
     sandbox.client.set_faults(batch_ops_per_second=20_000)
     data = wait_run_ended(_db().session, run_id, timeout=60)
 

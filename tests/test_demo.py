@@ -53,7 +53,7 @@ def test_demo_exports_the_example_shop_on_embedded_redis_and_the_sandbox(tmp_pat
         env={**env, **exports},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=180,  # a fresh interpreter: most of a minute on a loaded machine
     )
     assert status.returncode == 0, status.stderr
     assert " UTC  export  finished" in status.stdout, status.stdout

@@ -32,19 +32,6 @@ POLL = {"method": "GET", "path_contains": "/batches/"}
 _db = shop_db
 
 
-@pytest.fixture(autouse=True)
-def default_retry_delay(app: Flask) -> None:
-    """The workers wait the default 2 s before a retry, not the suite's shorter delay.
-
-    The scripted faults are a queue met in order (a submit, then a poll, then a submit):
-    each retry has to come after the first polls of the batches already sent, as it does
-    with Mailchimp's clients' usual backoff. With a retry quicker than a poll, every
-    batch could be sent before the poll fault is met, and no submit would be left for
-    the next fault in the queue.
-    """
-    app.config["MCSYNC_RETRY_DELAY"] = 2.0
-
-
 def _prepare(app: Flask, count: int = 90, seed: int = 21) -> Any:
     return prepare_export(app, shop_rows(count, seed=seed))
 
@@ -94,24 +81,32 @@ def _batch_id(run_id: int, seq: int) -> int:
 
 def test_server_errors_one_shot_are_retried(app: Flask, sandbox: Any, workers: Any) -> None:
     expected = _prepare(app)
+    # One batch, so its requests come in one order whatever the timing: its sends until
+    # one is taken in, then its polls.
     sandbox.client.set_faults(
         retry_after=0,
         next=[
             {"status": 500, **SUBMIT},
-            {"status": 503, **POLL},
             {"status": 502, **SUBMIT},
+            {"status": 503, **POLL},
             {"status": 504, **POLL, "count": 2},
         ],
     )
     workers.start(2)
-    run_id = _start(app)
+    run_id = _start(app, batch_size=len(expected.send))
     data = wait_run_ended(_db().session, run_id, timeout=50)
 
     _assert_accounted(sandbox, run_id, expected, data)
     assert sandbox.client.faults()["next"] == []  # every scripted fault was met
     statuses = sandbox.client.stats()["responses_by_status"]
-    assert all(statuses.get(code) for code in ("500", "502", "503", "504"))
-    assert sum(b["retries"] for b in data["batches"]) >= 5
+    assert {code: statuses.get(code) for code in ("500", "502", "503", "504")} == {
+        "500": 1,
+        "502": 1,
+        "503": 1,
+        "504": 2,
+    }
+    (batch,) = data["batches"]
+    assert batch["retries"] == 5  # two sends and three polls tried again
 
 
 def test_random_server_errors_do_not_lose_addresses(app: Flask, sandbox: Any, workers: Any) -> None:
@@ -144,25 +139,31 @@ def test_timeouts_are_retried_without_doubles(app: Flask, sandbox: Any, workers:
 
 def test_dropped_connections_are_retried(app: Flask, sandbox: Any, workers: Any) -> None:
     expected = _prepare(app)
+    # One batch, so its requests come in one order whatever the timing (see above).
     sandbox.client.set_faults(
         next=[
             {"status": "drop", **SUBMIT},
-            {"status": "drop", **POLL},
             {"status": "drop", **SUBMIT},
+            {"status": "drop", **POLL},
         ],
     )
     workers.start(2)
-    run_id = _start(app)
+    run_id = _start(app, batch_size=len(expected.send))
     data = wait_run_ended(_db().session, run_id, timeout=50)
 
     _assert_accounted(sandbox, run_id, expected, data)
     assert sandbox.client.faults()["next"] == []
-    assert sum(b["retries"] for b in data["batches"]) == 3
+    assert sandbox.client.stats()["responses_by_status"].get("dropped") == 3
+    (batch,) = data["batches"]
+    assert batch["retries"] == 3
 
 
 def test_expired_batch_results_are_sent_again(app: Flask, sandbox: Any, workers: Any) -> None:
     expected = _prepare(app)
     sandbox.client.set_faults(expire_results=True)
+    # Retries after the default 2 s, doubling: the batches' budget of re-sends (8) lasts
+    # minutes, well past the wait below for each of them to meet expired results.
+    workers.env["MCSYNC_RETRY_DELAY"] = "2.0"
     workers.start(2)
     run_id = _start(app)
     session = _db().session

@@ -13,7 +13,7 @@ is read from the lease the poll left and from RQ's registry of scheduled jobs.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,8 @@ def _one_batch_sent(app: Flask, sandbox: Any) -> tuple[Any, int, str]:
     return ext, batch_id, token
 
 
-def _backdate_send(ext: Any, batch_id: int, seconds: float) -> None:
+def _backdate_send(ext: Any, batch_id: int, seconds: float) -> datetime:
+    """Say the batch was sent ``seconds`` ago; when that is, as stored."""
     from flask_mcsync.models import Batch
     from flask_mcsync.times import utcnow
 
@@ -108,28 +109,40 @@ def _backdate_send(ext: Any, batch_id: int, seconds: float) -> None:
         .values(submitted_at=utcnow() - timedelta(seconds=seconds))
     )
     ext.session.commit()
+    sent_at: datetime = ext.session.execute(
+        sa.select(Batch.submitted_at).where(Batch.id == batch_id)
+    ).scalar_one()
+    ext.session.commit()
+    return sent_at
 
 
-def _next_look(ext: Any, batch_id: int) -> tuple[float, float]:
-    """Seconds from now until the batch's lease ends, and until its next poll job is due
-    (RQ's scheduler keeps whole seconds)."""
+def _next_look_at(ext: Any, batch_id: int) -> tuple[datetime, datetime]:
+    """When the batch's lease ends, and when its next poll job is due (RQ's scheduler
+    keeps whole seconds)."""
     from rq.registry import ScheduledJobRegistry
 
     from flask_mcsync.enqueue import batch_job_id, make_queue
     from flask_mcsync.models import Batch
-    from flask_mcsync.times import utcnow
 
     row = ext.session.execute(
         sa.select(Batch.lease_until, Batch.lease_token).where(Batch.id == batch_id)
     ).one()
     ext.session.commit()
     queue = make_queue(ext)
-    score = ScheduledJobRegistry(queue=queue).get_scheduled_time(
+    due = ScheduledJobRegistry(queue=queue).get_scheduled_time(
         batch_job_id(batch_id, row.lease_token)
     )
+    lease_until: datetime = row.lease_until
+    return lease_until, due if due.tzinfo else due.replace(tzinfo=timezone.utc)
+
+
+def _next_look(ext: Any, batch_id: int) -> tuple[float, float]:
+    """Seconds from now until the batch's lease ends, and until its next poll job is due."""
+    from flask_mcsync.times import utcnow
+
+    lease_until, due = _next_look_at(ext, batch_id)
     now = utcnow()
-    due: datetime = score if score.tzinfo else score.replace(tzinfo=now.tzinfo)
-    return (row.lease_until - now).total_seconds(), (due - now).total_seconds()
+    return (lease_until - now).total_seconds(), (due - now).total_seconds()
 
 
 @pytest.mark.slow
@@ -137,18 +150,33 @@ def test_a_batch_waiting_behind_others_is_polled_after_an_eighth_of_its_wait(
     app: Flask, sandbox: Any
 ) -> None:
     from flask_mcsync import batch_sync
+    from flask_mcsync.times import utcnow
 
     sandbox.client.set_faults(batch_start_delay=3600)  # Mailchimp has not started it
     ext, batch_id, token = _one_batch_sent(app, sandbox)
     assert set(sandbox.client.stats()["batches"].values()) == {"pending"}
-    _backdate_send(ext, batch_id, 80)  # sent 80 s ago, still waiting
+    sent_at = _backdate_send(ext, batch_id, 80)  # sent 80 s ago, still waiting
 
+    before = utcnow()
     batch_sync.advance(ext, batch_id, token)  # its poll: "pending"
+    after = utcnow()
 
-    lease_left, due_in = _next_look(ext, batch_id)
-    lease = ext.config.lease_seconds
-    assert 10 + lease - 2 <= lease_left <= 10 + lease + 1, lease_left
-    assert 10 - 1 <= due_in <= 10 + 2 + 1, due_in  # _not_before: whole seconds, +1
+    # The poll read the clock between ``before`` and ``after``: the batch had waited 80 s
+    # and a little more, and its next look is an eighth of that wait (10 s and a little)
+    # after that moment. Bounded from both sides, however long the poll took.
+    def eighth_of_wait(now: datetime) -> timedelta:
+        return (now - sent_at) / 8
+
+    assert timedelta(seconds=10) <= eighth_of_wait(before)
+    assert eighth_of_wait(after) <= timedelta(seconds=MAX_POLL_DELAY)
+    lease_until, due = _next_look_at(ext, batch_id)
+    lease = timedelta(seconds=ext.config.lease_seconds)
+    tick = timedelta(milliseconds=1)
+    low, high = before + eighth_of_wait(before), after + eighth_of_wait(after)
+    assert low + lease - tick <= lease_until <= high + lease + tick, (low, lease_until, high)
+    # _not_before: a delay of a second or more is rounded up to whole seconds, plus one;
+    # RQ's registry then keeps the due time in whole seconds (rounded down).
+    assert low <= due <= high + timedelta(seconds=2), (low, due, high)
 
 
 @pytest.mark.slow

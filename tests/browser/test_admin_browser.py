@@ -319,7 +319,9 @@ def test_export_window_asks_for_a_worker_only_when_no_worker_moves(
     ext = state(app)
     settings.update(ext.session, ext.config, list_id=LIST_ID, list_name="Demo shop newsletter")
     ext.session.commit()
-    sandbox.client.set_faults(batch_ops_per_second=4)  # 25 s a batch of 100
+    # 100 s a batch of 100: an operation a second moves the progress often enough for
+    # the waits below, and batch 1 is still running after them however slow they are.
+    sandbox.client.set_faults(batch_ops_per_second=1)
     workers.start(1)
     page.clock.install()  # the window's own time, fast-forwarded below
     login(page, live_server)
@@ -365,9 +367,9 @@ def test_export_window_asks_for_a_worker_only_when_no_worker_moves(
     assert progress()["done"] == 0
     shots.take(page, "progress-long-batch")
 
-    # Mailchimp stops moving (its next operation is 100 s away); the worker still looks
+    # Mailchimp stops moving (its next operation is 1000 s away); the worker still looks
     # at the batch, and each look renews the batch's lease.
-    sandbox.client.set_faults(batch_ops_per_second=0.01)
+    sandbox.client.set_faults(batch_ops_per_second=0.001)
 
     def polled_without_progress() -> bool:
         before = progress()

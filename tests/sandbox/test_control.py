@@ -103,17 +103,30 @@ def test_fields_and_patch_address_change(api: Any) -> None:
 
 
 def test_deleted_batch_stops_and_archive_404(api: Any, sandbox: SandboxServer) -> None:
-    sandbox.client.set_faults(batch_ops_per_second=50)
+    # Two operations a second: deleted well before its 100 operations could be done.
+    sandbox.client.set_faults(batch_ops_per_second=2)
     ops = [{"method": "GET", "path": "ping"} for _ in range(100)]
     batch_id = api("POST", "batches", json={"operations": ops}).json()["id"]
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while sandbox.client.stats()["operations_processed"] < 1:
+        assert time.monotonic() < deadline, sandbox.client.stats()
+        time.sleep(0.02)
     assert api("DELETE", f"batches/{batch_id}").status_code == 204
     assert api("GET", f"batches/{batch_id}").status_code == 404
     missing = requests.get(f"{sandbox.url}/_sandbox/batch-results/{batch_id}.tar.gz", timeout=5)
     assert missing.status_code == 404 and "NoSuchKey" in missing.text
     processed = sandbox.client.stats()["operations_processed"]
-    time.sleep(0.1)
-    assert sandbox.client.stats()["operations_processed"] == processed < 100
+    assert 1 <= processed < 100
+    # Unpaced, a batch still running would do the rest of its operations before the
+    # next batch (they run one at a time, in order): once that one is finished, the
+    # deleted one has done nothing more.
+    sandbox.client.set_faults(batch_ops_per_second=0)
+    after = api("POST", "batches", json={"operations": [{"method": "GET", "path": "ping"}]})
+    deadline = time.monotonic() + 30
+    while api("GET", f"batches/{after.json()['id']}").json()["status"] != "finished":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert sandbox.client.stats()["operations_processed"] == processed + 1
 
 
 def test_batch_operation_errors_are_per_operation(api: Any) -> None:

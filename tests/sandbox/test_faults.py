@@ -113,16 +113,21 @@ def test_one_shot_rules_in_order(api: Any, sandbox: SandboxServer) -> None:
 
 
 def test_timeout_fault_makes_client_time_out(api: Any, sandbox: SandboxServer) -> None:
-    sandbox.client.set_faults(timeout_rate=1.0, timeout_seconds=5)
-    started = time.monotonic()
+    # The sandbox holds the request for a minute: the client gives up at its own timeout
+    # while the sandbox still holds it. Clearing the faults wakes it at once.
+    sandbox.client.set_faults(timeout_rate=1.0, timeout_seconds=60)
     with pytest.raises(requests.exceptions.ReadTimeout):
         api("GET", "ping", timeout=0.3)
-    assert time.monotonic() - started < 2
-    # A one-shot timeout rule; with a patient client the request completes after the wait.
+    assert sandbox.client.stats()["in_flight"] == 1
     sandbox.client.clear_faults()
+    deadline = time.monotonic() + 30
+    while sandbox.client.stats()["in_flight"]:
+        assert time.monotonic() < deadline, sandbox.client.stats()
+        time.sleep(0.02)
+    # A one-shot timeout rule; with a patient client the request completes after the wait.
     sandbox.client.set_faults(timeout_seconds=0.2, next=[{"status": "timeout"}])
     started = time.monotonic()
-    assert api("GET", "ping", timeout=5).status_code == 200
+    assert api("GET", "ping", timeout=30).status_code == 200
     assert time.monotonic() - started >= 0.2
 
 
@@ -172,18 +177,29 @@ def test_500_unfinished_batches_then_429(api: Any, sandbox: SandboxServer) -> No
 
 
 def test_batch_rate_and_progress(api: Any, sandbox: SandboxServer) -> None:
-    sandbox.client.set_faults(batch_ops_per_second=100)
+    # One operation a second: seen midway however late the look comes (41 s a batch),
+    # and never ahead of its pace (operation k is due k seconds after the batch starts).
+    rate = 1
+    sandbox.client.set_faults(batch_ops_per_second=rate)
     ops = [{"method": "GET", "path": "ping", "operation_id": str(i)} for i in range(40)]
     ops.append(
         {"method": "GET", "path": f"lists/{LIST}/members/{'0' * 32}", "operation_id": "missing"}
     )
+    submitted = time.monotonic()
     batch_id = api("POST", "batches", json={"operations": ops}).json()["id"]
-    time.sleep(0.15)
-    midway = api("GET", f"batches/{batch_id}").json()
+    deadline = time.monotonic() + 30
+    while True:
+        midway = api("GET", f"batches/{batch_id}").json()
+        elapsed = time.monotonic() - submitted
+        if midway["finished_operations"] >= 1:
+            break
+        assert time.monotonic() < deadline, midway
+        time.sleep(0.02)
     assert midway["status"] == "started"
-    assert 0 < midway["finished_operations"] < 41
+    assert 1 <= midway["finished_operations"] < 41
+    assert midway["finished_operations"] <= elapsed * rate  # never ahead of the pace
     sandbox.client.set_faults(batch_ops_per_second=0)  # unlimited from here on
-    batch = wait_finished(api, batch_id)
+    batch = wait_finished(api, batch_id, timeout=30)
     assert (batch["finished_operations"], batch["errored_operations"]) == (41, 1)
     assert sandbox.client.stats()["operations_processed"] == 41
 
