@@ -17,11 +17,13 @@ and 90th percentile) of the batches after the first five.
 
     python benchmarks/bench_outcome_rows.py [--history 100000,1900000] [--batches 40]
         [--journal default|wal] [--wal-autocheckpoint 1000,10000,40000]
+        [--pragma 'NAME=VALUE[;NAME=VALUE],...']
 
 ``--wal-autocheckpoint`` compares SQLite's WAL checkpoint intervals instead (WAL, the
-table as declared, each setting twice in turn). Since 143b626 ``--journal wal`` runs with
-the example shop's 40,000 pages between checkpoints; the README's WAL figures before
-2026-11-27 21:00 were taken at SQLite's 1,000.
+table as declared, each setting twice in turn); ``--pragma`` compares any settings the
+same way, e.g. ``--pragma cache_size=-2000,cache_size=-65536``. Since 143b626
+``--journal wal`` runs with the example shop's 40,000 pages between checkpoints; the
+README's WAL figures before 2026-11-27 21:00 were taken at SQLite's 1,000.
 
 The files live in a temporary folder, kept between runs (``--folder``) because
 writing 1.9M history rows takes a minute.
@@ -88,7 +90,7 @@ def history_file(folder: Path, rows: int) -> Path:
 
 
 def measure(
-    source: Path, drop: str | None, journal: str, batches: int, checkpoint: int | None = None
+    source: Path, drop: str | None, journal: str, batches: int, pragma: str | None = None
 ) -> tuple[str, str]:
     """CPU and wall milliseconds per batch of 1,000 rows (record + commit): median, and
     mean / 90th percentile (a WAL checkpoint lands in some batches' commit)."""
@@ -100,11 +102,12 @@ def measure(
 
     if journal == "wal":  # as the example shop runs it
         sa.event.listen(engine, "connect", sqlite_for_workers)
-        if checkpoint is not None:  # after the shop's own setting, so this one holds
+        if pragma is not None:  # after the shop's own settings, so this one holds
 
             @sa.event.listens_for(engine, "connect")
-            def _checkpoint(connection: Any, _record: Any) -> None:
-                connection.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint)}")
+            def _variant(connection: Any, _record: Any) -> None:
+                for setting in pragma.split(";"):
+                    connection.execute(f"PRAGMA {setting}")
 
     other = engine.connect()  # the other worker
     other.exec_driver_sql("CREATE TABLE IF NOT EXISTS other_writer (x INTEGER)")
@@ -162,6 +165,11 @@ def main() -> None:
         help="with --journal wal: pages between checkpoints, comma-separated to compare"
         " (default: the example shop's)",
     )
+    parser.add_argument(
+        "--pragma",
+        help="with --journal wal: SQLite settings to compare, comma-separated variants, each"
+        " one or more NAME=VALUE joined by ';' (e.g. cache_size=-2000,cache_size=-65536)",
+    )
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "mcsync-bench-rows"))
     args = parser.parse_args()
     if args.batches < WARM_UP + 2:
@@ -170,7 +178,11 @@ def main() -> None:
             " timed; a median and a 90th percentile need two more)"
         )
     if args.wal_autocheckpoint:
-        args.journal = "wal"  # checkpoints are the WAL's
+        args.pragma = ",".join(
+            f"wal_autocheckpoint={int(n)}" for n in args.wal_autocheckpoint.split(",")
+        )
+    if args.pragma:
+        args.journal = "wal"  # the variants are compared as the example shop runs SQLite
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.history.split(",")]
@@ -179,18 +191,18 @@ def main() -> None:
         f"SQLite {sqlite3.sqlite_version}, journal {args.journal}, {args.batches} batches,"
         f" files on {filesystem(folder)}; ms per batch: median (mean / 90th percentile)"
     )
-    if args.wal_autocheckpoint:
+    if args.pragma:
         # Each setting in turn, twice, on the table as declared: the index costs are above.
-        checkpoints = [int(n) for n in args.wal_autocheckpoint.split(",")]
-        print("| history rows | wal_autocheckpoint | CPU ms / 1,000 rows | wall ms | load |")
-        print("|---:|---:|---:|---:|---|")
+        variants = args.pragma.split(",")
+        print("| history rows | settings | CPU ms / 1,000 rows | wall ms | load |")
+        print("|---:|---|---:|---:|---|")
         for size in sizes:
             source = history_file(folder, size)
             for _ in range(2):
-                for pages in checkpoints:
-                    cpu, wall = measure(source, None, "wal", args.batches, pages)
+                for variant in variants:
+                    cpu, wall = measure(source, None, "wal", args.batches, variant)
                     print(
-                        f"| {size:,} | {pages:,} | {cpu} | {wall} | {load_average()} |", flush=True
+                        f"| {size:,} | {variant} | {cpu} | {wall} | {load_average()} |", flush=True
                     )
         return
     print("| history rows | index dropped | CPU ms / 1,000 rows | wall ms | load |")
