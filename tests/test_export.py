@@ -253,11 +253,12 @@ def test_worker_killed_mid_run_loses_nothing(app: Flask, sandbox: Any, workers: 
     workers.kill(first)
     # The dead worker's scheduler (RQ's, which queues the polls any worker scheduled)
     # keeps its lock for a minute. Held here for ten minutes: the run must end without
-    # any scheduler, through the leases (9 s) and the sweep (every 2 s) alone.
+    # any scheduler, through the leases (9 s) and the sweep (every 2 s) alone. Ending
+    # within the 120 s below is the proof (without the sweep's moving of overdue polls
+    # it waits for the lock).
     redis = _ext(app).redis
     lock = RQScheduler.get_locking_key(_ext(app).config.queue_name)
-    dead_scheduler = redis.get(lock)
-    assert dead_scheduler is not None, "the killed worker ran no scheduler"
+    assert redis.get(lock) is not None, "the killed worker ran no scheduler"
     assert redis.expire(lock, 600)
     sandbox.client.set_faults(batch_ops_per_second=20_000)
     workers.start(1)
@@ -270,8 +271,6 @@ def test_worker_killed_mid_run_loses_nothing(app: Flask, sandbox: Any, workers: 
     assert data["created"] + data["updated"] + data["errors"] == data["total"]
     assert data["total"] == len(expected.send)
     assert data["errors"] == 0
-    # No scheduler took over meanwhile: the dead worker's still holds the lock.
-    assert redis.get(lock) == dead_scheduler
 
 
 def test_two_synchronize_at_once_start_one_run(app: Flask, sandbox: Any, workers: Any) -> None:

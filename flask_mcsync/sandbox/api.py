@@ -125,7 +125,10 @@ def create_api_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
     def call(subpath: str) -> Response:
         key = authenticate()
         with connection_slot(key):
-            faults.sleep(faults.latency_ms / 1000.0)
+            # Taken before any setting is read: a test that clears the faults once it
+            # sees this request in flight wakes it, wherever it then sleeps.
+            wake = faults.hold()
+            faults.sleep(faults.latency_ms / 1000.0, wake)
             decision = faults.decide(request.method, request.path)
             if decision is not None and decision.kind == "drop":
                 _drop_connection()
@@ -134,7 +137,7 @@ def create_api_blueprint(state: SandboxState, faults: Faults) -> Blueprint:
             if decision is not None and decision.kind == "timeout":
                 # The call still happens afterwards, as on a slow server: a client that
                 # timed out cannot know whether its write was applied.
-                faults.sleep(faults.timeout_seconds)
+                faults.sleep(faults.timeout_seconds, wake)
             elif decision is not None and decision.kind == "empty_403":
                 # Seen at very high volume: a 403 with no JSON (no body at all).
                 return Response(b"", status=403, content_type="text/html; charset=utf-8")

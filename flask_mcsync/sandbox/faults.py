@@ -327,10 +327,18 @@ class Faults:
             draw = random.Random(f"{self.seed}:{batch_id}").random()
             return draw < self.expire_results_rate
 
-    def sleep(self, seconds: float) -> bool:
-        """Sleep unless the faults are cleared meanwhile; True if it slept fully."""
+    def hold(self) -> threading.Event:
+        """What :meth:`clear` sets, as of now. A request takes it before it reads any
+        setting, and sleeps on it: a clear at any later moment then wakes whatever it
+        sleeps (its latency, a timeout), even one it decided on before the clear."""
+        with self._lock:
+            return self._wake
+
+    def sleep(self, seconds: float, wake: threading.Event | None = None) -> bool:
+        """Sleep unless the faults are cleared meanwhile (since ``wake`` was taken, if
+        given); True if it slept fully."""
         if seconds <= 0:
             return True
-        with self._lock:
-            wake = self._wake
+        if wake is None:
+            wake = self.hold()
         return not wake.wait(seconds)
