@@ -51,16 +51,16 @@ def echo_json(data: Any, indent: int | None = None) -> None:
     value, say) is written as text, "nan" or "inf", where ``json.dumps`` would write a
     bare ``NaN`` that jq and every strict parser refuse; other values JSON lacks, as
     their ``str``."""
-    click.echo(json.dumps(_finite(data), indent=indent, default=str))
+    click.echo(json.dumps(_jsonable(data), indent=indent, default=str))
 
 
-def _finite(value: Any) -> Any:
+def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: _jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [_jsonable(item) for item in value]
     return value
 
 

@@ -23,7 +23,9 @@ number        ``int`` or ``float``; ``bool`` → ``1``/``0``; ``Decimal`` → ``
               Not-a-number, the infinities and numbers beyond a double's range are
               sent as text too (``"NaN"``, ``"Infinity"``, the digits): JSON has no
               such number (an encoder writes ``null`` for them, not the shop's
-              value), so the address gets Mailchimp's error instead
+              value), so the address gets Mailchimp's error instead (for digits
+              beyond a double's range Mailchimp's answer is not documented: the
+              sandbox refuses them, ``sandbox.merge_values.within_double_range``)
 date          ``YYYY-MM-DD`` from a ``date``/``datetime`` (Mailchimp's API date format,
               whatever the field's display format); text passed through
 birthday      ``MM/DD`` (or ``DD/MM`` when the field's ``options.date_format`` says so)

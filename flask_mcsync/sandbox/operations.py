@@ -7,7 +7,6 @@ This is HTTP-free on purpose: the Flask view and the batch worker both call
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,7 @@ from . import members as rules
 from .batch_submit import batch_page, validate_operations
 from .errors import ApiError, invalid_resource, method_not_allowed, not_found, too_many_requests
 from .member_filters import member_page
+from .merge_values import within_double_range
 from .results import pack_operations
 from .state import Audience, Batch, Member, SandboxState
 
@@ -29,11 +29,16 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):  # 1e400: a number no double holds
-        raise ValueError(f"{text} is out of range")
-    return number
+def _number(read: Any) -> Any:
+    """``read`` (``float`` or ``int``) for ``json.loads``, refusing what no double holds."""
+
+    def parse(text: str) -> float:
+        number = read(text)  # int() refuses more than 4,300 digits itself
+        if not within_double_range(number):
+            raise ValueError("out of range")
+        return number
+
+    return parse
 
 
 def parse_body(text: str) -> object:
@@ -41,12 +46,18 @@ def parse_body(text: str) -> object:
 
     Strict: Python's ``json`` also reads ``NaN``, ``Infinity`` and ``-Infinity``, which
     JSON (RFC 8259) does not have, and which ``json.dumps`` writes for a float that is
-    not finite, and reads ``1e400`` as an infinity. Mailchimp's own parser is not
-    documented; a client sending these gets a parse error here rather than a number
-    Mailchimp may never accept.
+    not finite, and reads ``1e400`` as an infinity (and 400 digits as an ``int`` no
+    double holds). Mailchimp's own parser is not documented; a client sending these gets
+    a parse error here rather than a number Mailchimp may never accept
+    (:func:`~.merge_values.within_double_range`).
     """
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_number(float),
+            parse_int=_number(int),
+        )
     except ValueError:
         return INVALID_JSON
 

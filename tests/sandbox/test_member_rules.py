@@ -219,7 +219,16 @@ def test_merge_value_string_number_and_address_accepted(
 
 @pytest.mark.parametrize(
     ("value", "kept"),
-    [(42, 42), (2.5, 2.5), ("12", "12"), (" -3.5 ", " -3.5 "), ("1e3", "1e3"), (".5", ".5")],
+    [
+        (42, 42),
+        (2.5, 2.5),
+        ("12", "12"),
+        (" -3.5 ", " -3.5 "),
+        ("1e3", "1e3"),
+        (".5", ".5"),
+        ("1e308", "1e308"),
+        ("9" * 308, "9" * 308),
+    ],
 )
 def test_number_field_takes_decimal_numbers(
     official: Any, sandbox: SandboxServer, value: Any, kept: Any
@@ -233,13 +242,15 @@ def test_number_field_takes_decimal_numbers(
 
 
 @pytest.mark.parametrize(
-    "value", ["abc", "nan", "NaN", "inf", "Infinity", "1_000", "١٢", "1,5", ""]
+    "value",
+    ["abc", "nan", "NaN", "inf", "Infinity", "1_000", "١٢", "1,5", "", "1e999", "1" + "0" * 400],
 )
 def test_number_field_refuses_what_is_not_written_as_a_number(
     official: Any, sandbox: SandboxServer, value: str
 ) -> None:
     # Python's float() reads "nan", "inf", "1_000" and Arabic-Indic digits; nothing says
-    # Mailchimp does, so the sandbox refuses them (merge_values._NUMBER_TEXT).
+    # Mailchimp does, so the sandbox refuses them (merge_values._NUMBER_TEXT), and
+    # numbers no double holds (merge_values.within_double_range).
     list_id = sandbox.client.create_list(
         "Numbers", [{"tag": "AGE", "type": "number", "required": True}]
     )["id"]
